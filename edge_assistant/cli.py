@@ -1,0 +1,258 @@
+"""`edge-assistant`: the command line. The only module that sees argparse.
+
+Every command loads the config the same way (--config, else /etc/edge-assistant/..., else the
+built-in defaults), and every expected failure ends with one line on stderr and exit status 1
+(2 for usage errors), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import __version__, config as config_module, models
+from .config import Config, ConfigError
+
+log = logging.getLogger("edge_assistant")
+
+EXIT_FAILURE = 1
+
+
+class CliError(Exception):
+    """An expected failure: printed as one line, exit status 1."""
+
+
+def _load_config(args: argparse.Namespace) -> Config:
+    return config_module.load(getattr(args, "config", None))
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# --- config -------------------------------------------------------------------------------
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    path = args.file or args.config
+    config = config_module.load(path)
+    problems = []
+    state_dir = config.state_dir()
+    for resolve in (
+        lambda: models.resolve_llm(config.llm.model, state_dir),
+        lambda: models.resolve_voice(config.tts.voice, state_dir),
+        lambda: models.resolve_stt(config.stt.model, state_dir),
+    ):
+        try:
+            resolve()
+        except models.ModelError as error:
+            problems.append(str(error))
+    if config.mqtt.password_file and not Path(config.mqtt.password_file).is_file():
+        problems.append(f"mqtt.password_file: {config.mqtt.password_file} not found")
+    if problems:
+        raise CliError("; ".join(problems))
+    print(f"{config.source}: OK")
+    return 0
+
+
+# --- text: prompt and ask -----------------------------------------------------------------
+
+
+def _question(args: argparse.Namespace) -> str:
+    text = " ".join(args.text) if args.text else ""
+    if text == "-" or (not text and not sys.stdin.isatty()):
+        raw = sys.stdin.buffer.read()
+        text = raw.decode("utf-8", errors="replace")
+    if not text.strip():
+        raise CliError("the question is empty")
+    return text
+
+
+def cmd_prompt(args: argparse.Namespace) -> int:
+    from .llm import load_session
+
+    config = _load_config(args)
+    session = load_session(config)
+    prompt = session.prepare(_question(args))
+    if args.tokens:
+        tokenizer = session.engine.tokenizer
+        for position, token_id in enumerate(prompt.tokens):
+            marker = "special" if position in prompt.special_positions else ""
+            print(f"{token_id}\t{tokenizer.piece(token_id)!r}\t{marker}".rstrip())
+    else:
+        sys.stdout.write(prompt.text)
+        if not prompt.text.endswith("\n"):
+            sys.stdout.write("\n")
+    print(
+        f"# format={session.builder.format.name} tokens={len(prompt.tokens)}"
+        f" budget={session.builder.budget} dropped_turns={prompt.dropped_turns}"
+        f" trimmed_chars={prompt.trimmed_chars}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from .llm import Generation, Reply, load_session
+
+    config = _load_config(args)
+    question = _question(args)
+    session = load_session(config)
+    prompt = session.prepare(question)
+    if prompt.trimmed_chars:
+        print(f"# question cut by {prompt.trimmed_chars} characters to fit the context", file=sys.stderr)
+    reply = Reply(prompt, Generation())
+    cancel = threading.Event()
+    stream_text = None if args.json else (lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
+    try:
+        for _sentence in session.sentences(prompt, cancel, reply, on_piece=stream_text):
+            pass
+    except KeyboardInterrupt:
+        cancel.set()
+    generation = reply.generation
+    if args.json:
+        info = session.engine.info
+        print(
+            json.dumps(
+                {
+                    "text": generation.text.strip(),
+                    "model": info.name,
+                    "model_path": info.path,
+                    "architecture": info.architecture,
+                    "quantization": info.quantization,
+                    "prompt_format": session.builder.format.name,
+                    "prompt_tokens": generation.prompt_tokens,
+                    "completion_tokens": generation.completion_tokens,
+                    "finish_reason": generation.finish_reason,
+                    "timings": generation.timings.as_dict(),
+                    "sentences": reply.sentences,
+                    "trimmed_chars": prompt.trimmed_chars,
+                },
+                ensure_ascii=False,
+            )
+        )
+    else:
+        print()
+    return 0
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    rows = models.listing(config.state_dir())
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        mark = "*" if row["pulled"] else " "
+        print(f"{mark} {row['name']:<28} {row['kind']:<6} {row['description']}")
+    print("(* pulled; the embedded defaults need no pull)")
+    return 0
+
+
+def cmd_models_pull(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    for name in args.names:
+        path = models.pull(name, config.state_dir(), progress=not args.quiet)
+        print(path)
+    return 0
+
+
+def cmd_models_path(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    state_dir = config.state_dir()
+    if args.name == models.EMBEDDED:
+        print(models.resolve_llm("", state_dir))
+        return 0
+    found = models.path(args.name, state_dir)
+    if found is None:
+        raise CliError(f"{args.name} is not pulled; run: edge-assistant models pull {args.name}")
+    print(found)
+    return 0
+
+
+def cmd_models_remove(args: argparse.Namespace) -> int:
+    config = _load_config(args)
+    if not models.remove(args.name, config.state_dir()):
+        raise CliError(f"{args.name} is not pulled")
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-assistant",
+        description="Offline voice assistant: wake word, speech recognition, local LLM, speech, MQTT.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-c", "--config", help="TOML config file (default: /etc/edge-assistant/edge-assistant.toml if present)")
+    parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    config_parser = commands.add_parser("config", help="check a config file")
+    config_commands = config_parser.add_subparsers(dest="config_command", required=True)
+    check = config_commands.add_parser("check", help="validate a config without starting anything")
+    check.add_argument("file", nargs="?", help="the file to check (default: --config)")
+    check.set_defaults(handler=cmd_config_check)
+
+    prompt = commands.add_parser("prompt", help="print the exact prompt the model would get")
+    prompt.add_argument("text", nargs="*", help="the user's message ('-' or none: stdin)")
+    prompt.add_argument("--tokens", action="store_true", help="print token ids, special tokens marked")
+    prompt.set_defaults(handler=cmd_prompt)
+
+    ask = commands.add_parser("ask", help="answer a question in text, streaming the reply")
+    ask.add_argument("text", nargs="*", help="the question ('-' or none: stdin)")
+    ask.add_argument("--json", action="store_true", help="print one JSON object with text, tokens and timings")
+    ask.set_defaults(handler=cmd_ask)
+
+    models_parser = commands.add_parser("models", help="list, pull and locate models")
+    models_commands = models_parser.add_subparsers(dest="models_command", required=True)
+    listing = models_commands.add_parser("list", help="known models and which are pulled")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_models_list)
+    pull = models_commands.add_parser("pull", help="download and verify models")
+    pull.add_argument("names", nargs="+", metavar="NAME")
+    pull.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    pull.set_defaults(handler=cmd_models_pull)
+    path = models_commands.add_parser("path", help="where a pulled model is ('embedded': the default LLM)")
+    path.add_argument("name")
+    path.set_defaults(handler=cmd_models_path)
+    remove = models_commands.add_parser("remove", help="delete a pulled model")
+    remove.add_argument("name")
+    remove.set_defaults(handler=cmd_models_remove)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level or "warning")
+    from .llm import LlmError
+    from .prompt import PromptError
+
+    try:
+        return args.handler(args)
+    except (ConfigError, CliError, models.ModelError, LlmError, PromptError) as error:
+        print(f"edge-assistant: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

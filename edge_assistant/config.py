@@ -1,0 +1,357 @@
+"""Configuration: one TOML file parsed once into typed, frozen, validated objects.
+
+Every problem is reported as a `ConfigError` whose message names the key (``llm.n_ctx``) or the
+TOML line, so a person reading the journal of a headless device knows what to fix.
+Environment variables ``EDGE_ASSISTANT_<TABLE>_<KEY>`` override the file, for values that differ
+per device (broker host, thread count) while the file stays shared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+ENV_PREFIX = "EDGE_ASSISTANT_"
+DEFAULT_CONFIG_PATHS = (
+    Path("/etc/edge-assistant/edge-assistant.toml"),
+    Path.home() / ".config" / "edge-assistant" / "edge-assistant.toml",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is unusable; the message names the key."""
+
+
+def _check(predicate: Callable[[Any], bool], requirement: str) -> dict:
+    return {"check": (predicate, requirement)}
+
+
+def _between(low: float, high: float) -> dict:
+    return _check(lambda v: low <= v <= high, f"must be between {low} and {high}")
+
+
+def _at_least(low: float) -> dict:
+    return _check(lambda v: v >= low, f"must be >= {low}")
+
+
+def _one_of(*choices: str) -> dict:
+    return _check(lambda v: v in choices, "must be one of " + ", ".join(repr(c) for c in choices))
+
+
+def _positive() -> dict:
+    return _check(lambda v: v > 0, "must be > 0")
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    # Device name substring or PortAudio index; "" means the system default.
+    input_device: str | int = ""
+    output_device: str | int = ""
+    # 0 means the device's default rate; capture is resampled to 16 kHz either way.
+    input_rate: int = field(default=0, metadata=_at_least(0))
+    output_rate: int = field(default=0, metadata=_at_least(0))
+    frame_ms: int = field(default=10, metadata=_one_of(10, 20, 30))
+    queue_frames: int = field(default=500, metadata=_between(10, 100_000))
+    volume: float = field(default=1.0, metadata=_between(0.0, 2.0))
+    reopen_backoff_max_s: float = field(default=30.0, metadata=_positive())
+
+
+@dataclass(frozen=True)
+class WakeConfig:
+    enabled: bool = True
+    engine: str = field(default="micro", metadata=_one_of("micro", "openwakeword"))
+    # A shipped model name (hey_jarvis, okay_nabu, alexa, hey_mycroft) or a model file path.
+    model: str = "hey_jarvis"
+    # 0 keeps the model's own probability cutoff.
+    threshold: float = field(default=0.0, metadata=_between(0.0, 1.0))
+    refractory_s: float = field(default=2.0, metadata=_at_least(0.0))
+    # While the assistant speaks, detections are ignored unless barge-in is on (then they must
+    # also clear barge_in_threshold, since the microphone hears the assistant's own voice).
+    barge_in: bool = True
+    barge_in_threshold: float = field(default=0.0, metadata=_between(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    engine: str = field(default="silero", metadata=_one_of("micro", "silero"))
+    threshold: float = field(default=0.5, metadata=_between(0.0, 1.0))
+    silence_s: float = field(default=0.8, metadata=_between(0.1, 10.0))
+    min_speech_s: float = field(default=0.25, metadata=_between(0.0, 10.0))
+    max_utterance_s: float = field(default=15.0, metadata=_between(1.0, 300.0))
+    pre_roll_s: float = field(default=0.3, metadata=_between(0.0, 5.0))
+    no_speech_timeout_s: float = field(default=6.0, metadata=_between(0.5, 120.0))
+
+
+@dataclass(frozen=True)
+class SttConfig:
+    engine: str = field(default="auto", metadata=_one_of("auto", "vosk", "whisper"))
+    # A registry name, a model folder, or "" for the default of the engine.
+    model: str = ""
+    language: str = "en"
+    # vosk only: restrict recognition to these phrases (plus "[unk]").
+    grammar: tuple[str, ...] = ()
+    beam_size: int = field(default=1, metadata=_between(1, 10))
+    n_threads: int = field(default=0, metadata=_at_least(0))
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    # auto, chatml, zephyr, plain, gguf, or the path of a Jinja chat template file.
+    template: str = "auto"
+    system_prompt: str = (
+        "You are a helpful voice assistant running offline on a small home device. "
+        "Answer in one to three short spoken sentences. Do not use markdown, lists, code or emoji."
+    )
+    # Longest user message, in characters, before it is cut (with an event saying so).
+    max_user_chars: int = field(default=2000, metadata=_between(1, 1_000_000))
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    # A registry name, a GGUF path, or "" for the embedded default model.
+    model: str = ""
+    n_ctx: int = field(default=2048, metadata=_between(128, 1_048_576))
+    # 0 means the number of physical cores.
+    n_threads: int = field(default=0, metadata=_at_least(0))
+    n_batch: int = field(default=256, metadata=_between(1, 65536))
+    # 0 on a Pi (CPU only); -1 offloads every layer on a Jetson.
+    n_gpu_layers: int = field(default=0, metadata=_at_least(-1))
+    use_mmap: bool = True
+    use_mlock: bool = False
+    temperature: float = field(default=0.7, metadata=_between(0.0, 5.0))
+    top_p: float = field(default=0.95, metadata=_between(0.0, 1.0))
+    top_k: int = field(default=40, metadata=_at_least(0))
+    min_p: float = field(default=0.05, metadata=_between(0.0, 1.0))
+    repeat_penalty: float = field(default=1.1, metadata=_between(0.0, 5.0))
+    max_tokens: int = field(default=160, metadata=_between(1, 65536))
+    # -1 picks a random seed per reply.
+    seed: int = field(default=-1, metadata=_at_least(-1))
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TtsConfig:
+    # A registry name, a .onnx voice path, or "" for the embedded default voice.
+    voice: str = ""
+    speaker_id: int = field(default=0, metadata=_at_least(0))
+    length_scale: float = field(default=1.0, metadata=_between(0.1, 5.0))
+    noise_scale: float = field(default=0.667, metadata=_between(0.0, 2.0))
+    noise_w_scale: float = field(default=0.8, metadata=_between(0.0, 2.0))
+    volume: float = field(default=1.0, metadata=_between(0.0, 2.0))
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = field(default=1883, metadata=_between(1, 65535))
+    # "" means "edge-assistant-<device_id>".
+    client_id: str = ""
+    username: str = ""
+    password: str = ""
+    # Read the password from this file instead (systemd credentials, docker secrets).
+    password_file: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    certfile: str = ""
+    keyfile: str = ""
+    tls_verify: bool = True
+    qos: int = field(default=1, metadata=_between(0, 2))
+    keepalive: int = field(default=60, metadata=_between(5, 3600))
+    topic_prefix: str = "edge-assistant"
+    # "" means the hostname, reduced to [a-zA-Z0-9_-].
+    device_id: str = ""
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    hermes: bool = False
+    # Also obey <topic_prefix>/all/cmd/... (one command for every device on the broker).
+    broadcast_commands: bool = False
+    # QoS >= 1 events kept while the broker is away; older ones are dropped and counted.
+    offline_queue: int = field(default=1000, metadata=_between(0, 1_000_000))
+    max_payload_bytes: int = field(default=65536, metadata=_between(64, 268_435_455))
+    max_text_chars: int = field(default=2000, metadata=_between(1, 1_000_000))
+    command_queue: int = field(default=16, metadata=_between(1, 10_000))
+    reconnect_max_s: float = field(default=30.0, metadata=_positive())
+    metrics_interval_s: float = field(default=60.0, metadata=_at_least(0.0))
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    # Models, history and pulled files; "" means $STATE_DIRECTORY (systemd) or
+    # ~/.local/share/edge-assistant.
+    state_dir: str = ""
+    log_level: str = field(default="info", metadata=_one_of("debug", "info", "warning", "error"))
+    # Seconds after a reply during which the user may speak again without the wake word.
+    follow_up_s: float = field(default=0.0, metadata=_between(0.0, 120.0))
+    # Idle seconds after which the conversation is forgotten.
+    conversation_timeout_s: float = field(default=300.0, metadata=_at_least(0.0))
+    earcons: bool = True
+    # WAV files; "" uses the built-in tones.
+    wake_sound: str = ""
+    error_sound: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    audio: AudioConfig = AudioConfig()
+    wake: WakeConfig = WakeConfig()
+    vad: VadConfig = VadConfig()
+    stt: SttConfig = SttConfig()
+    prompt: PromptConfig = PromptConfig()
+    llm: LlmConfig = LlmConfig()
+    tts: TtsConfig = TtsConfig()
+    mqtt: MqttConfig = MqttConfig()
+    service: ServiceConfig = ServiceConfig()
+    source: str = field(default="<defaults>", compare=False)
+
+    def state_dir(self) -> Path:
+        if self.service.state_dir:
+            return Path(self.service.state_dir).expanduser()
+        systemd_state = os.environ.get("STATE_DIRECTORY")
+        if systemd_state:
+            return Path(systemd_state.split(":")[0])
+        return Path.home() / ".local" / "share" / "edge-assistant"
+
+    def device_id(self) -> str:
+        return self.mqtt.device_id or sanitize_device_id(socket.gethostname())
+
+
+TABLES: dict[str, type] = {
+    name: hint for name, hint in typing.get_type_hints(Config).items() if name != "source"
+}
+
+
+def sanitize_device_id(name: str) -> str:
+    cleaned = re.sub(r"[^a-zA-Z0-9_-]", "_", name).strip("_")
+    return cleaned or "edge-assistant"
+
+
+def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, merge environment overrides and validate. Raises `ConfigError`."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is None:
+        path = next((p for p in DEFAULT_CONFIG_PATHS if p.is_file()), None)
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{path}: cannot read: {error}") from None
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: TOML syntax error: {error}") from None
+    return from_mapping(raw, environ=environ, source=source)
+
+
+def from_mapping(
+    raw: Mapping[str, Any], environ: Mapping[str, str] | None = None, source: str = "<mapping>"
+) -> Config:
+    for table_name, table in raw.items():
+        if table_name not in TABLES:
+            raise ConfigError(f"{table_name}: unknown table (known: {', '.join(TABLES)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{table_name}: must be a table like [{table_name}]")
+    tables = {}
+    for table_name, table_type in TABLES.items():
+        values = dict(raw.get(table_name, {}))
+        values.update(_environment_overrides(table_name, table_type, environ or {}))
+        tables[table_name] = _build_table(table_name, table_type, values)
+    return Config(**tables, source=source)
+
+
+def _environment_overrides(
+    table_name: str, table_type: type, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    overrides = {}
+    hints = typing.get_type_hints(table_type)
+    for table_field in dataclasses.fields(table_type):
+        variable = f"{ENV_PREFIX}{table_name}_{table_field.name}".upper()
+        if variable in environ:
+            key = f"{table_name}.{table_field.name}"
+            overrides[table_field.name] = _parse_env(variable, key, environ[variable], hints[table_field.name])
+    return overrides
+
+
+def _parse_env(variable: str, key: str, text: str, hint: Any) -> Any:
+    text = text.strip()
+    try:
+        if hint is bool:
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if hint is int:
+            return int(text)
+        if hint is float:
+            return float(text)
+        if hint == (str | int):
+            return int(text) if re.fullmatch(r"-?\d+", text) else text
+        if typing.get_origin(hint) is tuple:
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return text
+    except ValueError as error:
+        raise ConfigError(f"{key}: environment variable {variable}={text!r}: {error}") from None
+
+
+def _build_table(table_name: str, table_type: type, values: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(table_type)
+    fields = {f.name: f for f in dataclasses.fields(table_type)}
+    for name in values:
+        if name not in fields:
+            raise ConfigError(
+                f"{table_name}.{name}: unknown key (known: {', '.join(fields)})"
+            )
+    converted = {}
+    for name, value in values.items():
+        key = f"{table_name}.{name}"
+        value = _coerce(key, value, hints[name])
+        check = fields[name].metadata.get("check")
+        if check is not None and not check[0](value):
+            raise ConfigError(f"{key}: {check[1]}, got {value!r}")
+        converted[name] = value
+    return table_type(**converted)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: must be a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: must be a string, got {value!r}")
+    if origin in (types.UnionType, typing.Union):
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: must be a device name or index, got {value!r}")
+    if origin is tuple:
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return tuple(value)
+        raise ConfigError(f"{key}: must be a list of strings, got {value!r}")
+    raise AssertionError(f"unsupported config type for {key}: {hint}")

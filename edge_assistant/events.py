@@ -1,0 +1,73 @@
+"""What the assistant tells the world (events) and what the world asks of it (commands).
+
+Both are plain frozen records so that every stage can produce them and MQTT, the CLI's `--json`
+output and the tests can consume them without knowing where they came from.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# States of the assistant, published retained on MQTT and in sd_notify STATUS=.
+STATES = ("idle", "listening", "thinking", "speaking", "muted", "error")
+
+# Event types; each maps to the MQTT topic <prefix>/<device_id>/event/<type>.
+EVENT_TYPES = (
+    "state",  # {"state": one of STATES}
+    "wake",  # {"model", "score"}
+    "speech_start",  # {}
+    "speech_end",  # {"duration_s", "reason": "silence" | "max_length" | "timeout"}
+    "transcript_partial",  # {"text"}
+    "transcript",  # {"text", "confidence", "duration_s", "latency_s", "engine"}
+    "prompt_trimmed",  # {"dropped_turns", "trimmed_chars"}
+    "reply_sentence",  # {"text", "index"}
+    "reply",  # {"text", "prompt_tokens", "completion_tokens", "timings", "cancelled"}
+    "tts_start",  # {"text"}
+    "tts_stop",  # {"text", "cancelled"}
+    "error",  # {"code", "message"}
+    "metrics",  # free-form counters
+)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    turn_id: str | None = None
+    request_id: str | None = None
+    timestamp: float = field(default_factory=time.time)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,
+            "type": self.type,
+            "timestamp": round(self.timestamp, 3),
+        }
+        if self.turn_id is not None:
+            payload["turn_id"] = self.turn_id
+        if self.request_id is not None:
+            payload["id"] = self.request_id
+        payload.update(self.data)
+        return payload
+
+
+# Commands accepted from MQTT (and the CLI); see docs/mqtt.md.
+COMMANDS = ("ask", "say", "listen", "cancel", "mute", "unmute", "volume", "reset")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    data: dict[str, Any] = field(default_factory=dict)
+    request_id: str | None = None
+    # Where it came from ("mqtt", "hermes", "cli"), for logs.
+    origin: str = "mqtt"

@@ -1,0 +1,99 @@
+"""Turns a stream of LLM text into speakable sentences as soon as each one is complete.
+
+Speech starts when the first sentence is done, not when the reply is, so a sentence is released
+the moment its end is certain: a terminator followed by white space, unless that terminator
+belongs to an abbreviation ("Dr."), an initial ("J. R. R."), a list number ("2.") or a number
+("3.14" never has white space after its point). Line breaks end sentences too (lists), and very
+long runs are cut at a comma so that a rambling model still starts speaking.
+"""
+
+from __future__ import annotations
+
+import re
+
+ABBREVIATIONS = frozenset(
+    """mr mrs ms dr prof st sr jr vs etc e.g i.e eg ie approx no nr fig inc ltd co mt ft
+    jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun
+    a.m p.m am pm u.s u.k min max est dept univ""".split()
+)
+TERMINATORS = ".!?…。！？"
+# Past this many characters, a comma, semicolon or colon is taken as a sentence end.
+LONG_SENTENCE = 160
+
+_MARKDOWN = re.compile(r"(\*\*|__|`+|^#+\s*|^\s*[-*•]\s+|^\s*\d+[.)]\s+)", re.MULTILINE)
+_SPACES = re.compile(r"\s+")
+
+
+def clean_for_speech(text: str) -> str:
+    """Strip markdown and list markers a speech model would read out literally."""
+    text = _MARKDOWN.sub("", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def _ends_sentence(buffer: str, index: int) -> bool:
+    """Whether the terminator at `index` (followed by white space) closes a sentence."""
+    if buffer[index] != ".":
+        return True
+    words = buffer[: index].split()
+    if not words:
+        return False
+    word = words[-1].strip("\"'()[]").lower()
+    if word in ABBREVIATIONS or word.rstrip(".") in ABBREVIATIONS:
+        return False
+    if len(word) == 1 and word.isalpha():
+        return False  # an initial, as in "J. R. R. Tolkien"
+    if word.isdigit() and len(words) == 1:
+        return False  # "2. Bring a blanket": a list number at the start
+    line_start = buffer.rfind("\n", 0, index) + 1
+    if word.isdigit() and not buffer[line_start:index].strip(" \t0123456789"):
+        return False
+    return True
+
+
+class SentenceSplitter:
+    """Feed text as it streams in; get whole sentences out as soon as they end."""
+
+    def __init__(self, long_sentence: int = LONG_SENTENCE) -> None:
+        self.buffer = ""
+        self.long_sentence = long_sentence
+
+    def feed(self, text: str) -> list[str]:
+        self.buffer += text
+        sentences = []
+        while True:
+            end = self._find_end()
+            if end is None:
+                break
+            sentence = clean_for_speech(self.buffer[:end])
+            self.buffer = self.buffer[end:].lstrip()
+            if sentence and any(ch.isalnum() for ch in sentence):
+                sentences.append(sentence)
+        return sentences
+
+    def flush(self) -> list[str]:
+        """The rest of the text once the reply is over, even with no final punctuation."""
+        sentence = clean_for_speech(self.buffer)
+        self.buffer = ""
+        return [sentence] if sentence and any(ch.isalnum() for ch in sentence) else []
+
+    def _find_end(self) -> int | None:
+        buffer = self.buffer
+        for index, char in enumerate(buffer):
+            if char == "\n":
+                if buffer[:index].strip():
+                    return index + 1
+                continue
+            if char in TERMINATORS:
+                # Swallow runs like "?!" or '..."' before deciding.
+                end = index + 1
+                while end < len(buffer) and buffer[end] in TERMINATORS + "\"')]”’":
+                    end += 1
+                if end >= len(buffer):
+                    return None  # cannot know yet: "3." may become "3.14"
+                if buffer[end].isspace() and _ends_sentence(buffer, index):
+                    return end
+        if len(buffer) > self.long_sentence:
+            cut = max(buffer.rfind(mark, 0, len(buffer) - 1) for mark in ",;:")
+            if cut > 0 and cut + 1 < len(buffer) and buffer[cut + 1].isspace():
+                return cut + 1
+        return None

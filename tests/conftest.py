@@ -1,0 +1,7 @@
+"""Shared fixtures live in tests/support/, one module per area."""
+
+pytest_plugins = [
+    "tests.support.llm_fixtures",
+    "tests.support.speech_fixtures",
+    "tests.support.mqtt_fixtures",
+]

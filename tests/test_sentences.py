@@ -1,0 +1,53 @@
+import pytest
+
+from edge_assistant.sentences import SentenceSplitter, clean_for_speech
+
+
+def split_streamed(text: str, step: int = 3) -> list[str]:
+    """Feed `text` in small pieces, as tokens arrive, and collect every sentence."""
+    splitter = SentenceSplitter()
+    sentences = []
+    for start in range(0, len(text), step):
+        sentences += splitter.feed(text[start : start + step])
+    return sentences + splitter.flush()
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("It is sunny. Bring a hat! Want more?", ["It is sunny.", "Bring a hat!", "Want more?"]),
+        ("Pi is about 3.14 today. Yes.", ["Pi is about 3.14 today.", "Yes."]),
+        ("Dr. Smith met Mr. Jones at 5 p.m. yesterday. Fine.", ["Dr. Smith met Mr. Jones at 5 p.m. yesterday.", "Fine."]),
+        ("J. R. R. Tolkien wrote it. Read it.", ["J. R. R. Tolkien wrote it.", "Read it."]),
+        ("You need:\n1. A blanket\n2. Some food\n3. Sun cream", ["You need:", "A blanket", "Some food", "Sun cream"]),
+        ("- **Bread**\n- Cheese", ["Bread", "Cheese"]),
+        ("No final punctuation here", ["No final punctuation here"]),
+        ("I counted 2. Then 3.", ["I counted 2.", "Then 3."]),
+        ('He said "go." Then left.', ['He said "go."', "Then left."]),
+        ("Wait... what?! Really.", ["Wait...", "what?!", "Really."]),
+        ("e.g. apples are fine. Done.", ["e.g. apples are fine.", "Done."]),
+        ("", []),
+        ("...", []),
+    ],
+)
+def test_sentences(text, expected):
+    assert split_streamed(text) == expected
+    assert split_streamed(text, step=1) == expected
+
+
+def test_sentence_released_as_soon_as_the_next_one_starts():
+    splitter = SentenceSplitter()
+    assert splitter.feed("It is sunny") == []
+    assert splitter.feed(".") == []  # could still be "sunny.com" or "3.14"
+    assert splitter.feed(" B") == ["It is sunny."]
+
+
+def test_long_run_without_a_full_stop_is_cut_at_a_comma():
+    text = "word " * 40 + ", and then " + "more " * 10
+    splitter = SentenceSplitter(long_sentence=100)
+    first = splitter.feed(text)
+    assert len(first) == 1 and first[0].endswith(",")
+
+
+def test_clean_for_speech():
+    assert clean_for_speech("## **Hello** `world`") == "Hello world"
