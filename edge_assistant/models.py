@@ -175,6 +175,7 @@ def _hub_sha256(model: ModelEntry, filename: str) -> str | None:
 def pull(name: str, state_dir: Path, progress: bool = True) -> Path:
     """Download (resuming a partial download), verify and install a registry model."""
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
     model = entry(name)
@@ -186,16 +187,22 @@ def pull(name: str, state_dir: Path, progress: bool = True) -> Path:
     (enable_progress_bars if progress else disable_progress_bars)()
     for filename in model.files:
         log.info("downloading %s from %s", filename, model.repo_id)
-        downloaded = Path(
-            hf_hub_download(
-                repo_id=model.repo_id,
-                filename=filename,
-                revision=model.revision,
-                local_dir=folder,
+        try:
+            downloaded = Path(
+                hf_hub_download(
+                    repo_id=model.repo_id,
+                    filename=filename,
+                    revision=model.revision,
+                    local_dir=folder,
+                )
             )
-        )
+            hub_sha256 = _hub_sha256(model, filename)
+        except (HfHubHTTPError, OSError, ValueError) as error:
+            # The hub's errors run to several lines; the first says what happened.
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelError(f"{name}: cannot download {filename} from {model.repo_id}: {reason}") from None
         actual = sha256_of(downloaded)
-        expected = {pinned.get(filename), _hub_sha256(model, filename)} - {None}
+        expected = {pinned.get(filename), hub_sha256} - {None}
         mismatched = [value for value in expected if value != actual]
         if mismatched:
             downloaded.unlink(missing_ok=True)

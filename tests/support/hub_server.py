@@ -3,7 +3,8 @@
 It speaks the part of the hub protocol that `hf_hub_download` uses: HEAD and GET on
 `/<repo_id>/resolve/<revision>/<path>`, with `X-Repo-Commit`, an `ETag` that is the file's
 sha256 (as the hub gives for LFS files), `Content-Length`, and byte ranges for resumed downloads.
-A file can be served corrupted (its bytes changed after the ETag was computed).
+A file can be served corrupted (its bytes changed after the ETag was computed), or cut off
+mid-transfer once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 class HubFile:
     content: bytes
     corrupt: bool = False
+    # Cut the connection after this many bytes of the next full response (a flaky link).
+    drop_after: int | None = None
 
     @property
     def sha256(self) -> str:
@@ -38,8 +41,10 @@ class FakeHub:
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     endpoint: str = ""
 
-    def add(self, repo_id: str, path: str, content: bytes, corrupt: bool = False) -> HubFile:
-        hub_file = HubFile(content, corrupt)
+    def add(
+        self, repo_id: str, path: str, content: bytes, corrupt: bool = False, drop_after: int | None = None
+    ) -> HubFile:
+        hub_file = HubFile(content, corrupt, drop_after)
         self.files[(repo_id, path)] = hub_file
         return hub_file
 
@@ -101,6 +106,13 @@ def _handler(hub: FakeHub):
                 self.wfile.write(part)
                 return
             self._headers(hub_file, 200, len(body), {})
+            if hub_file.drop_after is not None:
+                self.wfile.write(body[: hub_file.drop_after])
+                self.wfile.flush()
+                hub_file.drop_after = None
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
             self.wfile.write(body)
 
     return Handler
