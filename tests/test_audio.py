@@ -1,0 +1,643 @@
+"""Audio files, conversions, earcons, and real PortAudio devices backed by files (see speech_fixtures)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_assistant import audio
+from edge_assistant.audio import (
+    SAMPLE_RATE,
+    AudioDeviceError,
+    AudioFormatError,
+    MicrophoneSource,
+    RawSink,
+    RawSource,
+    SpeakerSink,
+    WavSink,
+    WavSource,
+)
+
+RNG = np.random.default_rng(1234)
+
+
+def sine(frequency: float, seconds: float, rate: int, amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return amplitude * np.sin(2 * np.pi * frequency * t)
+
+
+def dominant_frequency(samples: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64) * np.hanning(len(samples))))
+    return float(np.argmax(spectrum)) * rate / len(samples)
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+
+
+def noise_pcm(seconds: float, rate: int = SAMPLE_RATE) -> np.ndarray:
+    # No zeros, so that silence added by a device could never pass for the signal.
+    values = RNG.integers(-20000, 20000, int(seconds * rate), dtype=np.int16)
+    values[values == 0] = 1
+    return values
+
+
+def wav_bytes(
+    signal: np.ndarray,
+    rate: int,
+    encoding: str,
+    width: int,
+    channels: int = 1,
+    extensible: bool = False,
+) -> bytes:
+    """A WAV file, written by hand so every layout can be produced. `signal` is float in [-1, 1]."""
+    frames = np.repeat(signal[:, None], channels, axis=1)
+    if encoding == "float":
+        data = frames.astype("<f4" if width == 4 else "<f8").tobytes()
+        tag = 3
+    elif width == 1:
+        data = np.clip(np.rint(frames * 127 + 128), 0, 255).astype(np.uint8).tobytes()
+        tag = 1
+    elif width == 3:
+        ints = np.clip(np.rint(frames * 8388607), -8388608, 8388607).astype("<i4")
+        data = ints.view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+        tag = 1
+    else:
+        dtype, scale = {2: ("<i2", 32767), 4: ("<i4", 2147483647)}[width]
+        data = np.rint(frames * scale).astype(dtype).tobytes()
+        tag = 1
+    block = width * channels
+    if extensible:
+        guid = struct.pack("<H", tag) + b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
+        fmt = (
+            struct.pack(
+                "<HHIIHHHHI",
+                0xFFFE,
+                channels,
+                rate,
+                rate * block,
+                block,
+                width * 8,
+                22,
+                width * 8,
+                0,
+            )
+            + guid
+        )
+    else:
+        fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * block, block, width * 8)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"LIST" + struct.pack("<I", 4) + b"INFO"  # a chunk to skip
+    body += b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+async def take(source, count: int) -> list[bytes]:
+    frames = []
+    async for frame in source.frames():
+        frames.append(frame)
+        if len(frames) == count:
+            break
+    source.close()
+    return frames
+
+
+async def drain(source) -> list[bytes]:
+    return [frame async for frame in source.frames()]
+
+
+# ---------------------------------------------------------------------------------------------
+# WAV files and conversions
+
+
+def test_native_wav_passes_through_exactly(tmp_path):
+    samples = noise_pcm(0.7)
+    audio.write_wav(tmp_path / "a.wav", samples, SAMPLE_RATE)
+    assert np.array_equal(audio.read_wav(tmp_path / "a.wav"), samples)
+
+
+@pytest.mark.parametrize(
+    "rate, encoding, width, channels, extensible",
+    [
+        (8000, "int", 1, 1, False),
+        (16000, "int", 2, 2, False),
+        (22050, "int", 2, 1, False),
+        (44100, "int", 3, 2, False),
+        (48000, "int", 4, 1, False),
+        (48000, "int", 3, 2, True),
+        (32000, "float", 4, 1, False),
+        (16000, "float", 8, 1, True),
+    ],
+)
+def test_wav_formats_are_converted_to_16k_mono(
+    tmp_path, rate, encoding, width, channels, extensible
+):
+    path = tmp_path / "in.wav"
+    path.write_bytes(wav_bytes(sine(440.0, 1.0, rate), rate, encoding, width, channels, extensible))
+    samples = audio.read_wav(path)
+    assert samples.dtype == np.int16
+    assert abs(len(samples) - SAMPLE_RATE) <= 2
+    assert dominant_frequency(samples, SAMPLE_RATE) == pytest.approx(440.0, abs=3.0)
+    # A 0.5 sine has an RMS of 0.5 / sqrt(2) of full scale; 8-bit is coarse but not that coarse.
+    assert rms(samples[1000:-1000]) == pytest.approx(0.5 / np.sqrt(2) * 32767, rel=0.03)
+
+
+def test_read_wav_at_another_rate(tmp_path):
+    path = tmp_path / "in.wav"
+    path.write_bytes(wav_bytes(sine(300.0, 1.0, 16000), 16000, "int", 2))
+    samples = audio.read_wav(path, sample_rate=22050)
+    assert abs(len(samples) - 22050) <= 2
+    assert dominant_frequency(samples, 22050) == pytest.approx(300.0, abs=3.0)
+
+
+@pytest.mark.parametrize("tag, name", [(7, "mu-law"), (6, "A-law"), (2, "ADPCM"), (0x55, "MP3")])
+def test_compressed_wav_is_rejected_naming_the_file(tmp_path, tag, name):
+    path = tmp_path / "compressed.wav"
+    fmt = struct.pack("<HHIIHH", tag, 1, 8000, 8000, 1, 8)
+    body = (
+        b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", 4)
+        + b"\x01\x02\x03\x04"
+    )
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    with pytest.raises(AudioFormatError) as caught:
+        audio.read_wav(path)
+    assert str(path) in str(caught.value)
+    assert "compressed" in str(caught.value) and name in str(caught.value)
+    with pytest.raises(AudioFormatError):
+        WavSource(path)
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"ID3\x03\x00 this is an mp3", "not a WAV file"),
+        (b"", "not a WAV file"),
+        (b"RIFF\x10\x00\x00\x00WAVEfmt ", "'fmt '"),
+        (b"RIFX\x10\x00\x00\x00WAVE", "RIFX"),
+    ],
+)
+def test_non_wav_is_rejected_with_a_clear_message(tmp_path, content, reason):
+    path = tmp_path / "thing.wav"
+    path.write_bytes(content)
+    with pytest.raises(AudioFormatError, match=reason) as caught:
+        audio.read_wav(path)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_wav_is_reported_naming_the_file(tmp_path):
+    with pytest.raises(AudioFormatError, match="cannot open") as caught:
+        audio.read_wav(tmp_path / "nope.wav")
+    assert "nope.wav" in str(caught.value)
+
+
+def test_truncated_wav_is_read_up_to_where_it_ends_with_a_warning(tmp_path, caplog):
+    samples = noise_pcm(1.0)
+    path = tmp_path / "cut.wav"
+    audio.write_wav(path, samples, SAMPLE_RATE)
+    content = path.read_bytes()
+    # Cut in the middle of a sample, as an interrupted copy would.
+    path.write_bytes(content[: 44 + 2 * 6000 + 1])
+    with caplog.at_level(logging.WARNING, logger="edge_assistant.audio"):
+        read = audio.read_wav(path)
+    assert np.array_equal(read, samples[:6000])
+    assert "truncated" in caplog.text and str(path) in caplog.text
+
+
+def test_silence_only_wav(tmp_path):
+    path = tmp_path / "silence.wav"
+    path.write_bytes(wav_bytes(np.zeros(44100), 44100, "int", 2, 2))
+    samples = audio.read_wav(path)
+    assert abs(len(samples) - SAMPLE_RATE) <= 2
+    assert not samples.any()
+
+
+def test_empty_wav(tmp_path):
+    path = tmp_path / "empty.wav"
+    audio.write_wav(path, np.zeros(0, dtype=np.int16), 22050)
+    assert audio.read_wav(path).size == 0
+    assert asyncio.run(drain(WavSource(path))) == []
+
+
+def test_as_int16_accepts_bytes_and_floats():
+    assert np.array_equal(audio.as_int16(b"\x01\x00\xff\xff"), [1, -1])
+    assert np.array_equal(
+        audio.as_int16(np.array([0.0, 0.5, -1.0, 2.0])), [0, 16384, -32768, 32767]
+    )
+    with pytest.raises(ValueError):
+        audio.as_int16(b"\x01")
+    with pytest.raises(ValueError):
+        audio.as_int16(np.zeros((2, 2), dtype=np.int16))
+
+
+# ---------------------------------------------------------------------------------------------
+# File sources
+
+
+@pytest.mark.parametrize("frame_ms", [10, 20, 30])
+def test_wav_source_frames_are_fixed_and_exact(tmp_path, frame_ms):
+    samples = noise_pcm(0.255)
+    path = tmp_path / "a.wav"
+    audio.write_wav(path, samples, SAMPLE_RATE)
+    frames = asyncio.run(drain(WavSource(path, frame_ms=frame_ms)))
+    size = audio.frame_bytes(frame_ms)
+    assert all(len(frame) == size for frame in frames)
+    joined = np.frombuffer(b"".join(frames), dtype="<i2")
+    assert len(frames) == -(-len(samples) * 2 // size)
+    # The last partial frame is padded with silence.
+    assert np.array_equal(joined[: len(samples)], samples)
+    assert not joined[len(samples) :].any()
+
+
+def test_wav_source_converts_like_read_wav(tmp_path):
+    path = tmp_path / "in.wav"
+    path.write_bytes(wav_bytes(sine(500.0, 0.5, 44100), 44100, "int", 2, 2))
+    frames = asyncio.run(drain(WavSource(path)))
+    joined = np.frombuffer(b"".join(frames), dtype="<i2")
+    expected = audio.read_wav(path)
+    assert np.array_equal(joined[: len(expected)], expected)
+
+
+def test_wav_source_in_real_time_delivers_the_same_frames(tmp_path):
+    samples = noise_pcm(0.1)
+    path = tmp_path / "a.wav"
+    audio.write_wav(path, samples, SAMPLE_RATE)
+    frames = asyncio.run(drain(WavSource(path, realtime=True)))
+    assert np.array_equal(np.frombuffer(b"".join(frames), dtype="<i2"), samples)
+
+
+def test_raw_source_reads_a_binary_stream():
+    samples = noise_pcm(0.123)
+    frames = asyncio.run(drain(RawSource(io.BytesIO(samples.tobytes()), frame_ms=20)))
+    assert all(len(frame) == audio.frame_bytes(20) for frame in frames)
+    joined = np.frombuffer(b"".join(frames), dtype="<i2")
+    assert np.array_equal(joined[: len(samples)], samples)
+    assert not joined[len(samples) :].any()
+
+
+def test_closing_a_source_ends_its_frames(tmp_path):
+    path = tmp_path / "a.wav"
+    audio.write_wav(path, noise_pcm(1.0), SAMPLE_RATE)
+    assert len(asyncio.run(take(WavSource(path), 3))) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# File sinks
+
+
+def test_wav_sink_appends_plays_and_resamples(tmp_path):
+    path = tmp_path / "out.wav"
+    first = noise_pcm(0.2)
+    second = audio.as_int16(sine(1000.0, 0.5, 22050))
+
+    async def run():
+        sink = WavSink(path, sample_rate=SAMPLE_RATE)
+        assert await sink.play(first, SAMPLE_RATE)
+        assert await sink.play(second.tobytes(), 22050)
+        sink.close()
+
+    asyncio.run(run())
+    written = audio.read_wav(path)
+    assert np.array_equal(written[: len(first)], first)
+    rest = written[len(first) :]
+    assert abs(len(rest) - 8000) <= 2
+    assert dominant_frequency(rest, SAMPLE_RATE) == pytest.approx(1000.0, abs=3.0)
+
+
+def test_wav_sink_takes_the_first_rate_and_applies_volume(tmp_path):
+    path = tmp_path / "out.wav"
+    samples = audio.as_int16(sine(440.0, 0.2, 22050))
+
+    async def run():
+        sink = WavSink(path)
+        sink.set_volume(0.5)
+        await sink.play(samples, 22050)
+        sink.close()
+
+    asyncio.run(run())
+    assert audio.read_wav(path, sample_rate=22050) == pytest.approx(samples * 0.5, abs=1)
+
+
+def test_raw_sink_writes_s16le():
+    out = io.BytesIO()
+    samples = noise_pcm(0.1)
+    asyncio.run(RawSink(out).play(samples, SAMPLE_RATE))
+    assert out.getvalue() == samples.astype("<i2").tobytes()
+
+
+def test_volume_is_checked():
+    sink = RawSink(io.BytesIO())
+    with pytest.raises(ValueError):
+        sink.set_volume(2.5)
+    with pytest.raises(ValueError):
+        sink.set_volume(float("nan"))
+    sink.set_volume(0.0)
+    assert sink.volume == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Earcons
+
+
+def test_wake_earcon_rises_and_error_earcon_is_low():
+    wake = audio.earcon("wake")
+    error = audio.earcon("error")
+    for sound in (wake, error):
+        assert sound.sample_rate == SAMPLE_RATE and sound.samples.dtype == np.int16
+        assert 0.05 * SAMPLE_RATE < len(sound.samples) < 1.0 * SAMPLE_RATE
+        assert rms(sound.samples) > 1000
+    half = len(wake.samples) // 2
+    assert dominant_frequency(wake.samples[:half], SAMPLE_RATE) < dominant_frequency(
+        wake.samples[half:], SAMPLE_RATE
+    )
+    assert dominant_frequency(error.samples, SAMPLE_RATE) < 300
+
+
+def test_earcon_from_a_configured_wav(tmp_path):
+    path = tmp_path / "ding.wav"
+    path.write_bytes(wav_bytes(sine(1200.0, 0.3, 48000), 48000, "int", 2))
+    sound = audio.earcon("wake", path)
+    assert dominant_frequency(sound.samples, sound.sample_rate) == pytest.approx(1200.0, abs=5.0)
+    with pytest.raises(ValueError):
+        audio.earcon("applause")
+
+
+def test_format_devices_marks_defaults():
+    devices = [
+        {
+            "index": 0,
+            "name": "USB mic",
+            "hostapi": "ALSA",
+            "max_input_channels": 1,
+            "max_output_channels": 0,
+            "default_samplerate": 48000.0,
+            "default_input": True,
+            "default_output": False,
+        },
+        {
+            "index": 3,
+            "name": "HDMI",
+            "hostapi": "ALSA",
+            "max_input_channels": 0,
+            "max_output_channels": 2,
+            "default_samplerate": 44100.0,
+            "default_input": False,
+            "default_output": True,
+        },
+    ]
+    lines = audio.format_devices(devices).splitlines()
+    assert lines[1].startswith(">") and "USB mic" in lines[1] and "48000" in lines[1]
+    assert lines[2].startswith(" <") and "HDMI" in lines[2]
+    assert audio.format_devices([]) == "No audio devices found."
+
+
+# ---------------------------------------------------------------------------------------------
+# Real PortAudio devices backed by files
+
+
+def test_list_devices_shows_the_file_devices(alsa_devices):
+    devices = {device["name"]: device for device in audio.list_devices()}
+    assert devices["testmic"]["max_input_channels"] > 0
+    assert devices["testspk"]["max_output_channels"] > 0
+    assert devices["testmic"]["default_samplerate"] > 0
+    assert "testmic" in audio.format_devices()
+
+
+@pytest.mark.parametrize("frame_ms", [10, 30])
+def test_microphone_passes_samples_through_exactly(alsa_devices, frame_ms):
+    samples = noise_pcm(0.6)
+    alsa_devices.write_input(samples)
+    source = MicrophoneSource(
+        alsa_devices.audio_config(input_rate=16000, frame_ms=frame_ms, queue_frames=1000)
+    )
+    count = len(samples) * 2 // audio.frame_bytes(frame_ms)
+    frames = asyncio.run(take(source, count))
+    assert all(len(frame) == audio.frame_bytes(frame_ms) for frame in frames)
+    captured = np.frombuffer(b"".join(frames), dtype="<i2")
+    assert np.array_equal(captured, samples[: len(captured)])
+    assert source.device_name == "testmic" and source.device_rate == 16000
+
+
+@pytest.mark.parametrize("input_rate, device_rate", [(48000, 48000), (0, None)])
+def test_microphone_resamples_to_16k(alsa_devices, input_rate, device_rate):
+    if device_rate is None:
+        # 0 means the device's own default rate.
+        device_rate = int(
+            next(d for d in audio.list_devices() if d["name"] == "testmic")["default_samplerate"]
+        )
+    alsa_devices.write_input(audio.as_int16(sine(1000.0, 1.2, device_rate, amplitude=0.4)))
+    source = MicrophoneSource(alsa_devices.audio_config(input_rate=input_rate, queue_frames=1000))
+    frames = asyncio.run(take(source, 100))
+    assert source.device_rate == device_rate
+    captured = np.frombuffer(b"".join(frames), dtype="<i2")[1600:]  # past the resampler's start-up
+    assert dominant_frequency(captured, SAMPLE_RATE) == pytest.approx(1000.0, abs=5.0)
+    assert rms(captured) == pytest.approx(0.4 / np.sqrt(2) * 32767, rel=0.03)
+
+
+def test_microphone_counts_and_logs_overflows(alsa_devices, caplog):
+    samples = noise_pcm(1.0)
+    alsa_devices.write_input(samples)
+    source = MicrophoneSource(alsa_devices.audio_config(input_rate=16000, queue_frames=10))
+
+    async def slow_consumer():
+        frames = []
+        async for frame in source.frames():
+            frames.append(frame)
+            if len(frames) == 12:
+                break
+            # The file device delivers faster than real time: the queue is full by now.
+            await asyncio.sleep(0.05)
+        source.close()
+        return frames
+
+    with caplog.at_level(logging.WARNING, logger="edge_assistant.audio"):
+        frames = asyncio.run(slow_consumer())
+    assert source.dropped_frames > 0
+    assert source.overflows >= source.dropped_frames
+    # What was kept is the start of the signal, in order: drops take the newest frames.
+    captured = np.frombuffer(b"".join(frames[:10]), dtype="<i2")
+    assert np.array_equal(captured, samples[: len(captured)])
+    assert "frames dropped" in caplog.text
+
+
+def test_microphone_missing_at_start_is_reported_and_reopened(alsa_devices):
+    samples = noise_pcm(0.5)
+    alsa_devices.remove_input()
+    errors: list[Exception] = []
+
+    def on_error(error: Exception) -> None:
+        errors.append(error)
+        if len(errors) == 2:
+            # The device appears while the source keeps retrying.
+            alsa_devices.write_input(samples)
+
+    source = MicrophoneSource(
+        alsa_devices.audio_config(input_rate=16000, queue_frames=1000, reopen_backoff_max_s=0.2),
+        on_error=on_error,
+        backoff_initial_s=0.05,
+    )
+    frames = asyncio.run(asyncio.wait_for(take(source, 10), 30))
+    assert len(errors) == 2
+    assert all(isinstance(error, AudioDeviceError) and "testmic" in str(error) for error in errors)
+    captured = np.frombuffer(b"".join(frames), dtype="<i2")
+    assert np.array_equal(captured, samples[: len(captured)])
+
+
+def test_microphone_stream_that_stops_is_reported_and_reopened(alsa_devices):
+    samples = noise_pcm(0.5)
+    alsa_devices.write_input(samples)
+    first_frame = samples[:160].tobytes()
+    errors: list[Exception] = []
+    source = MicrophoneSource(
+        alsa_devices.audio_config(input_rate=16000, queue_frames=10),
+        on_error=errors.append,
+        backoff_initial_s=0.05,
+    )
+
+    async def run():
+        frames = []
+        async for frame in source.frames():
+            frames.append(frame)
+            if len(frames) == 1:
+                # PortAudio ends the stream, as when a USB microphone is pulled out.
+                source._stream.abort()
+            elif len(frames) > 1 and frame == first_frame:
+                break  # a reopened device starts its file again
+            assert len(frames) < 1000
+        source.close()
+        return frames
+
+    frames = asyncio.run(asyncio.wait_for(run(), 30))
+    assert frames[-1] == first_frame and len(frames) > 1
+    assert len(errors) == 1 and "stopped unexpectedly" in str(errors[0])
+
+
+def test_microphone_close_ends_frames_during_backoff(alsa_devices):
+    errors: list[Exception] = []
+    # A 30 s wait before the next try: only close() can end frames() within the test's limit.
+    source = MicrophoneSource(
+        alsa_devices.audio_config(input_device="no such microphone", reopen_backoff_max_s=30.0),
+        on_error=errors.append,
+        backoff_initial_s=30.0,
+    )
+
+    async def run():
+        task = asyncio.create_task(drain(source))
+        while not errors:
+            await asyncio.sleep(0.01)
+        source.close()
+        return await task
+
+    assert asyncio.run(asyncio.wait_for(run(), 10)) == []
+    assert "no such microphone" in str(errors[0])
+
+
+def test_speaker_passes_samples_through_exactly(alsa_devices):
+    samples = noise_pcm(0.5)
+
+    async def run():
+        sink = SpeakerSink(alsa_devices.audio_config(output_rate=16000, volume=1.0))
+        assert await sink.play(samples, SAMPLE_RATE)
+        assert await sink.play(samples[:1000].tobytes(), SAMPLE_RATE)
+        sink.close()
+
+    asyncio.run(run())
+    assert np.array_equal(alsa_devices.output(), np.concatenate([samples, samples[:1000]]))
+
+
+def test_speaker_volume_and_run_time_change(alsa_devices):
+    samples = noise_pcm(0.2)
+
+    async def run():
+        sink = SpeakerSink(alsa_devices.audio_config(output_rate=16000, volume=0.5))
+        await sink.play(samples, SAMPLE_RATE)
+        sink.set_volume(0.25)
+        await sink.play(samples, SAMPLE_RATE)
+        sink.close()
+
+    asyncio.run(run())
+    out = alsa_devices.output().astype(np.int32)
+    assert len(out) == 2 * len(samples)
+    assert np.abs(out[: len(samples)] - samples * 0.5).max() <= 1
+    assert np.abs(out[len(samples) :] - samples * 0.25).max() <= 1
+
+
+def test_speaker_resamples_to_the_device_rate(alsa_devices):
+    device_rate = int(
+        next(d for d in audio.list_devices() if d["name"] == "testspk")["default_samplerate"]
+    )
+    voice_like = audio.as_int16(sine(500.0, 1.0, 22050))
+
+    async def run():
+        sink = SpeakerSink(alsa_devices.audio_config(output_rate=0))
+        await sink.play(voice_like, 22050)
+        sink.close()
+
+    asyncio.run(run())
+    out = alsa_devices.output()
+    assert abs(len(out) - device_rate) <= 2
+    assert dominant_frequency(out, device_rate) == pytest.approx(500.0, abs=3.0)
+
+
+@pytest.mark.parametrize("how", ["stop", "cancel"])
+def test_speaker_stops_mid_play(alsa_devices, how):
+    long = noise_pcm(600.0)
+
+    async def run():
+        sink = SpeakerSink(alsa_devices.audio_config(output_rate=16000))
+        task = asyncio.create_task(sink.play(long, SAMPLE_RATE))
+        while not any(path.stat().st_size for path in alsa_devices.output_files()):
+            assert not task.done()
+            await asyncio.sleep(0.001)
+        if how == "stop":
+            sink.stop()
+            assert await task is False
+        else:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        # The sink still works after an interruption.
+        assert await sink.play(long[:1600], SAMPLE_RATE)
+        sink.close()
+
+    asyncio.run(asyncio.wait_for(run(), 60))
+    files = alsa_devices.output_files()
+    assert len(files) == 2
+    first = np.frombuffer(files[0].read_bytes(), dtype="<i2")
+    assert 0 < len(first) < len(long)
+    assert np.array_equal(first, long[: len(first)])
+    assert np.array_equal(np.frombuffer(files[1].read_bytes(), dtype="<i2"), long[:1600])
+
+
+def test_missing_speaker_raises_a_device_error(alsa_devices):
+    async def run():
+        sink = SpeakerSink(alsa_devices.audio_config(output_device="no such speaker"))
+        try:
+            await sink.play(noise_pcm(0.1), SAMPLE_RATE)
+        finally:
+            sink.close()
+
+    with pytest.raises(AudioDeviceError, match="no such speaker"):
+        asyncio.run(run())
+
+
+def test_earcon_plays_on_the_speaker(alsa_devices):
+    async def run():
+        sink = SpeakerSink(alsa_devices.audio_config(output_rate=16000))
+        sound = audio.earcon("wake")
+        await sink.play(sound.samples, sound.sample_rate)
+        sink.close()
+        return sound
+
+    sound = asyncio.run(run())
+    assert np.array_equal(alsa_devices.output(), sound.samples)
