@@ -145,6 +145,28 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- speech: devices and say --------------------------------------------------------------
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from . import audio
+
+    if args.json:
+        print(json.dumps(audio.list_devices(), indent=2))
+    else:
+        print(audio.format_devices())
+    return 0
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    from . import tts
+
+    config = _load_config(args)
+    text = _question(args)
+    voice = models.resolve_voice(config.tts.voice, config.state_dir())
+    return tts.say(text, config.tts, config.audio, out_path=args.out, voice_path=voice)
+
+
 # --- models -------------------------------------------------------------------------------
 
 
@@ -218,6 +240,15 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object with text, tokens and timings")
     ask.set_defaults(handler=cmd_ask)
 
+    devices = commands.add_parser("devices", help="list audio input and output devices")
+    devices.add_argument("--json", action="store_true")
+    devices.set_defaults(handler=cmd_devices)
+
+    say = commands.add_parser("say", help="speak a text (on the speaker, or into a WAV file)")
+    say.add_argument("text", nargs="*", help="the text ('-' or none: stdin)")
+    say.add_argument("--out", metavar="FILE.wav", help="write a WAV file instead of playing")
+    say.set_defaults(handler=cmd_say)
+
     models_parser = commands.add_parser("models", help="list, pull and locate models")
     models_commands = models_parser.add_subparsers(dest="models_command", required=True)
     listing = models_commands.add_parser("list", help="known models and which are pulled")
@@ -240,12 +271,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.log_level or "warning")
+    from .audio import AudioDeviceError, AudioFormatError
     from .llm import LlmError
     from .prompt import PromptError
+    from .tts import TtsError
 
+    expected = (
+        ConfigError, CliError, models.ModelError, LlmError, PromptError,
+        TtsError, AudioDeviceError, AudioFormatError,
+    )
     try:
         return args.handler(args)
-    except (ConfigError, CliError, models.ModelError, LlmError, PromptError) as error:
+    except expected as error:
         print(f"edge-assistant: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
