@@ -921,12 +921,24 @@ class SpeakerSink(_Sink):
 
 
 class WavSink(_Sink):
-    """Appends every play to one WAV file, at `sample_rate` (None: the first play's rate)."""
+    """Appends every play to one WAV file, at `sample_rate` (None: the first play's rate).
 
-    def __init__(self, path: str | Path, sample_rate: int | None = None, volume: float = 1.0):
+    With `realtime`, a play takes as long as the audio lasts, written in short blocks, and
+    `stop()` cuts it off there: the file then holds what a listener would have heard, so the
+    daemon behaves with `--output FILE.wav` as it does with a speaker (barge-in included).
+    """
+
+    BLOCK_S = 0.02
+
+    def __init__(
+        self, path: str | Path, sample_rate: int | None = None, volume: float = 1.0,
+        realtime: bool = False,
+    ):
         super().__init__(volume)
         self.path = Path(path)
         self.sample_rate = sample_rate
+        self.realtime = realtime
+        self._generation = 0
         self._wav = wave.open(str(self.path), "wb")
         self._wav.setnchannels(1)
         self._wav.setsampwidth(SAMPLE_WIDTH)
@@ -937,11 +949,23 @@ class WavSink(_Sink):
         if self.sample_rate is None:
             self.sample_rate = sample_rate
             self._wav.setframerate(sample_rate)
-        data = _apply_volume(
-            resample(as_int16(samples), sample_rate, self.sample_rate), self._volume
-        )
-        self._wav.writeframes(data.astype("<i2").tobytes())
-        return True
+        generation = self._generation
+        data = resample(as_int16(samples), sample_rate, self.sample_rate)
+        if not self.realtime:
+            self._wav.writeframes(_apply_volume(data, self._volume).astype("<i2").tobytes())
+            return True
+        block = max(1, int(self.sample_rate * self.BLOCK_S))
+        start = time.monotonic()
+        for index, offset in enumerate(range(0, len(data), block)):
+            if generation != self._generation:
+                return False
+            chunk = _apply_volume(data[offset : offset + block], self._volume)
+            self._wav.writeframes(chunk.astype("<i2").tobytes())
+            await asyncio.sleep(max(0.0, start + (index + 1) * self.BLOCK_S - time.monotonic()))
+        return generation == self._generation
+
+    def stop(self) -> None:
+        self._generation += 1
 
     def close(self) -> None:
         if self.sample_rate is None:

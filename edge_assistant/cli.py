@@ -167,6 +167,85 @@ def cmd_say(args: argparse.Namespace) -> int:
     return tts.say(text, config.tts, config.audio, out_path=args.out, voice_path=voice)
 
 
+def _stt_model_path(config: Config) -> Path | None:
+    """stt.model resolved; with none set, a pulled vosk model for the engines that use one."""
+    state_dir = config.state_dir()
+    path = models.resolve_stt(config.stt.model, state_dir)
+    if path is None and config.stt.engine in ("auto", "vosk"):
+        path = models.pulled_vosk_model(state_dir)
+    return path
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from . import stt
+
+    config = _load_config(args)
+    transcript = stt.transcribe_file(args.file, config.stt, args.engine, model_path=_stt_model_path(config))
+    if args.json:
+        print(json.dumps(transcript.to_json_dict(), ensure_ascii=False))
+    else:
+        print(transcript.text)
+    return 0
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from . import audio
+    from .listener import listen
+
+    config = _load_config(args)
+    if args.input:
+        source = audio.WavSource(args.input, frame_ms=config.audio.frame_ms, realtime=args.realtime)
+    else:
+        source = audio.MicrophoneSource(
+            config.audio, on_error=lambda error: log.error("microphone: %s", error)
+        )
+
+    def emit(event) -> None:
+        if args.json:
+            print(json.dumps(event.to_json_dict(), ensure_ascii=False), flush=True)
+        elif event.type == "transcript":
+            print(event.data.get("text", ""), flush=True)
+        elif event.type != "transcript_partial":
+            print(f"# {event.type} {json.dumps(event.data, ensure_ascii=False)}", file=sys.stderr, flush=True)
+
+    try:
+        asyncio.run(
+            listen(config, source.frames(), emit, skip_wake=args.no_wake, max_turns=args.turns,
+                   stt_model_path=_stt_model_path(config))
+        )
+    finally:
+        source.close()
+    return 0
+
+
+# --- the daemon ---------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .service import RunOptions, run_service
+
+    config = config_module.load(args.config)  # fail fast, with the key, before loading models
+    if args.log_level is None:
+        logging.getLogger().setLevel(config.service.log_level.upper())
+    options = RunOptions(
+        input_wav=Path(args.input) if args.input else None,
+        output_wav=Path(args.output) if args.output else None,
+    )
+    return run_service(args.config, options)
+
+
+def cmd_mqtt_unregister(args: argparse.Namespace) -> int:
+    from . import mqtt
+
+    config = _load_config(args)
+    topics = mqtt.unregister(config.mqtt, config.device_id())
+    for topic in topics:
+        print(topic)
+    return 0
+
+
 # --- models -------------------------------------------------------------------------------
 
 
@@ -249,6 +328,30 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--out", metavar="FILE.wav", help="write a WAV file instead of playing")
     say.set_defaults(handler=cmd_say)
 
+    transcribe = commands.add_parser("transcribe", help="speech to text from a WAV file")
+    transcribe.add_argument("file", metavar="FILE.wav")
+    transcribe.add_argument("--engine", choices=["vosk", "whisper"], help="override stt.engine")
+    transcribe.add_argument("--json", action="store_true", help="text, confidence, duration, latency")
+    transcribe.set_defaults(handler=cmd_transcribe)
+
+    listen = commands.add_parser("listen", help="wake word, VAD and speech recognition, as events")
+    listen.add_argument("--input", metavar="FILE.wav", help="read this file instead of the microphone")
+    listen.add_argument("--json", action="store_true", help="one JSON line per event")
+    listen.add_argument("--no-wake", action="store_true", help="start listening without the wake word")
+    listen.add_argument("--turns", type=int, default=None, help="stop after this many utterances")
+    listen.add_argument("--realtime", action="store_true", help="pace --input at real time")
+    listen.set_defaults(handler=cmd_listen)
+
+    run = commands.add_parser("run", help="the voice assistant daemon")
+    run.add_argument("--input", metavar="FILE.wav", help="microphone from a file; exit when it ends and the last reply is spoken")
+    run.add_argument("--output", metavar="FILE.wav", help="speaker into a file")
+    run.set_defaults(handler=cmd_run)
+
+    mqtt_parser = commands.add_parser("mqtt", help="MQTT housekeeping")
+    mqtt_commands = mqtt_parser.add_subparsers(dest="mqtt_command", required=True)
+    unregister = mqtt_commands.add_parser("unregister", help="remove this device from Home Assistant (empty discovery payloads)")
+    unregister.set_defaults(handler=cmd_mqtt_unregister)
+
     models_parser = commands.add_parser("models", help="list, pull and locate models")
     models_commands = models_parser.add_subparsers(dest="models_command", required=True)
     listing = models_commands.add_parser("list", help="known models and which are pulled")
@@ -270,15 +373,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level or "warning")
+    _setup_logging(args.log_level or ("info" if args.command == "run" else "warning"))
     from .audio import AudioDeviceError, AudioFormatError
     from .llm import LlmError
+    from .mqtt import MqttError
     from .prompt import PromptError
+    from .stt import SttError
     from .tts import TtsError
 
     expected = (
         ConfigError, CliError, models.ModelError, LlmError, PromptError,
-        TtsError, AudioDeviceError, AudioFormatError,
+        TtsError, AudioDeviceError, AudioFormatError, SttError, MqttError,
     )
     try:
         return args.handler(args)

@@ -378,14 +378,18 @@ async def iterate_in_thread(items: Iterator, cancel: threading.Event) -> AsyncIt
             loop.call_soon_threadsafe(queue.put_nowait, (finished, None))
 
     worker = loop.run_in_executor(None, produce)
+    complete = False
     try:
         while True:
             item, error = await queue.get()
             if error is not None:
+                complete = True
                 raise error
             if item is finished:
+                complete = True
                 break
             yield item
     finally:
-        cancel.set()
+        if not complete:
+            cancel.set()
         await asyncio.shield(worker)

@@ -1,0 +1,499 @@
+"""The assistant's core: a state machine on one asyncio loop, with a task per stage.
+
+    frontend  mic frames -> wake word -> VAD -> STT        (listener.Listener, worker thread)
+    commands  MQTT/Hermes commands                          (mqtt.MqttBridge.commands)
+    llm       turn requests -> prompt -> tokens -> sentences (worker thread)  -> sentence queue
+    tts       sentences -> audio chunks                      (worker thread)  -> audio queue
+    speaker   audio chunks -> the sink
+
+The queues are bounded, so a stage that falls behind slows the one before it instead of piling
+up memory. Because each stage hands on as soon as it has something, the first sentence is
+playing while the model writes the second, and sentence n+1 is synthesized while n plays.
+
+Barge-in (the wake word, MQTT `cancel` or `listen` during a reply) sets the turn's cancel flag,
+which the generation checks after every token, and stops the sink mid-block: both take effect
+within tens of milliseconds. Items of a cancelled turn still flow to the speaker stage, which
+skips their audio and closes the turn, recording in the history what was actually heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterable, AsyncIterator, Callable
+
+from .config import Config
+from .events import Command, Event, new_id
+from .llm import ChatSession, Generation, Reply, iterate_in_thread
+from .sentences import SentenceSplitter
+
+log = logging.getLogger(__name__)
+
+# Backoff for a stage that keeps failing (a microphone that is gone, say).
+RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+SENTENCE_QUEUE = 16
+AUDIO_QUEUE = 4
+
+ERROR_NOTICE = "Sorry, something went wrong."
+
+
+@dataclass
+class TurnRequest:
+    kind: str  # "ask" (the LLM answers) or "say" (spoken as is)
+    text: str
+    origin: str  # "voice", "mqtt", "hermes", "cli"
+    turn_id: str = field(default_factory=new_id)
+    request_id: str | None = None
+    speak: bool = True
+
+
+@dataclass
+class Turn:
+    request: TurnRequest
+    cancel: threading.Event = field(default_factory=threading.Event)
+    reply: Reply | None = None
+    # Sentences whose playback began: what the listener heard of the reply.
+    spoken: list[str] = field(default_factory=list)
+    speaking_started: bool = False
+    failed: str | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel.is_set()
+
+
+@dataclass(frozen=True)
+class TurnEnd:
+    turn: Turn
+
+
+@dataclass(frozen=True)
+class Sentence:
+    turn: Turn
+    text: str
+
+
+@dataclass(frozen=True)
+class Audio:
+    turn: Turn
+    text: str
+    samples: Any
+    sample_rate: int
+    first_of_sentence: bool
+
+
+EventSink = Callable[[Event], None]
+
+
+class Assistant:
+    """Owns the state and the stage tasks; everything runs on the loop that calls `run()`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        session: ChatSession,
+        synthesizer: Any,
+        sink: Any,
+        listener: Any = None,
+        source: Any = None,
+        bridge: Any = None,
+        earcons: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.session = session
+        self.synthesizer = synthesizer
+        self.sink = sink
+        self.listener = listener
+        self.source = source
+        self.bridge = bridge
+        self.earcons = earcons or {}
+        self.state = "idle"
+        self.muted = False
+        self.subscribers: list[EventSink] = []
+        self.turn_requests: asyncio.Queue[TurnRequest] = asyncio.Queue(
+            maxsize=config.mqtt.command_queue
+        )
+        self.sentences: asyncio.Queue[Sentence | TurnEnd] = asyncio.Queue(SENTENCE_QUEUE)
+        self.audio: asyncio.Queue[Audio | TurnEnd] = asyncio.Queue(AUDIO_QUEUE)
+        self.active: Turn | None = None
+        self.input_finished = asyncio.Event()
+        self.tasks: dict[str, asyncio.Task] = {}
+        self.last_turn_at = time.monotonic()
+        self.counters = {"turns": 0, "cancelled": 0, "errors": 0}
+        # Set while a follow-up window is open: speech then needs no wake word.
+        self._follow_up_until = 0.0
+
+    # --- events and state ---------------------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        if event.type == "error":
+            self.counters["errors"] += 1
+        if self.bridge is not None:
+            try:
+                self.bridge.publish_event(event)
+            except Exception:  # MQTT must never take the assistant down
+                log.exception("publishing %s failed", event.type)
+        for subscriber in self.subscribers:
+            try:
+                subscriber(event)
+            except Exception:
+                log.exception("event subscriber failed")
+
+    def set_state(self, state: str, turn_id: str | None = None) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        log.info("state: %s", state)
+        self.emit(Event("state", {"state": state}, turn_id=turn_id))
+
+    def _resting_state(self) -> str:
+        if self.muted:
+            return "muted"
+        if self.listener is not None and self.listener.listening:
+            return "listening"
+        return "idle"
+
+    # --- running ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the stage tasks on the running loop."""
+        stages: dict[str, Callable[[], Any]] = {
+            "llm": self._llm_stage,
+            "tts": self._tts_stage,
+            "speaker": self._speaker_stage,
+        }
+        if self.listener is not None and self.source is not None:
+            stages["frontend"] = self._frontend_stage
+        else:
+            self.input_finished.set()
+        if self.bridge is not None:
+            stages["commands"] = self._command_stage
+        for name, stage in stages.items():
+            self.tasks[name] = asyncio.create_task(self._supervise(name, stage), name=name)
+        self.emit(Event("state", {"state": self.state}))
+
+    async def _supervise(self, name: str, stage: Callable[[], Any]) -> None:
+        """Run a stage for ever: log a crash, back off, start it again."""
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await stage()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if time.monotonic() - started > 60:
+                    failures = 0
+                delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
+                failures += 1
+                log.exception("stage %s failed; restarting in %.1f s", name, delay)
+                self.emit(Event("error", {"code": f"{name}_failed", "message": str(error)}))
+                await asyncio.sleep(delay)
+
+    async def stop(self) -> None:
+        """End the current turn and every stage."""
+        self.cancel_turn("stopping")
+        if self.source is not None:
+            self.source.close()
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks.clear()
+
+    async def wait_until_done(self) -> None:
+        """Until the input has ended and every turn it caused has been spoken."""
+        await self.input_finished.wait()
+        while True:
+            await self.idle()
+            # A transcript emitted at the very end may still be on its way to the queue.
+            await asyncio.sleep(0.05)
+            if self.turn_requests.empty() and self.active is None:
+                return
+
+    async def idle(self) -> None:
+        while not self.turn_requests.empty() or self.active is not None:
+            active = self.active
+            if active is not None:
+                await active.done.wait()
+            else:
+                await asyncio.sleep(0.02)
+
+    # --- frontend -----------------------------------------------------------------------------
+
+    async def _frontend_stage(self) -> None:
+        try:
+            await self.listener.run(self._gated_frames(self.source.frames()), self._on_listener_event)
+        finally:
+            if self.source is not None and getattr(self.source, "exhaustible", True):
+                self.input_finished.set()
+
+    async def _gated_frames(self, frames: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        """The microphone, minus what arrives while muted (still read, so nothing overflows)."""
+        async for frame in frames:
+            if not self.muted:
+                yield frame
+
+    def _on_listener_event(self, event: Event) -> None:
+        self.emit(event)
+        if event.type == "wake":
+            if self.active is not None:
+                self.cancel_turn("wake word")
+            self.set_state("listening", event.turn_id)
+            self._play_earcon("wake")
+        elif event.type == "transcript":
+            text = str(event.data.get("text", "")).strip()
+            if text:
+                self.submit(TurnRequest("ask", text, "voice", turn_id=event.turn_id or new_id()))
+            elif self.active is None:
+                self.set_state(self._resting_state())
+        elif event.type == "speech_end" and event.data.get("reason") == "timeout":
+            if self.active is None:
+                self.set_state(self._resting_state())
+        elif event.type == "speech_start" and self.active is None:
+            self.set_state("listening", event.turn_id)
+
+    def _play_earcon(self, kind: str) -> None:
+        sound = self.earcons.get(kind)
+        if sound is None or not self.config.service.earcons:
+            return
+        task = asyncio.create_task(self.sink.play(sound.samples, sound.sample_rate), name=f"earcon-{kind}")
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    # --- commands -----------------------------------------------------------------------------
+
+    async def _command_stage(self) -> None:
+        while True:
+            command = await self.bridge.commands.get()
+            try:
+                self.handle_command(command)
+            except Exception as error:
+                log.exception("command %s failed", command.name)
+                self.emit(Event("error", {"code": "command_failed", "message": str(error)},
+                                request_id=command.request_id))
+
+    def handle_command(self, command: Command) -> None:
+        name, data, request_id = command.name, command.data, command.request_id
+        if name in ("ask", "say"):
+            self.submit(
+                TurnRequest(name, data["text"], command.origin, request_id=request_id,
+                            speak=data.get("speak", True))
+            )
+        elif name == "cancel":
+            self.cancel_turn("cancel command")
+            self.set_state(self._resting_state())
+        elif name == "listen":
+            self.cancel_turn("listen command")
+            if self.listener is None or self.source is None:
+                self.emit(Event("error", {"code": "no_microphone", "message": "no audio input"},
+                                request_id=request_id))
+                return
+            if self.muted:
+                self.emit(Event("error", {"code": "muted", "message": "the microphone is muted"},
+                                request_id=request_id))
+                return
+            self.listener.listen_now()
+            self.set_state("listening")
+        elif name == "mute":
+            self.muted = True
+            if self.bridge is not None:
+                self.bridge.set_muted(True)
+            if self.active is None:
+                self.set_state("muted")
+        elif name == "unmute":
+            self.muted = False
+            if self.bridge is not None:
+                self.bridge.set_muted(False)
+            if self.active is None:
+                self.set_state(self._resting_state())
+        elif name == "volume":
+            self.sink.set_volume(float(data["volume"]))
+            if self.bridge is not None:
+                self.bridge.set_volume(float(data["volume"]))
+        elif name == "reset":
+            self.session.reset()
+
+    def submit(self, request: TurnRequest) -> bool:
+        """Queue a turn; refused with a `busy` error when the queue is full."""
+        try:
+            self.turn_requests.put_nowait(request)
+            return True
+        except asyncio.QueueFull:
+            self.emit(Event("error", {"code": "busy", "message": "too many requests waiting"},
+                            turn_id=request.turn_id, request_id=request.request_id))
+            return False
+
+    def cancel_turn(self, reason: str) -> None:
+        turn = self.active
+        if turn is None or turn.cancelled:
+            return
+        log.info("turn %s cancelled: %s", turn.request.turn_id, reason)
+        self.counters["cancelled"] += 1
+        turn.cancel.set()
+        self.sink.stop()
+
+    # --- llm ----------------------------------------------------------------------------------
+
+    async def _llm_stage(self) -> None:
+        while True:
+            request = await self.turn_requests.get()
+            turn = Turn(request)
+            self.active = turn
+            try:
+                await self._generate(turn)
+            except asyncio.CancelledError:
+                turn.cancel.set()
+                raise
+            except Exception as error:
+                log.exception("turn %s failed", request.turn_id)
+                turn.failed = f"{type(error).__name__}: {error}"
+                self.emit(Event("error", {"code": "llm_failed", "message": str(error)},
+                                turn_id=request.turn_id, request_id=request.request_id))
+            await self.sentences.put(TurnEnd(turn))
+            # One turn at a time: the next prompt must see this turn in its history.
+            await turn.done.wait()
+
+    async def _generate(self, turn: Turn) -> None:
+        request = turn.request
+        timeout = self.config.service.conversation_timeout_s
+        if timeout and time.monotonic() - self.last_turn_at > timeout and self.session.conversation.turns:
+            log.info("conversation idle for over %.0f s: starting afresh", timeout)
+            self.session.reset()
+        self.counters["turns"] += 1
+        self.set_state("thinking", request.turn_id)
+        if request.kind == "say":
+            splitter = SentenceSplitter()
+            for text in [*splitter.feed(request.text), *splitter.flush()]:
+                await self.sentences.put(Sentence(turn, text))
+            return
+        prompt = await asyncio.to_thread(self.session.prepare, request.text)
+        if prompt.dropped_turns or prompt.trimmed_chars:
+            self.emit(Event("prompt_trimmed",
+                            {"dropped_turns": prompt.dropped_turns, "trimmed_chars": prompt.trimmed_chars},
+                            turn_id=request.turn_id, request_id=request.request_id))
+        reply = Reply(prompt, Generation())
+        turn.reply = reply
+        index = 0
+        sentences = self.session.sentences(prompt, turn.cancel, reply)
+        async for text in iterate_in_thread(sentences, turn.cancel):
+            if turn.cancelled:
+                break
+            self.emit(Event("reply_sentence", {"text": text, "index": index},
+                            turn_id=request.turn_id, request_id=request.request_id))
+            index += 1
+            if request.speak:
+                await self.sentences.put(Sentence(turn, text))
+        generation = reply.generation
+        self.emit(Event(
+            "reply",
+            {
+                "text": generation.text.strip(),
+                "prompt_tokens": generation.prompt_tokens,
+                "cached_tokens": generation.cached_tokens,
+                "completion_tokens": generation.completion_tokens,
+                "timings": generation.timings.as_dict(),
+                "cancelled": turn.cancelled,
+                "model": self.session.engine.info.name,
+            },
+            turn_id=request.turn_id, request_id=request.request_id,
+        ))
+
+    # --- tts ----------------------------------------------------------------------------------
+
+    async def _tts_stage(self) -> None:
+        while True:
+            item = await self.sentences.get()
+            if isinstance(item, TurnEnd):
+                await self.audio.put(item)
+                continue
+            turn = item.turn
+            if turn.cancelled:
+                continue
+            first = True
+            try:
+                async with contextlib.aclosing(self.synthesizer.stream(item.text)) as chunks:
+                    async for chunk in chunks:
+                        if turn.cancelled:
+                            break
+                        await self.audio.put(Audio(turn, item.text, chunk.samples, chunk.sample_rate, first))
+                        first = False
+            except Exception as error:
+                log.exception("speech synthesis failed")
+                turn.failed = turn.failed or f"{type(error).__name__}: {error}"
+                self.emit(Event("error", {"code": "tts_failed", "message": str(error)},
+                                turn_id=turn.request.turn_id, request_id=turn.request.request_id))
+
+    # --- speaker ------------------------------------------------------------------------------
+
+    async def _speaker_stage(self) -> None:
+        while True:
+            item = await self.audio.get()
+            if isinstance(item, TurnEnd):
+                await self._finish_turn(item.turn)
+                continue
+            turn = item.turn
+            if turn.cancelled:
+                continue
+            request = turn.request
+            if not turn.speaking_started:
+                turn.speaking_started = True
+                if self.listener is not None:
+                    self.listener.set_speaking(True)
+                self.set_state("speaking", request.turn_id)
+                self.emit(Event("tts_start", {"text": item.text}, turn_id=request.turn_id,
+                                request_id=request.request_id))
+            if item.first_of_sentence:
+                turn.spoken.append(item.text)
+            try:
+                await self.sink.play(item.samples, item.sample_rate)
+            except Exception as error:
+                log.exception("playback failed")
+                turn.failed = turn.failed or f"{type(error).__name__}: {error}"
+                turn.cancel.set()
+                self.emit(Event("error", {"code": "audio_output_failed", "message": str(error)},
+                                turn_id=request.turn_id, request_id=request.request_id))
+
+    async def _finish_turn(self, turn: Turn) -> None:
+        request = turn.request
+        try:
+            if turn.speaking_started:
+                self.emit(Event("tts_stop", {"text": " ".join(turn.spoken), "cancelled": turn.cancelled},
+                                turn_id=request.turn_id, request_id=request.request_id))
+            if turn.reply is not None and request.kind == "ask":
+                heard = " ".join(turn.spoken) if (turn.cancelled and request.speak) else None
+                self.session.record(request.text, turn.reply, spoken_text=heard)
+            if turn.failed and not turn.cancelled:
+                await self._error_notice(turn)
+        finally:
+            if self.listener is not None:
+                self.listener.set_speaking(False)
+            self.last_turn_at = time.monotonic()
+            self.active = None
+            turn.done.set()
+        follow_up = self.config.service.follow_up_s
+        if (follow_up and request.origin == "voice" and not turn.cancelled and not self.muted
+                and self.listener is not None and not self.input_finished.is_set()):
+            self.listener.listen_now(follow_up)
+            self.set_state("listening", request.turn_id)
+        else:
+            self.set_state(self._resting_state(), request.turn_id)
+
+    async def _error_notice(self, turn: Turn) -> None:
+        """Tell the person the turn failed: an earcon, or a spoken sentence without earcons."""
+        self.set_state("error", turn.request.turn_id)
+        try:
+            sound = self.earcons.get("error")
+            if self.config.service.earcons and sound is not None:
+                await self.sink.play(sound.samples, sound.sample_rate)
+            else:
+                async with contextlib.aclosing(self.synthesizer.stream(ERROR_NOTICE)) as chunks:
+                    async for chunk in chunks:
+                        await self.sink.play(chunk.samples, chunk.sample_rate)
+        except Exception:
+            log.exception("the error notice itself failed")

@@ -1,0 +1,253 @@
+"""The daemon: builds the pipeline from the config, talks to systemd, handles signals.
+
+systemd (Type=notify) is told READY=1 only once every model is loaded and the microphone is
+open, STATUS= follows the assistant's state, and WATCHDOG=1 is sent from a task on the core
+loop: if the loop hangs, the pings stop and systemd restarts the service. SIGTERM ends the
+current reply at once and exits cleanly; SIGHUP reloads the config (the models and devices are
+rebuilt, the conversation starts afresh).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import audio, models
+from . import config as config_module
+from .config import Config
+from .events import Event
+
+log = logging.getLogger(__name__)
+
+
+class SystemdNotifier:
+    """sd_notify(3) without libsystemd: datagrams to $NOTIFY_SOCKET, if there is one."""
+
+    def __init__(self, address: str | None = None) -> None:
+        address = address if address is not None else os.environ.get("NOTIFY_SOCKET", "")
+        self.address: str | None = None
+        self.socket: socket.socket | None = None
+        if address:
+            # A leading "@" names a socket in the abstract namespace.
+            self.address = "\0" + address[1:] if address.startswith("@") else address
+            self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+
+    @property
+    def enabled(self) -> bool:
+        return self.socket is not None
+
+    def notify(self, message: str) -> None:
+        if self.socket is None:
+            return
+        try:
+            self.socket.sendto(message.encode("utf-8"), self.address)
+        except OSError as error:  # systemd going away must not take the service with it
+            log.debug("sd_notify %r failed: %s", message, error)
+
+    @staticmethod
+    def watchdog_interval() -> float | None:
+        """Half of WATCHDOG_USEC, if the watchdog is on for this process."""
+        usec = os.environ.get("WATCHDOG_USEC")
+        pid = os.environ.get("WATCHDOG_PID")
+        if not usec or (pid and pid != str(os.getpid())):
+            return None
+        try:
+            return int(usec) / 2_000_000
+        except ValueError:
+            return None
+
+
+async def feed_watchdog(notifier: SystemdNotifier, interval: float) -> None:
+    """Ping from the core loop itself: a blocked loop stops the pings."""
+    while True:
+        notifier.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class RunOptions:
+    input_wav: Path | None = None
+    output_wav: Path | None = None
+    # Leave when the input file is exhausted and the last reply has been spoken.
+    exit_when_input_ends: bool = True
+
+
+def build_sources(config: Config, options: RunOptions, on_error) -> tuple[Any, Any]:
+    if options.input_wav is not None:
+        source = audio.WavSource(options.input_wav, frame_ms=config.audio.frame_ms, realtime=True)
+    else:
+        source = audio.MicrophoneSource(config.audio, on_error=on_error)
+        # A microphone never runs out, even while it is being reopened.
+        source.exhaustible = False
+    if options.output_wav is not None:
+        sink = audio.WavSink(options.output_wav, volume=config.audio.volume, realtime=True)
+    else:
+        sink = audio.SpeakerSink(config.audio)
+    return source, sink
+
+
+def load_models(config: Config):
+    """Everything slow, run once per start (or reload), off the event loop."""
+    from .listener import Listener
+    from .llm import load_session
+    from .tts import Synthesizer
+
+    state_dir = config.state_dir()
+    session = load_session(config)
+    synthesizer = Synthesizer(config.tts, models.resolve_voice(config.tts.voice, state_dir))
+    stt_path = models.resolve_stt(config.stt.model, state_dir)
+    if stt_path is None and config.stt.engine in ("auto", "vosk"):
+        stt_path = models.pulled_vosk_model(state_dir)
+    listener = Listener(config, stt_model_path=stt_path)
+    earcons = {
+        "wake": audio.earcon("wake", config.service.wake_sound),
+        "error": audio.earcon("error", config.service.error_sound),
+    }
+    return session, synthesizer, listener, earcons
+
+
+class Service:
+    """One run of the daemon: `await Service(...).run()` returns the exit status."""
+
+    def __init__(self, config_path: str | None, config: Config, options: RunOptions,
+                 notifier: SystemdNotifier | None = None) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.options = options
+        self.notifier = notifier or SystemdNotifier()
+        self.stopping = asyncio.Event()
+        self.reload_requested = False
+        self.assistant = None
+        self.bridge = None
+
+    def _on_signal(self, signum: int) -> None:
+        if signum == signal.SIGHUP:
+            log.info("SIGHUP: reloading %s", self.config_path or "the config")
+            self.reload_requested = True
+        else:
+            log.info("%s: stopping", signal.Signals(signum).name)
+            self.notifier.notify("STOPPING=1")
+        self.stopping.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        watchdog = None
+        interval = self.notifier.watchdog_interval()
+        if interval:
+            watchdog = asyncio.create_task(feed_watchdog(self.notifier, interval), name="watchdog")
+        try:
+            while True:
+                status = await self._run_once()
+                if not self.reload_requested:
+                    return status
+                self.reload_requested = False
+                self.stopping.clear()
+                try:
+                    self.config = config_module.load(self.config_path)
+                except config_module.ConfigError as error:
+                    # Keep serving with the config that works.
+                    log.error("reload failed, keeping the running config: %s", error)
+                self.notifier.notify("RELOADING=1\nMONOTONIC_USEC=%d" % (time.monotonic_ns() // 1000))
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(signum)
+
+    async def _run_once(self) -> int:
+        from .pipeline import Assistant
+
+        config = self.config
+        self.notifier.notify("STATUS=loading models")
+        loop = asyncio.get_running_loop()
+        bridge = None
+        if config.mqtt.enabled:
+            from .mqtt import MqttBridge
+
+            bridge = MqttBridge(config.mqtt, config.device_id(), loop)
+            bridge.start()
+        self.bridge = bridge
+        loading = asyncio.ensure_future(asyncio.to_thread(load_models, config))
+        stop_wait = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({loading, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if self.stopping.is_set() and not loading.done():
+                # Nothing to save: the models load in a thread that dies with the process.
+                return 0
+            session, synthesizer, listener, earcons = loading.result()
+        finally:
+            stop_wait.cancel()
+        assistant: Assistant | None = None
+
+        def microphone_error(error: Exception) -> None:
+            # Called from the microphone's own thread.
+            loop.call_soon_threadsafe(
+                lambda: assistant and assistant.emit(
+                    Event("error", {"code": "audio_input_failed", "message": str(error)})
+                )
+            )
+
+        source, sink = build_sources(config, self.options, microphone_error)
+        assistant = Assistant(config, session=session, synthesizer=synthesizer, sink=sink,
+                              listener=listener, source=source, bridge=bridge, earcons=earcons)
+        self.assistant = assistant
+        assistant.subscribers.append(self._on_event)
+        assistant.start()
+        self.notifier.notify(f"READY=1\nSTATUS={assistant.state}")
+        log.info("ready: model %s (%s), device id %s", session.engine.info.name,
+                 session.engine.info.quantization, config.device_id())
+        metrics = None
+        if bridge is not None and config.mqtt.metrics_interval_s:
+            metrics = asyncio.create_task(self._publish_metrics(assistant, source), name="metrics")
+        try:
+            waits = [asyncio.ensure_future(self.stopping.wait())]
+            if self.options.exit_when_input_ends and self.options.input_wav is not None:
+                waits.append(asyncio.ensure_future(assistant.wait_until_done()))
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
+        finally:
+            if metrics is not None:
+                metrics.cancel()
+            await assistant.stop()
+            sink.close()
+            session.engine.close()
+            if bridge is not None:
+                await bridge.aclose()
+        return 0
+
+    def _on_event(self, event: Event) -> None:
+        if event.type == "state":
+            self.notifier.notify(f"STATUS={event.data.get('state')}")
+        level = logging.WARNING if event.type == "error" else logging.INFO
+        if event.type not in ("transcript_partial",):
+            log.log(level, "event %s %s", event.type, event.data)
+
+    async def _publish_metrics(self, assistant, source) -> None:
+        import psutil
+
+        process = psutil.Process()
+        while True:
+            await asyncio.sleep(self.config.mqtt.metrics_interval_s)
+            data: dict[str, Any] = dict(assistant.counters)
+            data["state"] = assistant.state
+            data["rss_mb"] = round(process.memory_info().rss / 2**20, 1)
+            data["cpu_percent"] = process.cpu_percent(None)
+            data["mic_overflows"] = getattr(source, "overflows", 0)
+            if self.bridge is not None:
+                data["mqtt"] = self.bridge.stats
+            assistant.emit(Event("metrics", data))
+
+
+def run_service(config_path: str | None, options: RunOptions) -> int:
+    config = config_module.load(config_path)
+    return asyncio.run(Service(config_path, config, options).run())
