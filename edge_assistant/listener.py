@@ -1,0 +1,257 @@
+"""The listening front end: wake word, then endpointing and speech recognition, as events.
+
+`Listener` chains `wake.WakeDetector` -> `vad.Endpointer` -> `stt.Transcriber` over a stream of
+frames and reports, in order and with one `turn_id` per utterance::
+
+    wake -> speech_start -> transcript_partial* -> speech_end -> transcript
+    wake -> speech_end (reason "timeout": nobody spoke)
+
+An empty `transcript` text means speech was heard but no words were recognized. A failing
+recognizer yields an `error` event (code "stt_failed") in place of the transcript, and
+listening goes on.
+
+The model calls block, so `run()` hands frames to a worker thread in batches of `BATCH_S` of
+audio: the event loop stays free, and the thread hop is paid ten times a second, not per frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import threading
+from pathlib import Path
+from typing import AsyncIterable, Awaitable, Callable
+
+from .audio import SAMPLE_RATE, SAMPLE_WIDTH
+from .config import Config
+from .events import Event, new_id
+from .stt import Transcriber, create_transcriber
+from .vad import REASON_TIMEOUT, EndpointEvent, Endpointer
+from .wake import WakeDetector
+
+log = logging.getLogger(__name__)
+
+BATCH_S = 0.1
+_BATCH_BYTES = int(BATCH_S * SAMPLE_RATE) * SAMPLE_WIDTH
+
+Emit = Callable[[Event], "Awaitable[None] | None"]
+
+
+class Listener:
+    """Holds the loaded models; `run()` one audio stream at a time.
+
+    `set_speaking()` and `listen_now()` may be called from any thread while it runs.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        stt_model_path: Path | None = None,
+        transcriber: Transcriber | None = None,
+    ) -> None:
+        self.config = config
+        self.wake = WakeDetector(config.wake) if config.wake.enabled else None
+        self.endpointer = Endpointer(config.vad)
+        # stt_model_path: stt.model as resolved by the caller (registry names), or None.
+        self.transcriber = transcriber or create_transcriber(config.stt, model_path=stt_model_path)
+        self._listen_request: float | None = None  # no-speech timeout of a pending listen_now()
+        self._request_lock = threading.Lock()
+        self._turn_id: str | None = None
+        self._listening = False
+        self._woken = False  # the current turn began with a wake event
+        self._turns = 0
+        self._max_turns: int | None = None
+        # False once the VAD missed frames (waiting for the wake word).
+        self._vad_in_sync = False
+
+    # --- control, from any thread -----------------------------------------------------------
+
+    def set_speaking(self, speaking: bool) -> None:
+        """The assistant is (not) speaking: its own voice must not wake it."""
+        if self.wake is not None:
+            self.wake.set_speaking(speaking)
+
+    def listen_now(self, no_speech_timeout_s: float | None = None) -> None:
+        """Skip the wake word for the next turn (MQTT `listen`, a follow-up window).
+
+        `no_speech_timeout_s` replaces `vad.no_speech_timeout_s` for that turn.
+        """
+        with self._request_lock:
+            self._listen_request = no_speech_timeout_s or self.config.vad.no_speech_timeout_s
+
+    @property
+    def listening(self) -> bool:
+        """Past the wake word: looking for, or inside, an utterance."""
+        return self._listening
+
+    @property
+    def finished(self) -> bool:
+        return self._max_turns is not None and self._turns >= self._max_turns
+
+    # --- the blocking part, run in a worker thread --------------------------------------------
+
+    def begin(self, *, skip_wake: bool = False, max_turns: int | None = None) -> None:
+        """Prepare for a new stream."""
+        self._turns = 0
+        self._max_turns = max_turns
+        self._listening = False
+        self._vad_in_sync = False
+        self.endpointer.reset()
+        if self.wake is not None:
+            self.wake.reset()
+        if skip_wake:
+            self.listen_now()
+
+    def process(self, frames: list[bytes]) -> list[Event]:
+        """Feed frames; the events they caused, in order. Blocking (model calls)."""
+        events: list[Event] = []
+        for frame in frames:
+            if self.finished:
+                break
+            # The wake detector hears every frame, so its context never goes stale (resetting
+            # openWakeWord costs most of a second of CPU); while listening, its detections
+            # are dropped.
+            detection = self.wake.process(frame) if self.wake is not None else None
+            if not self._listening:
+                self._take_listen_request()
+            if self._listening:
+                self._follow_utterance(frame, events)
+            elif detection is not None:
+                self._start_turn(self.config.vad.no_speech_timeout_s, woken=True)
+                events.append(
+                    Event("wake", {"model": detection.model, "score": round(detection.score, 3)},
+                          turn_id=self._turn_id)
+                )
+            else:
+                # The VAD only hears frames past the wake word.
+                self._vad_in_sync = False
+        return events
+
+    def flush(self) -> list[Event]:
+        """The stream ended: close an utterance in progress."""
+        events: list[Event] = []
+        # A turn nobody heard of yet (no wake event, no speech) ends silently.
+        announced = self._woken or self.endpointer.in_speech
+        if self._listening and announced and not self.finished:
+            for ended in self.endpointer.flush():
+                self._end_utterance(ended, events)
+        return events
+
+    def _take_listen_request(self) -> None:
+        with self._request_lock:
+            timeout, self._listen_request = self._listen_request, None
+        if timeout is not None:
+            self._start_turn(timeout)
+        elif self.wake is None:
+            # Always listening: waiting for speech is the normal state, not a timeout.
+            self._start_turn(math.inf)
+
+    def _start_turn(self, no_speech_timeout_s: float, *, woken: bool = False) -> None:
+        self._turn_id = new_id()
+        self._listening = True
+        self._woken = woken
+        if not self._vad_in_sync:
+            # A gap in what the VAD heard: context from before it would only mislead it.
+            self.endpointer.vad.reset()
+            self._vad_in_sync = True
+        self.endpointer.reset(no_speech_timeout_s=no_speech_timeout_s)
+
+    def _follow_utterance(self, frame: bytes, events: list[Event]) -> None:
+        was_in_speech = self.endpointer.in_speech
+        changes = self.endpointer.process(frame)
+        if was_in_speech:
+            self._feed(frame, events)
+        for change in changes:
+            if change.type == "speech_start":
+                events.append(Event("speech_start", {}, turn_id=self._turn_id))
+                # The utterance so far: pre-roll and the speech that proved it is speech,
+                # this frame included.
+                self.transcriber.start()
+                self._feed(self.endpointer.utterance(), events)
+            else:
+                self._end_utterance(change, events)
+
+    def _feed(self, data: bytes, events: list[Event]) -> None:
+        try:
+            partial = self.transcriber.accept(data)
+        except Exception as error:  # a recognizer failure must not end listening
+            log.exception("speech recognition failed")
+            events.append(Event("error", {"code": "stt_failed", "message": str(error)},
+                                turn_id=self._turn_id))
+            return
+        if partial is not None:
+            events.append(Event("transcript_partial", {"text": partial}, turn_id=self._turn_id))
+
+    def _end_utterance(self, ended: EndpointEvent, events: list[Event]) -> None:
+        events.append(
+            Event("speech_end", {"duration_s": round(ended.duration_s, 3), "reason": ended.reason},
+                  turn_id=self._turn_id)
+        )
+        if ended.reason != REASON_TIMEOUT:
+            try:
+                transcript = self.transcriber.finish()
+            except Exception as error:
+                log.exception("speech recognition failed")
+                events.append(Event("error", {"code": "stt_failed", "message": str(error)},
+                                    turn_id=self._turn_id))
+            else:
+                data = transcript.to_json_dict()
+                data.pop("words", None)
+                events.append(Event("transcript", data, turn_id=self._turn_id))
+        self._turns += 1
+        self._listening = False
+
+    # --- the asyncio side -----------------------------------------------------------------------
+
+    async def run(
+        self,
+        frames: AsyncIterable[bytes],
+        emit: Emit,
+        *,
+        skip_wake: bool = False,
+        max_turns: int | None = None,
+    ) -> None:
+        """Listen to `frames` until they end or `max_turns` utterances were handled.
+
+        `emit` receives each event (a plain function or a coroutine function).
+        """
+        # Resetting a wake engine can take a while (openWakeWord refills its window).
+        await asyncio.to_thread(self.begin, skip_wake=skip_wake, max_turns=max_turns)
+        batch: list[bytes] = []
+        batch_bytes = 0
+        async for frame in frames:
+            batch.append(frame)
+            batch_bytes += len(frame)
+            if batch_bytes < _BATCH_BYTES:
+                continue
+            await _emit_all(emit, await asyncio.to_thread(self.process, batch))
+            batch, batch_bytes = [], 0
+            if self.finished:
+                return
+        if batch:
+            await _emit_all(emit, await asyncio.to_thread(self.process, batch))
+        await _emit_all(emit, await asyncio.to_thread(self.flush))
+
+
+async def _emit_all(emit: Emit, events: list[Event]) -> None:
+    for event in events:
+        result = emit(event)
+        if inspect.isawaitable(result):
+            await result
+
+
+async def listen(
+    config: Config,
+    frames: AsyncIterable[bytes],
+    emit: Emit,
+    *,
+    skip_wake: bool = False,
+    max_turns: int | None = None,
+    stt_model_path: Path | None = None,
+) -> None:
+    """`edge-assistant listen`: load the models (off the loop), then `Listener.run()`."""
+    listener = await asyncio.to_thread(Listener, config, stt_model_path=stt_model_path)
+    await listener.run(frames, emit, skip_wake=skip_wake, max_turns=max_turns)

