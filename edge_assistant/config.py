@@ -52,7 +52,8 @@ def _positive() -> dict:
 
 @dataclass(frozen=True)
 class AudioConfig:
-    # Device name substring or PortAudio index; "" means the system default.
+    # Device name substring or PortAudio index; "" means the system default; an input of
+    # "none" means no microphone (a device that only speaks, driven over MQTT).
     input_device: str | int = ""
     output_device: str | int = ""
     # 0 means the device's default rate; capture is resampled to 16 kHz either way.

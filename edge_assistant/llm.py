@@ -178,6 +178,7 @@ class LlmEngine:
         self.config = config
         self.model_path = Path(model_path)
         self.lock = threading.Lock()
+        self.closed = False
         check_gguf_file(self.model_path)
         from llama_cpp import LLAMA_DEFAULT_SEED, Llama
 
@@ -219,6 +220,7 @@ class LlmEngine:
 
     def close(self) -> None:
         with self.lock:
+            self.closed = True
             self.llama.close()
 
     def generate(
@@ -236,6 +238,9 @@ class LlmEngine:
         from llama_cpp import StoppingCriteriaList
 
         with self.lock:
+            if self.closed:
+                # llama.cpp would crash the process on a freed context.
+                raise LlmError(f"{self.model_path}: the model was closed")
             llama = self.llama
             cached = llama.longest_token_prefix(llama._input_ids[: llama.n_tokens].tolist(), list(prompt.tokens))
             result.prompt_tokens = len(prompt.tokens)
@@ -337,10 +342,13 @@ class ChatSession:
                 reply.sentences.append(sentence)
                 yield sentence
 
-    def record(self, user_text: str, reply: Reply, spoken_text: str | None = None) -> None:
-        """Remember the turn; a cut-short reply is kept as far as it was heard."""
+    def record(
+        self, user_text: str, reply: Reply, spoken_text: str | None = None, cut_short: bool = False
+    ) -> None:
+        """Remember the turn; a reply cut short (in generation or in speech) is kept as far as
+        it was heard (`spoken_text`) or written."""
         said = spoken_text if spoken_text is not None else reply.generation.text.strip()
-        self.conversation.add(user_text, said, cut_short=reply.generation.cancelled)
+        self.conversation.add(user_text, said, cut_short=cut_short or reply.generation.cancelled)
 
     def reset(self) -> None:
         self.conversation.reset()

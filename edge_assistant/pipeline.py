@@ -126,8 +126,6 @@ class Assistant:
         self.tasks: dict[str, asyncio.Task] = {}
         self.last_turn_at = time.monotonic()
         self.counters = {"turns": 0, "cancelled": 0, "errors": 0}
-        # Set while a follow-up window is open: speech then needs no wake word.
-        self._follow_up_until = 0.0
 
     # --- events and state ---------------------------------------------------------------------
 
@@ -467,7 +465,7 @@ class Assistant:
                                 turn_id=request.turn_id, request_id=request.request_id))
             if turn.reply is not None and request.kind == "ask":
                 heard = " ".join(turn.spoken) if (turn.cancelled and request.speak) else None
-                self.session.record(request.text, turn.reply, spoken_text=heard)
+                self.session.record(request.text, turn.reply, spoken_text=heard, cut_short=turn.cancelled)
             if turn.failed and not turn.cancelled:
                 await self._error_notice(turn)
         finally:

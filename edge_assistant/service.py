@@ -26,6 +26,8 @@ from .events import Event
 
 log = logging.getLogger(__name__)
 
+NO_DEVICE = "none"
+
 
 class SystemdNotifier:
     """sd_notify(3) without libsystemd: datagrams to $NOTIFY_SOCKET, if there is one."""
@@ -79,10 +81,16 @@ class RunOptions:
     exit_when_input_ends: bool = True
 
 
+def has_microphone(config: Config, options: RunOptions) -> bool:
+    # audio.input_device = "none": a speaker-only device, driven over MQTT.
+    return options.input_wav is not None or config.audio.input_device != NO_DEVICE
+
+
 def build_sources(config: Config, options: RunOptions, on_error) -> tuple[Any, Any]:
+    source = None
     if options.input_wav is not None:
         source = audio.WavSource(options.input_wav, frame_ms=config.audio.frame_ms, realtime=True)
-    else:
+    elif has_microphone(config, options):
         source = audio.MicrophoneSource(config.audio, on_error=on_error)
         # A microphone never runs out, even while it is being reopened.
         source.exhaustible = False
@@ -93,7 +101,7 @@ def build_sources(config: Config, options: RunOptions, on_error) -> tuple[Any, A
     return source, sink
 
 
-def load_models(config: Config):
+def load_models(config: Config, with_listener: bool = True):
     """Everything slow, run once per start (or reload), off the event loop."""
     from .listener import Listener
     from .llm import load_session
@@ -102,10 +110,12 @@ def load_models(config: Config):
     state_dir = config.state_dir()
     session = load_session(config)
     synthesizer = Synthesizer(config.tts, models.resolve_voice(config.tts.voice, state_dir))
-    stt_path = models.resolve_stt(config.stt.model, state_dir)
-    if stt_path is None and config.stt.engine in ("auto", "vosk"):
-        stt_path = models.pulled_vosk_model(state_dir)
-    listener = Listener(config, stt_model_path=stt_path)
+    listener = None
+    if with_listener:
+        stt_path = models.resolve_stt(config.stt.model, state_dir)
+        if stt_path is None and config.stt.engine in ("auto", "vosk"):
+            stt_path = models.pulled_vosk_model(state_dir)
+        listener = Listener(config, stt_model_path=stt_path)
     earcons = {
         "wake": audio.earcon("wake", config.service.wake_sound),
         "error": audio.earcon("error", config.service.error_sound),
@@ -176,7 +186,9 @@ class Service:
             bridge = MqttBridge(config.mqtt, config.device_id(), loop)
             bridge.start()
         self.bridge = bridge
-        loading = asyncio.ensure_future(asyncio.to_thread(load_models, config))
+        loading = asyncio.ensure_future(
+            asyncio.to_thread(load_models, config, has_microphone(config, self.options))
+        )
         stop_wait = asyncio.ensure_future(self.stopping.wait())
         try:
             await asyncio.wait({loading, stop_wait}, return_when=asyncio.FIRST_COMPLETED)

