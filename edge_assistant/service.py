@@ -194,8 +194,15 @@ class Service:
             await asyncio.wait({loading, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
             if self.stopping.is_set() and not loading.done():
                 # Nothing to save: the models load in a thread that dies with the process.
+                if bridge is not None:
+                    await bridge.aclose()
                 return 0
             session, synthesizer, listener, earcons = loading.result()
+        except BaseException:
+            # A model that cannot load ends the service: say so on MQTT before leaving.
+            if bridge is not None:
+                await bridge.aclose()
+            raise
         finally:
             stop_wait.cancel()
         assistant: Assistant | None = None

@@ -1,0 +1,341 @@
+"""The daemon as a subprocess, as systemd runs it: real models, a real mosquitto, real PortAudio
+devices backed by files, sd_notify on a test socket, signals."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_assistant import audio
+from edge_assistant.config import SttConfig
+from edge_assistant.service import SystemdNotifier, feed_watchdog
+from edge_assistant.stt import create_transcriber
+
+pytestmark = pytest.mark.slow
+
+DEVICE = "testdev"
+PREFIX = f"edge-assistant/{DEVICE}"
+
+
+class NotifySocket:
+    """Collects sd_notify datagrams, as systemd would receive them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(str(path))
+        self.socket.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+        self.closed = False
+        self.thread = threading.Thread(target=self._receive, daemon=True)
+        self.thread.start()
+
+    def _receive(self) -> None:
+        while not self.closed:
+            try:
+                data = self.socket.recv(4096)
+            except (socket.timeout, OSError):
+                continue
+            for line in data.decode().splitlines():
+                self.messages.append((time.monotonic(), line))
+
+    def lines(self) -> list[str]:
+        return [line for _, line in self.messages]
+
+    def wait_for(self, line: str, timeout: float = 180.0) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for at, seen in list(self.messages):
+                if seen == line:
+                    return at
+            time.sleep(0.05)
+        raise AssertionError(f"no {line!r} from the daemon; got {self.lines()[-10:]}")
+
+    def close(self) -> None:
+        self.closed = True
+        self.thread.join()
+        self.socket.close()
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    notify = NotifySocket(tmp_path / "notify.sock")
+    yield notify
+    notify.close()
+
+
+class Daemon:
+    def __init__(self, tmp_path: Path, config_text: str, args=(), env=None) -> None:
+        self.config = tmp_path / "daemon.toml"
+        self.config.write_text(config_text)
+        self.log_path = tmp_path / "daemon.log"
+        self.args = list(args)
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Daemon":
+        self.log_file = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "edge_assistant.cli", "-c", str(self.config), "run", *self.args],
+            stdout=self.log_file, stderr=subprocess.STDOUT, env=self.env,
+        )
+        return self
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.process is not None:
+            self.log_file.close()
+
+
+@pytest.fixture
+def daemons():
+    started: list[Daemon] = []
+
+    def make(*args, **kwargs) -> Daemon:
+        daemon = Daemon(*args, **kwargs)
+        started.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in started:
+        daemon.stop()
+
+
+def config_text(tmp_path, broker, llm_model="", llm_extra="", audio_text='input_device = "none"', **extra) -> str:
+    text = f"""
+[audio]
+{audio_text}
+[llm]
+model = "{llm_model}"
+temperature = 0.0
+seed = 1
+{llm_extra}
+[mqtt]
+host = "{broker.host}"
+port = {broker.port}
+device_id = "{DEVICE}"
+reconnect_max_s = 1.0
+metrics_interval_s = 0
+[service]
+state_dir = "{tmp_path / 'state'}"
+earcons = false
+"""
+    for table, body in extra.items():
+        text += f"[{table}]\n{body}\n"
+    return text
+
+
+def event_types(probe, since=0):
+    return [m.topic.rsplit("/", 1)[-1] for m in probe.messages[since:] if "/event/" in m.topic]
+
+
+def transcribe(samples: np.ndarray, rate: int) -> str:
+    resampled = audio.resample(samples, rate, audio.SAMPLE_RATE)
+    return create_transcriber(SttConfig(engine="whisper")).transcribe(resampled).text
+
+
+def test_spoken_question_end_to_end(tmp_path, mosquitto, mqtt_probe, alsa_devices, make_speech_wav, daemons):
+    question = audio.read_wav(make_speech_wav(
+        "Hey Jarvis. What is the capital of France?", lead_silence_s=1.0, tail_silence_s=8.0,
+        sentence_gap_s=0.6,
+    ))
+    alsa_devices.write_input(question)
+    probe = mqtt_probe(mosquitto)
+    probe.subscribe(f"{PREFIX}/#")
+    daemon = daemons(tmp_path, config_text(
+        tmp_path, mosquitto,
+        audio_text='input_device = "testmic"\ninput_rate = 16000\noutput_device = "testspk"\noutput_rate = 22050',
+    ), env=alsa_devices.env).start()
+    try:
+        probe.wait_for(f"{PREFIX}/event/tts_stop", timeout=300)
+        probe.wait_for(f"{PREFIX}/state", lambda m: m.text == "idle", timeout=30)
+    except AssertionError:
+        raise AssertionError(daemon.log())
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.log()
+
+    types = event_types(probe)
+    order = ["wake", "speech_start", "speech_end", "transcript", "reply_sentence", "reply", "tts_start", "tts_stop"]
+    positions = [types.index(name) for name in order]
+    assert positions == sorted(positions), types
+    transcript = probe.wait_for(f"{PREFIX}/event/transcript").json()
+    assert "capital" in transcript["text"].lower() and "france" in transcript["text"].lower()
+    reply = probe.wait_for(f"{PREFIX}/event/reply").json()
+    assert "Paris" in reply["text"], reply
+    assert reply["turn_id"] == transcript["turn_id"]
+    assert probe.retained(f"{PREFIX}/availability")[f"{PREFIX}/availability"].text == "offline"
+
+    spoken = alsa_devices.output()
+    assert np.abs(spoken.astype(np.int32)).max() > 3000, "the speaker got no speech"
+    assert "paris" in transcribe(spoken, 22050).lower()
+
+
+def test_mqtt_ask_and_say_go_through_the_same_pipeline(tmp_path, mosquitto, mqtt_probe, scripted_gguf, daemons):
+    probe = mqtt_probe(mosquitto)
+    probe.subscribe(f"{PREFIX}/#")
+    output = tmp_path / "speaker.wav"
+    daemon = daemons(tmp_path, config_text(tmp_path, mosquitto, llm_model=scripted_gguf, llm_extra="max_tokens = 12"),
+                     args=["--output", str(output)]).start()
+    probe.wait_for(f"{PREFIX}/availability", lambda m: m.text == "online", timeout=120)
+    probe.wait_for(f"{PREFIX}/state", lambda m: m.text == "idle", timeout=120)
+
+    probe.publish(f"{PREFIX}/cmd/ask", json.dumps({"text": "What is the weather like for a picnic?", "id": "q1"}))
+    stop = probe.wait_for(f"{PREFIX}/event/tts_stop", lambda m: m.json().get("id") == "q1", timeout=120).json()
+    reply = probe.wait_for(f"{PREFIX}/event/reply", lambda m: m.json().get("id") == "q1").json()
+    assert reply["text"].startswith("It is sunny. Bring a hat!")
+    assert reply["completion_tokens"] >= 12 and set(reply["timings"]) >= {"first_token_ms", "tokens_per_s"}
+    assert stop["cancelled"] is False
+    sentences = [m.json()["text"] for m in probe.on(f"{PREFIX}/event/reply_sentence") if m.json().get("id") == "q1"]
+    assert sentences[:2] == ["It is sunny.", "Bring a hat!"]
+
+    mark = len(probe.messages)
+    probe.publish(f"{PREFIX}/cmd/ask", json.dumps({"text": "And tomorrow?", "speak": False, "id": "q2"}))
+    second = probe.wait_for(f"{PREFIX}/event/reply", lambda m: m.json().get("id") == "q2", since=mark).json()
+    # The second turn saw the first one: its prompt was longer and mostly cached.
+    assert second["prompt_tokens"] > reply["prompt_tokens"]
+    assert second["cached_tokens"] >= reply["prompt_tokens"] - 1
+    probe.publish(f"{PREFIX}/cmd/say", json.dumps({"text": "Goodbye for now.", "id": "s1"}))
+    said = probe.wait_for(f"{PREFIX}/event/tts_stop", lambda m: m.json().get("id") == "s1", since=mark, timeout=60)
+    assert said.json()["text"] == "Goodbye for now."
+    assert not [m for m in probe.messages[mark:] if m.topic.endswith("/event/tts_start") and m.json().get("id") == "q2"]
+
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.log()
+    heard = transcribe(audio.read_wav(output, sample_rate=22050), 22050).lower()
+    assert "sunny" in heard and "goodbye" in heard, heard
+
+
+def test_sd_notify_watchdog_reload_and_sigterm_mid_reply(tmp_path, mosquitto, mqtt_probe, scripted_gguf, notify_socket, daemons):
+    probe = mqtt_probe(mosquitto)
+    probe.subscribe(f"{PREFIX}/#")
+    daemon = daemons(
+        tmp_path, config_text(tmp_path, mosquitto, llm_model=scripted_gguf),
+        args=["--output", str(tmp_path / "speaker.wav")],
+        env={"NOTIFY_SOCKET": str(notify_socket.path), "WATCHDOG_USEC": "400000"},
+    ).start()
+    ready_at = notify_socket.wait_for("READY=1")
+    assert "STATUS=loading models" in notify_socket.lines()
+    time.sleep(1.0)
+    pings = [at for at, line in notify_socket.messages if line == "WATCHDOG=1" and at > ready_at]
+    assert len(pings) >= 3, notify_socket.lines()
+
+    # SIGHUP: the config is read again and the service comes back ready.
+    daemon.config.write_text(config_text(tmp_path, mosquitto, llm_model=scripted_gguf, llm_extra="max_tokens = 500"))
+    count = len(notify_socket.messages)
+    daemon.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 120
+    while not [line for _, line in notify_socket.messages[count:] if line == "READY=1"]:
+        assert time.monotonic() < deadline, notify_socket.lines()
+        time.sleep(0.1)
+    assert any(line.startswith("RELOADING=1") for _, line in notify_socket.messages[count:])
+
+    probe.publish(f"{PREFIX}/cmd/ask", json.dumps({"text": "Tell me everything.", "id": "long"}))
+    probe.wait_for(f"{PREFIX}/event/tts_start", lambda m: m.json().get("id") == "long", timeout=120)
+    notify_socket.wait_for("STATUS=speaking", timeout=10)
+    sent = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0, daemon.log()
+    exit_s = time.monotonic() - sent
+    assert exit_s < 2.0, f"took {exit_s:.2f} s to stop"
+    assert "STOPPING=1" in notify_socket.lines()
+    probe.wait_for(f"{PREFIX}/availability", lambda m: m.text == "offline")
+    assert probe.retained(f"{PREFIX}/availability")[f"{PREFIX}/availability"].text == "offline"
+
+
+def test_watchdog_stops_when_the_core_loop_is_blocked(notify_socket):
+    notifier = SystemdNotifier(str(notify_socket.path))
+
+    async def scenario():
+        task = asyncio.create_task(feed_watchdog(notifier, 0.05))
+        await asyncio.sleep(0.5)
+        blocked_from = time.monotonic()
+        time.sleep(1.0)  # a hung core loop
+        blocked_until = time.monotonic()
+        await asyncio.sleep(0.3)
+        task.cancel()
+        return blocked_from, blocked_until
+
+    blocked_from, blocked_until = asyncio.run(scenario())
+    time.sleep(0.3)
+    pings = [at for at, line in notify_socket.messages if line == "WATCHDOG=1"]
+    before = [at for at in pings if at < blocked_from]
+    during = [at for at in pings if blocked_from + 0.1 < at < blocked_until - 0.05]
+    after = [at for at in pings if at > blocked_until]
+    assert len(before) >= 5 and not during and len(after) >= 2
+
+
+def test_broker_down_at_start_is_retried(tmp_path, mosquitto_factory, mqtt_probe, scripted_gguf, notify_socket, daemons):
+    broker = mosquitto_factory(start=False)
+    daemon = daemons(tmp_path, config_text(tmp_path, broker, llm_model=scripted_gguf, llm_extra="max_tokens = 6"),
+                     args=["--output", str(tmp_path / "speaker.wav")],
+                     env={"NOTIFY_SOCKET": str(notify_socket.path)}).start()
+    notify_socket.wait_for("READY=1")
+    assert daemon.process.poll() is None
+    broker.start()
+    probe = mqtt_probe(broker)
+    probe.subscribe(f"{PREFIX}/#")
+    probe.wait_for(f"{PREFIX}/availability", lambda m: m.text == "online", timeout=30)
+    probe.publish(f"{PREFIX}/cmd/ask", json.dumps({"text": "hello", "id": "late", "speak": False}))
+    assert probe.wait_for(f"{PREFIX}/event/reply", lambda m: m.json().get("id") == "late", timeout=60).json()["text"]
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0
+
+
+def test_microphone_missing_at_start_then_appearing(tmp_path, mosquitto, mqtt_probe, scripted_gguf, alsa_devices, make_speech_wav, daemons):
+    alsa_devices.remove_input()
+    probe = mqtt_probe(mosquitto)
+    probe.subscribe(f"{PREFIX}/#")
+    daemon = daemons(tmp_path, config_text(
+        tmp_path, mosquitto, llm_model=scripted_gguf, llm_extra="max_tokens = 6",
+        audio_text='input_device = "testmic"\ninput_rate = 16000\noutput_device = "testspk"\nreopen_backoff_max_s = 1.0',
+    ), env=alsa_devices.env).start()
+    error = probe.wait_for(f"{PREFIX}/event/error", timeout=120).json()
+    assert error["code"] == "audio_input_failed", error
+    assert daemon.process.poll() is None
+    question = audio.read_wav(make_speech_wav("Hey Jarvis. What is the weather like today?",
+                                              lead_silence_s=1.0, tail_silence_s=6.0, sentence_gap_s=0.6))
+    alsa_devices.write_input(question)
+    transcript = probe.wait_for(f"{PREFIX}/event/transcript", timeout=120).json()
+    assert "weather" in transcript["text"].lower()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.log()
+
+
+def test_missing_model_file_is_a_clear_error(tmp_path, mosquitto, mqtt_probe, daemons):
+    probe = mqtt_probe(mosquitto)
+    probe.subscribe(f"{PREFIX}/#")
+    daemon = daemons(tmp_path, config_text(tmp_path, mosquitto, llm_model=tmp_path / "gone.gguf")).start()
+    assert daemon.wait(60) == 1
+    log = daemon.log()
+    assert "llm.model" in log and "gone.gguf" in log and "Traceback" not in log
+    retained = probe.retained(f"{PREFIX}/availability")
+    assert all(message.text == "offline" for message in retained.values())
+
+
+def test_file_input_exits_when_the_last_reply_is_spoken(tmp_path, mosquitto, scripted_gguf, make_speech_wav, daemons):
+    question = make_speech_wav("Hey Jarvis. What is the weather like today?", sentence_gap_s=0.6)
+    output = tmp_path / "reply.wav"
+    daemon = daemons(tmp_path, config_text(tmp_path, mosquitto, llm_model=scripted_gguf, llm_extra="max_tokens = 6"),
+                     args=["--input", str(question), "--output", str(output)]).start()
+    assert daemon.wait(180) == 0, daemon.log()
+    assert "sunny" in transcribe(audio.read_wav(output, sample_rate=22050), 22050).lower()
