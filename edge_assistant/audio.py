@@ -528,6 +528,11 @@ def _lookup_device(spec: str | int, kind: str) -> dict[str, Any]:
         return _find_device(spec, kind)
 
 
+def find_device(spec: str | int, kind: str) -> dict[str, Any]:
+    """The device a config value names ("input" or "output"); raises `AudioDeviceError`."""
+    return _lookup_device(spec, kind)
+
+
 def _open_stream(
     factory: Callable[..., Any], device: dict[str, Any], rate: int, kind: str, **kwargs: Any
 ) -> tuple[Any, int]:

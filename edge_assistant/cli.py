@@ -236,6 +236,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_service(args.config, options)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_checks
+
+    findings = run_checks(args.config)
+    for finding in findings:
+        print(finding.line())
+    failed = sum(not finding.ok for finding in findings)
+    print(f"{failed} problem(s) found" if failed else "all checks passed")
+    return EXIT_FAILURE if failed else 0
+
+
 def cmd_mqtt_unregister(args: argparse.Namespace) -> int:
     from . import mqtt
 
@@ -346,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input", metavar="FILE.wav", help="microphone from a file; exit when it ends and the last reply is spoken")
     run.add_argument("--output", metavar="FILE.wav", help="speaker into a file")
     run.set_defaults(handler=cmd_run)
+
+    doctor = commands.add_parser("doctor", help="check config, models, audio devices and broker; say how to fix what is wrong")
+    doctor.set_defaults(handler=cmd_doctor)
 
     mqtt_parser = commands.add_parser("mqtt", help="MQTT housekeeping")
     mqtt_commands = mqtt_parser.add_subparsers(dest="mqtt_command", required=True)

@@ -471,7 +471,7 @@ class MqttBridge:
         self.topics = Topics.for_config(cfg, device_id)
         self.commands: asyncio.Queue[Command] = asyncio.Queue(maxsize=cfg.command_queue)
         self._broadcast = cfg.broadcast_commands
-        self._client = _make_client(cfg, cfg.client_id or f"edge-assistant-{device_id}")
+        self._client = make_client(cfg, cfg.client_id or f"edge-assistant-{device_id}")
         self._client.enable_logger(_PahoLog(self._on_paho_problem))
         self._client.will_set(self.topics.availability, OFFLINE, qos=cfg.qos, retain=True)
         self._client.on_connect = self._on_connect
@@ -896,7 +896,7 @@ def unregister(cfg: MqttConfig, device_id: str, timeout: float = 10.0) -> list[s
     _check_names(cfg, device_id)
     topics = Topics.for_config(cfg, device_id)
     # Its own client id, so a running assistant with the usual id is not kicked off.
-    client = _make_client(cfg, f"{cfg.client_id or 'edge-assistant-' + device_id}-unregister")
+    client = make_client(cfg, f"{cfg.client_id or 'edge-assistant-' + device_id}-unregister")
     answered = threading.Event()
     result: dict[str, Any] = {}
 
@@ -944,7 +944,7 @@ def _check_names(cfg: MqttConfig, device_id: str) -> None:
             raise ConfigError(f"{key}: {value!r} must be a topic without wildcards or outer '/'")
 
 
-def _make_client(cfg: MqttConfig, client_id: str) -> paho.Client:
+def make_client(cfg: MqttConfig, client_id: str) -> paho.Client:
     """A paho client with credentials and TLS from the config. Raises `ConfigError`."""
     password = _password(cfg)
     if password and not cfg.username:

@@ -1,0 +1,174 @@
+"""`edge-assistant doctor`: checks what a headless device needs, says what is wrong and how to
+fix it. Each check is independent, so one failure does not hide the others."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import config as config_module
+from . import models
+from .config import Config
+
+
+@dataclass(frozen=True)
+class Finding:
+    ok: bool
+    check: str
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{'OK  ' if self.ok else 'FAIL'}  {self.check:<11} {self.detail}"
+        return text + (f"\n      fix: {self.fix}" if self.fix else "")
+
+
+def run_checks(config_path: str | None) -> list[Finding]:
+    try:
+        config = config_module.load(config_path)
+    except config_module.ConfigError as error:
+        return [Finding(False, "config", str(error), "correct that key (edge-assistant config check FILE)")]
+    findings = [Finding(True, "config", config.source)]
+    checks: list[Callable[[Config], Finding]] = [
+        _state_dir, _llm, _voice, _speech_model, _microphone, _speaker, _broker,
+    ]
+    for check in checks:
+        try:
+            findings.append(check(config))
+        except Exception as error:  # a check that breaks is itself a finding
+            findings.append(Finding(False, check.__name__.strip("_"), f"{type(error).__name__}: {error}"))
+    return findings
+
+
+def _state_dir(config: Config) -> Finding:
+    state_dir = config.state_dir()
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=state_dir):
+            pass
+    except OSError as error:
+        return Finding(False, "state dir", f"{state_dir}: {error}",
+                       "set service.state_dir to a writable folder (the unit sets StateDirectory=)")
+    return Finding(True, "state dir", str(state_dir))
+
+
+def _llm(config: Config) -> Finding:
+    from .llm import FILE_TYPES, LlmError, check_gguf_file
+
+    try:
+        path = models.resolve_llm(config.llm.model, config.state_dir())
+        check_gguf_file(path)
+    except (models.ModelError, LlmError) as error:
+        return Finding(False, "llm", str(error), "edge-assistant models pull NAME, or set llm.model to a GGUF file")
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    field = reader.fields.get("general.file_type")
+    quantization = FILE_TYPES.get(int(field.parts[-1][0]), "?") if field else "?"
+    detail = f"{path} ({quantization}, {path.stat().st_size / 2**20:.0f} MiB)"
+    if config.llm.n_gpu_layers:
+        import llama_cpp
+
+        if not llama_cpp.llama_supports_gpu_offload():
+            return Finding(False, "llm", detail + f"; llm.n_gpu_layers = {config.llm.n_gpu_layers} but "
+                           "llama-cpp-python was built without GPU support",
+                           'reinstall it with CMAKE_ARGS="-DGGML_CUDA=on" (scripts/setup.sh does on a Jetson)')
+    return Finding(True, "llm", detail)
+
+
+def _voice(config: Config) -> Finding:
+    try:
+        path = models.resolve_voice(config.tts.voice, config.state_dir())
+    except models.ModelError as error:
+        return Finding(False, "voice", str(error), "edge-assistant models pull en_US-lessac-medium")
+    if not Path(f"{path}.json").exists():
+        return Finding(False, "voice", f"{path}: its {path.name}.json is missing", "pull the voice again")
+    return Finding(True, "voice", str(path))
+
+
+def _speech_model(config: Config) -> Finding:
+    state_dir = config.state_dir()
+    try:
+        path = models.resolve_stt(config.stt.model, state_dir)
+    except models.ModelError as error:
+        return Finding(False, "speech", str(error), "edge-assistant models pull vosk-model-small-en-us")
+    if path is None and config.stt.engine in ("auto", "vosk"):
+        path = models.pulled_vosk_model(state_dir)
+    if path is None:
+        if config.stt.engine == "vosk":
+            return Finding(False, "speech", "stt.engine is vosk but no vosk model is configured or pulled",
+                           "edge-assistant models pull vosk-model-small-en-us")
+        return Finding(True, "speech", f"whisper, {models.embedded_whisper_path()}")
+    if any(part.name == "am" for part in path.iterdir()):
+        try:
+            import vosk  # noqa: F401  (its aarch64 wheel needs libatomic1)
+        except OSError as error:
+            return Finding(False, "speech", f"vosk does not load: {error}", "sudo apt-get install libatomic1")
+    return Finding(True, "speech", str(path))
+
+
+def _device(config: Config, kind: str) -> Finding:
+    from . import audio
+
+    name = "microphone" if kind == "input" else "speaker"
+    spec = config.audio.input_device if kind == "input" else config.audio.output_device
+    if kind == "input" and spec == "none":
+        return Finding(True, name, "none configured (driven over MQTT only)")
+    try:
+        device = audio.find_device(spec, kind)
+    except (audio.AudioDeviceError, OSError) as error:
+        return Finding(False, name, str(error),
+                       f"plug it in, check `edge-assistant devices` and `arecord -l`/`aplay -l`, "
+                       f"set audio.{kind}_device; the service user must be in group audio")
+    return Finding(True, name, f"{device['name']} ({device['default_samplerate']:.0f} Hz)")
+
+
+def _microphone(config: Config) -> Finding:
+    return _device(config, "input")
+
+
+def _speaker(config: Config) -> Finding:
+    return _device(config, "output")
+
+
+def _broker(config: Config) -> Finding:
+    mqtt = config.mqtt
+    if not mqtt.enabled:
+        return Finding(True, "mqtt", "disabled")
+    where = f"{mqtt.host}:{mqtt.port}"
+    try:
+        socket.create_connection((mqtt.host, mqtt.port), timeout=5).close()
+    except OSError as error:
+        return Finding(False, "mqtt", f"{where}: {error}",
+                       "start the broker (sudo systemctl start mosquitto) or set mqtt.host/mqtt.port")
+    from .mqtt import make_client
+
+    answered = threading.Event()
+    outcome: list[str] = []
+
+    def on_connect(client, userdata, flags, reason_code, properties) -> None:
+        outcome.append("" if not reason_code.is_failure else str(reason_code))
+        answered.set()
+
+    client = make_client(mqtt, f"edge-assistant-doctor-{os.getpid()}")
+    client.on_connect = on_connect
+    try:
+        client.connect(mqtt.host, mqtt.port, keepalive=10)
+        client.loop_start()
+        answered.wait(10)
+    except Exception as error:
+        return Finding(False, "mqtt", f"{where}: {error}", "check mqtt.tls, mqtt.ca_file and the broker's TLS listener")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    if not outcome:
+        return Finding(False, "mqtt", f"{where}: no answer to CONNECT", "is this port an MQTT listener?")
+    if outcome[0]:
+        return Finding(False, "mqtt", f"{where}: refused: {outcome[0]}",
+                       "check mqtt.username and mqtt.password (or password_file)")
+    return Finding(True, "mqtt", f"{where} as device {config.device_id()}")

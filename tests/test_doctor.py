@@ -1,0 +1,51 @@
+"""`edge-assistant doctor` against real devices, a real broker and real model files."""
+
+import os
+import subprocess
+import sys
+
+
+def doctor(config_path, env=None):
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_assistant.cli", "-c", str(config_path), "doctor"],
+        capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120,
+    )
+    return result.returncode, result.stdout
+
+
+def write_config(tmp_path, broker, model, extra=""):
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f"[llm]\nmodel = '{model}'\n"
+        f"[audio]\ninput_device = 'testmic'\noutput_device = 'testspk'\n"
+        f"[mqtt]\nhost = '{broker.host}'\nport = {broker.port}\n{extra}"
+        f"[service]\nstate_dir = '{tmp_path / 'state'}'\n"
+    )
+    return path
+
+
+def test_healthy_device_passes_every_check(tmp_path, mosquitto, tiny_gguf, alsa_devices):
+    code, out = doctor(write_config(tmp_path, mosquitto, tiny_gguf), alsa_devices.env)
+    assert code == 0, out
+    assert "all checks passed" in out
+    assert "F32" in out and "testmic" in out and "testspk" in out
+
+
+def test_problems_are_listed_with_their_fixes(tmp_path, mosquitto_factory, alsa_devices):
+    broker = mosquitto_factory(users={"pi": "right"}, anonymous=False)
+    config = write_config(tmp_path, broker, tmp_path / "missing.gguf",
+                          extra="username = 'pi'\npassword = 'wrong'\n")
+    code, out = doctor(config, {"ALSA_CONFIG_PATH": "/usr/share/alsa/alsa.conf"})
+    assert code == 1
+    lines = out.splitlines()
+    failed = {line.split()[1] for line in lines if line.startswith("FAIL")}
+    assert failed == {"llm", "microphone", "speaker", "mqtt"}, out
+    assert "missing.gguf" in out and "refused" in out
+    assert sum(line.strip().startswith("fix:") for line in lines) == 4
+
+
+def test_bad_config_is_reported_not_raised(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[llm]\nn_ctx = 'x'\n")
+    code, out = doctor(path)
+    assert code == 1 and "llm.n_ctx: must be an integer" in out
