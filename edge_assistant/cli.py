@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -233,7 +234,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         input_wav=Path(args.input) if args.input else None,
         output_wav=Path(args.output) if args.output else None,
     )
-    return run_service(args.config, options)
+    status = run_service(args.config, options)
+    # Everything is closed and MQTT has said goodbye. Leave without the interpreter's final
+    # garbage collection: native libraries (ONNX Runtime, CTranslate2) may still own threads
+    # then, and tearing those down in arbitrary order can abort the process after a reload.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -256,6 +256,10 @@ class Assistant:
                 self.set_state(self._resting_state())
         elif event.type == "speech_start" and self.active is None:
             self.set_state("listening", event.turn_id)
+        elif event.type == "error" and self.active is None:
+            # Speech recognition failed: the person must not be left waiting for an answer.
+            task = asyncio.create_task(self._error_notice(event.turn_id), name="error-notice")
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def _play_earcon(self, kind: str) -> None:
         sound = self.earcons.get(kind)
@@ -467,7 +471,7 @@ class Assistant:
                 heard = " ".join(turn.spoken) if (turn.cancelled and request.speak) else None
                 self.session.record(request.text, turn.reply, spoken_text=heard, cut_short=turn.cancelled)
             if turn.failed and not turn.cancelled:
-                await self._error_notice(turn)
+                await self._error_notice(request.turn_id)
         finally:
             if self.listener is not None:
                 self.listener.set_speaking(False)
@@ -482,9 +486,9 @@ class Assistant:
         else:
             self.set_state(self._resting_state(), request.turn_id)
 
-    async def _error_notice(self, turn: Turn) -> None:
+    async def _error_notice(self, turn_id: str | None) -> None:
         """Tell the person the turn failed: an earcon, or a spoken sentence without earcons."""
-        self.set_state("error", turn.request.turn_id)
+        self.set_state("error", turn_id)
         try:
             sound = self.earcons.get("error")
             if self.config.service.earcons and sound is not None:
@@ -495,3 +499,5 @@ class Assistant:
                         await self.sink.play(chunk.samples, chunk.sample_rate)
         except Exception:
             log.exception("the error notice itself failed")
+        if self.active is None:
+            self.set_state(self._resting_state(), turn_id)

@@ -233,3 +233,39 @@ def test_first_sentence_plays_while_the_model_still_writes(tmp_path, slow_script
     assert started_at < reply_at
     assert reply.data["cancelled"] is True
     assert reply.data["completion_tokens"] < 160
+
+
+def dominant_hz(samples: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64)))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[np.argmax(spectrum)])
+
+
+def test_wake_earcon_and_error_notice(tmp_path, tiny_gguf, listener_models, synthesizer, make_speech_wav):
+    from edge_assistant.events import Event
+
+    engine = LlmEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), tiny_gguf)
+    hey_jarvis = audio.read_wav(make_speech_wav("Hey Jarvis.", lead_silence_s=0.3, tail_silence_s=0.2))
+
+    async def scenario():
+        assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer)
+        assistant.config = replace(assistant.config, service=replace(assistant.config.service, earcons=True))
+        assistant.earcons = {"wake": audio.earcon("wake"), "error": audio.earcon("error")}
+        assistant.start()
+        source.speak(hey_jarvis, silence_s=8.0)
+        await wait_for(events, lambda e: e.type == "speech_end" and e.data["reason"] == "timeout")
+        await asyncio.sleep(0.5)
+        mark = len(events)
+        assistant._on_listener_event(Event("error", {"code": "stt_failed", "message": "decoder crashed"}))
+        await wait_for(events, lambda e: e.type == "state" and e.data["state"] == "idle", since=mark)
+        states = [e.data["state"] for _, e in events[mark:] if e.type == "state"]
+        await assistant.stop()
+        assistant.sink.close()
+        return states
+
+    states = asyncio.run(scenario())
+    assert states == ["error", "idle"]
+    played = audio.read_wav(tmp_path / "speaker.wav")
+    wake_tone, error_tone = audio.earcon("wake").samples, audio.earcon("error").samples
+    assert played.size == wake_tone.size + error_tone.size
+    assert 600 < dominant_hz(played[: wake_tone.size], audio.SAMPLE_RATE) < 950
+    assert dominant_hz(played[wake_tone.size :], audio.SAMPLE_RATE) < 800
