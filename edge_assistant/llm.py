@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator
+from typing import AsyncIterator, Callable, Iterator, Protocol
 
 from . import models
 from .config import Config, LlmConfig
@@ -235,6 +235,7 @@ class LlmEngine:
         """
         result = result if result is not None else Generation()
         config = self.config
+        import llama_cpp
         from llama_cpp import StoppingCriteriaList
 
         with self.lock:
@@ -257,6 +258,7 @@ class LlmEngine:
                 result.completion_tokens += 1
                 return cancel is not None and cancel.is_set()
 
+            llama_cpp.llama_perf_context_reset(llama._ctx.ctx)
             stream = llama.create_completion(
                 prompt=list(prompt.tokens),
                 max_tokens=config.max_tokens,
@@ -293,7 +295,8 @@ class LlmEngine:
                 timings.total_ms = (end - start) * 1000
                 if first_token_at:
                     timings.first_token_ms = (first_token_at[0] - start) * 1000
-                    timings.prompt_ms = timings.first_token_ms
+                    # llama.cpp's own count of the time spent evaluating prompt batches.
+                    timings.prompt_ms = llama_cpp.llama_perf_context(llama._ctx.ctx).t_p_eval_ms
                     decode_s = end - first_token_at[0]
                     if result.completion_tokens > 1 and decode_s > 0:
                         timings.tokens_per_s = (result.completion_tokens - 1) / decode_s
@@ -310,6 +313,18 @@ class Reply:
     sentences: list[str] = field(default_factory=list)
 
 
+class Engine(Protocol):
+    """What a ChatSession needs of a model: `LlmEngine` here, or remote.py's engines."""
+
+    info: ModelInfo
+
+    def generate(
+        self, prompt: Prompt, cancel: threading.Event | None = None, result: Generation | None = None
+    ) -> Iterator[str]: ...
+
+    def close(self) -> None: ...
+
+
 class ChatSession:
     """A conversation with one model: builds each prompt from the history, streams sentences.
 
@@ -317,7 +332,7 @@ class ChatSession:
     moment its last token arrives.
     """
 
-    def __init__(self, engine: LlmEngine, builder: PromptBuilder) -> None:
+    def __init__(self, engine: Engine, builder: PromptBuilder) -> None:
         self.engine = engine
         self.builder = builder
         self.conversation = Conversation()
@@ -356,6 +371,10 @@ class ChatSession:
 
 def load_session(config: Config) -> ChatSession:
     """The engine and prompt builder that `config` describes, model resolved and loaded."""
+    if config.llm.backend == "openai":
+        from .remote import load_remote_session
+
+        return load_remote_session(config)
     model_path = models.resolve_llm(config.llm.model, config.state_dir())
     engine = LlmEngine(config.llm, model_path)
     template = config.prompt.template

@@ -121,7 +121,8 @@ def daemons():
         daemon.stop()
 
 
-def config_text(tmp_path, broker, llm_model="", llm_extra="", audio_text='input_device = "none"', **extra) -> str:
+def config_text(tmp_path, broker, llm_model="", llm_extra="", audio_text='input_device = "none"',
+                metrics_s=0, **extra) -> str:
     text = f"""
 [audio]
 {audio_text}
@@ -135,7 +136,7 @@ host = "{broker.host}"
 port = {broker.port}
 device_id = "{DEVICE}"
 reconnect_max_s = 1.0
-metrics_interval_s = 0
+metrics_interval_s = {metrics_s}
 [service]
 state_dir = "{tmp_path / 'state'}"
 earcons = false
@@ -194,7 +195,8 @@ def test_mqtt_ask_and_say_go_through_the_same_pipeline(tmp_path, mosquitto, mqtt
     probe = mqtt_probe(mosquitto)
     probe.subscribe(f"{PREFIX}/#")
     output = tmp_path / "speaker.wav"
-    daemon = daemons(tmp_path, config_text(tmp_path, mosquitto, llm_model=scripted_gguf, llm_extra="max_tokens = 12"),
+    daemon = daemons(tmp_path, config_text(tmp_path, mosquitto, llm_model=scripted_gguf, llm_extra="max_tokens = 12",
+                                           metrics_s=0.5),
                      args=["--output", str(output)]).start()
     probe.wait_for(f"{PREFIX}/availability", lambda m: m.text == "online", timeout=120)
     probe.wait_for(f"{PREFIX}/state", lambda m: m.text == "idle", timeout=120)
@@ -218,6 +220,9 @@ def test_mqtt_ask_and_say_go_through_the_same_pipeline(tmp_path, mosquitto, mqtt
     said = probe.wait_for(f"{PREFIX}/event/tts_stop", lambda m: m.json().get("id") == "s1", since=mark, timeout=60)
     assert said.json()["text"] == "Goodbye for now."
     assert not [m for m in probe.messages[mark:] if m.topic.endswith("/event/tts_start") and m.json().get("id") == "q2"]
+
+    metrics = probe.wait_for(f"{PREFIX}/event/metrics", lambda m: m.json()["turns"] >= 3).json()
+    assert metrics["errors"] == 0 and metrics["rss_mb"] > 0 and metrics["mqtt"]["published"] > 0
 
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(30) == 0, daemon.log()
