@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 
 from . import __version__, config as config_module, models

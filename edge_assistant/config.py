@@ -136,6 +136,25 @@ class LlmConfig:
     # -1 picks a random seed per reply.
     seed: int = field(default=-1, metadata=_at_least(-1))
     stop: tuple[str, ...] = ()
+    # "openai": the reply comes from an OpenAI-compatible server (llama.cpp, Ollama, vLLM);
+    # see docs/many-rooms.md.
+    backend: str = field(default="local", metadata=_one_of("local", "openai"))
+    # Credentials in the URL would end up in logs; the key belongs in api_key_file.
+    base_url: str = field(
+        default="http://localhost:8080/v1",
+        metadata=_check(
+            lambda v: re.fullmatch(r"https?://[^/@\s]+(/\S*)?", v) is not None,
+            "must be an http:// or https:// URL without user:password@ (use llm.api_key_file)",
+        ),
+    )
+    # "" sends no model name (servers with one model); Ollama and vLLM need it.
+    remote_model: str = ""
+    api_key_file: str = ""
+    connect_timeout_s: float = field(default=3.0, metadata=_between(0.1, 600.0))
+    # Longest wait for the first token, and between two tokens.
+    timeout_s: float = field(default=30.0, metadata=_between(0.1, 3600.0))
+    # Answer with the local model (llm.model) when the server fails before its first token.
+    fallback_local: bool = False
 
 
 @dataclass(frozen=True)

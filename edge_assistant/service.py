@@ -15,7 +15,7 @@ import os
 import signal
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +220,12 @@ class Service:
                               listener=listener, source=source, bridge=bridge, earcons=earcons)
         self.assistant = assistant
         assistant.subscribers.append(self._on_event)
+        if hasattr(session.engine, "on_event"):
+            # The remote backend falling back to the local model (llm.fallback_local) says so
+            # from the generating thread; it is an event of the turn being answered.
+            session.engine.on_event = lambda event: loop.call_soon_threadsafe(
+                _emit_in_turn, assistant, event
+            )
         assistant.start()
         self.notifier.notify(f"READY=1\nSTATUS={assistant.state}")
         log.info("ready: model %s (%s), device id %s", session.engine.info.name,
@@ -265,6 +271,13 @@ class Service:
             if self.bridge is not None:
                 data["mqtt"] = self.bridge.stats
             assistant.emit(Event("metrics", data))
+
+
+def _emit_in_turn(assistant, event: Event) -> None:
+    turn = assistant.active
+    if turn is not None:
+        event = replace(event, turn_id=turn.request.turn_id, request_id=turn.request.request_id)
+    assistant.emit(event)
 
 
 def run_service(config_path: str | None, options: RunOptions) -> int:

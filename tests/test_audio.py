@@ -6,7 +6,6 @@ import asyncio
 import io
 import logging
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 """The llama.cpp engine on real GGUFs: loading, metadata, streaming, KV reuse, cancellation."""
 
 import asyncio
-import shutil
 import threading
 
 import pytest
