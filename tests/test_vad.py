@@ -17,17 +17,6 @@ BYTES_PER_SECOND = SAMPLE_RATE * 2
 ENGINES = ("micro", "silero")
 
 
-@pytest.fixture(scope="module")
-def speech(make_speech_wav):
-    """`speech(text, lead_s, tail_s)`: the text spoken, as 16 kHz int16 with silence around it."""
-
-    def spoken(text: str, lead_s: float = 1.0, tail_s: float = 1.0, gap_s: float = 0.3):
-        path = make_speech_wav(text, lead_silence_s=lead_s, tail_silence_s=tail_s, sentence_gap_s=gap_s)
-        return audio.read_wav(path)
-
-    return spoken
-
-
 def voiced_span(clip: np.ndarray) -> tuple[float, float]:
     """First and last audible sample, in seconds: where the synthesized speech really is."""
     loud = np.nonzero(np.abs(clip.astype(np.int32)) > 300)[0]

@@ -16,17 +16,6 @@ SAMPLE_RATE = audio.SAMPLE_RATE
 ENGINES = ("micro", "openwakeword")
 
 
-@pytest.fixture(scope="module")
-def speech(make_speech_wav):
-    """`speech(text, lead_s, tail_s)`: the text spoken, as 16 kHz int16 with silence around it."""
-
-    def spoken(text: str, lead_s: float = 1.0, tail_s: float = 1.0, gap_s: float = 0.3):
-        path = make_speech_wav(text, lead_silence_s=lead_s, tail_silence_s=tail_s, sentence_gap_s=gap_s)
-        return audio.read_wav(path)
-
-    return spoken
-
-
 def detections(detector: WakeDetector, samples: np.ndarray, frame_ms: int = 10) -> list[Detection]:
     data = samples.tobytes()
     frame_bytes = audio.frame_bytes(frame_ms)

@@ -207,3 +207,14 @@ def make_speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., P
         )
 
     return speech_wav
+
+
+@pytest.fixture(scope="session")
+def speech(make_speech_wav: Callable[..., Path]) -> Callable[..., np.ndarray]:
+    """`speech(text, lead_s, tail_s)`: the text spoken, as 16 kHz int16 with silence around it."""
+
+    def spoken(text: str, lead_s: float = 1.0, tail_s: float = 1.0, gap_s: float = 0.3) -> np.ndarray:
+        path = make_speech_wav(text, lead_silence_s=lead_s, tail_silence_s=tail_s, sentence_gap_s=gap_s)
+        return audio.read_wav(path)
+
+    return spoken
