@@ -120,6 +120,13 @@ def test_mqtt_ask_and_say_go_through_the_same_pipeline(tmp_path, mosquitto, mqtt
     assert said.json()["text"] == "Goodbye for now."
     assert not [m for m in probe.messages[mark:] if m.topic.endswith("/event/tts_start") and m.json().get("id") == "q2"]
 
+    # Barge-in over MQTT: `cancel` stops a long announcement mid-sentence.
+    probe.publish(f"{PREFIX}/cmd/say", json.dumps({"text": "This is a very long announcement. " * 6, "id": "long"}))
+    probe.wait_for(f"{PREFIX}/event/tts_start", lambda m: m.json().get("id") == "long", timeout=60)
+    probe.publish(f"{PREFIX}/cmd/cancel", "")
+    cut = probe.wait_for(f"{PREFIX}/event/tts_stop", lambda m: m.json().get("id") == "long", timeout=30).json()
+    assert cut["cancelled"] is True and cut["text"].count("announcement") < 6
+
     metrics = probe.wait_for(f"{PREFIX}/event/metrics", lambda m: m.json()["turns"] >= 3).json()
     assert metrics["errors"] == 0 and metrics["rss_mb"] > 0 and metrics["mqtt"]["published"] > 0
 
