@@ -264,6 +264,50 @@ def cmd_mqtt_unregister(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- benchmark ----------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench
+
+    config = _load_config(args)
+    sections = bench.SECTIONS
+    if args.only is not None:
+        sections = tuple(dict.fromkeys(name.strip() for name in args.only.split(",") if name.strip()))
+        unknown = [name for name in sections if name not in bench.SECTIONS]
+        if unknown or not sections:
+            raise CliError(f"--only: unknown section {', '.join(unknown) or '(none given)'} "
+                           f"(known: {','.join(bench.SECTIONS)})")
+    if args.runs is not None and args.runs < 1:
+        raise CliError(f"--runs: must be at least 1, got {args.runs}")
+    if args.question is not None and not args.question.strip():
+        raise CliError("--question: the question is empty")
+    if args.plot:
+        if "e2e" not in sections:
+            raise CliError("--plot draws the turn the e2e section measures: add e2e to --only")
+        try:
+            bench.check_plotting()
+        except bench.BenchError as error:
+            raise CliError(str(error)) from None
+    options = bench.BenchOptions(
+        sections=sections,
+        runs=args.runs or (bench.QUICK_RUNS if args.quick else bench.DEFAULT_RUNS),
+        quick=args.quick,
+        question=args.question or bench.DEFAULT_QUESTION,
+        config_path=args.config,
+    )
+    report = bench.run(config, options, progress=lambda line: print(f"bench: {line}", file=sys.stderr, flush=True))
+    print(bench.format_table(report))
+    try:
+        if args.json:
+            bench.write_json(report, args.json)
+        if args.plot:
+            bench.write_plot(report, args.plot)
+    except bench.BenchError as error:
+        raise CliError(str(error)) from None
+    return EXIT_FAILURE if report.errors else 0
+
+
 # --- models -------------------------------------------------------------------------------
 
 
@@ -363,10 +407,22 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="the voice assistant daemon")
     run.add_argument("--input", metavar="FILE.wav", help="microphone from a file; exit when it ends and the last reply is spoken")
     run.add_argument("--output", metavar="FILE.wav", help="speaker into a file")
+    # Also after the command, as a unit's ExecStart= reads best; SUPPRESS keeps a --config
+    # given before the command when this one is absent.
+    run.add_argument("-c", "--config", default=argparse.SUPPRESS, help="TOML config file")
     run.set_defaults(handler=cmd_run)
 
     doctor = commands.add_parser("doctor", help="check config, models, audio devices and broker; say how to fix what is wrong")
     doctor.set_defaults(handler=cmd_doctor)
+
+    bench_parser = commands.add_parser("bench", help="measure latency, throughput, CPU and memory on the configured models")
+    bench_parser.add_argument("--runs", type=int, default=None, metavar="N", help="repetitions per figure, reported as median, min and max (default 5; 2 with --quick)")
+    bench_parser.add_argument("--only", metavar="SECTIONS", help="comma-separated sections: llm,kv_reuse,stt,tts,wake,idle,e2e,memory (default: all)")
+    bench_parser.add_argument("--quick", action="store_true", help="small workloads (fewer tokens, seconds and turns), for tests and smoke checks")
+    bench_parser.add_argument("--json", metavar="FILE", help="write every figure, the machine and the models as flat JSON")
+    bench_parser.add_argument("--plot", metavar="FILE.png", help="draw the e2e turn as a timeline, streaming above sequential")
+    bench_parser.add_argument("--question", help="the spoken question of the stt and e2e sections (default: 'What is the capital of France?')")
+    bench_parser.set_defaults(handler=cmd_bench)
 
     mqtt_parser = commands.add_parser("mqtt", help="MQTT housekeeping")
     mqtt_commands = mqtt_parser.add_subparsers(dest="mqtt_command", required=True)

@@ -10,7 +10,8 @@ sudo_cmd=()
 
 packages=(python3-venv python3-dev build-essential cmake git pkg-config
           libportaudio2 libatomic1 alsa-utils espeak-ng sox
-          mosquitto mosquitto-clients openssl)
+          mosquitto mosquitto-clients openssl
+          shellcheck systemd)  # the deployment tests: shellcheck, systemd-analyze
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -21,24 +22,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q "${missing[@]}"
 fi
 
-# llama.cpp's build flags per platform. x86: -march=native can pick AMX instructions that
-# crash (SIGILL) in worker threads on some CPUs, so name the instruction sets instead.
-if [[ -z ${CMAKE_ARGS:-} ]]; then
-  case "$(uname -m)" in
-    x86_64)
-      if grep -qw avx2 /proc/cpuinfo; then
-        CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
-      else
-        CMAKE_ARGS="-DGGML_NATIVE=OFF"
-      fi ;;
-    aarch64)
-      # A Jetson (JetPack) builds for its GPU; a Pi keeps llama.cpp's defaults.
-      if [[ -e /etc/nv_tegra_release ]] || command -v nvcc >/dev/null 2>&1; then
-        CMAKE_ARGS="-DGGML_CUDA=on"
-      fi ;;
-  esac
-fi
-export CMAKE_ARGS="${CMAKE_ARGS:-}"
+# llama-cpp-python's build flags per platform (shared with install.sh).
+# shellcheck source=scripts/llama-cmake-args.sh
+source scripts/llama-cmake-args.sh
 echo "setup: llama-cpp-python CMAKE_ARGS='${CMAKE_ARGS}'"
 
 python=${PYTHON:-python3}
