@@ -250,12 +250,17 @@ class LlmEngine:
             start = time.perf_counter()
             first_token_at: list[float] = []
 
-            def count_and_check_cancel(_input_ids, _logits) -> bool:
-                # Called by llama.cpp's loop after every sampled token: exact counts and times,
-                # and a cancel that takes effect before the next token is evaluated.
+            seen_lengths: list[int] = []
+
+            def count_and_check_cancel(input_ids, _logits) -> bool:
+                # Called by llama-cpp-python after every sampled token: exact counts and times,
+                # and a cancel that takes effect before the next token is evaluated. It calls
+                # once more after its loop, with the same context length: not a new token.
                 if not first_token_at:
                     first_token_at.append(time.perf_counter())
-                result.completion_tokens += 1
+                if not seen_lengths or len(input_ids) != seen_lengths[-1]:
+                    result.completion_tokens += 1
+                    seen_lengths[:] = [len(input_ids)]
                 return cancel is not None and cancel.is_set()
 
             llama_cpp.llama_perf_context_reset(llama._ctx.ctx)
@@ -290,6 +295,11 @@ class LlmEngine:
                     result.cancelled = True
                     result.finish_reason = "cancelled"
                 stream.close()
+                # The sampler sits in a reference cycle: left to the cyclic collector, each
+                # reply's copy (megabytes with a large vocabulary) would pile up.
+                if llama._sampler is not None:
+                    llama._sampler.close()
+                    llama._sampler = None
                 end = time.perf_counter()
                 timings = result.timings
                 timings.total_ms = (end - start) * 1000

@@ -30,5 +30,5 @@ echo "setup: llama-cpp-python CMAKE_ARGS='${CMAKE_ARGS}'"
 python=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip wheel
-.venv/bin/python -m pip install -q -e ".[bundled,test]"
+.venv/bin/python -m pip install -q -e ".[bundled,test,bench]"
 .venv/bin/edge-assistant --version
