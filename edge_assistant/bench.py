@@ -44,6 +44,7 @@ import numpy as np
 
 from . import __version__, audio, models
 from .config import Config
+from .llm import sampling_arguments
 
 log = logging.getLogger(__name__)
 
@@ -539,12 +540,7 @@ def _raw_run(llama, prompt, settings, max_tokens: int) -> _LlmRun:
     for chunk in llama.create_completion(
         prompt=list(prompt.tokens),
         max_tokens=max_tokens,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        top_k=settings.top_k,
-        min_p=settings.min_p,
-        repeat_penalty=settings.repeat_penalty,
-        seed=settings.seed if settings.seed >= 0 else None,
+        **sampling_arguments(settings),
         stop=[],
         stream=True,
     ):
@@ -1090,12 +1086,7 @@ async def _sequential_turn(loaded: _Models, config: Config, clip: _Clip, synthes
             completion = engine.llama.create_completion(
                 prompt=list(prompt.tokens),
                 max_tokens=settings.max_tokens,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                top_k=settings.top_k,
-                min_p=settings.min_p,
-                repeat_penalty=settings.repeat_penalty,
-                seed=settings.seed if settings.seed >= 0 else None,
+                **sampling_arguments(settings),
                 stop=list(dict.fromkeys((*prompt.stop, *settings.stop))),
             )
             generated = (started, time.monotonic())

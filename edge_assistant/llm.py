@@ -89,6 +89,18 @@ def check_gguf_file(path: Path) -> None:
         raise LlmError(f"{path}: not a GGUF file (starts with {magic!r}, expected {GGUF_MAGIC!r})")
 
 
+def sampling_arguments(config: LlmConfig) -> dict:
+    """llama-cpp-python's `create_completion` sampling settings, as llm.* configures them."""
+    return {
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "top_k": config.top_k,
+        "min_p": config.min_p,
+        "repeat_penalty": config.repeat_penalty,
+        "seed": config.seed if config.seed >= 0 else None,
+    }
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     path: str
@@ -267,12 +279,7 @@ class LlmEngine:
             stream = llama.create_completion(
                 prompt=list(prompt.tokens),
                 max_tokens=config.max_tokens,
-                temperature=config.temperature,
-                top_p=config.top_p,
-                top_k=config.top_k,
-                min_p=config.min_p,
-                repeat_penalty=config.repeat_penalty,
-                seed=config.seed if config.seed >= 0 else None,
+                **sampling_arguments(config),
                 stop=list(dict.fromkeys((*prompt.stop, *config.stop))),
                 stopping_criteria=StoppingCriteriaList([count_and_check_cancel]),
                 stream=True,
