@@ -947,8 +947,9 @@ class WavSink(_Sink):
         self._wav = wave.open(str(self.path), "wb")
         self._wav.setnchannels(1)
         self._wav.setsampwidth(SAMPLE_WIDTH)
-        if sample_rate:
-            self._wav.setframerate(sample_rate)
+        # A file nothing was played into still needs a valid header; the first play may change
+        # the rate, as no frames are written before it.
+        self._wav.setframerate(sample_rate or SAMPLE_RATE)
 
     async def play(self, samples: np.ndarray | bytes, sample_rate: int) -> bool:
         if self.sample_rate is None:
@@ -973,8 +974,6 @@ class WavSink(_Sink):
         self._generation += 1
 
     def close(self) -> None:
-        if self.sample_rate is None:
-            self._wav.setframerate(SAMPLE_RATE)
         self._wav.close()
 
 

@@ -269,3 +269,28 @@ def test_wake_earcon_and_error_notice(tmp_path, tiny_gguf, listener_models, synt
     assert played.size == wake_tone.size + error_tone.size
     assert 600 < dominant_hz(played[: wake_tone.size], audio.SAMPLE_RATE) < 950
     assert dominant_hz(played[wake_tone.size :], audio.SAMPLE_RATE) < 800
+
+
+def test_conversation_is_forgotten_after_the_idle_timeout(tmp_path, scripted_gguf, listener_models, synthesizer):
+    engine = LlmEngine(LlmConfig(n_ctx=1024, max_tokens=4, temperature=0.0, seed=1), scripted_gguf)
+
+    async def scenario():
+        assistant, source, events = make_assistant(
+            tmp_path, engine, listener_models, synthesizer, conversation_timeout_s=1.0
+        )
+        assistant.start()
+        prompts = []
+        for index, pause in enumerate((0.0, 0.0, 1.5)):
+            await asyncio.sleep(pause)
+            assistant.handle_command(Command("ask", {"text": f"question {index}", "speak": False}, f"q{index}"))
+            _, reply = await wait_for(events, lambda e, i=index: e.type == "reply" and e.request_id == f"q{i}")
+            await assistant.idle()
+            prompts.append(reply.data["prompt_tokens"])
+        turns = [turn.user for turn in assistant.session.conversation.turns]
+        await assistant.stop()
+        return prompts, turns
+
+    prompts, turns = asyncio.run(scenario())
+    # The second prompt carries the first turn; after the pause the history starts afresh.
+    assert prompts[1] > prompts[0] and prompts[2] == prompts[0]
+    assert turns == ["question 2"]
