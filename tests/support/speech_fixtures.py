@@ -23,6 +23,7 @@ For a subprocess (the daemon end to end), pass ``env={**os.environ, **devices.en
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
@@ -218,3 +219,13 @@ def speech(make_speech_wav: Callable[..., Path]) -> Callable[..., np.ndarray]:
         return audio.read_wav(path)
 
     return spoken
+
+
+def similarity(heard: str, said: str) -> float:
+    """0..1: how alike two texts are, ignoring case and punctuation (for "transcribing the
+    speaker gives the reply, approximately": Whisper tiny may hear "Paris." as "Harris.")."""
+
+    def words(text: str) -> str:
+        return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+    return difflib.SequenceMatcher(None, words(heard), words(said)).ratio()
