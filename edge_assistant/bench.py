@@ -467,19 +467,13 @@ def room_noise(samples: int, seed: int = 0) -> np.ndarray:
 def spoken_clip(config: Config, voice_path: Path, text: str, lead_s: float = 0.5,
                 tail_s: float = 0.3) -> _Clip:
     """`text` spoken by the configured voice, as a microphone in a quiet room would hear it."""
-    from .tts import Synthesizer
+    from .tts import Synthesizer, spoken_samples
 
     # Without piper's noise the clip is the same every run, so transcripts are comparable.
     synthesizer = Synthesizer(replace(config.tts, noise_scale=0.0, noise_w_scale=0.0), voice_path)
-    gap = np.zeros(int(0.3 * audio.SAMPLE_RATE), dtype=np.int16)
-    parts: list[np.ndarray] = []
-    for chunk in synthesizer.synthesize(text):
-        if parts:
-            parts.append(gap)
-        parts.append(audio.resample(chunk.samples, chunk.sample_rate, audio.SAMPLE_RATE))
-    if not parts:
+    speech = spoken_samples(synthesizer, text, audio.SAMPLE_RATE)
+    if not speech.size:
         raise BenchError(f"the voice produced no audio for {text!r}")
-    speech = np.concatenate(parts)
     loud = np.flatnonzero(np.abs(speech.astype(np.int32)) > SPEECH_LEVEL)
     first, last = (int(loud[0]), int(loud[-1]) + 1) if loud.size else (0, speech.size)
     lead = int(lead_s * audio.SAMPLE_RATE)

@@ -258,6 +258,20 @@ class Synthesizer:
 # Speaking
 
 
+def spoken_samples(
+    synthesizer: Synthesizer, text: str, sample_rate: int, sentence_gap_s: float = 0.3
+) -> np.ndarray:
+    """`text` spoken as one int16 array at `sample_rate`, `sentence_gap_s` of silence between
+    sentences (empty if there is nothing to say): test and benchmark clips."""
+    gap = np.zeros(int(sentence_gap_s * sample_rate), dtype=np.int16)
+    parts: list[np.ndarray] = []
+    for chunk in synthesizer.synthesize(text):
+        if parts:
+            parts.append(gap)
+        parts.append(audio.resample(chunk.samples, chunk.sample_rate, sample_rate))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+
+
 async def speak(synthesizer: Synthesizer, sink: Any, text: str) -> bool:
     """Play `text` on an audio sink sentence by sentence; False if the sink was stopped."""
     async with contextlib.aclosing(synthesizer.stream(text)) as chunks:

