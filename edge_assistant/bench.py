@@ -293,12 +293,8 @@ class _Models:
 
 
 def stt_model_path(config: Config) -> Path | None:
-    """stt.model resolved the way the daemon resolves it (a pulled vosk model for "auto")."""
-    state_dir = config.state_dir()
-    path = models.resolve_stt(config.stt.model, state_dir)
-    if path is None and config.stt.engine in ("auto", "vosk"):
-        path = models.pulled_vosk_model(state_dir)
-    return path
+    """stt.model resolved the way the daemon resolves it."""
+    return models.resolve_stt(config.stt.model, config.state_dir(), config.stt.engine)
 
 
 @contextlib.contextmanager

@@ -50,7 +50,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     for resolve in (
         lambda: models.resolve_llm(config.llm.model, state_dir),
         lambda: models.resolve_voice(config.tts.voice, state_dir),
-        lambda: models.resolve_stt(config.stt.model, state_dir),
+        lambda: models.resolve_stt(config.stt.model, state_dir, config.stt.engine),
     ):
         try:
             resolve()
@@ -168,12 +168,7 @@ def cmd_say(args: argparse.Namespace) -> int:
 
 
 def _stt_model_path(config: Config) -> Path | None:
-    """stt.model resolved; with none set, a pulled vosk model for the engines that use one."""
-    state_dir = config.state_dir()
-    path = models.resolve_stt(config.stt.model, state_dir)
-    if path is None and config.stt.engine in ("auto", "vosk"):
-        path = models.pulled_vosk_model(state_dir)
-    return path
+    return models.resolve_stt(config.stt.model, config.state_dir(), config.stt.engine)
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:

@@ -94,11 +94,9 @@ def _voice(config: Config) -> Finding:
 def _speech_model(config: Config) -> Finding:
     state_dir = config.state_dir()
     try:
-        path = models.resolve_stt(config.stt.model, state_dir)
+        path = models.resolve_stt(config.stt.model, state_dir, config.stt.engine)
     except models.ModelError as error:
         return Finding(False, "speech", str(error), "edge-assistant models pull vosk-model-small-en-us")
-    if path is None and config.stt.engine in ("auto", "vosk"):
-        path = models.pulled_vosk_model(state_dir)
     if path is None:
         if config.stt.engine == "vosk":
             return Finding(False, "speech", "stt.engine is vosk but no vosk model is configured or pulled",

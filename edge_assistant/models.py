@@ -319,11 +319,12 @@ def resolve_voice(setting: str, state_dir: Path) -> Path:
     return _resolve(setting, "tts.voice", "voice", state_dir)
 
 
-def resolve_stt(setting: str, state_dir: Path) -> Path | None:
-    """A vosk or Whisper model folder; None means the engine's embedded default."""
-    if not setting or setting == EMBEDDED:
-        return None
-    return _resolve(setting, "stt.model", "stt", state_dir)
+def resolve_stt(setting: str, state_dir: Path, engine: str) -> Path | None:
+    """The vosk or Whisper model folder for `stt.model` and `stt.engine`; None means the
+    engine's embedded default. With no model set, "auto" and "vosk" take a pulled vosk model."""
+    if setting and setting != EMBEDDED:
+        return _resolve(setting, "stt.model", "stt", state_dir)
+    return pulled_vosk_model(state_dir) if engine in ("auto", "vosk") else None
 
 
 def pulled_vosk_model(state_dir: Path) -> Path | None:

@@ -112,9 +112,7 @@ def load_models(config: Config, with_listener: bool = True):
     synthesizer = Synthesizer(config.tts, models.resolve_voice(config.tts.voice, state_dir))
     listener = None
     if with_listener:
-        stt_path = models.resolve_stt(config.stt.model, state_dir)
-        if stt_path is None and config.stt.engine in ("auto", "vosk"):
-            stt_path = models.pulled_vosk_model(state_dir)
+        stt_path = models.resolve_stt(config.stt.model, state_dir, config.stt.engine)
         listener = Listener(config, stt_model_path=stt_path)
     earcons = {
         "wake": audio.earcon("wake", config.service.wake_sound),

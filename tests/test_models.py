@@ -117,6 +117,9 @@ def test_archive_model_is_extracted_into_a_folder(hub, tmp_path):
     folder = models.path(name, tmp_path)
     assert (folder / "am" / "final.mdl").read_bytes() == b"model"
     assert models.pulled_vosk_model(tmp_path) == folder
+    # "auto" and "vosk" prefer the pulled vosk model; "whisper" keeps its own default.
+    assert models.resolve_stt("", tmp_path, "auto") == folder == models.resolve_stt("", tmp_path, "vosk")
+    assert models.resolve_stt("", tmp_path, "whisper") is None
 
 
 def test_archive_with_path_traversal_is_refused(hub, tmp_path):
@@ -141,7 +144,7 @@ def test_unknown_model_and_missing_file_on_the_hub(hub, tmp_path):
 def test_resolution_rules(tmp_path, tiny_gguf):
     assert models.resolve_llm(str(tiny_gguf), tmp_path) == tiny_gguf
     assert models.resolve_voice("", tmp_path).name == "en_US-joe-medium.onnx"
-    assert models.resolve_stt("", tmp_path) is None
+    assert models.resolve_stt("", tmp_path, "auto") is None
     with pytest.raises(models.ModelError, match="tts.voice: 'qwen2.5-0.5b-instruct-q4' is a llm model"):
         models.resolve_voice("qwen2.5-0.5b-instruct-q4", tmp_path)
     assert models.template_hint("tinyllama-1.1b-chat-q4") == "zephyr"
