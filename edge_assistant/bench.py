@@ -875,8 +875,6 @@ class _SpokenQuestion:
     user's speech, from which time to first audio is counted.
     """
 
-    exhaustible = True
-
     def __init__(self, clip: _Clip, frame_ms: int) -> None:
         self.clip = clip
         self.frame_ms = frame_ms

@@ -226,11 +226,9 @@ class Assistant:
     # --- frontend -----------------------------------------------------------------------------
 
     async def _frontend_stage(self) -> None:
-        try:
-            await self.listener.run(self._gated_frames(self.source.frames()), self._on_listener_event)
-        finally:
-            if self.source is not None and getattr(self.source, "exhaustible", True):
-                self.input_finished.set()
+        await self.listener.run(self._gated_frames(self.source.frames()), self._on_listener_event)
+        # The input ran out (a file; a microphone ends only when closed): nothing more to hear.
+        self.input_finished.set()
 
     async def _gated_frames(self, frames: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         """The microphone, minus what arrives while muted (still read, so nothing overflows)."""

@@ -77,8 +77,6 @@ async def feed_watchdog(notifier: SystemdNotifier, interval: float) -> None:
 class RunOptions:
     input_wav: Path | None = None
     output_wav: Path | None = None
-    # Leave when the input file is exhausted and the last reply has been spoken.
-    exit_when_input_ends: bool = True
 
 
 def has_microphone(config: Config, options: RunOptions) -> bool:
@@ -92,8 +90,6 @@ def build_sources(config: Config, options: RunOptions, on_error) -> tuple[Any, A
         source = audio.WavSource(options.input_wav, frame_ms=config.audio.frame_ms, realtime=True)
     elif has_microphone(config, options):
         source = audio.MicrophoneSource(config.audio, on_error=on_error)
-        # A microphone never runs out, even while it is being reopened.
-        source.exhaustible = False
     if options.output_wav is not None:
         sink = audio.WavSink(options.output_wav, volume=config.audio.volume, realtime=True)
     else:
@@ -233,7 +229,8 @@ class Service:
             metrics = asyncio.create_task(self._publish_metrics(assistant, source), name="metrics")
         try:
             waits = [asyncio.ensure_future(self.stopping.wait())]
-            if self.options.exit_when_input_ends and self.options.input_wav is not None:
+            # With a file for a microphone, leave once it is heard and the last reply spoken.
+            if self.options.input_wav is not None:
                 waits.append(asyncio.ensure_future(assistant.wait_until_done()))
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             for waiting in waits:

@@ -28,8 +28,6 @@ FRAME = audio.frame_bytes(10)
 class QueueSource:
     """A microphone the test speaks into: frames arrive when the test puts them."""
 
-    exhaustible = True
-
     def __init__(self) -> None:
         self.queue: asyncio.Queue = asyncio.Queue()
 
