@@ -102,7 +102,8 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .llm import Generation, Reply, load_session
+    from .chat import Generation, Reply
+    from .llm import load_session
 
     config = _load_config(args)
     question = _question(args)
@@ -228,14 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         input_wav=Path(args.input) if args.input else None,
         output_wav=Path(args.output) if args.output else None,
     )
-    status = run_service(args.config, options)
-    # Everything is closed and MQTT has said goodbye. Leave without the interpreter's final
-    # garbage collection: native libraries (ONNX Runtime, CTranslate2) may still own threads
-    # then, and tearing those down in arbitrary order can abort the process after a reload.
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+    return run_service(args.config, options)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -447,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.log_level or ("info" if args.command == "run" else "warning"))
     from .audio import AudioDeviceError, AudioFormatError
-    from .llm import LlmError
+    from .chat import LlmError
     from .mqtt import MqttError
     from .prompt import PromptError
     from .stt import SttError

@@ -77,13 +77,14 @@ class Pacer:
 
 
 async def iterate_in_thread(
-    make_items: Callable[[], Iterator[T]],
+    items: Iterator[T],
     cancel: threading.Event,
     *,
     ahead: int = 8,
     executor: concurrent.futures.Executor | None = None,
 ) -> AsyncIterator[T]:
-    """Items of a blocking iterator made and run in a worker thread, at most `ahead` unread.
+    """Items of a blocking iterator (a generator: it runs only when asked) read in a worker
+    thread, at most `ahead` of them unread.
 
     Leaving the loop early (break with `contextlib.aclosing`, an exception, a cancelled task)
     sets `cancel`, which the producer is expected to check between items, and waits for the
@@ -104,7 +105,6 @@ async def iterate_in_thread(
 
     def produce() -> None:
         try:
-            items = make_items()
             try:
                 for item in items:
                     room.acquire()
@@ -114,7 +114,7 @@ async def iterate_in_thread(
             finally:
                 close = getattr(items, "close", None)
                 if close is not None:
-                    close()
+                    close()  # on this thread: a generator's cleanup may hold a model's lock
         except BaseException as error:  # raised again on the loop's side
             deliver(finished, error)
         else:

@@ -58,18 +58,15 @@ def _state_dir(config: Config) -> Finding:
 
 
 def _llm(config: Config) -> Finding:
-    from .llm import FILE_TYPES, LlmError, check_gguf_file
+    from .chat import LlmError
+    from .llama_engine import check_gguf_file, file_quantization
 
     try:
         path = models.resolve_llm(config.llm.model, config.state_dir())
         check_gguf_file(path)
     except (models.ModelError, LlmError) as error:
         return Finding(False, "llm", str(error), "edge-assistant models pull NAME, or set llm.model to a GGUF file")
-    import gguf
-
-    reader = gguf.GGUFReader(str(path))
-    field = reader.fields.get("general.file_type")
-    quantization = FILE_TYPES.get(int(field.parts[-1][0]), "?") if field else "?"
+    quantization = file_quantization(path)
     detail = f"{path} ({quantization}, {path.stat().st_size / 2**20:.0f} MiB)"
     if config.llm.n_gpu_layers:
         import llama_cpp

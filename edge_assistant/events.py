@@ -9,12 +9,24 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 SCHEMA_VERSION = 1
 
-# States of the assistant, published retained on MQTT and in sd_notify STATUS=.
-STATES = ("idle", "listening", "thinking", "speaking", "muted", "error")
+
+class State(StrEnum):
+    """States of the assistant, published retained on MQTT and in sd_notify STATUS=."""
+
+    IDLE = "idle"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+    MUTED = "muted"
+    ERROR = "error"
+
+
+STATES = tuple(State)
 
 # Event types; each maps to the MQTT topic <prefix>/<device_id>/event/<type>.
 EVENT_TYPES = (

@@ -67,6 +67,10 @@ class Listener:
         # False once the VAD missed frames (waiting for the wake word).
         self._vad_in_sync = False
 
+    def close(self) -> None:
+        """Let go of the speech model (freed once nothing else uses it)."""
+        self.transcriber.close()
+
     # --- control, from any thread -----------------------------------------------------------
 
     def set_speaking(self, speaking: bool) -> None:

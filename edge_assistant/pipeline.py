@@ -24,17 +24,20 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterable, AsyncIterator, Callable
+from typing import Any, AsyncIterable, AsyncIterator, Callable, Protocol
 
+from .chat import ChatSession, Generation, Reply
+from .concurrency import Backoff, iterate_in_thread
 from .config import Config
-from .events import Command, Event, new_id
-from .llm import ChatSession, Generation, Reply, iterate_in_thread
+from .events import Command, Event, State, new_id
 from .sentences import SentenceSplitter
 
 log = logging.getLogger(__name__)
 
-# Backoff for a stage that keeps failing (a microphone that is gone, say).
+# Backoff for a stage that keeps failing (a microphone that is gone, say); a stage that ran a
+# minute before failing again starts from the shortest pause.
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+HEALTHY_AFTER_S = 60.0
 SENTENCE_QUEUE = 16
 AUDIO_QUEUE = 4
 
@@ -54,6 +57,8 @@ class TurnRequest:
 @dataclass
 class Turn:
     request: TurnRequest
+    # The conversation it belongs to (ChatSession.epoch): a reset meanwhile starts another.
+    epoch: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
     reply: Reply | None = None
     # Sentences whose playback began: what the listener heard of the reply.
@@ -90,6 +95,62 @@ class Audio:
 EventSink = Callable[[Event], None]
 
 
+# --- what the assistant needs of each stage's part ------------------------------------------
+
+
+class FrameSource(Protocol):
+    """The microphone (or a WAV file standing in for it): 16 kHz mono s16le frames."""
+
+    def frames(self) -> AsyncIterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+class AudioSink(Protocol):
+    """The speaker (or a WAV file): `play` returns False if `stop` cut it short."""
+
+    async def play(self, samples: Any, sample_rate: int) -> bool: ...
+
+    def stop(self) -> None: ...
+
+    def set_volume(self, volume: float) -> None: ...
+
+
+class SpeechChunkLike(Protocol):
+    samples: Any
+    sample_rate: int
+
+
+class SpeechSynthesizer(Protocol):
+    """Text to audio, streamed chunk by chunk (tts.Synthesizer)."""
+
+    def stream(self, text: str) -> AsyncIterator[SpeechChunkLike]: ...
+
+
+class SpeechListener(Protocol):
+    """Wake word, endpointing and speech recognition over the frames (listener.Listener)."""
+
+    listening: bool
+
+    async def run(self, frames: AsyncIterable[bytes], on_event: Callable[[Event], None]) -> None: ...
+
+    def listen_now(self, timeout_s: float | None = None) -> None: ...
+
+    def set_speaking(self, speaking: bool) -> None: ...
+
+
+class EventBridge(Protocol):
+    """Events out and commands in (mqtt.MqttBridge). `publish_event` must never block."""
+
+    commands: asyncio.Queue[Command]
+
+    def publish_event(self, event: Event) -> None: ...
+
+    def set_muted(self, muted: bool) -> None: ...
+
+    def set_volume(self, volume: float) -> None: ...
+
+
 class Assistant:
     """Owns the state and the stage tasks; everything runs on the loop that calls `run()`."""
 
@@ -98,11 +159,11 @@ class Assistant:
         config: Config,
         *,
         session: ChatSession,
-        synthesizer: Any,
-        sink: Any,
-        listener: Any = None,
-        source: Any = None,
-        bridge: Any = None,
+        synthesizer: SpeechSynthesizer,
+        sink: AudioSink,
+        listener: SpeechListener | None = None,
+        source: FrameSource | None = None,
+        bridge: EventBridge | None = None,
         earcons: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
@@ -113,7 +174,7 @@ class Assistant:
         self.source = source
         self.bridge = bridge
         self.earcons = earcons or {}
-        self.state = "idle"
+        self.state = State.IDLE
         self.muted = False
         self.subscribers: list[EventSink] = []
         self.turn_requests: asyncio.Queue[TurnRequest] = asyncio.Queue(
@@ -126,6 +187,9 @@ class Assistant:
         self.tasks: dict[str, asyncio.Task] = {}
         self.last_turn_at = time.monotonic()
         self.counters = {"turns": 0, "cancelled": 0, "errors": 0}
+        # Short tasks outside the stages (earcons, error notices): kept so that they can be
+        # awaited on stop and their failures logged, never dropped.
+        self.side_tasks: set[asyncio.Task] = set()
 
     # --- events and state ---------------------------------------------------------------------
 
@@ -143,19 +207,19 @@ class Assistant:
             except Exception:
                 log.exception("event subscriber failed")
 
-    def set_state(self, state: str, turn_id: str | None = None) -> None:
+    def set_state(self, state: State, turn_id: str | None = None) -> None:
         if state == self.state:
             return
         self.state = state
         log.info("state: %s", state)
         self.emit(Event("state", {"state": state}, turn_id=turn_id))
 
-    def _resting_state(self) -> str:
+    def _resting_state(self) -> State:
         if self.muted:
-            return "muted"
+            return State.MUTED
         if self.listener is not None and self.listener.listening:
-            return "listening"
-        return "idle"
+            return State.LISTENING
+        return State.IDLE
 
     # --- running ------------------------------------------------------------------------------
 
@@ -178,19 +242,15 @@ class Assistant:
 
     async def _supervise(self, name: str, stage: Callable[[], Any]) -> None:
         """Run a stage for ever: log a crash, back off, start it again."""
-        failures = 0
+        backoff = Backoff(RESTART_BACKOFF_S, healthy_after_s=HEALTHY_AFTER_S)
         while True:
-            started = time.monotonic()
             try:
                 await stage()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                if time.monotonic() - started > 60:
-                    failures = 0
-                delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
-                failures += 1
+                delay = backoff.next()
                 log.exception("stage %s failed; restarting in %.1f s", name, delay)
                 self.emit(Event("error", {"code": f"{name}_failed", "message": str(error)}))
                 await asyncio.sleep(delay)
@@ -200,9 +260,10 @@ class Assistant:
         self.cancel_turn("stopping")
         if self.source is not None:
             self.source.close()
-        for task in self.tasks.values():
+        tasks = [*self.tasks.values(), *self.side_tasks]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self.tasks.clear()
 
     async def wait_until_done(self) -> None:
@@ -241,7 +302,7 @@ class Assistant:
         if event.type == "wake":
             if self.active is not None:
                 self.cancel_turn("wake word")
-            self.set_state("listening", event.turn_id)
+            self.set_state(State.LISTENING, event.turn_id)
             self._play_earcon("wake")
         elif event.type == "transcript":
             text = str(event.data.get("text", "")).strip()
@@ -253,18 +314,26 @@ class Assistant:
             if self.active is None:
                 self.set_state(self._resting_state())
         elif event.type == "speech_start" and self.active is None:
-            self.set_state("listening", event.turn_id)
+            self.set_state(State.LISTENING, event.turn_id)
         elif event.type == "error" and self.active is None:
             # Speech recognition failed: the person must not be left waiting for an answer.
-            task = asyncio.create_task(self._error_notice(event.turn_id), name="error-notice")
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._start_side_task(self._error_notice(event.turn_id), "error-notice")
+
+    def _start_side_task(self, work, name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self.side_tasks.add(task)
+        task.add_done_callback(self._side_task_done)
+
+    def _side_task_done(self, task: asyncio.Task) -> None:
+        self.side_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
 
     def _play_earcon(self, kind: str) -> None:
         sound = self.earcons.get(kind)
         if sound is None or not self.config.service.earcons:
             return
-        task = asyncio.create_task(self.sink.play(sound.samples, sound.sample_rate), name=f"earcon-{kind}")
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._start_side_task(self.sink.play(sound.samples, sound.sample_rate), f"earcon-{kind}")
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -299,13 +368,13 @@ class Assistant:
                                 request_id=request_id))
                 return
             self.listener.listen_now()
-            self.set_state("listening")
+            self.set_state(State.LISTENING)
         elif name == "mute":
             self.muted = True
             if self.bridge is not None:
                 self.bridge.set_muted(True)
             if self.active is None:
-                self.set_state("muted")
+                self.set_state(State.MUTED)
         elif name == "unmute":
             self.muted = False
             if self.bridge is not None:
@@ -365,8 +434,9 @@ class Assistant:
         if timeout and time.monotonic() - self.last_turn_at > timeout and self.session.conversation.turns:
             log.info("conversation idle for over %.0f s: starting afresh", timeout)
             self.session.reset()
+        turn.epoch = self.session.epoch
         self.counters["turns"] += 1
-        self.set_state("thinking", request.turn_id)
+        self.set_state(State.THINKING, request.turn_id)
         if request.kind == "say":
             splitter = SentenceSplitter()
             for text in [*splitter.feed(request.text), *splitter.flush()]:
@@ -381,14 +451,16 @@ class Assistant:
         turn.reply = reply
         index = 0
         sentences = self.session.sentences(prompt, turn.cancel, reply)
-        async for text in iterate_in_thread(sentences, turn.cancel):
-            if turn.cancelled:
-                break
-            self.emit(Event("reply_sentence", {"text": text, "index": index},
-                            turn_id=request.turn_id, request_id=request.request_id))
-            index += 1
-            if request.speak:
-                await self.sentences.put(Sentence(turn, text))
+        # Closed on every way out, so the worker has stopped writing `reply` before it is read.
+        async with contextlib.aclosing(iterate_in_thread(sentences, turn.cancel)) as stream:
+            async for text in stream:
+                if turn.cancelled:
+                    break
+                self.emit(Event("reply_sentence", {"text": text, "index": index},
+                                turn_id=request.turn_id, request_id=request.request_id))
+                index += 1
+                if request.speak:
+                    await self.sentences.put(Sentence(turn, text))
         generation = reply.generation
         self.emit(Event(
             "reply",
@@ -445,7 +517,7 @@ class Assistant:
                 turn.speaking_started = True
                 if self.listener is not None:
                     self.listener.set_speaking(True)
-                self.set_state("speaking", request.turn_id)
+                self.set_state(State.SPEAKING, request.turn_id)
                 self.emit(Event("tts_start", {"text": item.text}, turn_id=request.turn_id,
                                 request_id=request.request_id))
             if item.first_of_sentence:
@@ -467,7 +539,8 @@ class Assistant:
                                 turn_id=request.turn_id, request_id=request.request_id))
             if turn.reply is not None and request.kind == "ask":
                 heard = " ".join(turn.spoken) if (turn.cancelled and request.speak) else None
-                self.session.record(request.text, turn.reply, spoken_text=heard, cut_short=turn.cancelled)
+                self.session.record(request.text, turn.reply, spoken_text=heard, cut_short=turn.cancelled,
+                                    epoch=turn.epoch)
             if turn.failed and not turn.cancelled:
                 await self._error_notice(request.turn_id)
         finally:
@@ -480,13 +553,13 @@ class Assistant:
         if (follow_up and request.origin == "voice" and not turn.cancelled and not self.muted
                 and self.listener is not None and not self.input_finished.is_set()):
             self.listener.listen_now(follow_up)
-            self.set_state("listening", request.turn_id)
+            self.set_state(State.LISTENING, request.turn_id)
         else:
             self.set_state(self._resting_state(), request.turn_id)
 
     async def _error_notice(self, turn_id: str | None) -> None:
         """Tell the person the turn failed: an earcon, or a spoken sentence without earcons."""
-        self.set_state("error", turn_id)
+        self.set_state(State.ERROR, turn_id)
         try:
             sound = self.earcons.get("error")
             if self.config.service.earcons and sound is not None:

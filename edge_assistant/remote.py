@@ -37,9 +37,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from . import __version__
-from .config import Config, ConfigError, LlmConfig, PromptConfig
+from .chat import ChatSession, Generation, LlmError, ModelInfo
+from .concurrency import Backoff
+from .config import ConfigError, LlmConfig, PromptConfig
 from .events import Event
-from .llm import ChatSession, Generation, LlmError, ModelInfo
 from .prompt import ChatMLFormat, Conversation, Message, Prompt, PromptBuilder, Turn
 
 log = logging.getLogger(__name__)
@@ -284,6 +285,7 @@ class RemoteEngine:
     def _connect(self, cancel: threading.Event | None) -> http.client.HTTPConnection | None:
         """A connected HTTP connection, retried with backoff; None if cancelled meanwhile."""
         deadline = time.monotonic() + self.config.connect_timeout_s
+        backoff = Backoff(CONNECT_BACKOFF_S)
         attempts = 0
         while True:
             if cancel is not None and cancel.is_set():
@@ -307,7 +309,7 @@ class RemoteEngine:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            pause = min(CONNECT_BACKOFF_S[min(attempts, len(CONNECT_BACKOFF_S)) - 1], remaining)
+            pause = min(backoff.next(), remaining)
             if cancel is not None:
                 if cancel.wait(pause):
                     return None
@@ -512,24 +514,7 @@ class FallbackEngine:
         log.warning("%s", message)
         if self.on_event is not None:
             self.on_event(Event("error", {"code": "llm_fallback", "message": message}))
-        fresh = Generation()
-        for generation_field in dataclasses.fields(Generation):
-            setattr(result, generation_field.name, getattr(fresh, generation_field.name))
+        result.clear()
         history, user_text = dialogue(getattr(prompt, "messages", ()))
         local_prompt = self.local.builder.build(user_text, Conversation(history))
         yield from local.generate(local_prompt, cancel, result)
-
-
-def load_remote_session(config: Config) -> ChatSession:
-    """The session of a satellite: the server's model, and the local one if it may fall back."""
-    from .llm import load_session
-
-    remote = RemoteEngine(config.llm)
-    builder = RemotePromptBuilder(config.prompt, config.llm.n_ctx, config.llm.max_tokens, remote.info.name)
-    engine: Any = remote
-    if config.llm.fallback_local:
-        local = load_session(replace(config, llm=replace(config.llm, backend="local")))
-        engine = FallbackEngine(remote, local)
-    log.info("replies from %s%s", remote.url,
-             " (local model as fallback)" if config.llm.fallback_local else "")
-    return ChatSession(engine, builder)

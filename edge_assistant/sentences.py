@@ -3,8 +3,10 @@
 Speech starts when the first sentence is done, not when the reply is, so a sentence is released
 the moment its end is certain: a terminator followed by white space, unless that terminator
 belongs to an abbreviation ("Dr."), an initial ("J. R. R."), a list number ("2.") or a number
-("3.14" never has white space after its point). Line breaks end sentences too (lists), and very
-long runs are cut at a comma so that a rambling model still starts speaking.
+("3.14" never has white space after its point). Words that are abbreviations only before a
+number ("No. 5", but "No. Paris is...") wait for the next word. Line breaks end sentences too
+(lists), and very long runs are cut at a comma so that a rambling model still starts speaking.
+The same splitter cuts the LLM's stream and the texts given to the speech synthesizer.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from __future__ import annotations
 import re
 
 ABBREVIATIONS = frozenset(
-    """mr mrs ms dr prof st sr jr vs etc e.g i.e eg ie approx no nr fig inc ltd co mt ft
+    """mr mrs ms dr prof st sr jr vs etc e.g i.e eg ie approx nr fig inc ltd co mt ft
     jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun
-    a.m p.m am pm u.s u.k min max est dept univ""".split()
+    a.m p.m u.s u.k min max est dept univ""".split()
 )
+# Abbreviations only when a number follows: "No. 5", "Vol. 2"; otherwise ordinary words that
+# end sentences ("No. Paris is the capital.").
+NUMBER_ABBREVIATIONS = frozenset({"no", "vol", "art", "p", "pp"})
 TERMINATORS = ".!?…。！？"
 # Past this many characters, a comma, semicolon or colon is taken as a sentence end.
 LONG_SENTENCE = 160
@@ -30,8 +35,9 @@ def clean_for_speech(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def _ends_sentence(buffer: str, index: int) -> bool:
-    """Whether the terminator at `index` (followed by white space) closes a sentence."""
+def _ends_sentence(buffer: str, index: int, end: int) -> bool | None:
+    """Whether the terminator at `index` (white space at `end`) closes a sentence; None while
+    that depends on text not yet streamed in."""
     if buffer[index] != ".":
         return True
     words = buffer[: index].split()
@@ -40,6 +46,11 @@ def _ends_sentence(buffer: str, index: int) -> bool:
     word = words[-1].strip("\"'()[]").lower()
     if word in ABBREVIATIONS or word.rstrip(".") in ABBREVIATIONS:
         return False
+    if word in NUMBER_ABBREVIATIONS:
+        following = buffer[end:].lstrip()
+        if not following:
+            return None
+        return not following[0].isdigit()
     if len(word) == 1 and word.isalpha():
         return False  # an initial, as in "J. R. R. Tolkien"
     if word.isdigit() and len(words) == 1:
@@ -90,8 +101,12 @@ class SentenceSplitter:
                     end += 1
                 if end >= len(buffer):
                     return None  # cannot know yet: "3." may become "3.14"
-                if buffer[end].isspace() and _ends_sentence(buffer, index):
-                    return end
+                if buffer[end].isspace():
+                    ends = _ends_sentence(buffer, index, end)
+                    if ends is None:
+                        return None
+                    if ends:
+                        return end
         if len(buffer) > self.long_sentence:
             cut = max(buffer.rfind(mark, 0, len(buffer) - 1) for mark in ",;:")
             if cut > 0 and cut + 1 < len(buffer) and buffer[cut + 1].isspace():

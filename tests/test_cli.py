@@ -110,4 +110,6 @@ def test_ask_on_the_embedded_default_model(tmp_path):
     reply = json.loads(result.stdout)
     assert reply["model"] == "Gemma 3 270m" and reply["quantization"] == "Q4_K_M"
     assert reply["prompt_format"] == "plain"
-    assert "Paris" in reply["text"]
+    # Structure, not facts (the model's answer is checked once, in test_llm's model-quality test).
+    assert reply["text"].strip() and reply["sentences"]
+    assert reply["completion_tokens"] > 0 and reply["prompt_tokens"] > reply["completion_tokens"]

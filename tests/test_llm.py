@@ -1,20 +1,15 @@
 """The llama.cpp engine on real GGUFs: loading, metadata, streaming, KV reuse, cancellation."""
 
 import asyncio
+import contextlib
 import threading
 
 import pytest
 
 from edge_assistant.config import LlmConfig, PromptConfig
-from edge_assistant.llm import (
-    ChatSession,
-    Generation,
-    LlmEngine,
-    LlmError,
-    Reply,
-    iterate_in_thread,
-    physical_cores,
-)
+from edge_assistant.chat import ChatSession, Generation, LlmError, Reply
+from edge_assistant.concurrency import iterate_in_thread
+from edge_assistant.llama_engine import LlamaEngine, physical_cores
 from edge_assistant.prompt import PromptBuilder
 
 GREEDY = dict(temperature=0.0, seed=3, n_ctx=512, max_tokens=24)
@@ -22,10 +17,10 @@ GREEDY = dict(temperature=0.0, seed=3, n_ctx=512, max_tokens=24)
 
 @pytest.fixture(scope="module")
 def engine(tiny_gguf):
-    return LlmEngine(LlmConfig(**GREEDY), tiny_gguf)
+    return LlamaEngine(LlmConfig(**GREEDY), tiny_gguf)
 
 
-def session_for(engine: LlmEngine) -> ChatSession:
+def session_for(engine: LlamaEngine) -> ChatSession:
     builder = PromptBuilder(PromptConfig(template="chatml"), engine.tokenizer, engine.config.n_ctx, engine.config.max_tokens)
     return ChatSession(engine, builder)
 
@@ -45,21 +40,21 @@ def test_threads_default_to_physical_cores(engine):
 
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(LlmError, match=f"{tmp_path / 'none.gguf'}: model file not found"):
-        LlmEngine(LlmConfig(), tmp_path / "none.gguf")
+        LlamaEngine(LlmConfig(), tmp_path / "none.gguf")
 
 
 def test_non_gguf_file_names_the_path(tmp_path):
     junk = tmp_path / "model.gguf"
     junk.write_bytes(b"<html>404 not found</html>")
     with pytest.raises(LlmError, match="model.gguf: not a GGUF file"):
-        LlmEngine(LlmConfig(), junk)
+        LlamaEngine(LlmConfig(), junk)
 
 
 def test_truncated_gguf_names_the_path(tmp_path, tiny_gguf):
     truncated = tmp_path / "truncated.gguf"
     truncated.write_bytes(tiny_gguf.read_bytes()[:30_000])
     with pytest.raises(LlmError, match="truncated.gguf: cannot load model"):
-        LlmEngine(LlmConfig(), truncated)
+        LlamaEngine(LlmConfig(), truncated)
 
 
 def test_greedy_generation_is_deterministic_and_counted(engine):
@@ -127,20 +122,27 @@ def test_iterate_in_thread_streams_and_cancels(engine):
         cancel = threading.Event()
         generation = Generation()
         pieces = []
-        async for piece in iterate_in_thread(engine.generate(prompt, cancel, generation), cancel):
-            pieces.append(piece)
-            if len(pieces) == 2:
-                break
-        return pieces, generation
+        async with contextlib.aclosing(
+            iterate_in_thread(engine.generate(prompt, cancel, generation), cancel, ahead=1)
+        ) as stream:
+            async for piece in stream:
+                pieces.append(piece)
+                if len(pieces) == 2:
+                    break
+        # Closed means joined: the worker has let go of the model before aclose() returned.
+        free = engine.lock.acquire(blocking=False)
+        if free:
+            engine.lock.release()
+        return pieces, generation, free
 
-    pieces, generation = asyncio.run(consume())
+    pieces, generation, free = asyncio.run(consume())
     assert len(pieces) == 2
     assert generation.cancelled
-    assert engine.lock.acquire(timeout=5)
-    engine.lock.release()
+    assert free
 
 
 @pytest.mark.slow
+@pytest.mark.model_quality
 def test_gemma_base_model_answers_with_the_plain_dialogue(gemma_engine):
     builder = PromptBuilder(PromptConfig(), gemma_engine.tokenizer, 1024, 24)
     assert builder.format.name == "plain"
@@ -168,7 +170,7 @@ def test_embedded_model_is_reassembled_if_damaged(tmp_path):
 
 
 def test_closed_engine_raises_instead_of_crashing(tiny_gguf):
-    engine = LlmEngine(LlmConfig(**GREEDY), tiny_gguf)
+    engine = LlamaEngine(LlmConfig(**GREEDY), tiny_gguf)
     prompt = session_for(engine).prepare("hello")
     engine.close()
     with pytest.raises(LlmError, match="the model was closed"):

@@ -130,7 +130,10 @@ def test_archive_with_path_traversal_is_refused(hub, tmp_path):
     serve(hub, name, buffer.getvalue())
     result = cli(hub, tmp_path, "models", "pull", "--quiet", name)
     assert result.returncode == 1 and "unsafe path" in result.stderr
-    assert not (tmp_path.parent / "evil.txt").exists()
+    # Nothing of the archive was written anywhere: not where "../.." points (the models
+    # folder), nor inside the model folder (zipfile itself would strip the "..").
+    assert not list(tmp_path.rglob("evil.txt"))
+    assert not (tmp_path / "models" / name / "model").exists()
 
 
 def test_unknown_model_and_missing_file_on_the_hub(hub, tmp_path):

@@ -15,10 +15,12 @@ from edge_assistant import audio
 from edge_assistant.config import Config, LlmConfig, PromptConfig, ServiceConfig, TtsConfig
 from edge_assistant.events import Command
 from edge_assistant.listener import Listener
-from edge_assistant.llm import ChatSession, LlmEngine
+from edge_assistant.chat import ChatSession
+from edge_assistant.llama_engine import LlamaEngine
 from edge_assistant.pipeline import Assistant
 from edge_assistant.prompt import PromptBuilder
 from edge_assistant.tts import Synthesizer
+from tests.support.timing import slack
 
 pytestmark = pytest.mark.slow
 
@@ -94,7 +96,7 @@ def types(events, since=0):
 
 def test_long_spoken_reply_is_cut_by_the_wake_word(tmp_path, tiny_gguf, listener_models, synthesizer, make_speech_wav):
     # Greedy gibberish with no sentence end: one long sentence, many seconds of speech.
-    engine = LlmEngine(LlmConfig(n_ctx=1024, max_tokens=120, temperature=0.0, seed=1), tiny_gguf)
+    engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=120, temperature=0.0, seed=1), tiny_gguf)
     hey_jarvis = audio.read_wav(make_speech_wav("Hey Jarvis.", lead_silence_s=0.3, tail_silence_s=0.2))
 
     async def scenario():
@@ -112,7 +114,9 @@ def test_long_spoken_reply_is_cut_by_the_wake_word(tmp_path, tiny_gguf, listener
         return assistant, events, stopped, barge_in_ms
 
     assistant, events, stopped, barge_in_ms = asyncio.run(scenario())
-    print(f"barge-in: playback stopped {barge_in_ms:.0f} ms after the wake word")
+    # The figure itself is measured in `bench --only barge_in`; this bound only catches a
+    # barge-in that waits for the sentence (seconds) instead of cutting it.
+    assert 0 <= barge_in_ms < slack(1.0) * 1000, f"playback stopped {barge_in_ms:.0f} ms after the wake word"
     assert stopped.data["cancelled"] is True
     assert stopped.request_id == "r1"
     turn = assistant.session.conversation.turns[-1]
@@ -128,7 +132,7 @@ def test_long_spoken_reply_is_cut_by_the_wake_word(tmp_path, tiny_gguf, listener
 
 
 def test_mqtt_cancel_stops_thinking_and_speaking(tmp_path, tiny_gguf, listener_models, synthesizer):
-    engine = LlmEngine(LlmConfig(n_ctx=1024, max_tokens=400, temperature=0.0, seed=1), tiny_gguf)
+    engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=400, temperature=0.0, seed=1), tiny_gguf)
 
     async def scenario():
         assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer)
@@ -150,7 +154,7 @@ def test_mqtt_cancel_stops_thinking_and_speaking(tmp_path, tiny_gguf, listener_m
 
 
 def test_follow_up_question_needs_no_wake_word(tmp_path, tiny_gguf, listener_models, synthesizer, make_speech_wav):
-    engine = LlmEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), tiny_gguf)
+    engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), tiny_gguf)
     first = audio.read_wav(make_speech_wav("Hey Jarvis. What is the capital of France?", sentence_gap_s=0.5))
     second = audio.read_wav(make_speech_wav("What is the weather like today?"))
 
@@ -183,7 +187,7 @@ def test_follow_up_question_needs_no_wake_word(tmp_path, tiny_gguf, listener_mod
 
 
 def test_turn_that_fails_reports_an_error_and_returns_to_idle(tmp_path, tiny_gguf, listener_models, synthesizer):
-    engine = LlmEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), tiny_gguf)
+    engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), tiny_gguf)
 
     broken = tmp_path / "broken.jinja"
     broken.write_text("{{ raise_exception('this template refuses every prompt') }}")
@@ -210,7 +214,7 @@ def test_turn_that_fails_reports_an_error_and_returns_to_idle(tmp_path, tiny_ggu
 
 
 def test_first_sentence_plays_while_the_model_still_writes(tmp_path, slow_scripted_gguf, listener_models, synthesizer):
-    engine = LlmEngine(LlmConfig(n_ctx=1024, max_tokens=160, temperature=0.0, seed=1), slow_scripted_gguf)
+    engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=160, temperature=0.0, seed=1), slow_scripted_gguf)
 
     async def scenario():
         assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer)
@@ -241,7 +245,7 @@ def dominant_hz(samples: np.ndarray, rate: int) -> float:
 def test_wake_earcon_and_error_notice(tmp_path, tiny_gguf, listener_models, synthesizer, make_speech_wav):
     from edge_assistant.events import Event
 
-    engine = LlmEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), tiny_gguf)
+    engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), tiny_gguf)
     hey_jarvis = audio.read_wav(make_speech_wav("Hey Jarvis.", lead_silence_s=0.3, tail_silence_s=0.2))
 
     async def scenario():
@@ -270,7 +274,7 @@ def test_wake_earcon_and_error_notice(tmp_path, tiny_gguf, listener_models, synt
 
 
 def test_conversation_is_forgotten_after_the_idle_timeout(tmp_path, scripted_gguf, listener_models, synthesizer):
-    engine = LlmEngine(LlmConfig(n_ctx=1024, max_tokens=4, temperature=0.0, seed=1), scripted_gguf)
+    engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=4, temperature=0.0, seed=1), scripted_gguf)
 
     async def scenario():
         assistant, source, events = make_assistant(
@@ -292,3 +296,53 @@ def test_conversation_is_forgotten_after_the_idle_timeout(tmp_path, scripted_ggu
     # The second prompt carries the first turn; after the pause the history starts afresh.
     assert prompts[1] > prompts[0] and prompts[2] == prompts[0]
     assert turns == ["question 2"]
+
+
+def test_reset_during_a_turn_is_not_undone_when_the_turn_ends(tmp_path, scripted_gguf, listener_models, synthesizer):
+    engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=60, temperature=0.0, seed=1), scripted_gguf)
+
+    async def scenario():
+        assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer)
+        assistant.start()
+        assistant.handle_command(Command("ask", {"text": "before"}, "q0"))
+        await wait_for(events, lambda e: e.type == "reply" and e.request_id == "q0")
+        await assistant.idle()
+        assistant.handle_command(Command("ask", {"text": "during"}, "q1"))
+        await wait_for(events, lambda e: e.type == "tts_start" and e.request_id == "q1")
+        assistant.handle_command(Command("reset"))
+        await wait_for(events, lambda e: e.type == "tts_stop" and e.request_id == "q1")
+        await assistant.idle()
+        turns = [turn.user for turn in assistant.session.conversation.turns]
+        await assistant.stop()
+        return turns
+
+    # The turn under way when the reset came belongs to the forgotten conversation.
+    assert asyncio.run(scenario()) == []
+
+
+def test_failing_earcon_is_logged_not_lost(tmp_path, tiny_gguf, listener_models, synthesizer, caplog):
+    engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), tiny_gguf)
+
+    class BrokenSink:
+        async def play(self, samples, sample_rate):
+            raise OSError("the speaker is gone")
+
+        def stop(self):
+            pass
+
+        def set_volume(self, volume):
+            pass
+
+    async def scenario():
+        assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer)
+        assistant.sink = BrokenSink()
+        assistant.config = replace(assistant.config, service=replace(assistant.config.service, earcons=True))
+        assistant.earcons = {"wake": audio.earcon("wake")}
+        assistant._play_earcon("wake")
+        await asyncio.sleep(0.1)
+        pending = len(assistant.side_tasks)
+        await assistant.stop()
+        return pending
+
+    assert asyncio.run(scenario()) == 0
+    assert any("earcon-wake failed" in record.getMessage() and record.exc_info for record in caplog.records)

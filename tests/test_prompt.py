@@ -3,7 +3,7 @@
 import pytest
 
 from edge_assistant.config import LlmConfig, PromptConfig
-from edge_assistant.llm import LlmEngine
+from edge_assistant.llama_engine import LlamaEngine
 from edge_assistant.prompt import (
     ChatMLFormat,
     Conversation,
@@ -20,7 +20,7 @@ SYSTEM = "Be brief."
 
 @pytest.fixture(scope="module")
 def tiny_engine(tiny_gguf):
-    return LlmEngine(LlmConfig(n_ctx=512, max_tokens=16, temperature=0.0, seed=1), tiny_gguf)
+    return LlamaEngine(LlmConfig(n_ctx=512, max_tokens=16, temperature=0.0, seed=1), tiny_gguf)
 
 
 def builder(engine, template="auto", n_ctx=512, max_tokens=16, **prompt) -> PromptBuilder:
@@ -97,7 +97,7 @@ def test_injection_through_history_is_also_plain_text(tiny_engine):
 
 
 def test_user_defined_markup_tokens_are_broken_up_in_user_text(tiny_gguf_user_defined):
-    engine = LlmEngine(LlmConfig(n_ctx=512, max_tokens=16), tiny_gguf_user_defined)
+    engine = LlamaEngine(LlmConfig(n_ctx=512, max_tokens=16), tiny_gguf_user_defined)
     tool_call = engine.llama.tokenize(b"<tool_call>", add_bos=False, special=False)
     # llama.cpp itself matches the user-defined token in plain text...
     assert len(tool_call) == 1
@@ -108,7 +108,7 @@ def test_user_defined_markup_tokens_are_broken_up_in_user_text(tiny_gguf_user_de
 
 
 def test_gguf_template_is_used_by_auto_and_matches_chatml(tiny_gguf_with_template):
-    engine = LlmEngine(LlmConfig(n_ctx=512, max_tokens=16), tiny_gguf_with_template)
+    engine = LlamaEngine(LlmConfig(n_ctx=512, max_tokens=16), tiny_gguf_with_template)
     from_gguf = builder(engine, "auto")
     assert from_gguf.format.name == "gguf"
     chatml = builder(engine, "chatml")

@@ -19,7 +19,9 @@ from typing import Callable
 import pytest
 
 from edge_assistant.config import Config, ConfigError, LlmConfig, PromptConfig, from_mapping
-from edge_assistant.llm import ChatSession, Generation, LlmEngine, Reply, load_session
+from edge_assistant.chat import ChatSession, Generation, Reply
+from edge_assistant.llama_engine import LlamaEngine
+from edge_assistant.llm import load_session
 from edge_assistant.prompt import Conversation
 from edge_assistant.remote import (
     FallbackEngine,
@@ -28,10 +30,11 @@ from edge_assistant.remote import (
     RemotePromptBuilder,
     estimate_tokens,
 )
+from tests.support.timing import slack
 from tests.support.llm_server_fixtures import ANSWER
 
 # Margin for a loaded 2-core machine on top of a configured timeout.
-SLACK_S = 2.0
+SLACK_S = slack(2.0)
 from tests.support.mqtt_fixtures import free_port
 
 def remote_config(base_url: str, **llm) -> Config:
@@ -386,7 +389,7 @@ def test_fallback_answers_with_the_local_model_and_says_so(scripted_gguf, script
     config = remote_config(unused_url(), model=str(scripted_gguf), fallback_local=True, connect_timeout_s=0.3)
     session = load_session(config)
     engine = session.engine
-    assert isinstance(engine, FallbackEngine) and isinstance(engine.local.engine, LlmEngine)
+    assert isinstance(engine, FallbackEngine) and isinstance(engine.local.engine, LlamaEngine)
     told = []
     engine.on_event = told.append
     reply = answer(session, "What is the weather like?")

@@ -26,6 +26,10 @@ def split_streamed(text: str, step: int = 3) -> list[str]:
         ('He said "go." Then left.', ['He said "go."', "Then left."]),
         ("Wait... what?! Really.", ["Wait...", "what?!", "Really."]),
         ("e.g. apples are fine. Done.", ["e.g. apples are fine.", "Done."]),
+        ("No. Paris is the capital.", ["No.", "Paris is the capital."]),
+        ("I am. You are.", ["I am.", "You are."]),
+        ("Take room No. 5 please. Thanks.", ["Take room No. 5 please.", "Thanks."]),
+        ("Dr. Smith is in. Call him.", ["Dr. Smith is in.", "Call him."]),
         ("", []),
         ("...", []),
     ],
@@ -40,6 +44,12 @@ def test_sentence_released_as_soon_as_the_next_one_starts():
     assert splitter.feed("It is sunny") == []
     assert splitter.feed(".") == []  # could still be "sunny.com" or "3.14"
     assert splitter.feed(" B") == ["It is sunny."]
+
+
+def test_no_is_released_once_the_next_word_shows_it_is_not_a_number():
+    splitter = SentenceSplitter()
+    assert splitter.feed("No. ") == []
+    assert splitter.feed("P") == ["No."]
 
 
 def test_long_run_without_a_full_stop_is_cut_at_a_comma():

@@ -130,6 +130,9 @@ def test_custom_micro_model_from_its_json_config(speech):
     config_file = Path(pymicro_wakeword.__file__).parent / "models" / "okay_nabu.json"
     wake = detector("micro", model=str(config_file))
     assert wake.model_name == "okay_nabu"
+    # It hears its own phrase and only that: a model that never fires would fail here.
+    found = detections(wake, speech("Okay Nabu, what time is it?"))
+    assert [detection.model for detection in found] == ["okay_nabu"]
     assert detections(wake, speech("Hey Jarvis, what time is it?")) == []
 
 
