@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import audio
+from ..concurrency import Pacer
 from ..config import Config
 from ..llm import sampling_arguments
 from .clips import Clip, room_noise
@@ -27,40 +28,48 @@ from .report import Report, Timeline
 PRIMER_QUESTION = "Hello, are you there?"
 
 
-class SpokenQuestion:
-    """A microphone, in real time: the question once, then a quiet room until closed.
+class RoomMicrophone:
+    """A microphone in a quiet room, in real time: room noise until closed, and a clip whenever
+    one is spoken into it (`speak`), from the next frame on.
 
-    Notes the moment the frame holding the last speech sample is handed on: the end of the
-    user's speech, from which time to first audio is counted.
+    Notes the moments the frames holding the clip's first and last speech samples are handed
+    on: the end of the user's speech is where time to first audio is counted from.
     """
 
-    def __init__(self, clip: Clip, frame_ms: int) -> None:
-        self.clip = clip
+    def __init__(self, frame_ms: int, clip: Clip | None = None) -> None:
         self.frame_ms = frame_ms
         self.speech_started_at: float | None = None
         self.speech_ended_at: float | None = None
+        self._next_clip = clip
         self._closed = False
+
+    def speak(self, clip: Clip) -> None:
+        self._next_clip = clip
+        self.speech_started_at = self.speech_ended_at = None
 
     async def frames(self):
         size = audio.frame_samples(self.frame_ms)
         noise = room_noise(audio.SAMPLE_RATE, seed=3)
-        start = time.monotonic()
+        pacer = Pacer()
+        clip, position = None, 0
         count = 0
         while not self._closed:
-            offset = count * size
-            if offset < self.clip.samples.size:
-                chunk = self.clip.samples[offset : offset + size]
+            if self._next_clip is not None:
+                clip, position, self._next_clip = self._next_clip, 0, None
+            if clip is not None and position < clip.samples.size:
+                chunk = clip.samples[position : position + size]
                 chunk = np.concatenate([chunk, noise[: size - chunk.size]])
+                position += size
+                if self.speech_started_at is None and position > clip.speech_start:
+                    self.speech_started_at = time.monotonic()
+                if self.speech_ended_at is None and position >= clip.speech_end:
+                    self.speech_ended_at = time.monotonic()
             else:
-                at = offset % (noise.size - size)
+                at = count * size % (noise.size - size)
                 chunk = noise[at : at + size]
-            if self.speech_started_at is None and offset + size > self.clip.speech_start:
-                self.speech_started_at = time.monotonic()
-            if self.speech_ended_at is None and offset + size >= self.clip.speech_end:
-                self.speech_ended_at = time.monotonic()
             yield chunk.astype("<i2").tobytes()
             count += 1
-            await asyncio.sleep(max(0.0, start + count * self.frame_ms / 1000 - time.monotonic()))
+            await pacer.wait(count * self.frame_ms / 1000)
 
     def close(self) -> None:
         self._closed = True
@@ -157,7 +166,7 @@ def _heard(log_: EventLog) -> tuple[Any, Any]:
     return speech_end, transcript
 
 
-def _timeline(source: SpokenQuestion, log_: EventLog, speech_end, transcript,
+def _timeline(source: RoomMicrophone, log_: EventLog, speech_end, transcript,
               llm: list[tuple[float, float]], tts: list[tuple[float, float]],
               speaker: list[tuple[float, float]]) -> Timeline:
     zero = source.speech_ended_at
@@ -182,7 +191,7 @@ async def _streaming_turn(loaded: LoadedModels, config: Config, clip: Clip, synt
     session = loaded.session
     _prime_cache(session)
     synthesizer.spans.clear()
-    source = SpokenQuestion(clip, config.audio.frame_ms)
+    source = RoomMicrophone(config.audio.frame_ms, clip)
     sink = RecordingSink(folder / "streaming.wav")
     assistant = Assistant(config, session=session, synthesizer=synthesizer, sink=sink,
                           listener=loaded.listener, source=source, earcons={})
@@ -216,7 +225,7 @@ async def _sequential_turn(loaded: LoadedModels, config: Config, clip: Clip, syn
     engine = session.engine
     _prime_cache(session)
     synthesizer.spans.clear()
-    source = SpokenQuestion(clip, config.audio.frame_ms)
+    source = RoomMicrophone(config.audio.frame_ms, clip)
     sink = RecordingSink(folder / "sequential.wav")
     events = EventLog()
     listener = loaded.listener
