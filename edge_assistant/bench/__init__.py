@@ -12,6 +12,7 @@ Sections, each runnable alone::
     idle      CPU of the whole daemon (a subprocess) while it waits for the wake word (daemon.py)
     e2e       time to first audio of a spoken question, streaming pipeline against the
               sequential way (transcribe, generate everything, synthesize everything) (e2e.py)
+    barge_in  time from the wake word, spoken over a reply, to the speaker falling silent
     memory    RSS of a fresh process with every model loaded, and over many turns (daemon.py)
 
 Every timed figure is a median over `runs` repetitions, with `.min` and `.max` beside it.

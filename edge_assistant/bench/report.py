@@ -94,7 +94,7 @@ def _rounded(value: Any) -> Any:
 
 # Words, not figures: printed under the table.
 TEXT_KEYS = frozenset({"e2e.question", "e2e.transcript", "e2e.reply", "e2e.reply_sentences",
-                       "e2e.sequential_reply", "stt.engine"})
+                       "e2e.sequential_reply", "stt.engine", "barge_in.wake_word"})
 
 
 def _is_figure(key: str, value: Any) -> bool:

@@ -10,6 +10,7 @@ from typing import Callable
 
 from .. import __version__, models
 from ..config import Config
+from .barge_in import bench_barge_in
 from .daemon import bench_idle, bench_memory
 from .e2e import bench_e2e
 from .llm import bench_kv_reuse, bench_llm
@@ -32,6 +33,7 @@ MEASURES: dict[str, Measure] = {
     "wake": bench_wake,
     "idle": bench_idle,
     "e2e": bench_e2e,
+    "barge_in": bench_barge_in,
     "memory": bench_memory,
 }
 
