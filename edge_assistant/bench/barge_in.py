@@ -57,10 +57,7 @@ async def _interrupted_reply(loaded: LoadedModels, config: Config, wake_clip: Cl
         await events.wait_for("tts_start")
         await asyncio.sleep(SPEAKING_BEFORE_WAKE_S)
         microphone.speak(wake_clip)
-        try:
-            wake = await events.wait_for("wake", WAKE_TIMEOUT_S)
-        except RuntimeError:
-            raise RuntimeError("the wake word spoken over the reply was not heard") from None
+        wake = await events.wait_for("wake", WAKE_TIMEOUT_S)
         stopped = await events.wait_for("tts_stop")
         await asyncio.wait_for(assistant.idle(), TURN_TIMEOUT_S)
     finally:
