@@ -1,7 +1,9 @@
 """`edge-assistant bench` run for real through the command line, on small real models: a
-scripted tiny GGUF for the LLM, the embedded voice, Whisper and wake word for the rest."""
+scripted tiny GGUF for the LLM, the embedded voice, Whisper and wake word for the rest; and the
+report's arithmetic, verdicts and output on known inputs."""
 
 import json
+import math
 import struct
 import subprocess
 import sys
@@ -10,7 +12,10 @@ from pathlib import Path
 import pytest
 
 from edge_assistant import bench
-from edge_assistant.config import Config, LlmConfig
+from edge_assistant.bench import runner
+from edge_assistant.bench.barge_in import wake_phrase
+from edge_assistant.config import Config, LlmConfig, WakeConfig
+from edge_assistant.models import ModelError
 
 
 def write_config(tmp_path, model, max_tokens=12, extra="") -> str:
@@ -34,22 +39,31 @@ def run_bench(config_path, *args, timeout=600) -> subprocess.CompletedProcess:
     )
 
 
-def check_spreads(values: dict) -> None:
-    """Every repeated figure lies between its own min and max."""
+def check_figures(values: dict, bounds: dict[str, tuple[float, float]]) -> None:
+    """Each figure in `bounds` lies strictly inside them, with its min and max beside it; no
+    figure anywhere is infinite or NaN, and each repeated one lies between its min and max."""
+    for key, (low, high) in bounds.items():
+        assert low < values[key] < high, (key, values[key])
+        assert f"{key}.min" in values and f"{key}.max" in values, key
     for key, value in values.items():
+        if isinstance(value, float):
+            assert math.isfinite(value), key
         if f"{key}.min" in values:
             assert values[f"{key}.min"] <= value <= values[f"{key}.max"], key
 
 
-def check_verdicts(values: dict) -> None:
+def check_targets(values: dict) -> None:
+    """Every measured figure that has a target is judged against it, and only those."""
     for target in bench.TARGETS:
-        if target.key in values and values.get(f"targets.{target.key}") != "n/a":
-            expected = "PASS" if target.met(values[target.key]) else "MISS"
-            assert values[f"targets.{target.key}"] == expected, target.key
+        if target.key in values:
+            assert values[f"targets.{target.key}"] in ("PASS", "MISS", "n/a"), target.key
+            assert values[f"targets.{target.key}.limit"] == target.text
+        else:
+            assert f"targets.{target.key}" not in values
 
 
 @pytest.mark.slow
-def test_model_sections_report_consistent_figures(tmp_path, scripted_gguf):
+def test_model_sections_report_plausible_figures(tmp_path, scripted_gguf):
     config = write_config(tmp_path, scripted_gguf)
     out = tmp_path / "bench.json"
     done = run_bench(config, "--quick", "--runs", "2", "--only", "llm,kv_reuse,stt,tts,wake",
@@ -57,19 +71,17 @@ def test_model_sections_report_consistent_figures(tmp_path, scripted_gguf):
     assert done.returncode == 0, done.stderr
     values = json.loads(out.read_text())
 
-    for key in ("llm.engine_tokens_per_s", "llm.raw_tokens_per_s", "llm.engine_prompt_tokens_per_s",
-                "llm.raw_prompt_tokens_per_s", "llm.engine_ttft_s", "kv_reuse.warm_prompt_s",
-                "kv_reuse.cold_prompt_s", "stt.rtf", "stt.latency_s", "tts.rtf", "tts.first_chunk_s",
-                "wake.cpu_per_audio_s", "wake.listening_cpu_per_audio_s"):
-        assert values[key] > 0, key
-        assert f"{key}.min" in values and f"{key}.max" in values, key
-    check_spreads(values)
-    # Ratios are the ratios of the medians printed beside them.
-    assert values["llm.ratio"] == pytest.approx(
-        values["llm.engine_tokens_per_s"] / values["llm.raw_tokens_per_s"], rel=1e-3)
-    assert values["kv_reuse.ratio"] == pytest.approx(
-        values["kv_reuse.warm_prompt_s"] / values["kv_reuse.cold_prompt_s"], rel=1e-3)
-    check_verdicts(values)
+    check_figures(values, {
+        "llm.engine_tokens_per_s": (1, 1e6), "llm.raw_tokens_per_s": (1, 1e6),
+        "llm.engine_prompt_tokens_per_s": (1, 1e7), "llm.raw_prompt_tokens_per_s": (1, 1e7),
+        "llm.engine_ttft_s": (0, 30), "kv_reuse.warm_prompt_s": (0, 30), "kv_reuse.cold_prompt_s": (0, 30),
+        "stt.rtf": (0, 10), "stt.latency_s": (0, 30), "tts.rtf": (0, 10), "tts.first_chunk_s": (0, 30),
+        "wake.cpu_per_audio_s": (0, 1), "wake.listening_cpu_per_audio_s": (0, 1),
+    })
+    # Same model, same tokens: our engine and plain llama-cpp-python are of the same order.
+    assert 0.2 < values["llm.ratio"] < 5 and 0.2 < values["llm.prompt_ratio"] < 5
+    assert 0 < values["kv_reuse.ratio"] < 5
+    check_targets(values)
     # Both sides of the comparison wrote exactly the tokens asked for (the model never stops).
     assert values["llm.completion_tokens"] == 16 and "llm.warning" not in values
     # The second turn found the first one in the KV cache.
@@ -77,13 +89,14 @@ def test_model_sections_report_consistent_figures(tmp_path, scripted_gguf):
     assert "capital" in values["stt.whisper.text"].lower() and "france" in values["stt.whisper.text"].lower()
     assert values["stt.engine"] == "whisper"
     assert "no vosk model" in values["stt.vosk.skipped"]
+    assert 1 < values["stt.audio_s"] < 5 and 3 < values["tts.audio_s"] < 15
 
     assert values["models.llm"] == str(scripted_gguf)
     assert values["models.llm_quantization"] == "F32"
     for key in ("machine.cpu", "machine.cores_logical", "machine.ram_gb", "machine.os",
                 "machine.python", "machine.llama_cpp_python"):
         assert values[key], key
-    assert not [key for key in values if key.startswith(("e2e.", "idle.", "memory."))]
+    assert not [key for key in values if key.startswith(("e2e.", "idle.", "memory.", "barge_in."))]
     assert "llm.engine_tokens_per_s" in done.stdout
     assert "stt.vosk: skipped: no vosk model" in done.stdout
 
@@ -100,24 +113,47 @@ def test_spoken_turn_daemon_and_memory_sections_with_plot(tmp_path, scripted_ggu
     assert "capital" in values["e2e.transcript"].lower()
     assert values["e2e.reply"].startswith("It is sunny. Bring a hat!")
     assert values["e2e.reply_sentences"] >= 2
-    assert 0 < values["e2e.ttfa_s"] <= values["e2e.total_s"]
-    assert 0 < values["e2e.sequential_ttfa_s"] <= values["e2e.sequential_total_s"]
-    assert values["e2e.ratio"] == pytest.approx(values["e2e.ttfa_s"] / values["e2e.sequential_ttfa_s"], rel=1e-3)
+    assert 0 < values["e2e.ttfa_s"] <= values["e2e.total_s"] < 60
+    assert 0 < values["e2e.sequential_ttfa_s"] <= values["e2e.sequential_total_s"] < 60
+    assert 0 < values["e2e.ratio"] < 5
     # The end of speech is known before the endpointer has heard its silence out.
     assert values["e2e.endpoint_s"] >= 0.5
+    # From the transcript on, the streaming pipeline starts to speak after its first sentence.
+    assert 0 < values["e2e.reply_ttfa_s"] < values["e2e.ttfa_s"]
 
     assert 0 < values["idle.cpu_percent"] < 100 * values["machine.cores_logical"]
     assert values["idle.rss_mb"] > 50
     assert values["memory.turns"] == 2
     assert 50 < values["memory.rss_loaded_mb"] <= values["memory.peak_rss_mb"]
     assert values["memory.rss_after_turns_mb"] <= values["memory.peak_rss_mb"]
-    check_verdicts(values)
+    check_figures(values, {})
+    check_targets(values)
 
     data = plot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
     assert width >= 800 and height >= 400
     assert "e2e.ttfa_s" in done.stdout and "idle.cpu_percent" in done.stdout
+
+
+@pytest.mark.slow
+def test_barge_in_silences_the_speaker_soon_after_the_wake_word(tmp_path, scripted_gguf):
+    out = tmp_path / "bench.json"
+    done = run_bench(write_config(tmp_path, scripted_gguf), "--only", "barge_in", "--quick",
+                     "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    values = json.loads(out.read_text())
+    assert "barge_in.skipped" not in values and "barge_in.error" not in values
+    assert values["barge_in.wake_word"] == "Hey Jarvis."
+    # Loose bounds: the sink stops within one 20 ms block of the wake event on an idle machine.
+    check_figures(values, {
+        "barge_in.wake_to_silence_s": (0, 3),
+        "barge_in.wake_to_turn_end_s": (0, 3),
+        "barge_in.word_to_silence_s": (0, 5),
+    })
+    # Silence comes after the end of the spoken wake word, which comes before its detection.
+    assert values["barge_in.word_to_silence_s"] > values["barge_in.wake_to_silence_s"]
+    assert "barge_in.wake_to_silence_s" in done.stdout
 
 
 @pytest.mark.slow
@@ -140,10 +176,108 @@ def test_a_section_that_cannot_run_is_reported_and_the_rest_goes_on(tmp_path):
     assert "capital" in values["stt.whisper.text"].lower()
 
 
+def test_sections_without_a_wake_word_are_skipped_with_the_reason(tmp_path):
+    config = write_config(tmp_path, tmp_path / "unused.gguf", extra="[wake]\nenabled = false")
+    out = tmp_path / "bench.json"
+    done = run_bench(config, "--only", "wake,barge_in", "--json", str(out), timeout=120)
+    assert done.returncode == 0, done.stderr
+    values = json.loads(out.read_text())
+    assert values["wake.skipped"].startswith("wake.enabled is false")
+    assert values["barge_in.skipped"].startswith("wake.enabled is false")
+    assert not [key for key in values if key.startswith(("wake.", "barge_in.")) and not key.endswith(".skipped")]
+    assert "barge_in: skipped: wake.enabled is false" in done.stdout
+
+
+@pytest.mark.parametrize("wake, reason", [
+    (WakeConfig(barge_in=False), "wake.barge_in is false"),
+    (WakeConfig(model="/models/my-word.tflite"), "is a model file"),
+])
+def test_barge_in_needs_a_shipped_wake_word_that_interrupts(wake, reason):
+    with pytest.raises(bench.SectionSkipped, match=reason):
+        wake_phrase(Config(wake=wake))
+    assert wake_phrase(Config(wake=WakeConfig(model="okay_nabu"))) == "Okay Nabu."
+
+
+def test_run_section_records_skips_and_failures_and_goes_on():
+    report = bench.Report()
+
+    def skipped():
+        raise bench.SectionSkipped("no microphone here")
+
+    def unconfigured():
+        raise ModelError("no model named x")
+
+    def broken():
+        raise ValueError("bad arithmetic")
+
+    runner.run_section(report, "wake", skipped)
+    runner.run_section(report, "llm", unconfigured)
+    runner.run_section(report, "tts", broken)
+    runner.run_section(report, "stt", lambda: report.add("stt.rtf", 0.5))
+    assert report.values == {
+        "wake.skipped": "no microphone here",
+        "llm.skipped": "no model named x",
+        "tts.error": "ValueError: bad arithmetic",
+        "stt.rtf": 0.5,
+    }
+    assert report.errors == ["tts"]  # only a failure makes the command exit 1
+    table = bench.format_table(report)
+    assert "wake: skipped: no microphone here" in table and "tts: error: ValueError" in table
+
+
+def test_every_section_has_its_measurement():
+    assert tuple(runner.MEASURES) == bench.SECTIONS
+
+
+def test_series_and_ratios_on_known_inputs():
+    report = bench.Report()
+    assert report.add_series("tts.rtf", [0.3, 0.1, 0.2, 0.9]) == pytest.approx(0.25)
+    assert report.values == {"tts.rtf": 0.25, "tts.rtf.min": 0.1, "tts.rtf.max": 0.9}
+    report.add_series("e2e.ttfa_s", [1.5])  # one run: no spread to show
+    assert "e2e.ttfa_s.min" not in report.values and report.values["e2e.ttfa_s"] == 1.5
+    report.add_ratio("llm.ratio", 29.1, 30.0)
+    assert report.values["llm.ratio"] == 0.97
+    # Five significant digits, from the medians as written beside it.
+    report.add_ratio("kv_reuse.ratio", 1.0, 3.0)
+    assert report.values["kv_reuse.ratio"] == 0.33333
+    report.add_ratio("e2e.ratio", 0.0680004, 0.378)
+    assert report.values["e2e.ratio"] == 0.17989  # 0.068 / 0.378, not 0.0680004 / 0.378
+
+
+def test_table_and_json_show_every_figure_once(tmp_path):
+    report = bench.Report()
+    report.values.update({"machine.cpu": "Test CPU", "machine.cores_logical": 2, "bench.runs": 3})
+    report.add_series("llm.engine_tokens_per_s", [28.9, 29.1, 31.8])
+    report.add("llm.completion_tokens", 64)
+    report.add("bench.quick", False)
+    report.add("e2e.reply", "Paris.")
+    report.add("stt.vosk.skipped", "no vosk model")
+    report.add_ratio("llm.ratio", 29.1, 30.0)
+    bench.judge(report, Config())
+    table = bench.format_table(report)
+    lines = table.splitlines()
+    assert lines[0].endswith("medians of 3 run(s), min and max beside them")
+    assert "machine: Test CPU, 2 cores" in lines[1]
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line.startswith(("llm.", "metric"))}
+    assert rows == {
+        "metric": ["median", "min", "max", "target", "result"],
+        "llm.engine_tokens_per_s": ["29.1", "28.9", "31.8"],
+        "llm.completion_tokens": ["64"],
+        "llm.ratio": ["0.97", ">=", "0.97", "PASS"],
+    }
+    assert "e2e.reply: Paris." in lines and "stt.vosk: skipped: no vosk model" in lines
+    assert not [line for line in lines if line.startswith(("bench.", "targets.", "machine.cores"))]
+
+    path = tmp_path / "bench.json"
+    bench.write_json(report, path)
+    assert json.loads(path.read_text()) == report.values
+    assert list(json.loads(path.read_text())) == list(report.values)  # in the order measured
+
+
 @pytest.mark.parametrize("args, message", [
     (["--only", "llm,gpu"], "unknown section gpu"),
     (["--runs", "0"], "--runs"),
-    (["--only", "llm", "--plot", "x.png"], "add e2e"),
+    (["--only", "barge_in", "--plot", "x.png"], "add e2e"),
 ])
 def test_bad_options_are_refused_before_anything_runs(tmp_path, args, message):
     done = run_bench(write_config(tmp_path, tmp_path / "unused.gguf"), *args, timeout=60)

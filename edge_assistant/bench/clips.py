@@ -1,0 +1,51 @@
+"""Audio made for the measurements: a spoken question as a microphone in a quiet room hears it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .. import audio
+from ..config import Config
+from .options import BenchError
+
+# A quiet room through a real microphone (about -60 dBFS), not digital zeros.
+ROOM_NOISE_RMS = 30.0
+# Samples louder than this (about -36 dBFS) count as speech when finding where the speech ends.
+SPEECH_LEVEL = 500
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Speech at 16 kHz, with where its speech starts and ends."""
+
+    samples: np.ndarray
+    speech_start: int
+    speech_end: int
+
+
+def room_noise(samples: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(0.0, ROOM_NOISE_RMS, samples), -32768, 32767).astype(np.int16)
+
+
+def spoken_clip(config: Config, voice_path: Path, text: str, lead_s: float = 0.5,
+                tail_s: float = 0.3) -> Clip:
+    """`text` spoken by the configured voice, as a microphone in a quiet room would hear it."""
+    from ..tts import Synthesizer, spoken_samples
+
+    # Without piper's noise the clip is the same every run, so transcripts are comparable.
+    synthesizer = Synthesizer(replace(config.tts, noise_scale=0.0, noise_w_scale=0.0), voice_path)
+    speech = spoken_samples(synthesizer, text, audio.SAMPLE_RATE)
+    if not speech.size:
+        raise BenchError(f"the voice produced no audio for {text!r}")
+    loud = np.flatnonzero(np.abs(speech.astype(np.int32)) > SPEECH_LEVEL)
+    first, last = (int(loud[0]), int(loud[-1]) + 1) if loud.size else (0, speech.size)
+    lead = int(lead_s * audio.SAMPLE_RATE)
+    samples = np.concatenate([
+        np.zeros(lead, dtype=np.int16), speech, np.zeros(int(tail_s * audio.SAMPLE_RATE), dtype=np.int16),
+    ])
+    mixed = samples.astype(np.int32) + room_noise(samples.size)
+    return Clip(np.clip(mixed, -32768, 32767).astype(np.int16), lead + first, lead + last)

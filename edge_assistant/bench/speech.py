@@ -1,0 +1,142 @@
+"""The speech sections: `stt` (real-time factor and latency per engine), `tts` (real-time
+factor and time to first audio) and `wake` (CPU of the listening front end)."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from .. import audio, models
+from ..config import Config
+from .clips import room_noise
+from .loaded import LoadedModels, stt_model_path
+from .options import BenchOptions, SectionSkipped
+from .report import Report
+
+TTS_TEXT = (
+    "The capital of France is Paris. It is known for the Eiffel Tower, its museums and its cafes."
+)
+
+
+def _stt_engines(config: Config) -> tuple[str, dict[str, Path], dict[str, str]]:
+    """The engine the daemon would use, the model folder of each engine that can run, and why
+    the others cannot."""
+    from .. import stt
+
+    folder = stt_model_path(config)
+    primary = stt.select_engine(config.stt, folder)
+    folders: dict[str, Path] = {}
+    skipped: dict[str, str] = {}
+    # Whisper: the configured folder when it is a Whisper model, else the embedded tiny.en.
+    if folder is not None and stt.is_whisper_model(folder):
+        folders["whisper"] = folder
+    else:
+        try:
+            folders["whisper"] = stt.embedded_whisper_model()
+        except stt.SttError as error:
+            skipped["whisper"] = str(error)
+    vosk_folder = folder if folder is not None and stt.is_vosk_model(folder) else None
+    vosk_folder = vosk_folder or models.pulled_vosk_model(config.state_dir())
+    if vosk_folder is not None:
+        folders["vosk"] = vosk_folder
+    else:
+        skipped["vosk"] = ("no vosk model configured (stt.model) or pulled "
+                           "(edge-assistant models pull vosk-model-small-en-us)")
+    return primary, folders, skipped
+
+
+def bench_stt(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
+    from .. import stt
+
+    config = loaded.config
+    primary, folders, skipped = _stt_engines(config)
+    clip = loaded.clip(options.question)
+    margin = int(0.2 * audio.SAMPLE_RATE)
+    utterance = clip.samples[max(0, clip.speech_start - margin) : clip.speech_end + margin]
+    duration_s = utterance.size / audio.SAMPLE_RATE
+    step = int(0.1 * audio.SAMPLE_RATE)  # the listener's batches
+    report.add("stt.engine", primary)
+    report.add("stt.audio_s", duration_s)
+    for name, reason in skipped.items():
+        report.add(f"stt.{name}.skipped", reason)
+    for name, folder in folders.items():
+        transcriber = stt.create_transcriber(config.stt, engine=name, model_path=folder)
+        transcriber.transcribe(utterance)  # warm-up: first-call allocations
+        rtfs, latencies = [], []
+        for _ in range(options.runs):
+            start = time.perf_counter()
+            transcriber.start()
+            for offset in range(0, utterance.size, step):
+                transcriber.accept(utterance[offset : offset + step].tobytes())
+            transcript = transcriber.finish()
+            rtfs.append((time.perf_counter() - start) / duration_s)
+            latencies.append(transcript.latency_s)
+        report.add(f"stt.{name}.text", transcript.text)
+        for figure, samples in (("rtf", rtfs), ("latency_s", latencies)):
+            report.add_series(f"stt.{name}.{figure}", samples)
+            if name == primary:
+                # The engine the daemon would use also goes under the plain names.
+                report.add_series(f"stt.{figure}", samples)
+
+
+def bench_tts(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
+    synthesizer = loaded.synthesizer
+    for _chunk in synthesizer.synthesize(TTS_TEXT):  # warm-up
+        pass
+    rtfs, firsts = [], []
+    for _ in range(options.runs):
+        start = time.perf_counter()
+        first = None
+        samples = 0
+        for chunk in synthesizer.synthesize(TTS_TEXT):
+            if first is None:
+                first = time.perf_counter() - start
+            samples += chunk.samples.size
+        elapsed = time.perf_counter() - start
+        rtfs.append(elapsed / (samples / synthesizer.sample_rate))
+        firsts.append(first)
+    report.add("tts.audio_s", samples / synthesizer.sample_rate)
+    report.add("tts.sample_rate", synthesizer.sample_rate)
+    report.add_series("tts.rtf", rtfs)
+    report.add_series("tts.first_chunk_s", firsts)
+
+
+def _listener_cpu(listener, frames: list[bytes], listening: bool) -> tuple[float, list]:
+    """CPU seconds of this process to run the listener over `frames`, and its events."""
+    listener.begin()
+    if listening:
+        # Past the wake word for good: wake detector and VAD on every frame.
+        listener.listen_now(math.inf)
+    per_batch = 10  # the listener's 0.1 s batches of 10 ms frames
+    events = []
+    cpu = time.process_time()
+    for offset in range(0, len(frames), per_batch):
+        events += listener.process(frames[offset : offset + per_batch])
+    return time.process_time() - cpu, events
+
+
+def bench_wake(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
+    config = loaded.config
+    if not config.wake.enabled:
+        raise SectionSkipped("wake.enabled is false: the device listens without a wake word")
+    listener = loaded.listener
+    seconds = 5.0 if options.quick else 60.0
+    noise = room_noise(int(seconds * audio.SAMPLE_RATE), seed=1).astype("<i2").tobytes()
+    size = audio.frame_bytes(config.audio.frame_ms)
+    frames = [noise[offset : offset + size] for offset in range(0, len(noise) - size + 1, size)]
+    audio_s = len(frames) * size / (2 * audio.SAMPLE_RATE)
+    _listener_cpu(listener, frames[:100], listening=False)  # warm-up
+    waiting, listening = [], []
+    for _ in range(options.runs):
+        cpu, events = _listener_cpu(listener, frames, listening=False)
+        waiting.append(cpu / audio_s)
+        cpu, events_listening = _listener_cpu(listener, frames, listening=True)
+        listening.append(cpu / audio_s)
+        heard = [e.type for e in events + events_listening]
+        if heard:
+            report.add("wake.warning", f"the quiet room caused events: {sorted(set(heard))}")
+    listener.begin()
+    report.add("wake.audio_s", audio_s)
+    report.add_series("wake.cpu_per_audio_s", waiting)
+    report.add_series("wake.listening_cpu_per_audio_s", listening)
