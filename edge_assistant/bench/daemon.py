@@ -148,15 +148,15 @@ def memory_child(config_path: str | None, turns: int) -> None:
 
     config = config_module.load(config_path)
     process = psutil.Process()
-    session, synthesizer, listener, earcons = load_models(config, with_listener=True)
+    loaded = load_models(config, with_listener=True)
     loaded_mb = process.memory_info().rss / 2**20
     loading_peak_mb = peak_mb()
     after: list[float] = []
 
     async def talk(folder: Path) -> None:
         sink = audio.WavSink(folder / "speaker.wav")
-        assistant = Assistant(config, session=session, synthesizer=synthesizer, sink=sink,
-                              listener=listener, earcons=earcons)
+        assistant = Assistant(config, session=loaded.session, synthesizer=loaded.synthesizer, sink=sink,
+                              listener=loaded.listener, earcons=loaded.earcons)
         assistant.start()
         try:
             for index in range(turns):

@@ -17,7 +17,7 @@ import numpy as np
 from .. import audio
 from ..concurrency import Pacer
 from ..config import Config
-from ..llm import sampling_arguments
+from ..llama_engine import sampling_arguments
 from .clips import Clip, room_noise
 from .loaded import LoadedModels, llm_settings
 from .options import TURN_TIMEOUT_S, BenchOptions

@@ -90,13 +90,11 @@ def _gguf_summary(path: Path) -> tuple[str, str]:
     """The model's name and quantization from its GGUF header, without loading it."""
     from gguf import GGUFReader
 
-    from ..llm import FILE_TYPES
+    from ..llama_engine import file_quantization
 
     fields = GGUFReader(str(path)).fields
     name = fields["general.name"].contents() if "general.name" in fields else path.stem
-    file_type = fields["general.file_type"].contents() if "general.file_type" in fields else None
-    quantization = FILE_TYPES.get(int(file_type), f"type {file_type}") if file_type is not None else "unknown"
-    return str(name), quantization
+    return str(name), file_quantization(path)
 
 
 def model_info(config: Config, loaded: LoadedModels) -> dict[str, Any]:
@@ -132,7 +130,7 @@ def model_info(config: Config, loaded: LoadedModels) -> dict[str, Any]:
         folder = stt_model_path(config)
         engine_name = stt.select_engine(config.stt, folder)
         if engine_name == "whisper" and (folder is None or not stt.is_whisper_model(folder)):
-            folder = stt.embedded_whisper_model()
+            folder = models.embedded_whisper_path()
         info["models.stt_engine"] = engine_name
         info["models.stt"] = str(folder)
     except Exception as error:

@@ -77,7 +77,7 @@ def run_section(report: Report, name: str, measure: Callable[[], None]) -> None:
 
 def _expected_errors() -> tuple[type[Exception], ...]:
     """Failures that mean "this model or engine is not set up here", not a bug."""
-    from ..llm import LlmError
+    from ..chat import LlmError
     from ..prompt import PromptError
     from ..stt import SttError
     from ..tts import TtsError

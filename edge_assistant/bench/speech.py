@@ -33,7 +33,7 @@ def _stt_engines(config: Config) -> tuple[str, dict[str, Path], dict[str, str]]:
         folders["whisper"] = folder
     else:
         try:
-            folders["whisper"] = stt.embedded_whisper_model()
+            folders["whisper"] = models.embedded_whisper_path()
         except stt.SttError as error:
             skipped["whisper"] = str(error)
     vosk_folder = folder if folder is not None and stt.is_vosk_model(folder) else None

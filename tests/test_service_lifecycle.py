@@ -1,0 +1,50 @@
+"""The daemon's lifecycle in-process: a stop or reload while the models load."""
+
+import asyncio
+import threading
+
+from edge_assistant import service
+from edge_assistant.config import Config
+from edge_assistant.service import RunOptions, Service, SystemdNotifier
+
+
+def test_stop_during_the_load_awaits_it_and_frees_what_it_loaded(monkeypatch):
+    release = threading.Event()
+    loads, closed = [], []
+
+    class Loaded:
+        def close(self):
+            closed.append(self)
+
+    def slow_load(config, with_listener):
+        loads.append(threading.current_thread().name)
+        release.wait(10)
+        return Loaded()
+
+    monkeypatch.setattr(service, "load_models", slow_load)
+
+    async def scenario():
+        daemon = Service(None, Config(), RunOptions(), notifier=SystemdNotifier(""))
+        loading = asyncio.create_task(daemon._load(daemon.config))
+        await asyncio.sleep(0.2)
+        daemon._on_signal(service.signal.SIGHUP)  # a reload asked for mid-load
+        await asyncio.sleep(0.2)
+        # Not abandoned: a reload starting now would hold two model sets at once.
+        still_loading = not loading.done()
+        release.set()
+        return still_loading, await loading, daemon.reload_requested
+
+    still_loading, result, reload_requested = asyncio.run(scenario())
+    assert still_loading and result is None and reload_requested
+    assert len(loads) == 1 and len(closed) == 1
+
+
+def test_sigterm_after_sighup_does_not_reload():
+    daemon = Service(None, Config(), RunOptions(), notifier=SystemdNotifier(""))
+
+    async def scenario():
+        daemon._on_signal(service.signal.SIGHUP)
+        daemon._on_signal(service.signal.SIGTERM)
+
+    asyncio.run(scenario())
+    assert daemon.stopping.is_set() and not daemon.reload_requested
