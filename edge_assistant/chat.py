@@ -104,6 +104,11 @@ class Engine(Protocol):
 
     def close(self) -> None: ...
 
+    def warm(self, tokens: list[int]) -> int:
+        """Evaluate a prompt's start into the model's cache ahead of the question; the tokens
+        evaluated (0 for an engine that keeps no cache)."""
+        ...
+
 
 class ChatSession:
     """A conversation with one model: builds each prompt from the history, streams sentences.
@@ -122,6 +127,18 @@ class ChatSession:
 
     def prepare(self, user_text: str) -> Prompt:
         return self.builder.build(user_text, self.conversation)
+
+    def warm(self) -> int:
+        """Evaluate what every next prompt starts with (system prompt, examples, the history)
+        now, so the next question pays only for its own tokens. Blocking (a worker thread)."""
+        first = self.builder.build("a", self.conversation).tokens
+        second = self.builder.build("b", self.conversation).tokens
+        shared = 0
+        for one, other in zip(first, second):
+            if one != other:
+                break
+            shared += 1
+        return self.engine.warm(list(first[:shared]))
 
     def sentences(
         self, prompt: Prompt, cancel: threading.Event | None, reply: Reply,

@@ -111,6 +111,10 @@ class LlamaInternals:
         """The tokens whose keys and values are in the KV cache now."""
         return self.llama._input_ids[: self.llama.n_tokens].tolist()
 
+    def keep_cached(self, count: int) -> None:
+        """Keep only the first `count` tokens of the cache; the next evaluation continues there."""
+        self.llama.n_tokens = count
+
     def reset_timers(self) -> None:
         import llama_cpp
 
@@ -224,6 +228,19 @@ class LlamaEngine:
         with self.lock:
             self.closed = True
             self.llama.close()
+
+    def warm(self, tokens: list[int]) -> int:
+        """Evaluate `tokens` (a prompt's start) into the KV cache, keeping what is cached."""
+        with self.lock:
+            if self.closed or not tokens:
+                return 0
+            internals = self.internals
+            cached = self.llama.longest_token_prefix(internals.cached_tokens(), tokens)
+            if cached >= len(tokens):
+                return 0
+            internals.keep_cached(cached)
+            self.llama.eval(tokens[cached:])
+            return len(tokens) - cached
 
     def generate(
         self,

@@ -387,6 +387,8 @@ class Assistant:
                 self.bridge.set_volume(float(data["volume"]))
         elif name == "reset":
             self.session.reset()
+            # The fresh conversation's prompt start, into the cache before the next question.
+            self._start_side_task(asyncio.to_thread(self.session.warm), "warm-prompt")
 
     def submit(self, request: TurnRequest) -> bool:
         """Queue a turn; refused with a `busy` error when the queue is full."""

@@ -189,6 +189,9 @@ class RemoteEngine:
     def close(self) -> None:
         self.closed = True
 
+    def warm(self, tokens: list[int]) -> int:
+        return 0  # the server keeps its own cache
+
     def request_body(self, messages: Sequence[Message]) -> dict[str, Any]:
         config = self.config
         body: dict[str, Any] = {
@@ -489,6 +492,9 @@ class FallbackEngine:
     def close(self) -> None:
         self.remote.close()
         self.local.engine.close()
+
+    def warm(self, tokens: list[int]) -> int:
+        return 0  # the server answers first; the fallback's prompts differ anyway
 
     def generate(
         self,

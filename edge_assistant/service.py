@@ -139,6 +139,9 @@ def load_models(config: Config, with_listener: bool = True) -> LoadedModels:
     except BaseException:
         session.engine.close()
         raise
+    warmed = session.warm()
+    if warmed:
+        log.info("prompt prefix of %d tokens evaluated ahead of the first question", warmed)
     return LoadedModels(session, synthesizer, listener, earcons)
 
 

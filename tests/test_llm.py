@@ -175,3 +175,17 @@ def test_closed_engine_raises_instead_of_crashing(tiny_gguf):
     engine.close()
     with pytest.raises(LlmError, match="the model was closed"):
         list(engine.generate(prompt))
+
+
+def test_warm_prompt_leaves_only_the_question_to_evaluate(tiny_gguf):
+    engine = LlamaEngine(LlmConfig(**GREEDY), tiny_gguf)
+    session = session_for(engine)
+    warmed = session.warm()
+    assert warmed > 0
+    assert session.warm() == 0  # already in the cache: nothing evaluated again
+    prompt = session.prepare("What is the weather like?")
+    reply = Reply(prompt, Generation())
+    list(session.sentences(prompt, None, reply))
+    # Everything before the question came from the cache on the first turn.
+    assert reply.generation.cached_tokens == warmed
+    engine.close()
