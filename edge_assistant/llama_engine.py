@@ -115,6 +115,13 @@ class LlamaInternals:
         """Keep only the first `count` tokens of the cache; the next evaluation continues there."""
         self.llama.n_tokens = count
 
+    def synchronize(self) -> None:
+        """Wait for evaluation queued on the backend (llama_decode returns before it ends, and
+        its time would be counted in the next reply's prompt timer)."""
+        import llama_cpp
+
+        llama_cpp.llama_synchronize(self.llama._ctx.ctx)
+
     def reset_timers(self) -> None:
         import llama_cpp
 
@@ -240,6 +247,7 @@ class LlamaEngine:
                 return 0
             internals.keep_cached(cached)
             self.llama.eval(tokens[cached:])
+            internals.synchronize()
             return len(tokens) - cached
 
     def generate(

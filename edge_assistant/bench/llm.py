@@ -131,12 +131,19 @@ def bench_kv_reuse(loaded: LoadedModels, report: Report, options: BenchOptions) 
     engine = session.engine
     reply_tokens = 8 if options.quick else engine.config.max_tokens
     warm, cold, cached, sizes = [], [], [], []
+    first_cold, first_warm = [], []
     with llm_settings(engine, temperature=0.0, max_tokens=reply_tokens):
         for _ in range(options.runs):
-            # Turn one, answered and remembered as the daemon does.
+            # The first question of a conversation, cold and after the daemon's warm-up.
             session.reset()
             engine.llama.reset()
             first = session.prepare(KV_FIRST_QUESTION)
+            first_cold.append(_prompt_eval_s(engine, first)[0])
+            engine.llama.reset()
+            session.warm()
+            first_warm.append(_prompt_eval_s(engine, first)[0])
+            # Turn one, answered and remembered as the daemon does.
+            engine.llama.reset()
             reply = Reply(first, Generation())
             for _sentence in session.sentences(first, None, reply):
                 pass
@@ -155,3 +162,6 @@ def bench_kv_reuse(loaded: LoadedModels, report: Report, options: BenchOptions) 
     warm_s = report.add_series("kv_reuse.warm_prompt_s", warm)
     cold_s = report.add_series("kv_reuse.cold_prompt_s", cold)
     report.add_ratio("kv_reuse.ratio", warm_s, cold_s)
+    first_cold_s = report.add_series("kv_reuse.first_turn_cold_s", first_cold)
+    first_warm_s = report.add_series("kv_reuse.first_turn_warm_s", first_warm)
+    report.add_ratio("kv_reuse.first_turn_ratio", first_warm_s, first_cold_s)
