@@ -43,6 +43,14 @@ EVENT_TYPES = (
     "tts_stop",  # {"text", "cancelled"}
     "error",  # {"code", "message"}
     "metrics",  # free-form counters
+    "intent",  # {"name", "slots", "entities", "source": "template" | "llm", "match_ms"}
+    "action",  # {"entity", "topic", "payload", "confirmed", "latency_ms", "outcome"}
+    "timer_started",  # {"id", "name", "total_s", "remaining_s", "ends_at"}
+    "timer_updated",  # the same
+    "timer_cancelled",  # the same
+    "timer_finished",  # the same, "missed": true if it ended while the device was off
+    "announce_start",  # {"text"}
+    "announce_end",  # {"text", "cancelled"}
 )
 
 
