@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.llm_server_fixtures import ANSWER
+from tests.support.timing import slack
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +62,7 @@ def say(probe, device: str, request_id: str, text: str = "Okay.") -> None:
 
 def spoken(probe, device: str, request_id: str, since: int) -> dict:
     return probe.wait_for(f"{PREFIX}/{device}/event/tts_stop",
-                          lambda m: m.json().get("id") == request_id, since=since, timeout=60).json()
+                          lambda m: m.json().get("id") == request_id, since=since, timeout=slack(60)).json()
 
 
 def sync(probe, mark: int, tag: str) -> None:
@@ -81,7 +82,7 @@ def test_two_satellites_one_broker_one_llm_host(tmp_path, mosquitto, mqtt_probe,
     hall = start_device(tmp_path, daemons, mosquitto, "hall", scripted_server.base_url, broadcast=False)
     try:
         for device in DEVICES:
-            probe.wait_for(f"{PREFIX}/{device}/state", lambda m: m.text == "idle", timeout=120)
+            probe.wait_for(f"{PREFIX}/{device}/state", lambda m: m.text == "idle", timeout=slack(120))
 
         # Home Assistant: one device each, entities that never collide.
         discovery = {device: probe.retained(f"homeassistant/+/{device}/+/config") for device in DEVICES}
@@ -121,7 +122,7 @@ def test_two_satellites_one_broker_one_llm_host(tmp_path, mosquitto, mqtt_probe,
         finished = {}
         for request_id in ("hm1", "hm2"):
             finished[request_id] = probe.wait_for(
-                "hermes/tts/sayFinished", lambda m, r=request_id: m.json().get("id") == r, since=mark, timeout=60,
+                "hermes/tts/sayFinished", lambda m, r=request_id: m.json().get("id") == r, since=mark, timeout=slack(60),
             ).json()["siteId"]
         assert finished == {"hm1": "hall", "hm2": "kitchen"}
         sync(probe, mark, "s2")
@@ -141,7 +142,7 @@ def test_two_satellites_one_broker_one_llm_host(tmp_path, mosquitto, mqtt_probe,
                                              broadcast=True))
         mark = len(probe.messages)
         hall.signal(signal.SIGHUP)
-        probe.wait_for(f"{PREFIX}/hall/availability", lambda m: m.text == "online", since=mark, timeout=120)
+        probe.wait_for(f"{PREFIX}/hall/availability", lambda m: m.text == "online", since=mark, timeout=slack(120))
         probe.publish(f"{PREFIX}/all/cmd/say", json.dumps({"text": "Dinner is ready.", "id": "b2"}))
         for device in DEVICES:
             assert spoken(probe, device, "b2", mark)["text"] == "Dinner is ready."
@@ -150,4 +151,4 @@ def test_two_satellites_one_broker_one_llm_host(tmp_path, mosquitto, mqtt_probe,
     for daemon in (kitchen, hall):
         daemon.signal(signal.SIGTERM)
     for daemon in (kitchen, hall):
-        assert daemon.wait(30) == 0, daemon.log()
+        assert daemon.wait(slack(30)) == 0, daemon.log()

@@ -9,6 +9,7 @@ import logging
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import jinja2
@@ -18,6 +19,7 @@ from edge_assistant.config import ConfigError, MqttConfig
 from edge_assistant.events import Command, Event
 from edge_assistant.mqtt import ERROR_CODES, MqttBridge, discovery_configs, unregister
 from tests.support.mqtt_fixtures import eventually, next_command, run_async
+from tests.support.timing import slack
 
 DEVICE = "dev1"
 REPO = Path(__file__).resolve().parents[1]
@@ -148,6 +150,7 @@ async def test_clean_stop_leaves_retained_offline(mosquitto, mqtt_probe, mqtt_br
     await asyncio.to_thread(probe.wait_for, bridge.topics.availability, lambda m: m.text == "online")
     await bridge.aclose()
     await bridge.aclose()  # stopping twice is harmless
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("mqtt-publisher")]
     await asyncio.to_thread(probe.wait_for, bridge.topics.availability, lambda m: m.text == "offline")
     retained = mqtt_probe(mosquitto).retained(bridge.topics.availability)
     assert retained[bridge.topics.availability].text == "offline"
@@ -174,13 +177,13 @@ def test_last_will_says_offline_when_the_process_dies(mosquitto, mqtt_probe):
     probe.subscribe(topic)
     process = subprocess.Popen([sys.executable, "-c", LWT_SCRIPT, str(mosquitto.port)], cwd=REPO)
     try:
-        probe.wait_for(topic, lambda m: m.text == "online", timeout=60)
+        probe.wait_for(topic, lambda m: m.text == "online", timeout=slack(60))
         process.kill()  # SIGKILL: no chance to say goodbye; the broker must publish the will
-        process.wait(10)
+        process.wait(slack(10))
         probe.wait_for(topic, lambda m: m.text == "offline")
     finally:
         process.kill()
-        process.wait(10)
+        process.wait(slack(10))
     assert mqtt_probe(mosquitto).retained(topic)[topic].text == "offline"
 
 
@@ -329,7 +332,7 @@ async def test_bad_input_gets_error_events_and_the_bridge_keeps_working(
         probe.publish(cmd("ask"), b"{nope")
     await asyncio.to_thread(probe.wait_count, error_topic, len(cases) + 5)
     json_logs = [
-        r for r in caplog.records if r.name == "edge_assistant.mqtt" and "invalid JSON" in r.getMessage()
+        r for r in caplog.records if r.name.startswith("edge_assistant.mqtt") and "invalid JSON" in r.getMessage()
     ]
     assert len(json_logs) == 1
 

@@ -7,12 +7,12 @@ import json
 
 from edge_assistant.config import MqttConfig
 from edge_assistant.events import Command, Event
-from edge_assistant.mqtt import (
+from edge_assistant.mqtt import MqttBridge
+from edge_assistant.mqtt.hermes import (
     HERMES_SAY,
     HERMES_SAY_FINISHED,
     HERMES_START_LISTENING,
     HERMES_TEXT_CAPTURED,
-    MqttBridge,
 )
 from tests.support.mqtt_fixtures import eventually, next_command, run_async
 

@@ -46,11 +46,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_assistant.config import MqttConfig
 from edge_assistant.events import Command
 from edge_assistant.mqtt import MqttBridge
+from tests.support.timing import slack
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-START_TIMEOUT_S = 15.0
-WAIT_S = 15.0
+# Scaled for slow machines: EDGE_ASSISTANT_TEST_TIME_SCALE.
+START_TIMEOUT_S = slack(15.0)
+WAIT_S = slack(15.0)
 
 
 @dataclass(frozen=True)
@@ -203,14 +205,14 @@ class Broker:
         if self.running:
             assert self._process is not None
             self._process.terminate()
-            self._process.wait(10)
+            self._process.wait(slack(10))
 
     def kill(self) -> None:
         """SIGKILL: the broker vanishes without saving anything."""
         if self.running:
             assert self._process is not None
             self._process.kill()
-            self._process.wait(10)
+            self._process.wait(slack(10))
 
     def restart(self) -> None:
         self.stop()

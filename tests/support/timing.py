@@ -1,7 +1,10 @@
-"""Timing slack for tests on a loaded machine: one scale factor widens every allowance."""
+"""Timing slack for tests on slow or loaded machines."""
+
+from __future__ import annotations
 
 import os
 
 
 def slack(seconds: float) -> float:
+    """`seconds` scaled by EDGE_ASSISTANT_TEST_TIME_SCALE (default 1), for timeouts and bounds."""
     return seconds * float(os.environ.get("EDGE_ASSISTANT_TEST_TIME_SCALE", "1"))

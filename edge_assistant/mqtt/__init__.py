@@ -1,0 +1,33 @@
+"""MQTT: events out, commands in, Home Assistant discovery and Hermes compatibility.
+
+Modules, in the order they build on each other:
+
+- `topics`: every topic of one device (`Topics`), availability payloads.
+- `commands`: incoming command payloads validated into `events.Command` (`parse_command`,
+  `CommandRejected`, `ERROR_CODES`).
+- `hermes`: Hermes (Rhasspy, Snips) topics, requests as commands, and the messages answering them.
+- `discovery`: Home Assistant discovery configs (`discovery_configs`).
+- `limits`: log and error-reply rate limits.
+- `client`: a paho client from the config (`make_client`), name checks, `unregister`, JSON.
+- `bridge`: `MqttBridge`, the connection of the running assistant.
+
+Topics and payloads: docs/mqtt.md.
+"""
+
+from .bridge import MqttBridge
+from .client import MqttError, make_client, unregister
+from .commands import ERROR_CODES, CommandRejected, parse_command
+from .discovery import discovery_configs
+from .topics import Topics
+
+__all__ = [
+    "ERROR_CODES",
+    "CommandRejected",
+    "MqttBridge",
+    "MqttError",
+    "Topics",
+    "discovery_configs",
+    "make_client",
+    "parse_command",
+    "unregister",
+]
