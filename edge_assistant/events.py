@@ -81,7 +81,7 @@ class Event:
 
 
 # Commands accepted from MQTT (and the CLI); see docs/mqtt.md.
-COMMANDS = ("ask", "say", "listen", "cancel", "mute", "unmute", "volume", "reset")
+COMMANDS = ("ask", "say", "listen", "cancel", "mute", "unmute", "volume", "reset", "announce", "stop")
 
 
 @dataclass(frozen=True)

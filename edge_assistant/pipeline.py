@@ -46,12 +46,17 @@ ERROR_NOTICE = "Sorry, something went wrong."
 
 @dataclass
 class TurnRequest:
-    kind: str  # "ask" (the LLM answers) or "say" (spoken as is)
+    kind: str  # "ask" (answered), "say" (spoken as is), "announce" (a chime, then spoken as is)
     text: str
     origin: str  # "voice", "mqtt", "hermes", "cli"
     turn_id: str = field(default_factory=new_id)
     request_id: str | None = None
     speak: bool = True
+    # Before every normal request in the queue (an announcement with priority "high").
+    urgent: bool = False
+    chime: bool = False
+    # After speaking, listen for an answer without the wake word.
+    then_listen: bool = False
 
 
 @dataclass
@@ -81,6 +86,8 @@ class TurnEnd:
 class Sentence:
     turn: Turn
     text: str
+    # A sound played as it is instead of speaking `text` (an announcement's chime).
+    sound: Any = None
 
 
 @dataclass(frozen=True)
@@ -177,9 +184,11 @@ class Assistant:
         self.state = State.IDLE
         self.muted = False
         self.subscribers: list[EventSink] = []
-        self.turn_requests: asyncio.Queue[TurnRequest] = asyncio.Queue(
+        # (urgency, arrival, request): urgent announcements first, otherwise first come.
+        self.turn_requests: asyncio.PriorityQueue[tuple[int, int, TurnRequest]] = asyncio.PriorityQueue(
             maxsize=config.mqtt.command_queue
         )
+        self._arrivals = 0
         self.sentences: asyncio.Queue[Sentence | TurnEnd] = asyncio.Queue(SENTENCE_QUEUE)
         self.audio: asyncio.Queue[Audio | TurnEnd] = asyncio.Queue(AUDIO_QUEUE)
         self.active: Turn | None = None
@@ -354,8 +363,15 @@ class Assistant:
                 TurnRequest(name, data["text"], command.origin, request_id=request_id,
                             speak=data.get("speak", True))
             )
-        elif name == "cancel":
-            self.cancel_turn("cancel command")
+        elif name == "announce":
+            urgent = data.get("priority") == "high"
+            if urgent:
+                self.cancel_turn("urgent announcement")
+            self.submit(TurnRequest("announce", data["text"], command.origin, request_id=request_id,
+                                    urgent=urgent, chime=data.get("chime", True),
+                                    then_listen=data.get("then_listen", False)))
+        elif name in ("cancel", "stop"):
+            self.cancel_turn(f"{name} command")
             self.set_state(self._resting_state())
         elif name == "listen":
             self.cancel_turn("listen command")
@@ -393,7 +409,8 @@ class Assistant:
     def submit(self, request: TurnRequest) -> bool:
         """Queue a turn; refused with a `busy` error when the queue is full."""
         try:
-            self.turn_requests.put_nowait(request)
+            self._arrivals += 1
+            self.turn_requests.put_nowait((0 if request.urgent else 1, self._arrivals, request))
             return True
         except asyncio.QueueFull:
             self.emit(Event("error", {"code": "busy", "message": "too many requests waiting"},
@@ -413,7 +430,7 @@ class Assistant:
 
     async def _llm_stage(self) -> None:
         while True:
-            request = await self.turn_requests.get()
+            _, _, request = await self.turn_requests.get()
             turn = Turn(request)
             self.active = turn
             try:
@@ -439,7 +456,13 @@ class Assistant:
         turn.epoch = self.session.epoch
         self.counters["turns"] += 1
         self.set_state(State.THINKING, request.turn_id)
-        if request.kind == "say":
+        if request.kind in ("say", "announce"):
+            if request.kind == "announce":
+                self.emit(Event("announce_start", {"text": request.text}, turn_id=request.turn_id,
+                                request_id=request.request_id))
+                chime = self.earcons.get("announce")
+                if request.chime and chime is not None:
+                    await self.sentences.put(Sentence(turn, "", sound=chime))
             splitter = SentenceSplitter()
             for text in [*splitter.feed(request.text), *splitter.flush()]:
                 await self.sentences.put(Sentence(turn, text))
@@ -488,6 +511,9 @@ class Assistant:
                 continue
             turn = item.turn
             if turn.cancelled:
+                continue
+            if item.sound is not None:
+                await self.audio.put(Audio(turn, "", item.sound.samples, item.sound.sample_rate, False))
                 continue
             first = True
             try:
@@ -539,6 +565,9 @@ class Assistant:
             if turn.speaking_started:
                 self.emit(Event("tts_stop", {"text": " ".join(turn.spoken), "cancelled": turn.cancelled},
                                 turn_id=request.turn_id, request_id=request.request_id))
+            if request.kind == "announce":
+                self.emit(Event("announce_end", {"text": request.text, "cancelled": turn.cancelled},
+                                turn_id=request.turn_id, request_id=request.request_id))
             if turn.reply is not None and request.kind == "ask":
                 heard = " ".join(turn.spoken) if (turn.cancelled and request.speak) else None
                 self.session.record(request.text, turn.reply, spoken_text=heard, cut_short=turn.cancelled,
@@ -552,8 +581,11 @@ class Assistant:
             self.active = None
             turn.done.set()
         follow_up = self.config.service.follow_up_s
-        if (follow_up and request.origin == "voice" and not turn.cancelled and not self.muted
-                and self.listener is not None and not self.input_finished.is_set()):
+        if request.then_listen:
+            # A question asked by an automation: the answer needs no wake word.
+            follow_up = follow_up or self.config.vad.no_speech_timeout_s
+        if (follow_up and (request.origin == "voice" or request.then_listen) and not turn.cancelled
+                and not self.muted and self.listener is not None and not self.input_finished.is_set()):
             self.listener.listen_now(follow_up)
             self.set_state(State.LISTENING, request.turn_id)
         else:

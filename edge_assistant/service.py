@@ -132,6 +132,7 @@ def load_models(config: Config, with_listener: bool = True) -> LoadedModels:
             earcons = {
                 "wake": audio.earcon("wake", config.service.wake_sound),
                 "error": audio.earcon("error", config.service.error_sound),
+                "announce": audio.earcon("wake", config.service.wake_sound),
             }
         except BaseException:
             synthesizer.close()

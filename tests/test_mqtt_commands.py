@@ -81,8 +81,20 @@ def test_plain_commands_get_a_fresh_request_id(name, payload, data):
 
 
 def test_every_command_has_a_plain_form():
-    plain = {"ask": "hi", "say": "hi", "volume": "50"}
+    plain = {"ask": "hi", "say": "hi", "volume": "50", "announce": "hi"}
     assert {parse(name, plain.get(name, "")).name for name in COMMANDS} == set(COMMANDS)
+
+
+def test_announce_options_and_their_defaults():
+    plain = parse("announce", "The door is open.")
+    assert plain.data == {"text": "The door is open.", "chime": True, "priority": "normal", "then_listen": False}
+    full = parse("announce", json.dumps({"text": "Close it?", "chime": False, "priority": "high",
+                                         "then_listen": True, "id": "a1"}))
+    assert full.data == {"text": "Close it?", "chime": False, "priority": "high", "then_listen": True}
+    assert full.request_id == "a1"
+    for bad in ({"text": "x", "priority": "urgent"}, {"text": "x", "chime": "yes"}, {"chime": True}):
+        with pytest.raises(CommandRejected):
+            parse("announce", json.dumps(bad))
 
 
 def test_origin_is_kept():

@@ -346,3 +346,37 @@ def test_failing_earcon_is_logged_not_lost(tmp_path, tiny_gguf, listener_models,
 
     assert asyncio.run(scenario()) == 0
     assert any("earcon-wake failed" in record.getMessage() and record.exc_info for record in caplog.records)
+
+
+def test_announcements_wait_for_the_turn_or_barge_in_when_urgent(tmp_path, scripted_gguf, listener_models, synthesizer):
+    engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=60, temperature=0.0, seed=1), scripted_gguf)
+    chime = audio.earcon("wake")
+
+    async def scenario():
+        assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer)
+        assistant.earcons = {"announce": chime}
+        assistant.start()
+        assistant.handle_command(Command("ask", {"text": "talk"}, "q1"))
+        await wait_for(events, lambda e: e.type == "tts_start" and e.request_id == "q1")
+        # A normal announcement waits for the reply; an urgent one cuts it and goes first.
+        assistant.handle_command(Command("announce", {"text": "The laundry is done.", "chime": True,
+                                                      "priority": "normal", "then_listen": False}, "a1"))
+        assistant.handle_command(Command("announce", {"text": "Someone is at the door.", "chime": False,
+                                                      "priority": "high", "then_listen": True}, "a2"))
+        await wait_for(events, lambda e: e.type == "announce_end" and e.request_id == "a1")
+        await assistant.idle()
+        listening = assistant.listener.listening or any(
+            e.type == "state" and e.data["state"] == "listening" for _, e in events)
+        await assistant.stop()
+        return events, listening
+
+    events, listening = asyncio.run(scenario())
+    order = [(e.type, e.request_id) for _, e in events
+             if e.type in ("tts_stop", "announce_start", "announce_end")]
+    assert order == [("tts_stop", "q1"), ("announce_start", "a2"), ("tts_stop", "a2"), ("announce_end", "a2"),
+                     ("announce_start", "a1"), ("tts_stop", "a1"), ("announce_end", "a1")]
+    first_stop = next(e for _, e in events if e.type == "tts_stop")
+    assert first_stop.data["cancelled"] is True
+    spoken = {e.request_id: e.data["text"] for _, e in events if e.type == "tts_stop"}
+    assert spoken["a1"] == "The laundry is done." and spoken["a2"] == "Someone is at the door."
+    assert listening  # "then_listen": the answer needs no wake word

@@ -113,7 +113,7 @@ def _command_body(name: str, text: str) -> dict[str, Any]:
     stripped = text.strip()
     if stripped.startswith("{"):
         return json_object(stripped, name)
-    if name in ("ask", "say"):
+    if name in ("ask", "say", "announce"):
         return {"text": stripped}
     if name == "volume":
         try:
@@ -155,6 +155,13 @@ def _bool_field(body: dict[str, Any], key: str, default: bool) -> bool:
     return value
 
 
+def _choice_field(body: dict[str, Any], key: str, choices: tuple[str, ...]) -> str:
+    value = body.get(key, choices[0])
+    if value not in choices:
+        raise CommandRejected("bad_request", f"'{key}' must be one of {', '.join(choices)}")
+    return value
+
+
 def _volume_field(body: dict[str, Any]) -> float:
     value = body.get("volume")
     if (
@@ -176,5 +183,13 @@ _COMMAND_FIELDS: dict[str, Callable[[dict[str, Any], MqttConfig], dict[str, Any]
     "unmute": lambda body, cfg: {},
     "volume": lambda body, cfg: {"volume": _volume_field(body)},
     "reset": lambda body, cfg: {},
+    "announce": lambda body, cfg: {
+        "text": text_field(body, cfg),
+        "chime": _bool_field(body, "chime", True),
+        "priority": _choice_field(body, "priority", ("normal", "high")),
+        "then_listen": _bool_field(body, "then_listen", False),
+    },
+    # Ends a ringing timer or an announcement; a reply too, like `cancel`.
+    "stop": lambda body, cfg: {},
 }
 assert set(_COMMAND_FIELDS) == set(COMMANDS)
