@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_assistant import audio
+from edge_assistant.audio.wav import read_wav
 from edge_assistant.config import SttConfig
 from edge_assistant.stt import create_transcriber
 from tests.support.speech_fixtures import similarity
@@ -39,6 +39,6 @@ def test_quick_start_answers_the_spoken_question(tmp_path):
         argv[0] = str(ROOT / argv[0])
         result = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
-    reply = audio.read_wav(tmp_path / "reply.wav")
+    reply = read_wav(tmp_path / "reply.wav")
     heard = create_transcriber(SttConfig(engine="whisper")).transcribe(reply).text
     assert similarity(heard, "Paris.") >= 0.7, heard
