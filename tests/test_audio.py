@@ -13,7 +13,12 @@ import numpy as np
 import pytest
 import soundfile
 
-from edge_assistant.audio.devices import AudioDeviceError, format_devices, list_devices
+from edge_assistant.audio.devices import (
+    AudioDeviceError,
+    format_devices,
+    list_devices,
+    rescan_devices,
+)
 from edge_assistant.audio.earcons import earcon
 from edge_assistant.audio.microphone import MicrophoneSource
 from edge_assistant.audio.pcm import SAMPLE_RATE, as_int16, frame_bytes
@@ -672,6 +677,49 @@ def test_speaker_stops_mid_play(alsa_devices, how):
     assert 0 < len(first) < len(long)
     assert np.array_equal(first, long[: len(first)])
     assert np.array_equal(np.frombuffer(files[1].read_bytes(), dtype="<i2"), long[:1600])
+
+
+def test_overlapping_plays_keep_the_speaker_open_until_the_last_ends(alsa_devices):
+    idle_close_s = 1.0
+    tone = earcon("wake").samples
+    sentence = noise_pcm(0.05)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        sink = SpeakerSink(alsa_devices.audio_config(output_rate=16000), idle_close_s=idle_close_s)
+        earcon_ended: float | None = None
+        last_ended = 0.0
+        sentences = 0
+
+        async def play_earcon() -> None:
+            nonlocal earcon_ended
+            await sink.play(tone, SAMPLE_RATE)
+            earcon_ended = loop.time()
+
+        async def reply() -> None:
+            # Sentences with short gaps, going on well past idle_close_s after the earcon.
+            nonlocal sentences, last_ended
+            while earcon_ended is None or loop.time() < earcon_ended + 1.5 * idle_close_s:
+                assert await sink.play(sentence, SAMPLE_RATE)
+                last_ended = loop.time()
+                sentences += 1
+                await asyncio.sleep(0.05)
+
+        # The earcon is asked for with the reply's first sentence, as when a turn starts.
+        await asyncio.gather(play_earcon(), reply())
+        # Each opening of the device writes a file: one means it stayed open throughout.
+        assert len(alsa_devices.output_files()) == 1, "the speaker was closed during the reply"
+        assert not rescan_devices(), "the speaker closed right after the last play"
+        while not rescan_devices():
+            assert loop.time() - last_ended < idle_close_s + 10, "the speaker never closed"
+            await asyncio.sleep(0.02)
+        assert loop.time() - last_ended >= idle_close_s * 0.95
+        sink.close()
+        return sentences
+
+    sentences = asyncio.run(run())
+    # Everything played, in the order asked for.
+    assert np.array_equal(alsa_devices.output(), np.concatenate([tone] + [sentence] * sentences))
 
 
 def test_missing_speaker_raises_a_device_error(alsa_devices):

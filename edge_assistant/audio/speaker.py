@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 class SpeakerSink(Sink):
     """Plays on a PortAudio output device from a worker thread, so the event loop never blocks.
 
-    The stream stays open between plays that follow each other closely (sentences of one reply)
-    and is closed after ``idle_close_s`` without playing.
+    Plays run one after another in that thread, in the order they were asked for. The stream
+    stays open while plays follow each other closely (sentences of one reply, an earcon over a
+    reply) and is closed ``idle_close_s`` after the last one ended.
     """
 
     # Blocks short enough that stop() and volume changes apply within ~20 ms.
@@ -44,6 +45,8 @@ class SpeakerSink(Sink):
         self._stream: Any = None
         self._channels = 1
         self._rate = 0
+        # Plays asked for and not yet ended: the idle countdown starts only when none is left.
+        self._plays = 0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self.device_name: str | None = None
@@ -52,12 +55,11 @@ class SpeakerSink(Sink):
         """Play to the end (True) or until `stop()` (False). Raises `AudioDeviceError`."""
         data = as_int16(samples)
         loop = asyncio.get_running_loop()
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        self._cancel_idle_close()
         future = loop.run_in_executor(
             self._executor, self._play_blocking, data, sample_rate, self._generation
         )
+        self._plays += 1
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -65,7 +67,8 @@ class SpeakerSink(Sink):
             await asyncio.wait([future])
             raise
         finally:
-            if not self._closed:
+            self._plays -= 1
+            if not self._plays and not self._closed:
                 self._idle_timer = loop.call_later(self.idle_close_s, self._close_when_idle)
 
     def close(self) -> None:
@@ -73,14 +76,18 @@ class SpeakerSink(Sink):
             return
         self._closed = True
         self.stop()
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
+        self._cancel_idle_close()
         self._executor.submit(self._close_stream, True)
         self._executor.shutdown(wait=True)
 
+    def _cancel_idle_close(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
     def _close_when_idle(self) -> None:
         self._idle_timer = None
-        if not self._closed:
+        if not self._closed and not self._plays:
             self._executor.submit(self._close_stream, True)
 
     def _ensure_stream(self) -> None:
