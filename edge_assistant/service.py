@@ -243,7 +243,7 @@ class Service:
             if metrics is not None:
                 metrics.cancel()
             await assistant.stop()
-            sink.close()
+            await sink.aclose()
             session.engine.close()
             if bridge is not None:
                 await bridge.aclose()

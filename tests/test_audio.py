@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 import soundfile
 
 from edge_assistant.audio.devices import (
+    PORTAUDIO_LOCK,
     AudioDeviceError,
     format_devices,
     list_devices,
@@ -110,7 +113,35 @@ async def take(source, count: int) -> list[bytes]:
 
 
 async def drain(source) -> list[bytes]:
-    return [frame async for frame in source.frames()]
+    return await drain_iterator(source.frames())
+
+
+async def drain_iterator(frames) -> list[bytes]:
+    return [frame async for frame in frames]
+
+
+@contextlib.contextmanager
+def portaudio_busy(hold_s: float = 5.0):
+    """PortAudio's lock held by another thread, as during a device rescan, until the test sets
+    the event it gets. A test whose event loop blocks on the lock cannot: the thread then lets
+    go by itself after `hold_s`, and the test fails."""
+    held, release = threading.Event(), threading.Event()
+    released_by_test: list[bool] = []
+
+    def rescan() -> None:
+        with PORTAUDIO_LOCK:
+            held.set()
+            released_by_test.append(release.wait(hold_s))
+
+    thread = threading.Thread(target=rescan)
+    thread.start()
+    held.wait()
+    try:
+        yield release
+    finally:
+        release.set()
+        thread.join()
+    assert released_by_test == [True], "the event loop blocked while PortAudio was busy"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,7 +378,7 @@ def test_wav_sink_appends_plays_and_resamples(tmp_path):
         sink = WavSink(path, sample_rate=SAMPLE_RATE)
         assert await sink.play(first, SAMPLE_RATE)
         assert await sink.play(second.tobytes(), 22050)
-        sink.close()
+        await sink.aclose()
 
     asyncio.run(run())
     written = read_wav(path)
@@ -385,7 +416,7 @@ def test_wav_sink_in_real_time_takes_as_long_as_the_audio_and_stops_there(tmp_pa
         await asyncio.sleep(0.1)
         sink.stop()
         assert await asyncio.wait_for(interrupted, 10) is False
-        sink.close()
+        await sink.aclose()
 
     asyncio.run(run())
     written = read_wav(path)
@@ -595,11 +626,33 @@ def test_microphone_close_ends_frames_during_backoff(alsa_devices):
         task = asyncio.create_task(drain(source))
         while not errors:
             await asyncio.sleep(0.01)
-        source.close()
+        await source.aclose()
         return await task
 
     assert asyncio.run(asyncio.wait_for(run(), 10)) == []
     assert "no such microphone" in str(errors[0])
+
+
+def test_microphone_aclose_stops_at_once_and_waits_for_portaudio_off_the_loop(alsa_devices):
+    alsa_devices.write_input(noise_pcm(1.0))
+    source = MicrophoneSource(alsa_devices.audio_config(input_rate=16000, queue_frames=1000))
+
+    async def run():
+        frames = source.frames()
+        await anext(frames)  # the device is open and frames are queued
+        with portaudio_busy() as release:
+            closing = asyncio.create_task(source.aclose())
+            rest = asyncio.create_task(drain_iterator(frames))
+            await asyncio.sleep(0.2)
+            # Closing the device waits for the lock, in a worker thread.
+            assert not closing.done()
+            release.set()
+            await asyncio.wait_for(closing, 10)
+            # The stop took effect at once: none of the queued frames came after it.
+            assert await asyncio.wait_for(rest, 10) == []
+        assert rescan_devices(), "the microphone is still open"
+
+    asyncio.run(run())
 
 
 def test_speaker_passes_samples_through_exactly(alsa_devices):
@@ -609,7 +662,7 @@ def test_speaker_passes_samples_through_exactly(alsa_devices):
         sink = SpeakerSink(alsa_devices.audio_config(output_rate=16000, volume=1.0))
         assert await sink.play(samples, SAMPLE_RATE)
         assert await sink.play(samples[:1000].tobytes(), SAMPLE_RATE)
-        sink.close()
+        await sink.aclose()
 
     asyncio.run(run())
     assert np.array_equal(alsa_devices.output(), np.concatenate([samples, samples[:1000]]))
@@ -714,12 +767,28 @@ def test_overlapping_plays_keep_the_speaker_open_until_the_last_ends(alsa_device
             assert loop.time() - last_ended < idle_close_s + 10, "the speaker never closed"
             await asyncio.sleep(0.02)
         assert loop.time() - last_ended >= idle_close_s * 0.95
-        sink.close()
+        await sink.aclose()
         return sentences
 
     sentences = asyncio.run(run())
     # Everything played, in the order asked for.
     assert np.array_equal(alsa_devices.output(), np.concatenate([tone] + [sentence] * sentences))
+
+
+def test_speaker_aclose_waits_for_portaudio_off_the_loop(alsa_devices):
+    async def run():
+        sink = SpeakerSink(alsa_devices.audio_config(output_rate=16000))
+        await sink.play(noise_pcm(0.1), SAMPLE_RATE)  # the stream stays open for a while
+        with portaudio_busy() as release:
+            closing = asyncio.create_task(sink.aclose())
+            await asyncio.sleep(0.2)
+            # Closing the stream waits for the lock, in a worker thread.
+            assert not closing.done()
+            release.set()
+            await asyncio.wait_for(closing, 10)
+        assert rescan_devices(), "the speaker is still open"
+
+    asyncio.run(run())
 
 
 def test_missing_speaker_raises_a_device_error(alsa_devices):

@@ -8,7 +8,7 @@ Sources share one interface::
     source = MicrophoneSource(cfg.audio, on_error=report)   # microphone.py, or wav.WavSource(path)
     async for frame in source.frames():                     # bytes, frame_bytes(frame_ms) long
         ...
-    source.close()                                          # ends frames() from anywhere
+    await source.aclose()                                   # or close() outside the event loop
 
 ``frames()`` ends when a file is exhausted (its last partial frame is padded with silence) or
 after ``close()``; a microphone never ends on its own: when its device fails or disappears the
@@ -19,7 +19,7 @@ Sinks share one interface (`sink.Sink`)::
     finished = await sink.play(samples, sample_rate)   # int16 array or s16le bytes, any rate
     sink.stop()                                        # barge-in: the current play returns False
     sink.set_volume(0.5)
-    sink.close()
+    await sink.aclose()                                # or close() outside the event loop
 
 The modules: `pcm` (format, framing, conversions; light enough for every stage to import), `wav`
 (WAV files, `WavSource`, `WavSink`), `devices` (PortAudio's device list and streams),

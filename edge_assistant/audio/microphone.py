@@ -38,7 +38,7 @@ class MicrophoneSource:
 
     ``frames()`` never ends on its own: a device that fails or disappears is reported to
     `on_error` and reopened after a pause that grows up to ``reopen_backoff_max_s``. It ends after
-    ``close()``.
+    ``aclose()`` (in the event loop) or ``close()`` (from elsewhere).
     """
 
     def __init__(
@@ -118,14 +118,24 @@ class MicrophoneSource:
                 self._waiting = False
         finally:
             self._waiting = False
-            self._close()
+            # The stream's lock may be held behind a device rescan: wait for it off the loop.
+            await asyncio.to_thread(self._close)
             self._log_overflows(force=True)
 
-    def close(self) -> None:
-        """Stop capturing; a running `frames()` ends."""
+    def _request_stop(self) -> None:
+        """Tell a running `frames()` to end; never waits (in particular not on PortAudio)."""
         self._closed = True
-        self._close()
         self._notify()
+
+    async def aclose(self) -> None:
+        """Stop capturing: a running `frames()` ends, and the device is closed when this returns."""
+        self._request_stop()
+        await asyncio.to_thread(self._close)
+
+    def close(self) -> None:
+        """`aclose()` for callers outside the event loop: blocks until the device is closed."""
+        self._request_stop()
+        self._close()
 
     async def _retry_after(self, error: Exception) -> None:
         pause_s = self._backoff.next()
@@ -188,7 +198,8 @@ class MicrophoneSource:
                 self._stopping = True
                 close_stream(stream)
 
-    # The methods below run on PortAudio's thread: no locks, no I/O, no logging.
+    # The methods below run on PortAudio's thread (and _notify also in close()): no locks, no
+    # I/O, no logging.
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         try:

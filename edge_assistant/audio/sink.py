@@ -8,7 +8,7 @@ from .pcm import check_volume
 
 
 class Sink:
-    """Plays audio; `stop()` interrupts the current play, `close()` releases it."""
+    """Plays audio; `stop()` interrupts the current play, `aclose()`/`close()` release it."""
 
     def __init__(self, volume: float = 1.0):
         self._volume = check_volume(volume)
@@ -32,4 +32,8 @@ class Sink:
         self._generation += 1
 
     def close(self) -> None:
-        """Release the device or file."""
+        """Release the device or file (for callers outside an event loop)."""
+
+    async def aclose(self) -> None:
+        """Release the device or file without blocking the event loop."""
+        self.close()

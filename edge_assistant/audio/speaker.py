@@ -71,12 +71,26 @@ class SpeakerSink(Sink):
             if not self._plays and not self._closed:
                 self._idle_timer = loop.call_later(self.idle_close_s, self._close_when_idle)
 
+    async def aclose(self) -> None:
+        """Stop playing and close the device; the waiting is done in a worker thread."""
+        if self._begin_close():
+            await asyncio.to_thread(self._release)
+
     def close(self) -> None:
+        """`aclose()` for callers outside the event loop: blocks until the device is closed."""
+        if self._begin_close():
+            self._release()
+
+    def _begin_close(self) -> bool:
         if self._closed:
-            return
+            return False
         self._closed = True
         self.stop()
         self._cancel_idle_close()
+        return True
+
+    def _release(self) -> None:
+        # After the play being stopped, in the speaker's thread; drained, as a reply ends.
         self._executor.submit(self._close_stream, True)
         self._executor.shutdown(wait=True)
 

@@ -197,6 +197,9 @@ class WavSource:
         """End `frames()`: it delivers no frame after this."""
         self._closed = True
 
+    async def aclose(self) -> None:
+        self.close()
+
 
 class WavSink(Sink):
     """Appends every play to one WAV file, at `sample_rate` (None: the first play's rate).
