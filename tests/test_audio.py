@@ -102,13 +102,21 @@ def wav_bytes(
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
-async def take(source, count: int) -> list[bytes]:
+async def take(source, count: int, timeout_s: float = 30.0) -> list[bytes]:
+    """`count` frames, then close() and read on: frames() must end by itself, with no more."""
     frames = []
-    async for frame in source.frames():
-        frames.append(frame)
-        if len(frames) == count:
-            break
-    source.close()
+
+    async def read() -> None:
+        async for frame in source.frames():
+            frames.append(frame)
+            if len(frames) == count:
+                source.close()
+
+    try:
+        await asyncio.wait_for(read(), timeout_s)
+    except asyncio.TimeoutError:
+        pytest.fail(f"frames() did not end within {timeout_s} s of close()")
+    assert len(frames) == count, "frames() went on after close()"
     return frames
 
 
