@@ -198,6 +198,7 @@ class WavSource:
         self._closed = True
 
     async def aclose(self) -> None:
+        """`close()`, for the same shape as the microphone's: nothing here waits."""
         self.close()
 
 
