@@ -150,12 +150,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from . import audio
+    from .audio.devices import format_devices, list_devices
 
     if args.json:
-        print(json.dumps(audio.list_devices(), indent=2))
+        print(json.dumps(list_devices(), indent=2))
     else:
-        print(audio.format_devices())
+        print(format_devices())
     return 0
 
 
@@ -187,14 +187,15 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 def cmd_listen(args: argparse.Namespace) -> int:
     import asyncio
 
-    from . import audio
+    from .audio.microphone import MicrophoneSource
+    from .audio.wav import WavSource
     from .listener import listen
 
     config = _load_config(args)
     if args.input:
-        source = audio.WavSource(args.input, frame_ms=config.audio.frame_ms, realtime=args.realtime)
+        source = WavSource(args.input, frame_ms=config.audio.frame_ms, realtime=args.realtime)
     else:
-        source = audio.MicrophoneSource(
+        source = MicrophoneSource(
             config.audio, on_error=lambda error: log.error("microphone: %s", error)
         )
 
@@ -440,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.log_level or ("info" if args.command == "run" else "warning"))
-    from .audio import AudioDeviceError, AudioFormatError
+    from .audio.devices import AudioDeviceError
+    from .audio.wav import AudioFormatError
     from .chat import LlmError
     from .mqtt import MqttError
     from .prompt import PromptError

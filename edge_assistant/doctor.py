@@ -108,15 +108,15 @@ def _speech_model(config: Config) -> Finding:
 
 
 def _device(config: Config, kind: str) -> Finding:
-    from . import audio
+    from .audio.devices import AudioDeviceError, find_device
 
     name = "microphone" if kind == "input" else "speaker"
     spec = config.audio.input_device if kind == "input" else config.audio.output_device
     if kind == "input" and spec == "none":
         return Finding(True, name, "none configured (driven over MQTT only)")
     try:
-        device = audio.find_device(spec, kind)
-    except (audio.AudioDeviceError, OSError) as error:
+        device = find_device(spec, kind)
+    except (AudioDeviceError, OSError) as error:
         return Finding(False, name, str(error),
                        f"plug it in, check `edge-assistant devices` and `arecord -l`/`aplay -l`, "
                        f"set audio.{kind}_device; the service user must be in group audio")

@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import AsyncIterable, Awaitable, Callable
 
-from .audio import SAMPLE_RATE, SAMPLE_WIDTH
+from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 from .config import Config
 from .events import Event, new_id
 from .stt import Transcriber, create_transcriber

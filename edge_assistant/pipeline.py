@@ -110,7 +110,7 @@ class FrameSource(Protocol):
 
     def frames(self) -> AsyncIterator[bytes]: ...
 
-    def close(self) -> None: ...
+    async def aclose(self) -> None: ...
 
 
 class AudioSink(Protocol):
@@ -121,6 +121,8 @@ class AudioSink(Protocol):
     def stop(self) -> None: ...
 
     def set_volume(self, volume: float) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class SpeechChunkLike(Protocol):
@@ -268,7 +270,7 @@ class Assistant:
         """End the current turn and every stage."""
         self.cancel_turn("stopping")
         if self.source is not None:
-            self.source.close()
+            await self.source.aclose()
         tasks = [*self.tasks.values(), *self.side_tasks]
         for task in tasks:
             task.cancel()

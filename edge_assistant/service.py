@@ -19,8 +19,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import audio, models
 from . import config as config_module
+from . import models
+from .audio.earcons import earcon
+from .audio.microphone import MicrophoneSource
+from .audio.speaker import SpeakerSink
+from .audio.wav import WavSink, WavSource
 from .config import Config
 from .events import Event
 
@@ -87,13 +91,13 @@ def has_microphone(config: Config, options: RunOptions) -> bool:
 def build_sources(config: Config, options: RunOptions, on_error) -> tuple[Any, Any]:
     source = None
     if options.input_wav is not None:
-        source = audio.WavSource(options.input_wav, frame_ms=config.audio.frame_ms, realtime=True)
+        source = WavSource(options.input_wav, frame_ms=config.audio.frame_ms, realtime=True)
     elif has_microphone(config, options):
-        source = audio.MicrophoneSource(config.audio, on_error=on_error)
+        source = MicrophoneSource(config.audio, on_error=on_error)
     if options.output_wav is not None:
-        sink = audio.WavSink(options.output_wav, volume=config.audio.volume, realtime=True)
+        sink = WavSink(options.output_wav, volume=config.audio.volume, realtime=True)
     else:
-        sink = audio.SpeakerSink(config.audio)
+        sink = SpeakerSink(config.audio)
     return source, sink
 
 
@@ -130,9 +134,9 @@ def load_models(config: Config, with_listener: bool = True) -> LoadedModels:
                 stt_path = models.resolve_stt(config.stt.model, state_dir, config.stt.engine)
                 listener = Listener(config, stt_model_path=stt_path)
             earcons = {
-                "wake": audio.earcon("wake", config.service.wake_sound),
-                "error": audio.earcon("error", config.service.error_sound),
-                "announce": audio.earcon("wake", config.service.wake_sound),
+                "wake": earcon("wake", config.service.wake_sound),
+                "error": earcon("error", config.service.error_sound),
+                "announce": earcon("announce"),
             }
         except BaseException:
             synthesizer.close()
@@ -289,9 +293,9 @@ class Service:
             if assistant is not None:
                 await assistant.stop()
             elif source is not None:
-                source.close()
+                await source.aclose()
             if sink is not None:
-                await asyncio.to_thread(sink.close)
+                await sink.aclose()
             if loaded is not None:
                 # Off the loop: the LLM's close waits for a generation to let go of its lock.
                 await asyncio.to_thread(loaded.close)

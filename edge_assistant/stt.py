@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from . import audio, models
-from .audio import SAMPLE_RATE, SAMPLE_WIDTH
+from . import models
+from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH, as_int16
+from .audio.wav import read_wav
 from .config import SttConfig
 from .shared_models import Lease, SharedModels
 
@@ -202,7 +203,7 @@ class Transcriber:
 
     def transcribe(self, samples: np.ndarray) -> Transcript:
         """A whole utterance at once (16 kHz mono int16 samples, or floats in [-1, 1])."""
-        samples = audio.as_int16(samples)
+        samples = as_int16(samples)
         self.start()
         step = SAMPLE_RATE // 10
         for offset in range(0, len(samples), step):
@@ -381,7 +382,7 @@ def transcribe_file(
 ) -> Transcript:
     """`edge-assistant transcribe FILE.wav [--engine vosk|whisper]`.
 
-    Raises `audio.AudioFormatError` for a file that is not a usable WAV, `SttError` for models.
+    Raises `audio.wav.AudioFormatError` for a file that is not a usable WAV, `SttError` for models.
     """
-    samples = audio.read_wav(path)
+    samples = read_wav(path)
     return create_transcriber(config, engine=engine, model_path=model_path).transcribe(samples)

@@ -29,8 +29,11 @@ from typing import Any, AsyncIterator, Iterator
 
 import numpy as np
 
-from . import audio, models
+from . import models
 from .concurrency import iterate_in_thread
+from .audio.pcm import resample
+from .audio.speaker import SpeakerSink
+from .audio.wav import WavSink
 from .config import AudioConfig, TtsConfig
 from .sentences import SentenceSplitter
 from .shared_models import Lease, SharedModels
@@ -234,7 +237,7 @@ def spoken_samples(
     for chunk in synthesizer.synthesize(text):
         if parts:
             parts.append(gap)
-        parts.append(audio.resample(chunk.samples, chunk.sample_rate, sample_rate))
+        parts.append(resample(chunk.samples, chunk.sample_rate, sample_rate))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
 
@@ -258,7 +261,7 @@ def say(
 
     `voice_path` is the resolved voice file when tts.voice is a registry name
     (``models.resolve_voice``); None resolves "" and file paths here. Returns the exit status;
-    raises `TtsError`, `audio.AudioDeviceError` or `OSError` on failure.
+    raises `TtsError`, `audio.devices.AudioDeviceError` or `OSError` on failure.
     """
     synthesizer = Synthesizer(tts_cfg, voice_path)
     if not clean_text(text):
@@ -266,11 +269,12 @@ def say(
     sink: Any
     if out_path is not None:
         # The voice's own rate: nothing lost to resampling.
-        sink = audio.WavSink(out_path, sample_rate=synthesizer.sample_rate)
+        sink = WavSink(out_path, sample_rate=synthesizer.sample_rate)
     else:
-        sink = audio.SpeakerSink(audio_cfg or AudioConfig())
+        sink = SpeakerSink(audio_cfg or AudioConfig())
     try:
         asyncio.run(speak(synthesizer, sink, text))
     finally:
         sink.close()
+        synthesizer.close()
     return 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, SAMPLE_WIDTH
+from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 from .config import ConfigError, VadConfig
 
 BYTES_PER_SECOND = SAMPLE_RATE * SAMPLE_WIDTH

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol
 
-from .audio import SAMPLE_RATE, SAMPLE_WIDTH
+from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 from .config import ConfigError, WakeConfig
 
 log = logging.getLogger(__name__)

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import io
+import contextlib
 import logging
 import struct
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
+import soundfile
 
-from edge_assistant import audio
-from edge_assistant.audio import (
-    SAMPLE_RATE,
+from edge_assistant.audio.devices import (
+    PORTAUDIO_LOCK,
     AudioDeviceError,
-    AudioFormatError,
-    MicrophoneSource,
-    RawSink,
-    RawSource,
-    SpeakerSink,
-    WavSink,
-    WavSource,
+    format_devices,
+    list_devices,
+    rescan_devices,
 )
+from edge_assistant.audio.earcons import earcon
+from edge_assistant.audio.microphone import MicrophoneSource
+from edge_assistant.audio.pcm import SAMPLE_RATE, as_int16, frame_bytes
+from edge_assistant.audio.speaker import SpeakerSink
+from edge_assistant.audio.wav import AudioFormatError, WavSink, WavSource, read_wav, write_wav
 
 RNG = np.random.default_rng(1234)
 
@@ -97,18 +102,54 @@ def wav_bytes(
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
-async def take(source, count: int) -> list[bytes]:
+async def take(source, count: int, timeout_s: float = 30.0) -> list[bytes]:
+    """`count` frames, then close() and read on: frames() must end by itself, with no more."""
     frames = []
-    async for frame in source.frames():
-        frames.append(frame)
-        if len(frames) == count:
-            break
-    source.close()
+
+    async def read() -> None:
+        async for frame in source.frames():
+            frames.append(frame)
+            if len(frames) == count:
+                source.close()
+
+    try:
+        await asyncio.wait_for(read(), timeout_s)
+    except asyncio.TimeoutError:
+        pytest.fail(f"frames() did not end within {timeout_s} s of close()")
+    assert len(frames) == count, "frames() went on after close()"
     return frames
 
 
 async def drain(source) -> list[bytes]:
-    return [frame async for frame in source.frames()]
+    return await drain_iterator(source.frames())
+
+
+async def drain_iterator(frames) -> list[bytes]:
+    return [frame async for frame in frames]
+
+
+@contextlib.contextmanager
+def portaudio_busy(hold_s: float = 5.0):
+    """PortAudio's lock held by another thread, as during a device rescan, until the test sets
+    the event it gets. A test whose event loop blocks on the lock cannot: the thread then lets
+    go by itself after `hold_s`, and the test fails."""
+    held, release = threading.Event(), threading.Event()
+    released_by_test: list[bool] = []
+
+    def rescan() -> None:
+        with PORTAUDIO_LOCK:
+            held.set()
+            released_by_test.append(release.wait(hold_s))
+
+    thread = threading.Thread(target=rescan)
+    thread.start()
+    held.wait()
+    try:
+        yield release
+    finally:
+        release.set()
+        thread.join()
+    assert released_by_test == [True], "the event loop blocked while PortAudio was busy"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,8 +158,8 @@ async def drain(source) -> list[bytes]:
 
 def test_native_wav_passes_through_exactly(tmp_path):
     samples = noise_pcm(0.7)
-    audio.write_wav(tmp_path / "a.wav", samples, SAMPLE_RATE)
-    assert np.array_equal(audio.read_wav(tmp_path / "a.wav"), samples)
+    write_wav(tmp_path / "a.wav", samples, SAMPLE_RATE)
+    assert np.array_equal(read_wav(tmp_path / "a.wav"), samples)
 
 
 @pytest.mark.parametrize(
@@ -139,7 +180,7 @@ def test_wav_formats_are_converted_to_16k_mono(
 ):
     path = tmp_path / "in.wav"
     path.write_bytes(wav_bytes(sine(440.0, 1.0, rate), rate, encoding, width, channels, extensible))
-    samples = audio.read_wav(path)
+    samples = read_wav(path)
     assert samples.dtype == np.int16
     assert abs(len(samples) - SAMPLE_RATE) <= 2
     assert dominant_frequency(samples, SAMPLE_RATE) == pytest.approx(440.0, abs=3.0)
@@ -150,13 +191,36 @@ def test_wav_formats_are_converted_to_16k_mono(
 def test_read_wav_at_another_rate(tmp_path):
     path = tmp_path / "in.wav"
     path.write_bytes(wav_bytes(sine(300.0, 1.0, 16000), 16000, "int", 2))
-    samples = audio.read_wav(path, sample_rate=22050)
+    samples = read_wav(path, sample_rate=22050)
     assert abs(len(samples) - 22050) <= 2
     assert dominant_frequency(samples, 22050) == pytest.approx(300.0, abs=3.0)
 
 
-@pytest.mark.parametrize("tag, name", [(7, "mu-law"), (6, "A-law"), (2, "ADPCM"), (0x55, "MP3")])
-def test_compressed_wav_is_rejected_naming_the_file(tmp_path, tag, name):
+@pytest.mark.parametrize(
+    "subtype, name",
+    [
+        ("ULAW", "mu-law"),
+        ("ALAW", "A-law"),
+        ("IMA_ADPCM", "IMA ADPCM"),
+        ("MS_ADPCM", "Microsoft ADPCM"),
+        ("GSM610", "GSM 6.10"),
+    ],
+)
+def test_compressed_wav_is_rejected_naming_the_file_and_the_codec(tmp_path, subtype, name):
+    path = tmp_path / "compressed.wav"
+    soundfile.write(path, sine(440.0, 0.2, 8000), 8000, subtype=subtype, format="WAV")
+    with pytest.raises(AudioFormatError) as caught:
+        read_wav(path)
+    assert str(path) in str(caught.value)
+    assert "compressed" in str(caught.value) and name in str(caught.value)
+    with pytest.raises(AudioFormatError):
+        WavSource(path)
+
+
+# Codecs libsndfile cannot read in a WAV (MP3), or a header it cannot make sense of (ADPCM
+# without its extra fields): rejected with libsndfile's reason.
+@pytest.mark.parametrize("tag, reason", [(2, "ADPCM"), (0x55, "'fmt '")])
+def test_undecodable_wav_is_rejected_naming_the_file(tmp_path, tag, reason):
     path = tmp_path / "compressed.wav"
     fmt = struct.pack("<HHIIHH", tag, 1, 8000, 8000, 1, 8)
     body = (
@@ -169,12 +233,9 @@ def test_compressed_wav_is_rejected_naming_the_file(tmp_path, tag, name):
         + b"\x01\x02\x03\x04"
     )
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
-    with pytest.raises(AudioFormatError) as caught:
-        audio.read_wav(path)
+    with pytest.raises(AudioFormatError, match=reason) as caught:
+        read_wav(path)
     assert str(path) in str(caught.value)
-    assert "compressed" in str(caught.value) and name in str(caught.value)
-    with pytest.raises(AudioFormatError):
-        WavSource(path)
 
 
 @pytest.mark.parametrize(
@@ -182,33 +243,49 @@ def test_compressed_wav_is_rejected_naming_the_file(tmp_path, tag, name):
     [
         (b"ID3\x03\x00 this is an mp3", "not a WAV file"),
         (b"", "not a WAV file"),
-        (b"RIFF\x10\x00\x00\x00WAVEfmt ", "'fmt '"),
-        (b"RIFX\x10\x00\x00\x00WAVE", "RIFX"),
+        (b"RIFF\x10\x00\x00\x00WAVEfmt ", "'data'"),
+        (b"RIFX\x10\x00\x00\x00WAVE", "'data'"),
     ],
 )
 def test_non_wav_is_rejected_with_a_clear_message(tmp_path, content, reason):
     path = tmp_path / "thing.wav"
     path.write_bytes(content)
     with pytest.raises(AudioFormatError, match=reason) as caught:
-        audio.read_wav(path)
+        read_wav(path)
     assert str(path) in str(caught.value)
+
+
+def test_flac_is_not_taken_for_a_wav(tmp_path):
+    path = tmp_path / "speech.wav"
+    soundfile.write(path, sine(440.0, 0.2, SAMPLE_RATE), SAMPLE_RATE, format="FLAC")
+    with pytest.raises(AudioFormatError, match="not a WAV file.*FLAC") as caught:
+        read_wav(path)
+    assert str(path) in str(caught.value)
+
+
+def test_big_endian_wav_is_read(tmp_path):
+    samples = noise_pcm(0.3)
+    path = tmp_path / "rifx.wav"
+    soundfile.write(path, samples, SAMPLE_RATE, subtype="PCM_16", format="WAV", endian="BIG")
+    assert path.read_bytes()[:4] == b"RIFX"
+    assert np.array_equal(read_wav(path), samples)
 
 
 def test_missing_wav_is_reported_naming_the_file(tmp_path):
     with pytest.raises(AudioFormatError, match="cannot open") as caught:
-        audio.read_wav(tmp_path / "nope.wav")
+        read_wav(tmp_path / "nope.wav")
     assert "nope.wav" in str(caught.value)
 
 
 def test_truncated_wav_is_read_up_to_where_it_ends_with_a_warning(tmp_path, caplog):
     samples = noise_pcm(1.0)
     path = tmp_path / "cut.wav"
-    audio.write_wav(path, samples, SAMPLE_RATE)
+    write_wav(path, samples, SAMPLE_RATE)
     content = path.read_bytes()
     # Cut in the middle of a sample, as an interrupted copy would.
     path.write_bytes(content[: 44 + 2 * 6000 + 1])
-    with caplog.at_level(logging.WARNING, logger="edge_assistant.audio"):
-        read = audio.read_wav(path)
+    with caplog.at_level(logging.WARNING, logger="edge_assistant.audio.wav"):
+        read = read_wav(path)
     assert np.array_equal(read, samples[:6000])
     assert "truncated" in caplog.text and str(path) in caplog.text
 
@@ -216,27 +293,39 @@ def test_truncated_wav_is_read_up_to_where_it_ends_with_a_warning(tmp_path, capl
 def test_silence_only_wav(tmp_path):
     path = tmp_path / "silence.wav"
     path.write_bytes(wav_bytes(np.zeros(44100), 44100, "int", 2, 2))
-    samples = audio.read_wav(path)
+    samples = read_wav(path)
     assert abs(len(samples) - SAMPLE_RATE) <= 2
     assert not samples.any()
 
 
 def test_empty_wav(tmp_path):
     path = tmp_path / "empty.wav"
-    audio.write_wav(path, np.zeros(0, dtype=np.int16), 22050)
-    assert audio.read_wav(path).size == 0
+    write_wav(path, np.zeros(0, dtype=np.int16), 22050)
+    assert read_wav(path).size == 0
     assert asyncio.run(drain(WavSource(path))) == []
 
 
 def test_as_int16_accepts_bytes_and_floats():
-    assert np.array_equal(audio.as_int16(b"\x01\x00\xff\xff"), [1, -1])
+    assert np.array_equal(as_int16(b"\x01\x00\xff\xff"), [1, -1])
     assert np.array_equal(
-        audio.as_int16(np.array([0.0, 0.5, -1.0, 2.0])), [0, 16384, -32768, 32767]
+        as_int16(np.array([0.0, 0.5, -1.0, 2.0])), [0, 16384, -32768, 32767]
     )
     with pytest.raises(ValueError):
-        audio.as_int16(b"\x01")
+        as_int16(b"\x01")
     with pytest.raises(ValueError):
-        audio.as_int16(np.zeros((2, 2), dtype=np.int16))
+        as_int16(np.zeros((2, 2), dtype=np.int16))
+
+
+def test_the_format_module_loads_no_resampler_or_sound_stack():
+    # The stage modules import it for SAMPLE_RATE: it must stay that light.
+    probe = (
+        "import sys, edge_assistant.audio, edge_assistant.audio.pcm; "
+        "print(sorted(m for m in ('soxr', 'sounddevice', 'soundfile') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "[]"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,9 +336,9 @@ def test_as_int16_accepts_bytes_and_floats():
 def test_wav_source_frames_are_fixed_and_exact(tmp_path, frame_ms):
     samples = noise_pcm(0.255)
     path = tmp_path / "a.wav"
-    audio.write_wav(path, samples, SAMPLE_RATE)
+    write_wav(path, samples, SAMPLE_RATE)
     frames = asyncio.run(drain(WavSource(path, frame_ms=frame_ms)))
-    size = audio.frame_bytes(frame_ms)
+    size = frame_bytes(frame_ms)
     assert all(len(frame) == size for frame in frames)
     joined = np.frombuffer(b"".join(frames), dtype="<i2")
     assert len(frames) == -(-len(samples) * 2 // size)
@@ -263,30 +352,24 @@ def test_wav_source_converts_like_read_wav(tmp_path):
     path.write_bytes(wav_bytes(sine(500.0, 0.5, 44100), 44100, "int", 2, 2))
     frames = asyncio.run(drain(WavSource(path)))
     joined = np.frombuffer(b"".join(frames), dtype="<i2")
-    expected = audio.read_wav(path)
+    expected = read_wav(path)
     assert np.array_equal(joined[: len(expected)], expected)
 
 
-def test_wav_source_in_real_time_delivers_the_same_frames(tmp_path):
-    samples = noise_pcm(0.1)
+def test_wav_source_in_real_time_delivers_the_same_frames_no_faster(tmp_path):
+    samples = noise_pcm(0.3)
     path = tmp_path / "a.wav"
-    audio.write_wav(path, samples, SAMPLE_RATE)
+    write_wav(path, samples, SAMPLE_RATE)
+    started = time.monotonic()
     frames = asyncio.run(drain(WavSource(path, realtime=True)))
+    # The last frame is due 0.3 s after the start; a loaded machine may only be later.
+    assert time.monotonic() - started >= 0.29
     assert np.array_equal(np.frombuffer(b"".join(frames), dtype="<i2"), samples)
-
-
-def test_raw_source_reads_a_binary_stream():
-    samples = noise_pcm(0.123)
-    frames = asyncio.run(drain(RawSource(io.BytesIO(samples.tobytes()), frame_ms=20)))
-    assert all(len(frame) == audio.frame_bytes(20) for frame in frames)
-    joined = np.frombuffer(b"".join(frames), dtype="<i2")
-    assert np.array_equal(joined[: len(samples)], samples)
-    assert not joined[len(samples) :].any()
 
 
 def test_closing_a_source_ends_its_frames(tmp_path):
     path = tmp_path / "a.wav"
-    audio.write_wav(path, noise_pcm(1.0), SAMPLE_RATE)
+    write_wav(path, noise_pcm(1.0), SAMPLE_RATE)
     assert len(asyncio.run(take(WavSource(path), 3))) == 3
 
 
@@ -297,16 +380,16 @@ def test_closing_a_source_ends_its_frames(tmp_path):
 def test_wav_sink_appends_plays_and_resamples(tmp_path):
     path = tmp_path / "out.wav"
     first = noise_pcm(0.2)
-    second = audio.as_int16(sine(1000.0, 0.5, 22050))
+    second = as_int16(sine(1000.0, 0.5, 22050))
 
     async def run():
         sink = WavSink(path, sample_rate=SAMPLE_RATE)
         assert await sink.play(first, SAMPLE_RATE)
         assert await sink.play(second.tobytes(), 22050)
-        sink.close()
+        await sink.aclose()
 
     asyncio.run(run())
-    written = audio.read_wav(path)
+    written = read_wav(path)
     assert np.array_equal(written[: len(first)], first)
     rest = written[len(first) :]
     assert abs(len(rest) - 8000) <= 2
@@ -315,7 +398,7 @@ def test_wav_sink_appends_plays_and_resamples(tmp_path):
 
 def test_wav_sink_takes_the_first_rate_and_applies_volume(tmp_path):
     path = tmp_path / "out.wav"
-    samples = audio.as_int16(sine(440.0, 0.2, 22050))
+    samples = as_int16(sine(440.0, 0.2, 22050))
 
     async def run():
         sink = WavSink(path)
@@ -324,24 +407,41 @@ def test_wav_sink_takes_the_first_rate_and_applies_volume(tmp_path):
         sink.close()
 
     asyncio.run(run())
-    assert audio.read_wav(path, sample_rate=22050) == pytest.approx(samples * 0.5, abs=1)
+    assert read_wav(path, sample_rate=22050) == pytest.approx(samples * 0.5, abs=1)
 
 
-def test_raw_sink_writes_s16le():
-    out = io.BytesIO()
-    samples = noise_pcm(0.1)
-    asyncio.run(RawSink(out).play(samples, SAMPLE_RATE))
-    assert out.getvalue() == samples.astype("<i2").tobytes()
+def test_wav_sink_in_real_time_takes_as_long_as_the_audio_and_stops_there(tmp_path):
+    path = tmp_path / "out.wav"
+    samples = noise_pcm(0.3)
+
+    async def run():
+        sink = WavSink(path, realtime=True)
+        started = time.monotonic()
+        assert await sink.play(samples, SAMPLE_RATE)
+        # Its last block is due 0.3 s after the start; a loaded machine may only be later.
+        assert time.monotonic() - started >= 0.29
+        interrupted = asyncio.create_task(sink.play(noise_pcm(60.0), SAMPLE_RATE))
+        await asyncio.sleep(0.1)
+        sink.stop()
+        assert await asyncio.wait_for(interrupted, 10) is False
+        await sink.aclose()
+
+    asyncio.run(run())
+    written = read_wav(path)
+    assert np.array_equal(written[: len(samples)], samples)
+    # Cut off where stop() came, not written ahead of time.
+    assert 0 < len(written) - len(samples) < 30 * SAMPLE_RATE
 
 
-def test_volume_is_checked():
-    sink = RawSink(io.BytesIO())
+def test_volume_is_checked(tmp_path):
+    sink = WavSink(tmp_path / "out.wav")
     with pytest.raises(ValueError):
         sink.set_volume(2.5)
     with pytest.raises(ValueError):
         sink.set_volume(float("nan"))
     sink.set_volume(0.0)
     assert sink.volume == 0.0
+    sink.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,8 +449,8 @@ def test_volume_is_checked():
 
 
 def test_wake_earcon_rises_and_error_earcon_is_low():
-    wake = audio.earcon("wake")
-    error = audio.earcon("error")
+    wake = earcon("wake")
+    error = earcon("error")
     for sound in (wake, error):
         assert sound.sample_rate == SAMPLE_RATE and sound.samples.dtype == np.int16
         assert 0.05 * SAMPLE_RATE < len(sound.samples) < 1.0 * SAMPLE_RATE
@@ -365,10 +465,10 @@ def test_wake_earcon_rises_and_error_earcon_is_low():
 def test_earcon_from_a_configured_wav(tmp_path):
     path = tmp_path / "ding.wav"
     path.write_bytes(wav_bytes(sine(1200.0, 0.3, 48000), 48000, "int", 2))
-    sound = audio.earcon("wake", path)
+    sound = earcon("wake", path)
     assert dominant_frequency(sound.samples, sound.sample_rate) == pytest.approx(1200.0, abs=5.0)
     with pytest.raises(ValueError):
-        audio.earcon("applause")
+        earcon("applause")
 
 
 def test_format_devices_marks_defaults():
@@ -394,10 +494,10 @@ def test_format_devices_marks_defaults():
             "default_output": True,
         },
     ]
-    lines = audio.format_devices(devices).splitlines()
+    lines = format_devices(devices).splitlines()
     assert lines[1].startswith(">") and "USB mic" in lines[1] and "48000" in lines[1]
     assert lines[2].startswith(" <") and "HDMI" in lines[2]
-    assert audio.format_devices([]) == "No audio devices found."
+    assert format_devices([]) == "No audio devices found."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,11 +505,11 @@ def test_format_devices_marks_defaults():
 
 
 def test_list_devices_shows_the_file_devices(alsa_devices):
-    devices = {device["name"]: device for device in audio.list_devices()}
+    devices = {device["name"]: device for device in list_devices()}
     assert devices["testmic"]["max_input_channels"] > 0
     assert devices["testspk"]["max_output_channels"] > 0
     assert devices["testmic"]["default_samplerate"] > 0
-    assert "testmic" in audio.format_devices()
+    assert "testmic" in format_devices()
 
 
 @pytest.mark.parametrize("frame_ms", [10, 30])
@@ -419,9 +519,9 @@ def test_microphone_passes_samples_through_exactly(alsa_devices, frame_ms):
     source = MicrophoneSource(
         alsa_devices.audio_config(input_rate=16000, frame_ms=frame_ms, queue_frames=1000)
     )
-    count = len(samples) * 2 // audio.frame_bytes(frame_ms)
+    count = len(samples) * 2 // frame_bytes(frame_ms)
     frames = asyncio.run(take(source, count))
-    assert all(len(frame) == audio.frame_bytes(frame_ms) for frame in frames)
+    assert all(len(frame) == frame_bytes(frame_ms) for frame in frames)
     captured = np.frombuffer(b"".join(frames), dtype="<i2")
     assert np.array_equal(captured, samples[: len(captured)])
     assert source.device_name == "testmic" and source.device_rate == 16000
@@ -432,9 +532,9 @@ def test_microphone_resamples_to_16k(alsa_devices, input_rate, device_rate):
     if device_rate is None:
         # 0 means the device's own default rate.
         device_rate = int(
-            next(d for d in audio.list_devices() if d["name"] == "testmic")["default_samplerate"]
+            next(d for d in list_devices() if d["name"] == "testmic")["default_samplerate"]
         )
-    alsa_devices.write_input(audio.as_int16(sine(1000.0, 1.2, device_rate, amplitude=0.4)))
+    alsa_devices.write_input(as_int16(sine(1000.0, 1.2, device_rate, amplitude=0.4)))
     source = MicrophoneSource(alsa_devices.audio_config(input_rate=input_rate, queue_frames=1000))
     frames = asyncio.run(take(source, 100))
     assert source.device_rate == device_rate
@@ -459,7 +559,7 @@ def test_microphone_counts_and_logs_overflows(alsa_devices, caplog):
         source.close()
         return frames
 
-    with caplog.at_level(logging.WARNING, logger="edge_assistant.audio"):
+    with caplog.at_level(logging.WARNING, logger="edge_assistant.audio.microphone"):
         frames = asyncio.run(slow_consumer())
     assert source.dropped_frames > 0
     assert source.overflows >= source.dropped_frames
@@ -534,11 +634,33 @@ def test_microphone_close_ends_frames_during_backoff(alsa_devices):
         task = asyncio.create_task(drain(source))
         while not errors:
             await asyncio.sleep(0.01)
-        source.close()
+        await source.aclose()
         return await task
 
     assert asyncio.run(asyncio.wait_for(run(), 10)) == []
     assert "no such microphone" in str(errors[0])
+
+
+def test_microphone_aclose_stops_at_once_and_waits_for_portaudio_off_the_loop(alsa_devices):
+    alsa_devices.write_input(noise_pcm(1.0))
+    source = MicrophoneSource(alsa_devices.audio_config(input_rate=16000, queue_frames=1000))
+
+    async def run():
+        frames = source.frames()
+        await anext(frames)  # the device is open and frames are queued
+        with portaudio_busy() as release:
+            closing = asyncio.create_task(source.aclose())
+            rest = asyncio.create_task(drain_iterator(frames))
+            await asyncio.sleep(0.2)
+            # Closing the device waits for the lock, in a worker thread.
+            assert not closing.done()
+            release.set()
+            await asyncio.wait_for(closing, 10)
+            # The stop took effect at once: none of the queued frames came after it.
+            assert await asyncio.wait_for(rest, 10) == []
+        assert rescan_devices(), "the microphone is still open"
+
+    asyncio.run(run())
 
 
 def test_speaker_passes_samples_through_exactly(alsa_devices):
@@ -548,7 +670,7 @@ def test_speaker_passes_samples_through_exactly(alsa_devices):
         sink = SpeakerSink(alsa_devices.audio_config(output_rate=16000, volume=1.0))
         assert await sink.play(samples, SAMPLE_RATE)
         assert await sink.play(samples[:1000].tobytes(), SAMPLE_RATE)
-        sink.close()
+        await sink.aclose()
 
     asyncio.run(run())
     assert np.array_equal(alsa_devices.output(), np.concatenate([samples, samples[:1000]]))
@@ -573,9 +695,9 @@ def test_speaker_volume_and_run_time_change(alsa_devices):
 
 def test_speaker_resamples_to_the_device_rate(alsa_devices):
     device_rate = int(
-        next(d for d in audio.list_devices() if d["name"] == "testspk")["default_samplerate"]
+        next(d for d in list_devices() if d["name"] == "testspk")["default_samplerate"]
     )
-    voice_like = audio.as_int16(sine(500.0, 1.0, 22050))
+    voice_like = as_int16(sine(500.0, 1.0, 22050))
 
     async def run():
         sink = SpeakerSink(alsa_devices.audio_config(output_rate=0))
@@ -618,6 +740,65 @@ def test_speaker_stops_mid_play(alsa_devices, how):
     assert np.array_equal(np.frombuffer(files[1].read_bytes(), dtype="<i2"), long[:1600])
 
 
+def test_overlapping_plays_keep_the_speaker_open_until_the_last_ends(alsa_devices):
+    idle_close_s = 1.0
+    tone = earcon("wake").samples
+    sentence = noise_pcm(0.05)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        sink = SpeakerSink(alsa_devices.audio_config(output_rate=16000), idle_close_s=idle_close_s)
+        earcon_ended: float | None = None
+        last_ended = 0.0
+        sentences = 0
+
+        async def play_earcon() -> None:
+            nonlocal earcon_ended
+            await sink.play(tone, SAMPLE_RATE)
+            earcon_ended = loop.time()
+
+        async def reply() -> None:
+            # Sentences with short gaps, going on well past idle_close_s after the earcon.
+            nonlocal sentences, last_ended
+            while earcon_ended is None or loop.time() < earcon_ended + 1.5 * idle_close_s:
+                assert await sink.play(sentence, SAMPLE_RATE)
+                last_ended = loop.time()
+                sentences += 1
+                await asyncio.sleep(0.05)
+
+        # The earcon is asked for with the reply's first sentence, as when a turn starts.
+        await asyncio.gather(play_earcon(), reply())
+        # Each opening of the device writes a file: one means it stayed open throughout.
+        assert len(alsa_devices.output_files()) == 1, "the speaker was closed during the reply"
+        assert not rescan_devices(), "the speaker closed right after the last play"
+        while not rescan_devices():
+            assert loop.time() - last_ended < idle_close_s + 10, "the speaker never closed"
+            await asyncio.sleep(0.02)
+        assert loop.time() - last_ended >= idle_close_s * 0.95
+        await sink.aclose()
+        return sentences
+
+    sentences = asyncio.run(run())
+    # Everything played, in the order asked for.
+    assert np.array_equal(alsa_devices.output(), np.concatenate([tone] + [sentence] * sentences))
+
+
+def test_speaker_aclose_waits_for_portaudio_off_the_loop(alsa_devices):
+    async def run():
+        sink = SpeakerSink(alsa_devices.audio_config(output_rate=16000))
+        await sink.play(noise_pcm(0.1), SAMPLE_RATE)  # the stream stays open for a while
+        with portaudio_busy() as release:
+            closing = asyncio.create_task(sink.aclose())
+            await asyncio.sleep(0.2)
+            # Closing the stream waits for the lock, in a worker thread.
+            assert not closing.done()
+            release.set()
+            await asyncio.wait_for(closing, 10)
+        assert rescan_devices(), "the speaker is still open"
+
+    asyncio.run(run())
+
+
 def test_missing_speaker_raises_a_device_error(alsa_devices):
     async def run():
         sink = SpeakerSink(alsa_devices.audio_config(output_device="no such speaker"))
@@ -633,7 +814,7 @@ def test_missing_speaker_raises_a_device_error(alsa_devices):
 def test_earcon_plays_on_the_speaker(alsa_devices):
     async def run():
         sink = SpeakerSink(alsa_devices.audio_config(output_rate=16000))
-        sound = audio.earcon("wake")
+        sound = earcon("wake")
         await sink.play(sound.samples, sound.sample_rate)
         sink.close()
         return sound

@@ -7,7 +7,8 @@ import sys
 
 import numpy as np
 
-from edge_assistant import audio
+from edge_assistant.audio.pcm import SAMPLE_RATE
+from edge_assistant.audio.wav import read_wav
 
 
 def run(*args, env=None, timeout=180):
@@ -30,7 +31,7 @@ def test_say_to_a_file_then_transcribe_it(tmp_path):
     out = tmp_path / "said.wav"
     said = run("say", "--out", str(out), "The party starts at noon.")
     assert said.returncode == 0, said.stderr
-    assert audio.read_wav(out).size > audio.SAMPLE_RATE
+    assert read_wav(out).size > SAMPLE_RATE
     heard = run("transcribe", "--json", str(out))
     assert heard.returncode == 0, heard.stderr
     transcript = json.loads(heard.stdout)

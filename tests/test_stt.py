@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_assistant import audio
+from edge_assistant.audio.pcm import SAMPLE_RATE, resample
+from edge_assistant.audio.wav import AudioFormatError, read_wav
 from edge_assistant.config import SttConfig
 from edge_assistant.stt import (
     SttError,
@@ -23,7 +24,6 @@ from edge_assistant.stt import (
     transcribe_file,
 )
 
-SAMPLE_RATE = audio.SAMPLE_RATE
 
 SENTENCES = (
     "What is the capital of France?",
@@ -39,7 +39,7 @@ def speech(make_speech_wav):
     """`speech(text)`: the text spoken, as 16 kHz int16 with a little silence around it."""
 
     def spoken(text: str, lead_s: float = 0.3, tail_s: float = 0.5):
-        return audio.read_wav(make_speech_wav(text, lead_silence_s=lead_s, tail_silence_s=tail_s))
+        return read_wav(make_speech_wav(text, lead_silence_s=lead_s, tail_silence_s=tail_s))
 
     return spoken
 
@@ -113,7 +113,7 @@ def test_whisper_silence_is_empty(whisper):
 
 def test_transcribe_file_resamples_and_serializes(tmp_path, speech):
     # A 22.05 kHz stereo file, as other tools write them.
-    mono = audio.resample(speech("Turn on the kitchen lights."), SAMPLE_RATE, 22050)
+    mono = resample(speech("Turn on the kitchen lights."), SAMPLE_RATE, 22050)
     path = tmp_path / "lights.wav"
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(2)
@@ -131,7 +131,7 @@ def test_transcribe_file_resamples_and_serializes(tmp_path, speech):
 def test_unreadable_file_is_reported(tmp_path):
     path = tmp_path / "not.wav"
     path.write_text("hello")
-    with pytest.raises(audio.AudioFormatError, match="not.wav"):
+    with pytest.raises(AudioFormatError, match="not.wav"):
         transcribe_file(path, SttConfig())
 
 
@@ -154,7 +154,7 @@ def korean(tmp_path_factory):
     def spoken(text: str) -> np.ndarray:
         path = directory / f"{abs(hash(text))}.wav"
         subprocess.run(["espeak-ng", "-v", "ko", "-w", str(path), text], check=True)
-        return np.concatenate([pad, audio.read_wav(path), pad])
+        return np.concatenate([pad, read_wav(path), pad])
 
     return spoken
 

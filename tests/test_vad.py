@@ -8,11 +8,11 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from edge_assistant import audio
+from edge_assistant.audio import pcm
 from edge_assistant.config import ConfigError, VadConfig
 from edge_assistant.vad import Endpointer, EndpointEvent, VoiceActivityDetector
 
-SAMPLE_RATE = audio.SAMPLE_RATE
+SAMPLE_RATE = pcm.SAMPLE_RATE
 BYTES_PER_SECOND = SAMPLE_RATE * 2
 ENGINES = ("micro", "silero")
 
@@ -29,7 +29,7 @@ def silence(seconds: float) -> np.ndarray:
 
 def endpoint(endpointer: Endpointer, clip: np.ndarray, frame_ms: int = 10) -> list[EndpointEvent]:
     data = clip.tobytes()
-    frame_bytes = audio.frame_bytes(frame_ms)
+    frame_bytes = pcm.frame_bytes(frame_ms)
     events = []
     for start in range(0, len(data), frame_bytes):
         events += endpointer.process(data[start : start + frame_bytes])

@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_assistant import audio
+from edge_assistant.audio import pcm
 from edge_assistant.config import ConfigError, WakeConfig
 from edge_assistant.wake import Detection, WakeDetector
 
-SAMPLE_RATE = audio.SAMPLE_RATE
+SAMPLE_RATE = pcm.SAMPLE_RATE
 ENGINES = ("micro", "openwakeword")
 
 
 def detections(detector: WakeDetector, samples: np.ndarray, frame_ms: int = 10) -> list[Detection]:
     data = samples.tobytes()
-    frame_bytes = audio.frame_bytes(frame_ms)
+    frame_bytes = pcm.frame_bytes(frame_ms)
     found = []
     for start in range(0, len(data), frame_bytes):
         detection = detector.process(data[start : start + frame_bytes])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import audio
+from ..audio import pcm
 from ..config import Config
 from .options import BenchError
 
@@ -38,14 +38,14 @@ def spoken_clip(config: Config, voice_path: Path, text: str, lead_s: float = 0.5
 
     # Without piper's noise the clip is the same every run, so transcripts are comparable.
     synthesizer = Synthesizer(replace(config.tts, noise_scale=0.0, noise_w_scale=0.0), voice_path)
-    speech = spoken_samples(synthesizer, text, audio.SAMPLE_RATE)
+    speech = spoken_samples(synthesizer, text, pcm.SAMPLE_RATE)
     if not speech.size:
         raise BenchError(f"the voice produced no audio for {text!r}")
     loud = np.flatnonzero(np.abs(speech.astype(np.int32)) > SPEECH_LEVEL)
     first, last = (int(loud[0]), int(loud[-1]) + 1) if loud.size else (0, speech.size)
-    lead = int(lead_s * audio.SAMPLE_RATE)
+    lead = int(lead_s * pcm.SAMPLE_RATE)
     samples = np.concatenate([
-        np.zeros(lead, dtype=np.int16), speech, np.zeros(int(tail_s * audio.SAMPLE_RATE), dtype=np.int16),
+        np.zeros(lead, dtype=np.int16), speech, np.zeros(int(tail_s * pcm.SAMPLE_RATE), dtype=np.int16),
     ])
     mixed = samples.astype(np.int32) + room_noise(samples.size)
     return Clip(np.clip(mixed, -32768, 32767).astype(np.int16), lead + first, lead + last)

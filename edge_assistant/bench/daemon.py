@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .. import audio
+from ..audio import pcm, wav
 from .clips import room_noise
 from .loaded import LoadedModels
 from .options import TURN_TIMEOUT_S, BenchOptions
@@ -84,7 +84,7 @@ def bench_idle(loaded: LoadedModels, report: Report, options: BenchOptions) -> N
         # The daemon leaves when its input ends: the file outlasts every window.
         length_s = settle_s + options.runs * window_s + 30.0
         silence = folder / "quiet-room.wav"
-        audio.write_wav(silence, room_noise(int(length_s * audio.SAMPLE_RATE), seed=2), audio.SAMPLE_RATE)
+        wav.write_wav(silence, room_noise(int(length_s * pcm.SAMPLE_RATE), seed=2), pcm.SAMPLE_RATE)
         notify = _NotifySocket(folder / "notify.sock")
         env = {**os.environ, "NOTIFY_SOCKET": str(notify.path), "EDGE_ASSISTANT_MQTT_ENABLED": "false"}
         env.pop("WATCHDOG_USEC", None)
@@ -154,7 +154,7 @@ def memory_child(config_path: str | None, turns: int) -> None:
     after: list[float] = []
 
     async def talk(folder: Path) -> None:
-        sink = audio.WavSink(folder / "speaker.wav")
+        sink = wav.WavSink(folder / "speaker.wav")
         assistant = Assistant(config, session=loaded.session, synthesizer=loaded.synthesizer, sink=sink,
                               listener=loaded.listener, earcons=loaded.earcons)
         assistant.start()
@@ -166,7 +166,7 @@ def memory_child(config_path: str | None, turns: int) -> None:
                 after.append(process.memory_info().rss / 2**20)
         finally:
             await assistant.stop()
-            sink.close()
+            await sink.aclose()
 
     with tempfile.TemporaryDirectory() as folder:
         asyncio.run(talk(Path(folder)))

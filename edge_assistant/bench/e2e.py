@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .. import audio
+from ..audio import pcm, wav
 from ..concurrency import Pacer
 from ..config import Config
 from ..llama_engine import sampling_arguments
@@ -48,8 +48,8 @@ class RoomMicrophone:
         self.speech_started_at = self.speech_ended_at = None
 
     async def frames(self):
-        size = audio.frame_samples(self.frame_ms)
-        noise = room_noise(audio.SAMPLE_RATE, seed=3)
+        size = pcm.frame_samples(self.frame_ms)
+        noise = room_noise(pcm.SAMPLE_RATE, seed=3)
         pacer = Pacer()
         clip, position = None, 0
         count = 0
@@ -74,8 +74,11 @@ class RoomMicrophone:
     def close(self) -> None:
         self._closed = True
 
+    async def aclose(self) -> None:
+        self.close()
 
-class RecordingSink(audio.WavSink):
+
+class RecordingSink(wav.WavSink):
     """A real-time WAV sink that notes when each play starts and ends."""
 
     def __init__(self, path: Path) -> None:

@@ -7,7 +7,8 @@ import math
 import time
 from pathlib import Path
 
-from .. import audio, models
+from ..audio import pcm
+from .. import models
 from ..config import Config
 from .clips import room_noise
 from .loaded import LoadedModels, stt_model_path
@@ -52,10 +53,10 @@ def bench_stt(loaded: LoadedModels, report: Report, options: BenchOptions) -> No
     config = loaded.config
     primary, folders, skipped = _stt_engines(config)
     clip = loaded.clip(options.question)
-    margin = int(0.2 * audio.SAMPLE_RATE)
+    margin = int(0.2 * pcm.SAMPLE_RATE)
     utterance = clip.samples[max(0, clip.speech_start - margin) : clip.speech_end + margin]
-    duration_s = utterance.size / audio.SAMPLE_RATE
-    step = int(0.1 * audio.SAMPLE_RATE)  # the listener's batches
+    duration_s = utterance.size / pcm.SAMPLE_RATE
+    step = int(0.1 * pcm.SAMPLE_RATE)  # the listener's batches
     report.add("stt.engine", primary)
     report.add("stt.audio_s", duration_s)
     for name, reason in skipped.items():
@@ -122,10 +123,10 @@ def bench_wake(loaded: LoadedModels, report: Report, options: BenchOptions) -> N
         raise SectionSkipped("wake.enabled is false: the device listens without a wake word")
     listener = loaded.listener
     seconds = 5.0 if options.quick else 60.0
-    noise = room_noise(int(seconds * audio.SAMPLE_RATE), seed=1).astype("<i2").tobytes()
-    size = audio.frame_bytes(config.audio.frame_ms)
+    noise = room_noise(int(seconds * pcm.SAMPLE_RATE), seed=1).astype("<i2").tobytes()
+    size = pcm.frame_bytes(config.audio.frame_ms)
     frames = [noise[offset : offset + size] for offset in range(0, len(noise) - size + 1, size)]
-    audio_s = len(frames) * size / (2 * audio.SAMPLE_RATE)
+    audio_s = len(frames) * size / (2 * pcm.SAMPLE_RATE)
     _listener_cpu(listener, frames[:100], listening=False)  # warm-up
     waiting, listening = [], []
     for _ in range(options.runs):

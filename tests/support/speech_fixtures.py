@@ -34,7 +34,9 @@ from typing import Callable, Iterator
 import numpy as np
 import pytest
 
-from edge_assistant import audio
+from edge_assistant.audio.devices import rescan_devices
+from edge_assistant.audio.pcm import SAMPLE_RATE
+from edge_assistant.audio.wav import read_wav, write_wav
 from edge_assistant.config import AudioConfig
 
 ALSA_BASE_CONFIG = "/usr/share/alsa/alsa.conf"
@@ -102,12 +104,12 @@ class AlsaFileDevices:
         data = b"".join(path.read_bytes() for path in self.output_files())
         return np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.int16)
 
-    def reset(self, input_samples: np.ndarray | bytes = b"\0\0" * audio.SAMPLE_RATE) -> None:
+    def reset(self, input_samples: np.ndarray | bytes = b"\0\0" * SAMPLE_RATE) -> None:
         for path in self.output_files():
             path.unlink()
         self.write_input(input_samples)
         # The device list may be stale after a test that removed the microphone.
-        assert audio.rescan_devices(), "a sound stream was left open by an earlier test"
+        assert rescan_devices(), "a sound stream was left open by an earlier test"
 
 
 @pytest.fixture(scope="session")
@@ -133,7 +135,7 @@ def alsa_file_devices(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alsa
         os.environ.pop("ALSA_CONFIG_PATH", None)
     else:
         os.environ["ALSA_CONFIG_PATH"] = previous
-    audio.rescan_devices()
+    rescan_devices()
 
 
 @pytest.fixture
@@ -176,13 +178,13 @@ def synthesize_speech_wav(
         return path
     from edge_assistant.tts import spoken_samples
 
-    speech = spoken_samples(_synthesizer(), text, audio.SAMPLE_RATE, sentence_gap_s)
+    speech = spoken_samples(_synthesizer(), text, SAMPLE_RATE, sentence_gap_s)
     if not speech.size:
         raise ValueError(f"piper produced no audio for {text!r}")
-    lead = np.zeros(int(lead_silence_s * audio.SAMPLE_RATE), dtype=np.int16)
-    tail = np.zeros(int(tail_silence_s * audio.SAMPLE_RATE), dtype=np.int16)
+    lead = np.zeros(int(lead_silence_s * SAMPLE_RATE), dtype=np.int16)
+    tail = np.zeros(int(tail_silence_s * SAMPLE_RATE), dtype=np.int16)
     partial = path.with_suffix(".part")
-    audio.write_wav(partial, np.concatenate([lead, speech, tail]), audio.SAMPLE_RATE)
+    write_wav(partial, np.concatenate([lead, speech, tail]), SAMPLE_RATE)
     partial.replace(path)
     return path
 
@@ -211,7 +213,7 @@ def speech(make_speech_wav: Callable[..., Path]) -> Callable[..., np.ndarray]:
 
     def spoken(text: str, lead_s: float = 1.0, tail_s: float = 1.0, gap_s: float = 0.3) -> np.ndarray:
         path = make_speech_wav(text, lead_silence_s=lead_s, tail_silence_s=tail_s, sentence_gap_s=gap_s)
-        return audio.read_wav(path)
+        return read_wav(path)
 
     return spoken
 

@@ -1,0 +1,182 @@
+"""PortAudio (sounddevice): the devices it sees, finding the one a config value names, and
+opening and closing streams.
+
+PortAudio enumerates devices only when it starts; ``rescan_devices()`` restarts it (when no stream
+is open) so a device plugged in later is found. sounddevice is imported on first use: loading it
+starts PortAudio, and file-only users need no sound stack.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import sounddevice
+
+log = logging.getLogger(__name__)
+
+# Serialises stream opening/closing with PortAudio restarts, which would kill open streams.
+PORTAUDIO_LOCK = threading.RLock()
+_open_streams = 0
+
+
+class AudioDeviceError(RuntimeError):
+    """A sound device is missing, cannot be opened, or failed while running."""
+
+
+def load_sounddevice() -> "sounddevice":
+    import sounddevice
+
+    return sounddevice
+
+
+def rescan_devices() -> bool:
+    """Restart PortAudio so it enumerates devices again; skipped (False) while a stream is open."""
+    sd = load_sounddevice()
+    with PORTAUDIO_LOCK:
+        if _open_streams:
+            return False
+        sd._terminate()
+        sd._initialize()
+        return True
+
+
+def _default_index(kind: str) -> int | None:
+    try:
+        return int(load_sounddevice().query_devices(kind=kind)["index"])
+    except Exception:  # PortAudio raises when there is no default device
+        return None
+
+
+def list_devices() -> list[dict[str, Any]]:
+    """The devices PortAudio sees, as plain dicts (for `edge-assistant devices`)."""
+    sd = load_sounddevice()
+    hostapis = sd.query_hostapis()
+    default_in, default_out = _default_index("input"), _default_index("output")
+    return [
+        {
+            "index": int(device["index"]),
+            "name": device["name"],
+            "hostapi": hostapis[device["hostapi"]]["name"],
+            "max_input_channels": int(device["max_input_channels"]),
+            "max_output_channels": int(device["max_output_channels"]),
+            "default_samplerate": float(device["default_samplerate"]),
+            "default_input": int(device["index"]) == default_in,
+            "default_output": int(device["index"]) == default_out,
+        }
+        for device in sd.query_devices()
+    ]
+
+
+def format_devices(devices: list[dict[str, Any]] | None = None) -> str:
+    """A table of `list_devices()`: `>` marks the default input, `<` the default output."""
+    devices = list_devices() if devices is None else devices
+    if not devices:
+        return "No audio devices found."
+    lines = [f"{'':2} {'#':>3}  {'in':>3} {'out':>3}  {'rate':>6}  name"]
+    for device in devices:
+        mark = (">" if device["default_input"] else " ") + (
+            "<" if device["default_output"] else " "
+        )
+        lines.append(
+            f"{mark} {device['index']:>3}  {device['max_input_channels']:>3} "
+            f"{device['max_output_channels']:>3}  {device['default_samplerate']:>6.0f}  "
+            f"{device['name']} ({device['hostapi']})"
+        )
+    lines.append("> default input, < default output")
+    return "\n".join(lines)
+
+
+def _match_device(spec: str | int, kind: str) -> dict[str, Any]:
+    """The listed device for a config value (index, name substring, "" = default)."""
+    channels_key = f"max_{kind}_channels"
+    devices = list_devices()
+    if isinstance(spec, str) and spec.strip().isdigit():
+        spec = int(spec)
+    if spec == "":
+        index = _default_index(kind)
+        if index is None:
+            raise AudioDeviceError(f"no default {kind} device")
+        candidates = [d for d in devices if d["index"] == index]
+    elif isinstance(spec, int):
+        candidates = [d for d in devices if d["index"] == spec]
+    else:
+        wanted = spec.lower()
+        exact = [d for d in devices if d["name"].lower() == wanted and d[channels_key] > 0]
+        candidates = exact or [
+            d for d in devices if wanted in d["name"].lower() and d[channels_key] > 0
+        ]
+        if len(candidates) > 1:
+            log.info(
+                "%r matches %d %s devices; using %r",
+                spec,
+                len(candidates),
+                kind,
+                candidates[0]["name"],
+            )
+    candidates = [d for d in candidates if d[channels_key] > 0]
+    if not candidates:
+        raise AudioDeviceError(f"{kind} device {spec!r} not found (see `edge-assistant devices`)")
+    return candidates[0]
+
+
+def find_device(spec: str | int, kind: str) -> dict[str, Any]:
+    """The device a config value names (index, name substring, "" = the default) that has
+    `kind` ("input" or "output") channels; raises `AudioDeviceError`."""
+    try:
+        return _match_device(spec, kind)
+    except AudioDeviceError:
+        # Maybe it was plugged in after PortAudio started: look again after a restart.
+        if not rescan_devices():
+            raise
+        return _match_device(spec, kind)
+
+
+def open_stream(
+    factory: Callable[..., Any], device: dict[str, Any], rate: int, kind: str, **kwargs: Any
+) -> tuple[Any, int]:
+    """Open and start a mono stream, or a stereo one if the device refuses mono.
+
+    Call with `PORTAUDIO_LOCK` held, so that no restart comes between finding and opening.
+    """
+    global _open_streams
+    sd = load_sounddevice()
+    error: Exception | None = None
+    for channels in (1, 2):
+        if channels > device[f"max_{kind}_channels"]:
+            break
+        try:
+            stream = factory(
+                device=device["index"], samplerate=rate, channels=channels, dtype="int16", **kwargs
+            )
+        except sd.PortAudioError as failure:
+            error = failure
+            continue
+        try:
+            stream.start()
+        except sd.PortAudioError as failure:
+            stream.close(ignore_errors=True)
+            error = failure
+            continue
+        _open_streams += 1
+        return stream, channels
+    raise AudioDeviceError(f"cannot open {kind} device {device['name']!r} at {rate} Hz: {error}")
+
+
+def close_stream(stream: Any, drain: bool = False) -> None:
+    """Close a stream; `drain` lets an output stream play what it has buffered first.
+
+    Waits for `PORTAUDIO_LOCK`, which a rescan may hold for long: not for the event loop's thread.
+    """
+    global _open_streams
+    with PORTAUDIO_LOCK:
+        try:
+            if drain:
+                stream.stop(ignore_errors=True)
+            else:
+                stream.abort(ignore_errors=True)
+            stream.close(ignore_errors=True)
+        finally:
+            _open_streams -= 1
