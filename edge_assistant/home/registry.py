@@ -207,7 +207,13 @@ class Home:
     # -- exposure ------------------------------------------------------------------------------
 
     def exposed(self, entity: Entity) -> bool:
+        """May be controlled."""
         return self._expose_rules.allows(entity)
+
+    def visible(self, entity: Entity) -> bool:
+        """May be asked about: exposed, or a lock or garage door that a rule other than its id
+        names (readable, but controlled only when exposed by id)."""
+        return self._expose_rules.names(entity)
 
     def exposed_entities(self) -> list[Entity]:
         return [e for e in self.entities.values() if self._expose_rules.allows(e)]
@@ -286,8 +292,12 @@ class _ExposeRules:
     def allows(self, entity: Entity) -> bool:
         if entity.entity_id in self.ids:
             return True
-        if entity.sensitive:
-            return False
+        return not entity.sensitive and self._by_rule(entity)
+
+    def names(self, entity: Entity) -> bool:
+        return entity.entity_id in self.ids or self._by_rule(entity)
+
+    def _by_rule(self, entity: Entity) -> bool:
         return (
             self.everything
             or entity.domain in self.domains

@@ -244,3 +244,37 @@ def home_devices() -> Iterator[Callable[[Broker], Devices]]:
     for devices in factories:
         for device in devices.made:
             device.close()
+
+
+def home_from_configs(configs: dict[str, dict[str, Any]], **home_options: Any):
+    """A `Home` (no broker) that has seen these discovery configs: {"light/kitchen": {...}}."""
+    from edge_assistant.config import HomeConfig
+    from edge_assistant.home.discovery import parse_discovery
+    from edge_assistant.home.registry import Home
+
+    home = Home(HomeConfig(**home_options), PREFIX)
+    for where, config in configs.items():
+        topic = f"{PREFIX}/{where}/config"
+        home.apply_discovery(parse_discovery(topic, json.dumps(config).encode(), PREFIX))
+    return home
+
+
+# A small realistic home, as discovery configs.
+SAMPLE_HOME = {
+    "light/kitchen_ceiling": {"name": "Ceiling Light", "cmd_t": "k/ceiling/set", "stat_t": "k/ceiling", "schema": "json",
+                              "brightness": True, "dev": {"name": "", "sa": "Kitchen"}},
+    "light/kitchen_counter": {"name": "Counter Light", "cmd_t": "k/counter/set", "dev": {"sa": "Kitchen"}},
+    "light/living_ceiling": {"name": "Ceiling Light", "cmd_t": "l/ceiling/set", "dev": {"sa": "Living Room"}},
+    "switch/garden_pump": {"name": "Garden Pump", "cmd_t": "g/pump/set", "dev": {"sa": "Garden"}},
+    "fan/bedroom_fan": {"name": "Bedroom Fan", "cmd_t": "b/fan/set", "pct_cmd_t": "b/fan/pct", "dev": {"sa": "Bedroom"}},
+    "climate/thermostat": {"name": "Thermostat", "temp_cmd_t": "t/temp/set", "temp_stat_t": "t/temp",
+                           "curr_temp_t": "t/current", "dev": {"sa": "Living Room"}},
+    "cover/garage_door": {"name": "Garage Door", "cmd_t": "gd/set", "stat_t": "gd/state", "dev_cla": "garage",
+                          "dev": {"sa": "Garage"}},
+    "cover/living_blinds": {"name": "Blinds", "cmd_t": "lb/set", "set_pos_t": "lb/pos/set", "dev_cla": "blind",
+                            "dev": {"sa": "Living Room"}},
+    "lock/front_door": {"name": "Front Door", "cmd_t": "fd/set", "stat_t": "fd/state"},
+    "sensor/outside_temperature": {"name": "Outside Temperature", "stat_t": "o/temp", "unit_of_meas": "°C",
+                                   "dev_cla": "temperature"},
+    "scene/movie_night": {"name": "Movie Night", "cmd_t": "s/movie"},
+}
