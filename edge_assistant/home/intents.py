@@ -16,9 +16,11 @@ without entities, for the caller to route.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -45,6 +47,7 @@ NO_TARGET_INTENTS = ("HassNevermind", "HassGetCurrentTime", "HassGetCurrentDate"
 FALLBACK_LANGUAGE = "en"
 # Results of one recognition looked at before settling for the best so far.
 MAX_RESULTS = 64
+MAX_TEXT_CHARS = 500
 
 # The English intents have no HassToggle; these few templates add it.
 _TOGGLE_EN = {
@@ -154,6 +157,7 @@ class Recognizer:
         self.home = home
         self._slot_lists: dict[str, SlotList] = {}
         self._built_version = -1
+        self._matching = threading.Lock()
         area = home.cfg.area.strip()
         self._intent_context = {"area": {"value": normalize_name(area), "text": area}} if area else {}
 
@@ -171,20 +175,28 @@ class Recognizer:
 
     def recognize(self, text: str) -> Match | None:
         started = time.perf_counter()
-        text = text.strip()[:500]
+        return self.choose(self.candidates(text, self.slot_lists()), started)
+
+    def candidates(self, text: str, slot_lists: dict[str, SlotList]) -> list[Any]:
+        """hassil's results for `text`, at most `MAX_RESULTS`. Touches no registry state, so it
+        may run in a worker thread (one at a time: slot lists index themselves lazily)."""
+        text = text.strip()[:MAX_TEXT_CHARS]
         if not text:
-            return None
+            return []
+        with self._matching:
+            results = recognize_all(
+                text, self.language.intents, slot_lists=slot_lists,
+                intent_context=self._intent_context, language=self.language.code,
+            )
+            return list(itertools.islice(results, MAX_RESULTS))
+
+    def choose(self, results: list[Any], started: float) -> Match | None:
+        """The best reading among hassil's results, resolved against the registry."""
         best: Match | None = None
-        results = recognize_all(
-            text, self.language.intents, slot_lists=self.slot_lists(),
-            intent_context=self._intent_context, language=self.language.code,
-        )
         # Like Home Assistant: a match naming an entity beats one naming only an area; and one
         # that can be acted on beats one that cannot.
         best_rank = (False, False)
-        for count, result in enumerate(results):
-            if count >= MAX_RESULTS:
-                break
+        for result in results:
             match = self._resolve(result)
             if match is None:
                 continue

@@ -22,7 +22,7 @@ import logging
 from typing import Callable, Iterable
 
 from ..config import HomeConfig
-from . import states
+from .states import apply_availability, apply_state, availability_topics, state_topics
 from .discovery import Discovery, entities_from_declared, parse_discovery
 from .entities import DOMAINS, Entity, normalize_name
 
@@ -84,13 +84,12 @@ class Home:
         self.stats["state_messages"] += 1
         for entity_id in tuple(ids):
             entity = self.entities[entity_id]
-            changed = False
-            if topic in states.state_topics(entity):
-                changed |= states.apply_state(entity, topic, payload)
-            if topic in states.availability_topics(entity):
-                changed |= states.apply_availability(entity, topic, payload)
-            if changed:
+            if topic in state_topics(entity):
+                apply_state(entity, topic, payload)
+                # Every state message counts as an answer, also one repeating the state.
                 self._notify(entity)
+            if topic in availability_topics(entity):
+                apply_availability(entity, topic, payload)
 
     def apply_discovery(self, result: Discovery) -> None:
         if result.own:
@@ -156,7 +155,7 @@ class Home:
         self._sources_by_key[entity.source.split("#", 1)[0]].add(entity.source)
         if entity.unique_id:
             self._by_unique_id[entity.unique_id] = entity.entity_id
-        for topic in states.state_topics(entity) | states.availability_topics(entity):
+        for topic in state_topics(entity) | availability_topics(entity):
             if not self._by_topic[topic]:
                 self._subscribe.add(topic)
                 self._unsubscribe.discard(topic)
@@ -172,7 +171,7 @@ class Home:
                 del self._sources_by_key[key]
         if entity.unique_id and self._by_unique_id.get(entity.unique_id) == entity.entity_id:
             del self._by_unique_id[entity.unique_id]
-        for topic in states.state_topics(entity) | states.availability_topics(entity):
+        for topic in state_topics(entity) | availability_topics(entity):
             ids = self._by_topic.get(topic)
             if ids is None:
                 continue
@@ -227,24 +226,33 @@ class Home:
 
     # -- state waiters -------------------------------------------------------------------------
 
-    async def wait_for(self, entity_id: str, predicate: Callable[[Entity], bool], timeout: float) -> bool:
-        """True once `predicate(entity)` holds after a state change, False on timeout or removal."""
-        entity = self.entities.get(entity_id)
-        if entity is None:
-            return False
+    def expect(self, entity_id: str, predicate: Callable[[Entity], bool]) -> asyncio.Future:
+        """A future that becomes True when a state message for the entity satisfies
+        `predicate` (False if the entity goes away). Registered at once, so a reply that comes
+        right after a command published next cannot be missed; `forget` it when done."""
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        waiter = (predicate, future)
-        self._waiters.setdefault(entity_id, []).append(waiter)
+        if entity_id not in self.entities:
+            future.set_result(False)
+        else:
+            self._waiters.setdefault(entity_id, []).append((predicate, future))
+        return future
+
+    def forget(self, entity_id: str, future: asyncio.Future) -> None:
+        waiters = self._waiters.get(entity_id)
+        if waiters:
+            waiters[:] = [w for w in waiters if w[1] is not future]
+            if not waiters:
+                del self._waiters[entity_id]
+
+    async def wait_for(self, entity_id: str, predicate: Callable[[Entity], bool], timeout: float) -> bool:
+        """True once a state message makes `predicate(entity)` hold, False on timeout or removal."""
+        future = self.expect(entity_id, predicate)
         try:
-            return await asyncio.wait_for(future, timeout)
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
         except asyncio.TimeoutError:
             return False
         finally:
-            waiters = self._waiters.get(entity_id)
-            if waiters and waiter in waiters:
-                waiters.remove(waiter)
-                if not waiters:
-                    del self._waiters[entity_id]
+            self.forget(entity_id, future)
 
     def _notify(self, entity: Entity) -> None:
         for predicate, future in tuple(self._waiters.get(entity.entity_id, ())):
