@@ -279,7 +279,10 @@ async def test_tool_calls_and_hostile_device_names(mosquitto, home_devices, mqtt
     control = await start_control(mosquitto, expose=["*"], confirm_timeout_s=0.3)
     try:
         (entity_id,) = control.home.entities
-        result = await control.run_tool_call(ToolCall("turn_on", entity_id))
+        toolbox = control.toolbox()
+        assert toolbox is control.toolbox() and entity_id in toolbox.gbnf()
+        call = toolbox.parse(json.dumps({"tool": "turn_on", "entity_id": entity_id}))
+        result = await control.run_tool_call(call)
         assert result.intent["source"] == "llm" and result.outcome == "no_answer"
         assert len(result.speech) <= 400 and "\n" not in result.speech
         received = probe.wait_for("evil/set")

@@ -30,7 +30,7 @@ from .entities import Entity
 from .intents import NO_TARGET_INTENTS, Match, Recognizer
 from .registry import Home
 from .responses import OUTCOME_SENTENCES, Speech, TemplateState, is_yes, past_tense, question, sentence
-from .tools import ToolCall
+from .tools import ToolCall, Toolbox
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,8 @@ class HomeControl:
         self.speech: Speech | None = None
         self._pending: _Pending | None = None
         self._lock = asyncio.Lock()
+        self._toolbox: Toolbox | None = None
+        self._toolbox_version = -1
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -220,6 +222,14 @@ class HomeControl:
         if not is_yes(answer):
             return HomeResult("Okay, I won't.", pending.intent, outcome="cancelled")
         return await self._perform(pending.steps, pending.intent, pending.match, pending.args, dry_run=False)
+
+    def toolbox(self) -> Toolbox:
+        """The LLM's tools for the devices now known; the same object until they change."""
+        if self._toolbox is None or self._toolbox_version != self.home.version:
+            visible = [e for e in self.home.entities.values() if self.home.visible(e)]
+            self._toolbox = Toolbox(self.home.exposed_entities(), visible)
+            self._toolbox_version = self.home.version
+        return self._toolbox
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every known entity with area, component, exposure, state and availability."""
