@@ -73,10 +73,12 @@ class HomeConnection:
         if client is None:
             return
 
+        was_connected = self._connected.is_set()
         self._connected.clear()
 
         def stop() -> None:
-            client.disconnect()
+            if was_connected:
+                client.disconnect()
             client.loop_stop()
 
         await asyncio.wait_for(asyncio.to_thread(stop), STOP_TIMEOUT_S)
