@@ -226,11 +226,10 @@ HOME_COMPONENTS = (
 )
 
 
-def _topic(required: bool = False) -> dict:
+def _topic() -> dict:
     # Wildcards would make the assistant listen to, or publish on, topics the device does not own.
     return _check(
-        lambda v: (bool(v) or not required) and "+" not in v and "#" not in v and "\x00" not in v
-        and len(v) <= 512,
+        lambda v: "+" not in v and "#" not in v and "\x00" not in v and len(v) <= 512,
         "must be an MQTT topic without wildcards (+, #), at most 512 characters",
     )
 

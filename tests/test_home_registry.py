@@ -15,6 +15,13 @@ from tests.support.mqtt_fixtures import eventually, run_async
 PREFIX = "homeassistant"
 
 
+def four_devices(devices):
+    devices.zigbee_light()
+    devices.tasmota_switch()
+    devices.garage_door()
+    devices.door_lock()
+
+
 async def start_home(broker, **home_options):
     home = Home(HomeConfig(**home_options), PREFIX, own_node_id="dev1", own_topic_prefix="edge-assistant")
     connection = HomeConnection(broker.mqtt_config(), home, "home-test", "edge-assistant/dev1/home/sync")
@@ -25,11 +32,7 @@ async def start_home(broker, **home_options):
 
 @run_async
 async def test_discovered_devices_with_their_retained_states(mosquitto, home_devices):
-    devices = home_devices(mosquitto)
-    devices.zigbee_light()
-    devices.tasmota_switch()
-    devices.garage_door()
-    devices.door_lock()
+    four_devices(home_devices(mosquitto))
     home, connection = await start_home(mosquitto)
     try:
         assert set(home.entities) == {
@@ -51,11 +54,7 @@ async def test_discovered_devices_with_their_retained_states(mosquitto, home_dev
 
 @run_async
 async def test_exposure_rules_never_let_a_wildcard_open_a_lock_or_garage(mosquitto, home_devices):
-    devices = home_devices(mosquitto)
-    devices.zigbee_light()
-    devices.tasmota_switch()
-    devices.garage_door()
-    devices.door_lock()
+    four_devices(home_devices(mosquitto))
     home, connection = await start_home(mosquitto, expose=("*", "lock", "garage", "hall"))
     try:
         exposed = {e.entity_id for e in home.exposed_entities()}

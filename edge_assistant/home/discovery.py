@@ -484,6 +484,14 @@ def _availability(config: Mapping[str, Any], reasons: list[str]) -> tuple[Availa
     return tuple(result)
 
 
+_LIGHT_TOPIC_CAPABILITIES = {
+    "brightness_command_topic": "brightness", "color_temp_command_topic": "color_temp", "rgb_command_topic": "rgb",
+}
+_CLIMATE_TOPIC_CAPABILITIES = {
+    "temperature_command_topic": "temperature", "mode_command_topic": "hvac_mode", "power_command_topic": "power",
+}
+
+
 def _capabilities(entity: Entity) -> frozenset[str]:
     options, topics, domain = entity.options, entity.topics, entity.domain
     caps: set[str] = set()
@@ -498,12 +506,7 @@ def _capabilities(entity: Entity) -> frozenset[str]:
             if any(options.get(flag) for flag in ("rgb", "hs", "xy")) or any(m in RGB_MODES for m in modes):
                 caps.add("rgb")
         else:
-            if "brightness_command_topic" in topics:
-                caps.add("brightness")
-            if "color_temp_command_topic" in topics:
-                caps.add("color_temp")
-            if "rgb_command_topic" in topics:
-                caps.add("rgb")
+            caps.update(cap for key, cap in _LIGHT_TOPIC_CAPABILITIES.items() if key in topics)
     elif domain == "fan":
         caps.add("on_off")
         if "percentage_command_topic" in topics:
@@ -517,12 +520,7 @@ def _capabilities(entity: Entity) -> frozenset[str]:
         if "payload_open" in options and options["payload_open"] is not None:
             caps.add("open")
     elif domain == "climate":
-        if "temperature_command_topic" in topics:
-            caps.add("temperature")
-        if "mode_command_topic" in topics:
-            caps.add("hvac_mode")
-        if "power_command_topic" in topics:
-            caps.add("power")
+        caps.update(cap for key, cap in _CLIMATE_TOPIC_CAPABILITIES.items() if key in topics)
     elif domain == "switch":
         caps.add("on_off")
     return frozenset(caps)
