@@ -219,6 +219,106 @@ class ServiceConfig:
     error_sound: str = ""
 
 
+# Components a declared home device may be (edge_assistant.home.entities.DOMAINS).
+HOME_COMPONENTS = (
+    "light", "switch", "fan", "cover", "lock", "valve", "scene", "button", "climate",
+    "sensor", "binary_sensor", "alarm_control_panel",
+)
+
+
+def _topic() -> dict:
+    # Wildcards would make the assistant listen to, or publish on, topics the device does not own.
+    return _check(
+        lambda v: "+" not in v and "#" not in v and "\x00" not in v and len(v) <= 512,
+        "must be an MQTT topic without wildcards (+, #), at most 512 characters",
+    )
+
+
+@dataclass(frozen=True)
+class HomeDeviceConfig:
+    """One `[[home.devices]]` entry: a device on a broker without discovery, described with the
+    keys of a Home Assistant MQTT discovery config."""
+
+    name: str = field(default="", metadata=_check(lambda v: 0 < len(v.strip()) <= 64, "must be 1 to 64 characters"))
+    component: str = field(default="switch", metadata=_one_of(*HOME_COMPONENTS))
+    area: str = ""
+    floor: str = ""
+    # "" = <component>.<name as a slug>.
+    entity_id: str = field(
+        default="", metadata=_check(lambda v: v == "" or re.fullmatch(r"[a-z_]+\.[a-z0-9_]+", v) is not None,
+                                    "must look like light.kitchen")
+    )
+    device_class: str = ""
+    command_topic: str = field(default="", metadata=_topic())
+    state_topic: str = field(default="", metadata=_topic())
+    value_template: str = ""
+    availability_topic: str = field(default="", metadata=_topic())
+    payload_available: str = ""
+    payload_not_available: str = ""
+    payload_on: str = ""
+    payload_off: str = ""
+    state_on: str = ""
+    state_off: str = ""
+    payload_press: str = ""
+    payload_open: str = ""
+    payload_close: str = ""
+    payload_stop: str = ""
+    payload_lock: str = ""
+    payload_unlock: str = ""
+    state_open: str = ""
+    state_closed: str = ""
+    state_locked: str = ""
+    state_unlocked: str = ""
+    # Lights: "default" or "json" (zigbee2mqtt).
+    schema: str = field(default="default", metadata=_one_of("default", "json"))
+    brightness_command_topic: str = field(default="", metadata=_topic())
+    brightness_state_topic: str = field(default="", metadata=_topic())
+    brightness_scale: int = field(default=255, metadata=_between(1, 1_000_000))
+    color_temp_command_topic: str = field(default="", metadata=_topic())
+    rgb_command_topic: str = field(default="", metadata=_topic())
+    percentage_command_topic: str = field(default="", metadata=_topic())
+    percentage_state_topic: str = field(default="", metadata=_topic())
+    position_topic: str = field(default="", metadata=_topic())
+    set_position_topic: str = field(default="", metadata=_topic())
+    temperature_command_topic: str = field(default="", metadata=_topic())
+    temperature_state_topic: str = field(default="", metadata=_topic())
+    current_temperature_topic: str = field(default="", metadata=_topic())
+    mode_command_topic: str = field(default="", metadata=_topic())
+    mode_state_topic: str = field(default="", metadata=_topic())
+    unit_of_measurement: str = ""
+
+    def problem(self) -> tuple[str, str] | None:
+        """(key, message) when the entry as a whole is unusable."""
+        if not self.name.strip():
+            return "name", "a device needs a name"
+        topics = [getattr(self, f.name) for f in dataclasses.fields(self) if f.name.endswith("_topic")]
+        if not any(topics):
+            return "command_topic", "a device needs a command_topic or a state_topic"
+        return None
+
+
+@dataclass(frozen=True)
+class HomeConfig:
+    enabled: bool = True
+    # Where devices announce themselves; "" = mqtt.discovery_prefix.
+    discovery_prefix: str = field(default="", metadata=_topic())
+    # What the assistant may control: area names, components (light), entity ids, or "*".
+    # Locks, garage doors and gates, valves and alarm panels only by entity id.
+    expose: tuple[str, ...] = ()
+    # The area this assistant stands in: "turn on the lights" means the lights here.
+    area: str = ""
+    # Seconds to wait for a device's state topic to confirm a command.
+    confirm_timeout_s: float = field(default=3.0, metadata=_between(0.1, 60.0))
+    # Seconds in which a spoken "yes" confirms acting on a lock or a garage door.
+    confirmation_s: float = field(default=8.0, metadata=_between(1.0, 120.0))
+    # At most one command per entity this often.
+    min_command_interval_s: float = field(default=0.5, metadata=_between(0.0, 60.0))
+    max_entities: int = field(default=10_000, metadata=_between(1, 100_000))
+    # Longest wait at start for the retained discovery configs and states.
+    settle_s: float = field(default=3.0, metadata=_between(0.0, 60.0))
+    devices: tuple[HomeDeviceConfig, ...] = ()
+
+
 @dataclass(frozen=True)
 class Config:
     audio: AudioConfig = AudioConfig()
@@ -230,6 +330,7 @@ class Config:
     tts: TtsConfig = TtsConfig()
     mqtt: MqttConfig = MqttConfig()
     service: ServiceConfig = ServiceConfig()
+    home: HomeConfig = HomeConfig()
     source: str = field(default="<defaults>", compare=False)
 
     def state_dir(self) -> Path:
@@ -370,8 +471,24 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if isinstance(value, (str, int)) and not isinstance(value, bool):
             return value
         raise ConfigError(f"{key}: must be a device name or index, got {value!r}")
+    if origin is tuple and dataclasses.is_dataclass(typing.get_args(hint)[0]):
+        return _build_tables(key, typing.get_args(hint)[0], value)
     if origin is tuple:
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             return tuple(value)
         raise ConfigError(f"{key}: must be a list of strings, got {value!r}")
     raise AssertionError(f"unsupported config type for {key}: {hint}")
+
+
+def _build_tables(key: str, table_type: type, value: Any) -> tuple:
+    """An array of tables (``[[home.devices]]``), each checked like a table of its own."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ConfigError(f"{key}: must be an array of tables like [[{key}]]")
+    tables = []
+    for index, item in enumerate(value):
+        table = _build_table(f"{key}[{index}]", table_type, dict(item))
+        problem = table.problem() if hasattr(table, "problem") else None
+        if problem is not None:
+            raise ConfigError(f"{key}[{index}].{problem[0]}: {problem[1]}")
+        tables.append(table)
+    return tuple(tables)

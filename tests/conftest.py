@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.mqtt_fixtures",
     "tests.support.llm_server_fixtures",
     "tests.support.daemon_fixtures",
+    "tests.support.home_fixtures",
 ]

@@ -1,0 +1,453 @@
+"""Acting on entities: the device's own command payloads on its command topics, then waiting
+(bounded by ``home.confirm_timeout_s``) for its state topic to confirm.
+
+`payloads` turns (entity, action, arguments) into the messages its config asks for: the light
+default and json schemas with their brightness scale, colour temperature in mireds or kelvin as
+declared, RGB/HS/XY colour; switch, fan percentage, cover and valve open/close/stop/position,
+lock/unlock, scene, button, climate temperature and mode, alarm arm/disarm. `expectation` is the
+state that confirms it. `Executor.perform` checks each step (known, exposed, writable, supported,
+online, not too soon after the previous command), publishes, waits, and says how each went:
+
+    done          the state topic confirmed it
+    sent          published; the device has no state to confirm it with (a scene, a button)
+    no_answer     published; no confirming state within confirm_timeout_s
+    offline       its availability topic says offline, or the broker is unreachable
+    not_exposed   home.expose does not allow it
+    read_only     its config cannot be acted on safely (entity.read_only_reason)
+    unsupported   it cannot do that action
+    rate_limited  another command reached it less than min_command_interval_s ago
+    not_found     no such entity
+    dry_run       would have been published
+"""
+
+from __future__ import annotations
+
+import asyncio
+import colorsys
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..config import HomeConfig
+from .entities import ACTION_ARGUMENTS, COLORS, Entity, supported_actions
+from .registry import Home
+from .templates import CommandTemplate
+
+OUTCOMES = ("done", "sent", "no_answer", "offline", "not_exposed", "read_only", "unsupported",
+            "rate_limited", "not_found", "dry_run")
+# Outcomes in which something was (or would be) published.
+PUBLISHED = ("done", "sent", "no_answer", "dry_run")
+
+
+class Unsupported(ValueError):
+    """The entity cannot do this (with these arguments)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One action on one entity."""
+
+    entity_id: str
+    action: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepResult:
+    entity_id: str
+    name: str
+    action: str
+    outcome: str
+    messages: list[tuple[str, str]] = field(default_factory=list)
+    confirmed: bool | None = None
+    latency_ms: float | None = None
+    detail: str = ""
+
+    def event_data(self) -> dict[str, Any]:
+        topic = self.messages[0][0] if self.messages else None
+        payload = self.messages[0][1] if self.messages else None
+        data: dict[str, Any] = {
+            "entity": self.entity_id, "action": self.action, "outcome": self.outcome,
+            "topic": topic, "payload": payload, "confirmed": self.confirmed,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
+        }
+        if len(self.messages) > 1:
+            data["messages"] = [{"topic": t, "payload": p} for t, p in self.messages]
+        return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Payloads
+
+
+def payloads(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (topic, payload) messages for `action` on `entity`. Raises `Unsupported`."""
+    if action not in supported_actions(entity):
+        raise Unsupported(f"{entity.entity_id} cannot {action.replace('_', ' ')}")
+    missing = [a for a in ACTION_ARGUMENTS.get(action, ()) if a not in args]
+    if missing:
+        raise Unsupported(f"{action} needs {', '.join(missing)}")
+    builder = _BUILDERS[entity.domain]
+    return builder(entity, action, args)
+
+
+def _apply(entity: Entity, template_key: str, value: Any) -> str:
+    template = entity.templates.get(template_key)
+    if isinstance(template, CommandTemplate):
+        return template.render(value)
+    return value if isinstance(value, str) else _text(value)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _is_on(entity: Entity) -> bool:
+    return entity.state.get("state") == "on"
+
+
+def _percent(args: dict[str, Any], key: str) -> float:
+    value = args[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+        raise Unsupported(f"{key} must be a percentage, got {value!r}")
+    return float(value)
+
+
+def _kelvin_value(entity: Entity, kelvin: Any) -> int:
+    if isinstance(kelvin, bool) or not isinstance(kelvin, (int, float)) or not 1000 <= kelvin <= 12000:
+        raise Unsupported(f"color temperature must be 1000 to 12000 K, got {kelvin!r}")
+    options = entity.options
+    if options.get("color_temp_kelvin"):
+        return int(min(max(kelvin, options.get("min_kelvin", 2000)), options.get("max_kelvin", 6535)))
+    mireds = 1_000_000 / kelvin
+    return int(round(min(max(mireds, options.get("min_mireds", 153)), options.get("max_mireds", 500))))
+
+
+def _rgb(args: dict[str, Any]) -> tuple[int, int, int]:
+    color = args["color"]
+    if isinstance(color, str) and color.strip().lower() in COLORS:
+        return COLORS[color.strip().lower()]
+    if isinstance(color, (list, tuple)) and len(color) == 3 and all(
+        isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in color
+    ):
+        return (color[0], color[1], color[2])
+    raise Unsupported(f"unknown color {str(color)[:30]!r}")
+
+
+def _brightness_value(entity: Entity, percent: float) -> int:
+    scale = float(entity.options.get("brightness_scale") or 255)
+    return max(1, round(percent * scale / 100))
+
+
+def _light(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
+    if action == "toggle":
+        action = "turn_off" if _is_on(entity) else "turn_on"
+    if action == "set_brightness" and _percent(args, "brightness") == 0:
+        action = "turn_off"
+    if entity.schema == "json":
+        return [(entity.command_topic, json.dumps(_light_json(entity, action, args), separators=(",", ":")))]
+    options, topics = entity.options, entity.topics
+    on = (entity.command_topic, options["payload_on"])
+    if action == "turn_on":
+        return [on]
+    if action == "turn_off":
+        return [(entity.command_topic, options["payload_off"])]
+    if action == "set_brightness":
+        value = _brightness_value(entity, _percent(args, "brightness"))
+        extra = (topics["brightness_command_topic"], _apply(entity, "brightness_command_template", value))
+    elif action == "set_color_temp":
+        value = _kelvin_value(entity, args["color_temp_kelvin"])
+        extra = (topics["color_temp_command_topic"], _apply(entity, "color_temp_command_template", value))
+    else:  # set_color
+        if "rgb_command_template" in entity.templates:
+            raise Unsupported("its rgb_command_template is not understood")
+        extra = (topics["rgb_command_topic"], ",".join(str(c) for c in _rgb(args)))
+    order = options.get("on_command_type", "last")
+    if order == "brightness" and action == "set_brightness":
+        return [extra]
+    return [on, extra] if order == "first" else [extra, on]
+
+
+def _light_json(entity: Entity, action: str, args: dict[str, Any]) -> dict[str, Any]:
+    if action == "turn_off":
+        return {"state": "OFF"}
+    body: dict[str, Any] = {"state": "ON"}
+    if action == "set_brightness":
+        body["brightness"] = _brightness_value(entity, _percent(args, "brightness"))
+    elif action == "set_color_temp":
+        body["color_temp"] = _kelvin_value(entity, args["color_temp_kelvin"])
+    elif action == "set_color":
+        red, green, blue = _rgb(args)
+        modes = entity.options.get("supported_color_modes") or ()
+        if any(m in modes for m in ("rgb", "rgbw", "rgbww")) or entity.options.get("rgb"):
+            body["color"] = {"r": red, "g": green, "b": blue}
+        elif "hs" in modes or entity.options.get("hs"):
+            h, s, _ = colorsys.rgb_to_hsv(red / 255, green / 255, blue / 255)
+            body["color"] = {"h": round(h * 360, 1), "s": round(s * 100, 1)}
+        else:
+            x, y = _rgb_to_xy(red, green, blue)
+            body["color"] = {"x": x, "y": y}
+    return body
+
+
+def _rgb_to_xy(red: int, green: int, blue: int) -> tuple[float, float]:
+    """sRGB to CIE 1931 xy (the Philips Hue formula)."""
+    def linear(c: float) -> float:
+        c /= 255
+        return ((c + 0.055) / 1.055) ** 2.4 if c > 0.04045 else c / 12.92
+
+    r, g, b = linear(red), linear(green), linear(blue)
+    x = r * 0.4124 + g * 0.3576 + b * 0.1805
+    y = r * 0.2126 + g * 0.7152 + b * 0.0722
+    z = r * 0.0193 + g * 0.1192 + b * 0.9505
+    total = x + y + z
+    if total == 0:
+        return 0.3127, 0.329  # white point for black
+    return round(x / total, 4), round(y / total, 4)
+
+
+def _switch(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
+    if action == "toggle":
+        action = "turn_off" if _is_on(entity) else "turn_on"
+    key = "payload_on" if action == "turn_on" else "payload_off"
+    return [(entity.command_topic, entity.options[key])]
+
+
+def _fan(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
+    if action == "set_percentage":
+        percent = _percent(args, "percentage")
+        if percent == 0:
+            return _switch(entity, "turn_off", args)
+        low = float(entity.options.get("speed_range_min", 1))
+        high = float(entity.options.get("speed_range_max", 100))
+        value = math.ceil(low - 1 + percent * (high - low + 1) / 100)
+        return [(entity.topics["percentage_command_topic"], _apply(entity, "percentage_command_template", value))]
+    return _switch(entity, action, args)
+
+
+def _position_value(entity: Entity, percent: float) -> int:
+    closed = float(entity.options.get("position_closed", 0))
+    opened = float(entity.options.get("position_open", 100))
+    return round(closed + percent * (opened - closed) / 100)
+
+
+def _cover(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
+    options = entity.options
+    if action == "set_position":
+        value = _position_value(entity, _percent(args, "position"))
+        return [(entity.topics["set_position_topic"], _apply(entity, "set_position_template", value))]
+    key = {"open": "payload_open", "close": "payload_close", "stop": "payload_stop"}[action]
+    return [(entity.command_topic, options[key])]
+
+
+def _valve(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
+    options = entity.options
+    if options.get("reports_position") and action in ("open", "close", "set_position"):
+        percent = {"open": 100.0, "close": 0.0}.get(action)
+        value = _position_value(entity, percent if percent is not None else _percent(args, "position"))
+        return [(entity.command_topic, _apply(entity, "command_template", value))]
+    if action == "set_position":
+        return [(entity.topics["set_position_topic"], _text(_position_value(entity, _percent(args, "position"))))]
+    key = {"open": "payload_open", "close": "payload_close", "stop": "payload_stop"}[action]
+    return [(entity.command_topic, _apply(entity, "command_template", options[key]))]
+
+
+def _lock(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
+    key = {"lock": "payload_lock", "unlock": "payload_unlock", "open": "payload_open"}[action]
+    return [(entity.command_topic, _apply(entity, "command_template", entity.options[key]))]
+
+
+def _scene(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(entity.command_topic, entity.options["payload_on"])]
+
+
+def _button(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(entity.command_topic, _apply(entity, "command_template", entity.options["payload_press"]))]
+
+
+def _climate(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
+    options, topics = entity.options, entity.topics
+    if action == "set_temperature":
+        value = args["temperature"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Unsupported(f"temperature must be a number, got {value!r}")
+        low, high = float(options.get("min_temp", 7)), float(options.get("max_temp", 35))
+        if not low <= value <= high:
+            raise Unsupported(f"temperature must be between {_text(low)} and {_text(high)}")
+        step = float(options.get("temp_step") or 0.5)
+        value = round(round(value / step) * step, 2)
+        return [(topics["temperature_command_topic"], _apply(entity, "temperature_command_template", float(value)))]
+    if action == "set_hvac_mode" or (action == "turn_off" and "power" not in entity.capabilities):
+        mode = "off" if action == "turn_off" else str(args["hvac_mode"])
+        if mode not in options.get("modes", ()):
+            raise Unsupported(f"mode {mode[:20]!r} is not one of {', '.join(options.get('modes', ()))}")
+        return [(topics["mode_command_topic"], _apply(entity, "mode_command_template", mode))]
+    key = "payload_on" if action == "turn_on" else "payload_off"
+    return [(topics["power_command_topic"], _apply(entity, "power_command_template", options[key]))]
+
+
+def _alarm(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(entity.command_topic, entity.options[f"payload_{action}"])]
+
+
+_BUILDERS: dict[str, Callable[[Entity, str, dict[str, Any]], list[tuple[str, str]]]] = {
+    "light": _light, "switch": _switch, "fan": _fan, "cover": _cover, "valve": _valve,
+    "lock": _lock, "scene": _scene, "button": _button, "climate": _climate,
+    "alarm_control_panel": _alarm,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Confirmation
+
+
+def expectation(entity: Entity, action: str, args: dict[str, Any]) -> Callable[[Entity], bool] | None:
+    """The state that confirms `action`, or None when the entity has no state to show it."""
+    topics = entity.topics
+    if not entity.state_topic and not any(k.endswith("state_topic") or k == "position_topic" for k in topics):
+        return None
+    state = lambda *wanted: (lambda e: e.state.get("state") in wanted)  # noqa: E731
+    near = lambda key, value, tolerance: (  # noqa: E731
+        lambda e: isinstance(e.state.get(key), (int, float)) and abs(e.state[key] - value) <= tolerance
+    )
+    domain = entity.domain
+    if action == "toggle":
+        return state("off") if _is_on(entity) else state("on")
+    if action in ("turn_on", "turn_off") and domain != "climate":
+        return state("on" if action == "turn_on" else "off")
+    if action == "set_brightness":
+        percent = args["brightness"]
+        if percent == 0:
+            return state("off")
+        if entity.schema == "json" or "brightness_state_topic" in topics:
+            return lambda e: e.state.get("state") == "on" and near("brightness_pct", percent, 2)(e)
+        return state("on")
+    if action == "set_color_temp":
+        kelvin = args["color_temp_kelvin"]
+        if entity.schema == "json" or "color_temp_state_topic" in topics:
+            return near("color_temp_kelvin", kelvin, max(50, kelvin * 0.1))
+        return state("on")
+    if action == "set_color":
+        return state("on")
+    if action == "set_percentage":
+        if args["percentage"] == 0:
+            return state("off")
+        if "percentage_state_topic" in topics:
+            return near("percentage", args["percentage"], 2)
+        return state("on")
+    if domain in ("cover", "valve"):
+        if action == "open":
+            return state("open", "opening")
+        if action == "close":
+            return state("closed", "closing")
+        if action == "set_position":
+            if "position_topic" in topics or (domain == "valve" and entity.options.get("reports_position")):
+                return near("position", args["position"], 2)
+            return state("open", "opening", "closed", "closing")
+        return lambda e: True  # stop: any state report
+    if domain == "lock":
+        return state({"lock": "locked", "unlock": "unlocked", "open": "open"}[action],
+                     *({"open": ("opening", "unlocked")}.get(action, ())))
+    if domain == "climate":
+        if action == "set_temperature" and "temperature_state_topic" in topics:
+            return near("temperature", float(args["temperature"]), 0.26)
+        if action in ("set_hvac_mode", "turn_off") and "mode_state_topic" in topics:
+            mode = "off" if action == "turn_off" else args["hvac_mode"]
+            return lambda e: e.state.get("hvac_mode") == mode
+        return None
+    if domain == "alarm_control_panel":
+        return state({"arm_away": "armed_away", "arm_home": "armed_home", "disarm": "disarmed"}[action])
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Performing
+
+
+class Executor:
+    """Performs steps on the home through `publish(topic, payload)`, which raises an exception
+    when the broker is unreachable."""
+
+    def __init__(self, home: Home, publish: Callable[[str, str], None], cfg: HomeConfig,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.home = home
+        self._publish = publish
+        self._cfg = cfg
+        self._clock = clock
+        self._last_command: dict[str, float] = {}
+
+    def check(self, step: Step) -> StepResult | None:
+        """Why `step` cannot be performed, as a result; None if it can."""
+        entity = self.home.get(step.entity_id)
+        if entity is None:
+            return StepResult(step.entity_id, step.entity_id, step.action, "not_found")
+        result = StepResult(entity.entity_id, entity.name, step.action, "")
+        if not self.home.exposed(entity):
+            result.outcome = "not_exposed"
+        elif entity.read_only_reason:
+            result.outcome, result.detail = "read_only", entity.read_only_reason
+        elif step.action not in supported_actions(entity):
+            result.outcome = "unsupported"
+        elif entity.available is False:
+            result.outcome = "offline"
+        else:
+            try:
+                result.messages = payloads(entity, step.action, step.args)
+            except Unsupported as error:
+                result.outcome, result.detail = "unsupported", str(error)
+        return result if result.outcome else None
+
+    async def perform(self, steps: list[Step], *, dry_run: bool = False) -> list[StepResult]:
+        """Publish every possible step at once, then wait for all their confirmations."""
+        results: list[StepResult] = []
+        waits: list[tuple[StepResult, str, asyncio.Future | None, float]] = []
+        for step in steps:
+            refused = self.check(step)
+            if refused is not None:
+                results.append(refused)
+                continue
+            entity = self.home.entities[step.entity_id]
+            result = StepResult(entity.entity_id, entity.name, step.action, "", payloads(entity, step.action, step.args))
+            results.append(result)
+            if dry_run:
+                result.outcome = "dry_run"
+                continue
+            now = self._clock()
+            last = self._last_command.get(entity.entity_id)
+            if last is not None and now - last < self._cfg.min_command_interval_s:
+                result.outcome = "rate_limited"
+                continue
+            predicate = expectation(entity, step.action, step.args)
+            future = self.home.expect(entity.entity_id, predicate) if predicate is not None else None
+            try:
+                for topic, payload in result.messages:
+                    self._publish(topic, payload)
+            except Exception as error:  # the broker is away: nothing more can be sent
+                result.outcome, result.detail = "offline", str(error)[:200]
+                if future is not None:
+                    self.home.forget(entity.entity_id, future)
+                continue
+            self._last_command[entity.entity_id] = now
+            waits.append((result, entity.entity_id, future, now))
+        if waits:
+            await asyncio.gather(*(self._confirm(*wait) for wait in waits))
+        return results
+
+    async def _confirm(self, result: StepResult, entity_id: str, future: asyncio.Future | None, sent: float) -> None:
+        if future is None:
+            result.outcome = "sent"
+            return
+        try:
+            confirmed = await asyncio.wait_for(asyncio.shield(future), self._cfg.confirm_timeout_s)
+        except asyncio.TimeoutError:
+            confirmed = False
+        finally:
+            self.home.forget(entity_id, future)
+        result.confirmed = bool(confirmed)
+        result.outcome = "done" if confirmed else "no_answer"
+        if confirmed:
+            result.latency_ms = (self._clock() - sent) * 1000

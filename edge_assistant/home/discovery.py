@@ -1,0 +1,567 @@
+"""Home Assistant MQTT discovery, parsed: (topic, payload bytes) -> the entities it declares.
+
+Pure functions, no I/O. Understood: ``<prefix>/<component>/[<node_id>/]<object_id>/config``
+(one entity) and ``<prefix>/device/[<node_id>/]<object_id>/config`` (a device with its
+components under ``cmps``), abbreviated keys, the ``~`` topic base, removal by an empty payload,
+availability topics, the light ``json`` schema. Everything is bounded: payload size, number of
+components, topic and text lengths. A config that cannot be used yields a `Discovery` whose
+`rejected` says why, never an exception.
+
+Declared devices (``[[home.devices]]``) go through `entity_from_config` like discovered ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from .entities import DOMAINS, MAX_ENTITY_ID_CHARS, Availability, Entity, clean_text, slugify
+from .templates import (
+    CommandTemplate,
+    UnsupportedTemplate,
+    ValueTemplate,
+    parse_command_template,
+    parse_value_template,
+)
+
+MAX_DISCOVERY_BYTES = 256 * 1024
+MAX_COMPONENTS = 256
+MAX_TOPIC_CHARS = 512
+MAX_PAYLOAD_CHARS = 256
+MAX_LIST_ITEMS = 32
+TOPIC_BASE = "~"
+DEVICE_COMPONENT = "device"
+# Marks what edge-assistant itself announces (mqtt.discovery_configs): not a device of the home.
+OWN_IDENTIFIER_PREFIX = "edge_assistant_"
+OWN_ORIGIN = "edge-assistant"
+
+_ID = re.compile(r"[a-zA-Z0-9_-]{1,128}")
+
+# Abbreviated discovery keys -> full keys: the ones that matter for the components we read.
+ABBREVIATIONS = {
+    # common
+    "~": "~", "name": "name", "uniq_id": "unique_id", "obj_id": "object_id",
+    "def_ent_id": "default_entity_id", "dev": "device", "o": "origin", "p": "platform",
+    "cmps": "components", "dev_cla": "device_class", "ent_cat": "entity_category",
+    "qos": "qos", "ret": "retain", "opt": "optimistic", "ic": "icon", "en": "enabled_by_default",
+    "e": "encoding", "json_attr_t": "json_attributes_topic", "json_attr_tpl": "json_attributes_template",
+    "unit_of_meas": "unit_of_measurement", "stat_cla": "state_class", "exp_aft": "expire_after",
+    "frc_upd": "force_update", "sug_dsp_prc": "suggested_display_precision",
+    # availability
+    "avty": "availability", "avty_mode": "availability_mode", "avty_t": "availability_topic",
+    "avty_tpl": "availability_template", "pl_avail": "payload_available",
+    "pl_not_avail": "payload_not_available", "t": "topic", "val_tpl": "value_template",
+    # command and state
+    "cmd_t": "command_topic", "cmd_tpl": "command_template", "stat_t": "state_topic",
+    "stat_tpl": "state_template", "stat_val_tpl": "state_value_template",
+    "pl_on": "payload_on", "pl_off": "payload_off", "stat_on": "state_on", "stat_off": "state_off",
+    "pl_prs": "payload_press", "pl_open": "payload_open", "pl_cls": "payload_close",
+    "pl_stop": "payload_stop", "pl_lock": "payload_lock", "pl_unlk": "payload_unlock",
+    "pl_arm_away": "payload_arm_away", "pl_arm_home": "payload_arm_home",
+    "pl_arm_nite": "payload_arm_night", "pl_disarm": "payload_disarm",
+    "stat_open": "state_open", "stat_opening": "state_opening", "stat_clsd": "state_closed",
+    "stat_closing": "state_closing", "stat_stopped": "state_stopped",
+    "stat_locked": "state_locked", "stat_unlocked": "state_unlocked",
+    "stat_locking": "state_locking", "stat_unlocking": "state_unlocking",
+    "stat_jam": "state_jammed", "cod_form": "code_format", "code": "code",
+    # light
+    "schema": "schema", "bri_cmd_t": "brightness_command_topic",
+    "bri_cmd_tpl": "brightness_command_template", "bri_stat_t": "brightness_state_topic",
+    "bri_val_tpl": "brightness_value_template", "bri_scl": "brightness_scale", "bri": "brightness",
+    "clr_temp_cmd_t": "color_temp_command_topic", "clr_temp_cmd_tpl": "color_temp_command_template",
+    "clr_temp_stat_t": "color_temp_state_topic", "clr_temp_val_tpl": "color_temp_value_template",
+    "clr_temp": "color_temp", "clr_temp_k": "color_temp_kelvin", "min_mirs": "min_mireds",
+    "max_mirs": "max_mireds", "min_k": "min_kelvin", "max_k": "max_kelvin",
+    "rgb_cmd_t": "rgb_command_topic", "rgb_cmd_tpl": "rgb_command_template",
+    "rgb_stat_t": "rgb_state_topic", "rgb_val_tpl": "rgb_value_template",
+    "sup_clrm": "supported_color_modes", "clrm": "color_mode", "on_cmd_type": "on_command_type",
+    "fx_list": "effect_list", "cmd_on_tpl": "command_on_template", "cmd_off_tpl": "command_off_template",
+    # fan
+    "pct_cmd_t": "percentage_command_topic", "pct_cmd_tpl": "percentage_command_template",
+    "pct_stat_t": "percentage_state_topic", "pct_val_tpl": "percentage_value_template",
+    "spd_rng_min": "speed_range_min", "spd_rng_max": "speed_range_max",
+    "pl_rst_pct": "payload_reset_percentage",
+    # cover and valve
+    "pos_t": "position_topic", "pos_tpl": "position_template", "set_pos_t": "set_position_topic",
+    "set_pos_tpl": "set_position_template", "pos_open": "position_open",
+    "pos_clsd": "position_closed", "rpt_pos": "reports_position",
+    # climate
+    "temp_cmd_t": "temperature_command_topic", "temp_cmd_tpl": "temperature_command_template",
+    "temp_stat_t": "temperature_state_topic", "temp_stat_tpl": "temperature_state_template",
+    "curr_temp_t": "current_temperature_topic", "curr_temp_tpl": "current_temperature_template",
+    "mode_cmd_t": "mode_command_topic", "mode_cmd_tpl": "mode_command_template",
+    "mode_stat_t": "mode_state_topic", "mode_stat_tpl": "mode_state_template", "modes": "modes",
+    "min_temp": "min_temp", "max_temp": "max_temp", "temp_step": "temp_step",
+    "temp_unit": "temperature_unit", "precision": "precision",
+    "pow_cmd_t": "power_command_topic", "pow_cmd_tpl": "power_command_template",
+}
+DEVICE_ABBREVIATIONS = {
+    "ids": "identifiers", "cns": "connections", "name": "name", "mf": "manufacturer",
+    "mdl": "model", "mdl_id": "model_id", "sw": "sw_version", "hw": "hw_version",
+    "sa": "suggested_area", "cu": "configuration_url", "via_device": "via_device",
+}
+ORIGIN_ABBREVIATIONS = {"name": "name", "sw": "sw_version", "url": "support_url"}
+
+# Keys whose templates read a state payload / build a command payload.
+VALUE_TEMPLATE_KEYS = (
+    "value_template", "state_value_template", "brightness_value_template",
+    "color_temp_value_template", "rgb_value_template", "percentage_value_template",
+    "position_template", "temperature_state_template", "current_temperature_template",
+    "mode_state_template",
+)
+COMMAND_TEMPLATE_KEYS = (
+    "command_template", "brightness_command_template", "color_temp_command_template",
+    "rgb_command_template", "percentage_command_template", "set_position_template",
+    "temperature_command_template", "mode_command_template", "power_command_template",
+)
+
+# Default payloads and options per component, as Home Assistant has them.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "light": {"payload_on": "ON", "payload_off": "OFF", "brightness_scale": 255,
+              "on_command_type": "last", "min_mireds": 153, "max_mireds": 500,
+              "min_kelvin": 2000, "max_kelvin": 6535},
+    "switch": {"payload_on": "ON", "payload_off": "OFF"},
+    "fan": {"payload_on": "ON", "payload_off": "OFF", "speed_range_min": 1, "speed_range_max": 100},
+    "cover": {"payload_open": "OPEN", "payload_close": "CLOSE", "payload_stop": "STOP",
+              "state_open": "open", "state_opening": "opening", "state_closed": "closed",
+              "state_closing": "closing", "state_stopped": "stopped",
+              "position_open": 100, "position_closed": 0},
+    "valve": {"payload_open": "OPEN", "payload_close": "CLOSE", "state_open": "open",
+              "state_opening": "opening", "state_closed": "closed", "state_closing": "closing",
+              "position_open": 100, "position_closed": 0},
+    "lock": {"payload_lock": "LOCK", "payload_unlock": "UNLOCK", "state_locked": "LOCKED",
+             "state_unlocked": "UNLOCKED", "state_locking": "LOCKING",
+             "state_unlocking": "UNLOCKING", "state_jammed": "JAMMED", "state_open": "OPEN",
+             "state_opening": "OPENING"},
+    "scene": {"payload_on": "ON"},
+    "button": {"payload_press": "PRESS"},
+    "climate": {"payload_on": "ON", "payload_off": "OFF", "min_temp": 7.0, "max_temp": 35.0,
+                "temp_step": 0.5, "modes": ("auto", "off", "cool", "heat", "dry", "fan_only")},
+    "sensor": {},
+    "binary_sensor": {"payload_on": "ON", "payload_off": "OFF"},
+    "alarm_control_panel": {"payload_arm_away": "ARM_AWAY", "payload_arm_home": "ARM_HOME",
+                            "payload_disarm": "DISARM"},
+}
+NUMERIC_OPTIONS = (
+    "brightness_scale", "min_mireds", "max_mireds", "min_kelvin", "max_kelvin",
+    "speed_range_min", "speed_range_max", "position_open", "position_closed",
+    "min_temp", "max_temp", "temp_step", "precision", "qos",
+)
+FLAG_OPTIONS = ("brightness", "color_temp", "color_temp_kelvin", "rgb", "hs", "xy",
+                "reports_position", "color_mode")
+TEXT_OPTIONS = (
+    "payload_on", "payload_off", "state_on", "state_off", "payload_press", "payload_open",
+    "payload_close", "payload_stop", "payload_lock", "payload_unlock", "payload_arm_away",
+    "payload_arm_home", "payload_disarm", "payload_reset_percentage", "state_open",
+    "state_opening", "state_closed", "state_closing", "state_stopped", "state_locked",
+    "state_unlocked", "state_locking", "state_unlocking", "state_jammed",
+    "unit_of_measurement", "on_command_type", "temperature_unit", "entity_category",
+)
+COLOR_MODES = ("onoff", "brightness", "color_temp", "hs", "xy", "rgb", "rgbw", "rgbww", "white")
+RGB_MODES = ("hs", "xy", "rgb", "rgbw", "rgbww")
+
+
+class DiscoveryError(ValueError):
+    """A config that declares no usable entity; the message says why."""
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What one discovery message means for the registry.
+
+    `key` identifies the message's topic; the registry replaces every entity it had under that
+    key with `entities` (none: a removal). `rejected` lists why parts were not usable.
+    """
+
+    key: str
+    entities: tuple[Entity, ...] = ()
+    rejected: tuple[str, ...] = ()
+    own: bool = False
+
+
+@dataclass(frozen=True)
+class DiscoveryTopic:
+    component: str
+    node_id: str
+    object_id: str
+
+    @property
+    def device_based(self) -> bool:
+        return self.component == DEVICE_COMPONENT
+
+
+def parse_topic(topic: str, prefix: str) -> DiscoveryTopic | None:
+    """``<prefix>/<component>/[<node_id>/]<object_id>/config`` split, or None."""
+    if not topic.startswith(prefix + "/") or not topic.endswith("/config"):
+        return None
+    levels = topic[len(prefix) + 1: -len("/config")].split("/")
+    if len(levels) == 2:
+        component, object_id = levels
+        node_id = ""
+    elif len(levels) == 3:
+        component, node_id, object_id = levels
+    else:
+        return None
+    if not _ID.fullmatch(component) or not _ID.fullmatch(object_id):
+        return None
+    if node_id and not _ID.fullmatch(node_id):
+        return None
+    return DiscoveryTopic(component, node_id, object_id)
+
+
+def parse_discovery(
+    topic: str,
+    payload: bytes,
+    prefix: str,
+    *,
+    own_node_id: str = "",
+    max_bytes: int = MAX_DISCOVERY_BYTES,
+) -> Discovery | None:
+    """The meaning of a message on a discovery topic; None if the topic is not one we read."""
+    where = parse_topic(topic, prefix)
+    if where is None:
+        return None
+    if not where.device_based and where.component not in DOMAINS:
+        return None
+    key = topic[: -len("/config")]
+    if not payload:
+        return Discovery(key)  # an empty retained config removes what it declared
+    if len(payload) > max_bytes:
+        return Discovery(key, rejected=(f"config of {len(payload)} bytes exceeds {max_bytes}",))
+    try:
+        raw = json.loads(payload)
+    except (ValueError, RecursionError) as error:
+        return Discovery(key, rejected=(f"not JSON: {str(error)[:80]}",))
+    if not isinstance(raw, dict):
+        return Discovery(key, rejected=("config is not a JSON object",))
+    config = expand(raw)
+    if where.node_id and where.node_id == own_node_id or _is_own(config):
+        return Discovery(key, own=True)
+    if where.device_based:
+        return _device_discovery(key, where, config)
+    try:
+        entity = entity_from_config(where.component, config, source=key, object_id=where.object_id)
+    except DiscoveryError as error:
+        return Discovery(key, rejected=(str(error),))
+    return Discovery(key, (entity,))
+
+
+def _device_discovery(key: str, where: DiscoveryTopic, config: dict[str, Any]) -> Discovery:
+    components = config.get("components")
+    if not isinstance(components, dict):
+        return Discovery(key, rejected=("device config without components (cmps)",))
+    shared = {k: v for k, v in config.items() if k not in ("components", "migrate_discovery")}
+    entities: list[Entity] = []
+    rejected: list[str] = []
+    for index, (component_id, component) in enumerate(components.items()):
+        if index >= MAX_COMPONENTS:
+            rejected.append(f"more than {MAX_COMPONENTS} components; the rest ignored")
+            break
+        label = clean_text(component_id, 64)
+        if not isinstance(component, dict) or not _ID.fullmatch(str(component_id)):
+            rejected.append(f"component {label!r}: not a usable config")
+            continue
+        merged = {**shared, **expand(component)}
+        platform = merged.pop("platform", None)
+        if not isinstance(platform, str) or not platform:
+            rejected.append(f"component {label!r}: no platform (p)")
+            continue
+        if platform not in DOMAINS:
+            continue  # a component kind the assistant does not use (number, select, update...)
+        if set(component) <= {"p", "platform"}:
+            continue  # only the platform left: Home Assistant's removal of one component
+        try:
+            entities.append(
+                entity_from_config(platform, merged, source=f"{key}#{component_id}", object_id=str(component_id))
+            )
+        except DiscoveryError as error:
+            rejected.append(f"component {label!r}: {error}")
+    return Discovery(key, tuple(entities), tuple(rejected))
+
+
+def expand(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Abbreviations replaced by full keys, and the ``~`` base put into every topic."""
+    full: dict[str, Any] = {}
+    for key, value in config.items():
+        full[ABBREVIATIONS.get(key, key)] = value
+    for name, table in (("device", DEVICE_ABBREVIATIONS), ("origin", ORIGIN_ABBREVIATIONS)):
+        if isinstance(full.get(name), dict):
+            full[name] = {table.get(k, k): v for k, v in full[name].items()}
+    if isinstance(full.get("availability"), list):
+        full["availability"] = [
+            {ABBREVIATIONS.get(k, k): v for k, v in item.items()} if isinstance(item, dict) else item
+            for item in full["availability"][:MAX_LIST_ITEMS]
+        ]
+    base = full.get(TOPIC_BASE)
+    if isinstance(base, str) and base:
+        for key, value in list(full.items()):
+            if key.endswith("_topic") or key == "topic":
+                full[key] = _with_base(value, base)
+        for item in full.get("availability") or ():
+            if isinstance(item, dict) and "topic" in item:
+                item["topic"] = _with_base(item["topic"], base)
+    return full
+
+
+def _with_base(value: Any, base: str) -> Any:
+    if isinstance(value, str):
+        if value.startswith(TOPIC_BASE):
+            return base + value[1:]
+        if value.endswith(TOPIC_BASE):
+            return value[:-1] + base
+    return value
+
+
+def _is_own(config: Mapping[str, Any]) -> bool:
+    origin = config.get("origin")
+    if isinstance(origin, dict) and origin.get("name") == OWN_ORIGIN:
+        return True
+    device = config.get("device")
+    if isinstance(device, dict):
+        identifiers = device.get("identifiers")
+        if isinstance(identifiers, str):
+            identifiers = [identifiers]
+        if isinstance(identifiers, list) and any(
+            isinstance(i, str) and i.startswith(OWN_IDENTIFIER_PREFIX) for i in identifiers
+        ):
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# One entity
+
+
+def entity_from_config(domain: str, config: Mapping[str, Any], *, source: str, object_id: str = "") -> Entity:
+    """An `Entity` from an expanded discovery config. Raises `DiscoveryError`."""
+    if domain not in DOMAINS:
+        raise DiscoveryError(f"unknown component {clean_text(domain, 32)!r}")
+    device = config.get("device") if isinstance(config.get("device"), dict) else {}
+    device_name = clean_text(device.get("name"))
+    name = _entity_name(config, device_name, object_id)
+    if not name:
+        raise DiscoveryError("no name, device name or object id to call it by")
+    area = clean_text(config.get("area") or device.get("suggested_area"))
+    identifiers = device.get("identifiers")
+    if isinstance(identifiers, list):
+        identifiers = identifiers[0] if identifiers else ""
+    options = dict(DEFAULTS[domain])
+    reasons: list[str] = []
+    for key in TEXT_OPTIONS:
+        if key in config:
+            value = config[key]
+            options[key] = None if value is None else clean_text(value, MAX_PAYLOAD_CHARS)
+    for key in NUMERIC_OPTIONS:
+        if key in config:
+            number = _number(config[key])
+            if number is None:
+                raise DiscoveryError(f"{key} is not a number: {clean_text(config[key], 40)!r}")
+            options[key] = number
+    for key in FLAG_OPTIONS:
+        if key in config:
+            options[key] = config[key] is True
+    if isinstance(config.get("supported_color_modes"), list):
+        options["supported_color_modes"] = tuple(
+            m for m in config["supported_color_modes"][:MAX_LIST_ITEMS] if m in COLOR_MODES
+        )
+    if isinstance(config.get("modes"), list):
+        options["modes"] = tuple(clean_text(m, 32) for m in config["modes"][:MAX_LIST_ITEMS] if isinstance(m, str))
+    topics: dict[str, str] = {}
+    for key, value in config.items():
+        if key.endswith("_topic") and key != "availability_topic" and value is not None:
+            topics[key] = _topic(key, value)
+    templates: dict[str, ValueTemplate | CommandTemplate] = {}
+    for key in VALUE_TEMPLATE_KEYS + COMMAND_TEMPLATE_KEYS:
+        if config.get(key) is None:
+            continue
+        try:
+            if key in VALUE_TEMPLATE_KEYS:
+                templates[key] = parse_value_template(config[key])
+            else:
+                templates[key] = parse_command_template(config[key])
+        except UnsupportedTemplate as error:
+            reasons.append(f"{key}: {error}")
+    schema = clean_text(config.get("schema") or "default", 16)
+    if domain == "light" and schema not in ("default", "basic", "json"):
+        reasons.append(f"light schema {schema!r} is not supported (only default and json)")
+    schema = "json" if schema == "json" else "default"
+    if domain in ("lock", "alarm_control_panel") and (config.get("code_format") or config.get("code")):
+        reasons.append("needs a code, which is not spoken to devices")
+    availability = _availability(config, reasons)
+    mode = config.get("availability_mode", "latest")
+    qos = int(options.pop("qos", 0) or 0)
+    entity = Entity(
+        entity_id=_entity_id(domain, config, name, object_id),
+        domain=domain,
+        name=name,
+        area=area,
+        floor=clean_text(config.get("floor")),
+        device_class=clean_text(config.get("device_class"), 32),
+        device_name=device_name,
+        device_id=clean_text(identifiers, 128),
+        unique_id=clean_text(config.get("unique_id"), 128),
+        source=source,
+        schema=schema,
+        command_topic=topics.pop("command_topic", ""),
+        state_topic=topics.pop("state_topic", ""),
+        topics=topics,
+        options=options,
+        templates=templates,
+        availability=availability,
+        availability_mode=mode if mode in ("latest", "all", "any") else "latest",
+        qos=min(max(qos, 0), 2),
+    )
+    entity.capabilities = _capabilities(entity)
+    if domain == "climate" and not entity.command_topic:
+        entity.command_topic = next(
+            (topics[k] for k in ("temperature_command_topic", "mode_command_topic", "power_command_topic") if k in topics),
+            "",
+        )
+    if not reasons and domain not in ("sensor", "binary_sensor") and not entity.command_topic:
+        reasons.append("no command topic")
+    entity.read_only_reason = "; ".join(reasons)[:200]
+    return entity
+
+
+def _entity_name(config: Mapping[str, Any], device_name: str, object_id: str) -> str:
+    if "name" in config and config["name"] is None:
+        return device_name  # Home Assistant: a null name means the device's own name
+    own = clean_text(config.get("name"))
+    if own and device_name and not own.casefold().startswith(device_name.casefold()):
+        return clean_text(f"{device_name} {own}")
+    return own or device_name or clean_text(object_id.replace("_", " "))
+
+
+def _entity_id(domain: str, config: Mapping[str, Any], name: str, object_id: str) -> str:
+    wanted = config.get("default_entity_id") or config.get("object_id")
+    slug = ""
+    if isinstance(wanted, str):
+        slug = slugify(wanted.split(".", 1)[1] if wanted.startswith(domain + ".") else wanted)
+    slug = slug or slugify(name) or slugify(object_id) or "unnamed"
+    return f"{domain}.{slug}"[:MAX_ENTITY_ID_CHARS]
+
+
+def _topic(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise DiscoveryError(f"{key} is not a topic")
+    if len(value) > MAX_TOPIC_CHARS:
+        raise DiscoveryError(f"{key} longer than {MAX_TOPIC_CHARS} characters")
+    # Wildcards would subscribe us to (or publish on) topics the device does not own.
+    if "+" in value or "#" in value or "\x00" in value:
+        raise DiscoveryError(f"{key} {clean_text(value, 60)!r} contains a wildcard")
+    return value
+
+
+def _availability(config: Mapping[str, Any], reasons: list[str]) -> tuple[Availability, ...]:
+    items: list[Mapping[str, Any]] = []
+    if config.get("availability_topic"):
+        items.append({
+            "topic": config["availability_topic"],
+            "payload_available": config.get("payload_available", "online"),
+            "payload_not_available": config.get("payload_not_available", "offline"),
+            "value_template": config.get("availability_template"),
+        })
+    for item in config.get("availability") or ():
+        if isinstance(item, dict) and item.get("topic"):
+            items.append(item)
+    result = []
+    for item in items[:MAX_LIST_ITEMS]:
+        template = None
+        if item.get("value_template") is not None:
+            try:
+                template = parse_value_template(item["value_template"])
+            except UnsupportedTemplate as error:
+                reasons.append(f"availability template: {error}")
+        result.append(Availability(
+            topic=_topic("availability topic", item["topic"]),
+            payload_available=clean_text(item.get("payload_available", "online"), MAX_PAYLOAD_CHARS),
+            payload_not_available=clean_text(item.get("payload_not_available", "offline"), MAX_PAYLOAD_CHARS),
+            template=template,
+        ))
+    return tuple(result)
+
+
+_LIGHT_TOPIC_CAPABILITIES = {
+    "brightness_command_topic": "brightness", "color_temp_command_topic": "color_temp", "rgb_command_topic": "rgb",
+}
+_CLIMATE_TOPIC_CAPABILITIES = {
+    "temperature_command_topic": "temperature", "mode_command_topic": "hvac_mode", "power_command_topic": "power",
+}
+
+
+def _capabilities(entity: Entity) -> frozenset[str]:
+    options, topics, domain = entity.options, entity.topics, entity.domain
+    caps: set[str] = set()
+    if domain == "light":
+        caps.add("on_off")
+        if entity.schema == "json":
+            modes = options.get("supported_color_modes") or ()
+            if options.get("brightness") or any(m != "onoff" for m in modes):
+                caps.add("brightness")
+            if options.get("color_temp") or "color_temp" in modes:
+                caps.add("color_temp")
+            if any(options.get(flag) for flag in ("rgb", "hs", "xy")) or any(m in RGB_MODES for m in modes):
+                caps.add("rgb")
+        else:
+            caps.update(cap for key, cap in _LIGHT_TOPIC_CAPABILITIES.items() if key in topics)
+    elif domain == "fan":
+        caps.add("on_off")
+        if "percentage_command_topic" in topics:
+            caps.add("percentage")
+    elif domain in ("cover", "valve"):
+        if options.get("payload_stop") is not None and entity.command_topic:
+            caps.add("stop")
+        if "set_position_topic" in topics or (domain == "valve" and options.get("reports_position")):
+            caps.add("position")
+    elif domain == "lock":
+        if "payload_open" in options and options["payload_open"] is not None:
+            caps.add("open")
+    elif domain == "climate":
+        caps.update(cap for key, cap in _CLIMATE_TOPIC_CAPABILITIES.items() if key in topics)
+    elif domain == "switch":
+        caps.add("on_off")
+    return frozenset(caps)
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value == value and abs(value) != float("inf"):
+        return value
+    if isinstance(value, str):
+        try:
+            parsed = float(value)
+        except ValueError:
+            return None
+        return int(parsed) if parsed.is_integer() else parsed
+    return None
+
+
+def declared_config(device: Any) -> tuple[str, dict[str, Any]]:
+    """A ``[[home.devices]]`` entry (a `HomeDeviceConfig`) as (component, discovery config)."""
+    config: dict[str, Any] = {}
+    for key, value in dataclasses.asdict(device).items():
+        if key in ("component", "entity_id") or value in ("", None, ()):
+            continue
+        config[key] = list(value) if isinstance(value, tuple) else value
+    if device.entity_id:
+        config["default_entity_id"] = device.entity_id
+    return device.component, config
+
+
+def entities_from_declared(devices: Iterable[Any]) -> list[tuple[str, Entity | str]]:
+    """Each declared device as (source, entity) or (source, why it is unusable)."""
+    result: list[tuple[str, Entity | str]] = []
+    for index, device in enumerate(devices):
+        source = f"config:{index}"
+        component, config = declared_config(device)
+        try:
+            result.append((source, entity_from_config(component, config, source=source)))
+        except DiscoveryError as error:
+            result.append((source, f"home.devices[{index}]: {error}"))
+    return result
