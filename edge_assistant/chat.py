@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Protocol
 
 from .prompt import Conversation, Prompt, PromptBuilder
 from .sentences import SentenceSplitter
+from .tool_output import ToolOutputReader
 
 
 class LlmError(RuntimeError):
@@ -86,6 +87,8 @@ class Reply:
     prompt: Prompt
     generation: Generation
     sentences: list[str] = field(default_factory=list)
+    # A tool call's JSON, when the model chose to act instead of answering.
+    tool_call: str = ""
 
 
 class Engine(Protocol):
@@ -125,14 +128,16 @@ class ChatSession:
         # the fresh conversation when it ends.
         self.epoch = 0
 
-    def prepare(self, user_text: str) -> Prompt:
-        return self.builder.build(user_text, self.conversation)
+    def prepare(self, user_text: str, context: str = "") -> Prompt:
+        """The prompt for `user_text`; `context` (the home's devices) follows the system prompt."""
+        return self.builder.build(user_text, self.conversation, context)
 
-    def warm(self) -> int:
-        """Evaluate what every next prompt starts with (system prompt, examples, the history)
-        now, so the next question pays only for its own tokens. Blocking (a worker thread)."""
-        first = self.builder.build("a", self.conversation).tokens
-        second = self.builder.build("b", self.conversation).tokens
+    def warm(self, context: str = "") -> int:
+        """Evaluate what every next prompt starts with (system prompt, context, examples, the
+        history) now, so the next question pays only for its own tokens. Blocking (a worker
+        thread)."""
+        first = self.builder.build("a", self.conversation, context).tokens
+        second = self.builder.build("b", self.conversation, context).tokens
         shared = 0
         for one, other in zip(first, second):
             if one != other:
@@ -144,14 +149,22 @@ class ChatSession:
         self, prompt: Prompt, cancel: threading.Event | None, reply: Reply,
         on_piece: Callable[[str], None] | None = None,
     ) -> Iterator[str]:
-        """Blocking: yield whole sentences while the model writes (run in a worker thread)."""
+        """Blocking: yield whole sentences while the model writes (run in a worker thread).
+
+        With tools in the prompt the reply may be a tool call instead: it is not spoken but
+        left in `reply.tool_call` for the caller."""
         splitter = SentenceSplitter()
+        reader = ToolOutputReader() if (prompt.grammar or prompt.tools) else None
         for piece in self.engine.generate(prompt, cancel, reply.generation):
             if on_piece is not None:
                 on_piece(piece)
-            for sentence in splitter.feed(piece):
+            text = reader.feed(piece) if reader is not None else piece
+            for sentence in splitter.feed(text):
                 reply.sentences.append(sentence)
                 yield sentence
+        if reader is not None:
+            splitter.feed(reader.finish())
+            reply.tool_call = reader.call
         if not reply.generation.cancelled:
             for sentence in splitter.flush():
                 reply.sentences.append(sentence)

@@ -11,6 +11,7 @@ is the one place that reaches into its private attributes, so an upgrade breaks 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -82,6 +83,14 @@ def file_quantization(path: Path) -> str:
 
     field = GGUFReader(str(path)).fields.get("general.file_type")
     return quantization_name(int(field.parts[-1][0]) if field else None)
+
+
+@functools.lru_cache(maxsize=4)
+def compiled_grammar(gbnf: str):
+    """A GBNF grammar parsed once: the same tools come back turn after turn."""
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_string(gbnf, verbose=False)
 
 
 def sampling_arguments(config: LlmConfig) -> dict:
@@ -297,6 +306,7 @@ class LlamaEngine:
                 **sampling_arguments(config),
                 stop=list(dict.fromkeys((*prompt.stop, *config.stop))),
                 stopping_criteria=StoppingCriteriaList([count_and_check_cancel]),
+                grammar=compiled_grammar(prompt.grammar) if prompt.grammar else None,
                 stream=True,
             )
             try:

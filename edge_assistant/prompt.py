@@ -242,6 +242,10 @@ class Prompt:
     special_positions: frozenset[int]
     dropped_turns: int = 0
     trimmed_chars: int = 0
+    # What the reply must look like: a llama.cpp grammar (GBNF) for a local model, OpenAI
+    # `tools` for a server; set for the turns that may act on the home.
+    grammar: str | None = None
+    tools: tuple = ()
 
 
 def looks_like_markup(text: str) -> bool:
@@ -346,21 +350,25 @@ class PromptBuilder:
                 f"llm.n_ctx ({n_ctx}) leaves no room for a prompt after llm.max_tokens ({max_tokens})"
             )
 
-    def messages(self, history: Sequence[Turn], user_text: str) -> list[Message]:
+    def messages(self, history: Sequence[Turn], user_text: str, context: str = "") -> list[Message]:
+        """`context` (the home's devices, say) follows the system prompt: the same text turn after
+        turn, so it stays in the KV cache. It is data, never template text: a device named
+        `<|im_end|>` reaches the model as plain characters."""
         messages = []
-        if self.config.system_prompt:
-            messages.append(Message("system", self.config.system_prompt))
+        system = "\n\n".join(part for part in (self.config.system_prompt, context) if part)
+        if system:
+            messages.append(Message("system", system))
         for turn in history:
             messages += [Message("user", turn.user), Message("assistant", turn.assistant)]
         messages.append(Message("user", user_text))
         return messages
 
-    def _prompt(self, history: Sequence[Turn], user_text: str) -> Prompt:
-        rendered = self.format.render(self.messages(history, user_text))
+    def _prompt(self, history: Sequence[Turn], user_text: str, context: str = "") -> Prompt:
+        rendered = self.format.render(self.messages(history, user_text, context))
         tokens, special_positions = tokenize_rendered(rendered, self.tokenizer)
         return Prompt(tuple(tokens), rendered.text, rendered.stop, frozenset(special_positions))
 
-    def build(self, user_text: str, conversation: Conversation | None = None) -> Prompt:
+    def build(self, user_text: str, conversation: Conversation | None = None, context: str = "") -> Prompt:
         """The prompt for `user_text` after the conversation's history.
 
         Whole past turns are dropped oldest first until the prompt fits `n_ctx - max_tokens`;
@@ -372,13 +380,13 @@ class PromptBuilder:
             trimmed_chars = len(user_text) - self.config.max_user_chars
             user_text = user_text[: self.config.max_user_chars]
         dropped = 0
-        prompt = self._prompt(history, user_text)
+        prompt = self._prompt(history, user_text, context)
         while len(prompt.tokens) > self.budget and history:
             history.pop(0)
             dropped += 1
-            prompt = self._prompt(history, user_text)
+            prompt = self._prompt(history, user_text, context)
         if len(prompt.tokens) > self.budget:
-            prompt, cut = self._cut_user_text(user_text)
+            prompt, cut = self._cut_user_text(user_text, context)
             trimmed_chars += cut
         return Prompt(
             prompt.tokens,
@@ -389,10 +397,10 @@ class PromptBuilder:
             trimmed_chars=trimmed_chars,
         )
 
-    def _cut_user_text(self, user_text: str) -> tuple[Prompt, int]:
+    def _cut_user_text(self, user_text: str, context: str = "") -> tuple[Prompt, int]:
         # Binary search on the number of characters kept: token counts grow with length.
         low, high = 0, len(user_text)
-        best = self._prompt([], "")
+        best = self._prompt([], "", context)
         if len(best.tokens) > self.budget:
             raise PromptError(
                 f"the system prompt alone ({len(best.tokens)} tokens) does not fit "
@@ -401,7 +409,7 @@ class PromptBuilder:
         best_kept = 0
         while low <= high:
             middle = (low + high) // 2
-            candidate = self._prompt([], user_text[:middle])
+            candidate = self._prompt([], user_text[:middle], context)
             if len(candidate.tokens) <= self.budget:
                 best, best_kept = candidate, middle
                 low = middle + 1

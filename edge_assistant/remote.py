@@ -110,14 +110,14 @@ class RemotePromptBuilder(PromptBuilder):
                          n_ctx, max_tokens)
         self.format = ServerFormat()
 
-    def build(self, user_text: str, conversation: Conversation | None = None) -> RemotePrompt:
-        prompt = super().build(user_text, conversation)
+    def build(self, user_text: str, conversation: Conversation | None = None, context: str = "") -> RemotePrompt:
+        prompt = super().build(user_text, conversation, context)
         # build() drops whole turns oldest first and cuts the user text to a prefix, so its
         # counts say exactly which messages it kept.
         history = list(conversation.turns)[prompt.dropped_turns:] if conversation else []
         kept = user_text[: len(user_text) - prompt.trimmed_chars]
         fields = {f.name: getattr(prompt, f.name) for f in dataclasses.fields(Prompt)}
-        return RemotePrompt(**fields, messages=tuple(self.messages(history, kept)))
+        return RemotePrompt(**fields, messages=tuple(self.messages(history, kept, context)))
 
 
 def dialogue(messages: Sequence[Message]) -> tuple[list[Turn], str]:
