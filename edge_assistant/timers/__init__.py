@@ -2,10 +2,22 @@
 
 - `TimerScheduler` (scheduler.py) runs them on the event loop and saves them (store.py);
 - `Ringer` (ringer.py) decides when a finished one rings again;
-- `Clock` (clock.py) is the time they run by, a fake one in tests.
+- `Clock` (clock.py) is the time they run by, a fake one in tests;
+- `TimerIntentHandler` (intents.py) does what a recognized spoken command asks and words the
+  reply (replies.py), with the sentences in edge_assistant/data/timer_sentences_en.yaml.
 """
 
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
+from .intents import (
+    HANDLED_INTENTS,
+    SENTENCES_PATH,
+    TimerIntentHandler,
+    TimerReply,
+    alarm_time,
+    recognize,
+    sentence_data,
+)
+from .replies import finished_announcement, missed_announcement
 from .ringer import Ringer
 from .scheduler import (
     TIMER_EVENT_TYPES,
@@ -19,6 +31,8 @@ from .store import STATE_FILE, TimerStore
 from .timer import Timer
 
 __all__ = [
+    "HANDLED_INTENTS", "SENTENCES_PATH", "TimerIntentHandler", "TimerReply", "alarm_time",
+    "recognize", "sentence_data", "finished_announcement", "missed_announcement",
     "SYSTEM_CLOCK", "Clock", "SystemClock", "Ringer", "TIMER_EVENT_TYPES", "InvalidTimerError",
     "TimerError", "TimerLimitError", "TimerNotFoundError", "TimerScheduler", "STATE_FILE",
     "TimerStore", "Timer",

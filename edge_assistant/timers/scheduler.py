@@ -160,13 +160,8 @@ class TimerScheduler:
 
     def find(self, *, kind: str | None = "timer", name: str | None = None,
              duration_s: float | None = None) -> list[Timer]:
-        """Timers whose name (any case) and duration as asked match those given."""
-        wanted = _name_key(name) if name else None
-        return [
-            timer for timer in self.timers(kind)
-            if (wanted is None or _name_key(timer.name or "") == wanted)
-            and (duration_s is None or math.isclose(timer.duration_s, duration_s, abs_tol=0.5))
-        ]
+        """Timers (or alarms) with this name (in any case) and set for this long, where given."""
+        return [timer for timer in self.timers(kind) if timer.matches(name, duration_s)]
 
     @property
     def ringing(self) -> list[Timer]:
@@ -239,9 +234,14 @@ class TimerScheduler:
         ends_at = self.clock.time() + (timer.paused_remaining_s or 0.0)
         return self._replace(dataclasses.replace(timer, ends_at=ends_at, paused_remaining_s=None))
 
-    def stop_ringing(self, timer_id: str | None = None) -> list[Timer]:
-        """Stop one finished timer ringing, or all; the ones that were ringing."""
-        stopped = self._ringer.stop(timer_id)
+    def stop_ringing(self, timer_id: str | None = None, *, kind: str | None = None) -> list[Timer]:
+        """Stop one finished timer ringing, or all (of `kind`); the ones that were ringing."""
+        if timer_id is None and kind is not None:
+            stopped = [t for t in self._ringer.ringing if t.kind == kind]
+            for timer in stopped:
+                self._ringer.stop(timer.id)
+        else:
+            stopped = self._ringer.stop(timer_id)
         self._changed.set()
         return stopped
 
@@ -390,7 +390,3 @@ def _clean_name(name: Any) -> str | None:
     if len(name) > MAX_NAME_CHARS:
         raise InvalidTimerError(f"a timer name has at most {MAX_NAME_CHARS} characters")
     return name or None
-
-
-def _name_key(name: str) -> str:
-    return " ".join(name.casefold().split())

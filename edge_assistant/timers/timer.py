@@ -40,6 +40,12 @@ class Timer:
             return self.paused_remaining_s or 0.0
         return max(0.0, self.ends_at - now)
 
+    def matches(self, name: str | None = None, duration_s: float | None = None) -> bool:
+        """Whether it has this name (in any case) and was set for this long, where given."""
+        if name is not None and _name_key(self.name or "") != _name_key(name):
+            return False
+        return duration_s is None or math.isclose(self.duration_s, duration_s, abs_tol=0.5)
+
     def event_data(self, now: float) -> dict[str, Any]:
         """What events, the retained list and the spoken status say about it."""
         return {
@@ -88,6 +94,10 @@ class Timer:
         )
         if not valid:
             raise ValueError(f"invalid timer record {self.to_record()!r}")
+
+
+def _name_key(name: str) -> str:
+    return " ".join(name.casefold().split())
 
 
 def iso_time(epoch_s: float) -> str:
