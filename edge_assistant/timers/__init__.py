@@ -4,10 +4,19 @@
 - `Ringer` (ringer.py) decides when a finished one rings again;
 - `Clock` (clock.py) is the time they run by, a fake one in tests;
 - `TimerIntentHandler` (intents.py) does what a recognized spoken command asks and words the
-  reply (replies.py), with the sentences in edge_assistant/data/timer_sentences_en.yaml.
+  reply (replies.py), with the sentences in edge_assistant/data/timer_sentences_en.yaml;
+- `parse_timer_command` and `timers_list_payload` (commands.py) are the MQTT side.
 """
 
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
+from .commands import (
+    TIMER_ACTIONS,
+    TimerCommand,
+    TimerCommandError,
+    parse_timer_command,
+    run_timer_command,
+    timers_list_payload,
+)
 from .intents import (
     HANDLED_INTENTS,
     SENTENCES_PATH,
@@ -21,6 +30,7 @@ from .replies import finished_announcement, missed_announcement
 from .ringer import Ringer
 from .scheduler import (
     TIMER_EVENT_TYPES,
+    AmbiguousTimerError,
     InvalidTimerError,
     TimerError,
     TimerLimitError,
@@ -31,6 +41,8 @@ from .store import STATE_FILE, TimerStore
 from .timer import Timer
 
 __all__ = [
+    "TIMER_ACTIONS", "TimerCommand", "TimerCommandError", "parse_timer_command",
+    "run_timer_command", "timers_list_payload", "AmbiguousTimerError",
     "HANDLED_INTENTS", "SENTENCES_PATH", "TimerIntentHandler", "TimerReply", "alarm_time",
     "recognize", "sentence_data", "finished_announcement", "missed_announcement",
     "SYSTEM_CLOCK", "Clock", "SystemClock", "Ringer", "TIMER_EVENT_TYPES", "InvalidTimerError",

@@ -67,6 +67,10 @@ class InvalidTimerError(TimerError):
     code = "timer_invalid"
 
 
+class AmbiguousTimerError(TimerError):
+    code = "multiple_timers_matched"
+
+
 class TimerScheduler:
     def __init__(
         self,
@@ -150,7 +154,7 @@ class TimerScheduler:
         return self.clock.time()
 
     def timers(self, kind: str | None = None) -> list[Timer]:
-        """Running and paused timers and alarms (of `kind`), the one ending first first."""
+        """Timers and alarms set (of `kind`): running ones, soonest first, then paused ones."""
         now = self.clock.time()
         found = [t for t in self._timers.values() if kind is None or t.kind == kind]
         return sorted(found, key=lambda t: (t.paused, t.remaining_s(now)))
