@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from edge_assistant.config import TimersConfig
+from edge_assistant import config as config_module
+from edge_assistant.config import ConfigError, TimersConfig
 from edge_assistant.timers.scheduler import (
     TIMER_EVENT_TYPES,
     InvalidTimerError,
@@ -358,3 +359,27 @@ def test_a_failing_callback_does_not_stop_the_timers(tmp_path, caplog):
     with caplog.at_level(logging.ERROR):
         asyncio.run(scenario())
     assert "speaker on fire" in caplog.text
+
+
+@pytest.mark.parametrize("table, key", [
+    ({"max_timers": 0}, "timers.max_timers"),
+    ({"ring_interval_s": 0}, "timers.ring_interval_s"),
+    ({"ring_max_s": -1}, "timers.ring_max_s"),
+])
+def test_bad_timers_settings_name_their_key(table, key):
+    with pytest.raises(ConfigError, match=key):
+        config_module.from_mapping({"timers": table})
+    assert config_module.from_mapping({"timers": {"max_timers": 3}}).timers.max_timers == 3
+
+
+def test_the_real_clock_rings_a_short_timer(tmp_path):
+    async def scenario():
+        finished = asyncio.Event()
+        timers = TimerScheduler(TimerStore.in_state_dir(tmp_path), CONFIG,
+                                on_finished=lambda timer: finished.set())
+        async with timers:
+            timers.start_timer(0.2, "quick")
+            await asyncio.wait_for(finished.wait(), timeout=10)
+            assert [t.name for t in timers.ringing] == ["quick"]
+
+    asyncio.run(scenario())
