@@ -283,6 +283,9 @@ class TimerScheduler:
         # Before start() the saved timers are not loaded, and a save would overwrite them.
         if self._task is None:
             raise RuntimeError("the timer scheduler is not started")
+        # A change computes times from the wall clock as it is now: a jump not yet noticed
+        # would later be applied to this change too.
+        self._follow_wall_clock()
 
     def _save(self) -> None:
         self._dirty = True
