@@ -73,7 +73,8 @@ def parse_timer_command(payload: Mapping[str, Any] | str | bytes) -> TimerComman
 
 def run_timer_command(scheduler: TimerScheduler, command: TimerCommand,
                       tz: tzinfo | None = None) -> list[Timer]:
-    """Do it; the timers started, changed, cancelled or stopped. Raises TimerError."""
+    """Do it, on the scheduler's event loop; the timers started, changed, cancelled or
+    stopped. Raises TimerError (its `code` for the error event)."""
     action = command.action
     if action == "start":
         return [scheduler.start_timer(command.seconds or 0.0, command.name)]

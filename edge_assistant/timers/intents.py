@@ -82,7 +82,11 @@ def timer_intents() -> hassil.Intents:
 
 
 def recognize(text: str) -> tuple[str, dict[str, Any]] | None:
-    """The timer or alarm intent of `text` and its slot values, or None."""
+    """The timer or alarm intent of `text` and its slot values, or None.
+
+    Matching takes milliseconds, and the first call loads the sentences (a fraction of a
+    second): call it in a worker thread.
+    """
     # Home Assistant's sentences refer to areas; a single device has none to offer.
     result = hassil.recognize(text, timer_intents(),
                               slot_lists={"area": hassil.TextSlotList.from_strings([])})
@@ -139,7 +143,7 @@ class TimerIntentHandler:
         """Do what the intent asks; slots map names to values (or hassil MatchEntity objects).
 
         Raises ValueError for an intent not in HANDLED_INTENTS; every other failure is a reply
-        with ok False and a code.
+        with ok False and a code. Call it on the scheduler's event loop (it is quick).
         """
         handler = self._handlers.get(intent_name)
         if handler is None:

@@ -43,9 +43,8 @@ def join_words(words: Iterable[str]) -> str:
 def clock_phrase(at: float, now: float, tz: tzinfo | None = None) -> str:
     """``7 AM``, ``6:30 AM tomorrow``, ``7:05 PM on Friday`` (local time, `tz` or the system's)."""
     local = datetime.fromtimestamp(at, tz)
-    hour = local.hour % 12 or 12
-    text = f"{hour} {'AM' if local.hour < 12 else 'PM'}" if local.minute == 0 else \
-        f"{hour}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
+    hour, half = local.hour % 12 or 12, "AM" if local.hour < 12 else "PM"
+    text = f"{hour} {half}" if local.minute == 0 else f"{hour}:{local.minute:02d} {half}"
     days = (local.date() - datetime.fromtimestamp(now, tz).date()).days
     if days == 1:
         return f"{text} tomorrow"
@@ -57,7 +56,7 @@ def clock_phrase(at: float, now: float, tz: tzinfo | None = None) -> str:
 def timer_label(timer: Timer, tz: tzinfo | None = None) -> str:
     """``pasta timer``, ``10 minute timer``, ``7 AM alarm``."""
     if timer.kind == "alarm":
-        at = timer.ends_at if timer.ends_at is not None else timer.created_at + timer.duration_s
+        at = _rings_at(timer)
         return f"{timer.name} alarm" if timer.name else f"{clock_phrase(at, at, tz)} alarm"
     if timer.name:
         return timer.name if timer.name.casefold().endswith("timer") else f"{timer.name} timer"
@@ -67,7 +66,7 @@ def timer_label(timer: Timer, tz: tzinfo | None = None) -> str:
 def finished_announcement(timer: Timer, tz: tzinfo | None = None) -> str:
     """What to say when a timer or alarm finishes (with the sound)."""
     if timer.kind == "alarm" and not timer.name:
-        at = timer.ends_at if timer.ends_at is not None else timer.created_at
+        at = _rings_at(timer)
         return f"It's {clock_phrase(at, at, tz)}. This is your alarm."
     return f"Your {timer_label(timer, tz)} is done." if timer.kind == "timer" else \
         f"Your {timer_label(timer, tz)} is ringing."
@@ -88,7 +87,7 @@ def which_one_question(timers: list[Timer], tz: tzinfo | None = None) -> str:
 def alarm_status(alarms: list[Timer], now: float, tz: tzinfo | None = None) -> str:
     if not alarms:
         return "You have no alarms."
-    times = [clock_phrase(a.ends_at or now, now, tz) for a in alarms]
+    times = [clock_phrase(_rings_at(a), now, tz) for a in alarms]
     if len(alarms) == 1:
         return f"Your alarm is set for {times[0]}."
     return f"You have {len(alarms)} alarms: {join_words(times)}."
@@ -113,6 +112,11 @@ def spoken_number(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def _rings_at(alarm: Timer) -> float:
+    # Alarms cannot be paused: ends_at is always there; the fallback only keeps types honest.
+    return alarm.ends_at if alarm.ends_at is not None else alarm.created_at + alarm.total_s
 
 
 @functools.cache
