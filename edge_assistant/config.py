@@ -320,6 +320,16 @@ class HomeConfig:
 
 
 @dataclass(frozen=True)
+class TimersConfig:
+    # Timers and alarms set at once; one more is refused with an error.
+    max_timers: int = field(default=50, metadata=_between(1, 10_000))
+    # A finished timer or alarm rings again every ring_interval_s until it is stopped, and at
+    # most ring_max_s after it finished (0 rings once).
+    ring_interval_s: float = field(default=10.0, metadata=_between(1.0, 3600.0))
+    ring_max_s: float = field(default=300.0, metadata=_between(0.0, 86400.0))
+
+
+@dataclass(frozen=True)
 class Config:
     audio: AudioConfig = AudioConfig()
     wake: WakeConfig = WakeConfig()
@@ -331,6 +341,7 @@ class Config:
     mqtt: MqttConfig = MqttConfig()
     service: ServiceConfig = ServiceConfig()
     home: HomeConfig = HomeConfig()
+    timers: TimersConfig = TimersConfig()
     source: str = field(default="<defaults>", compare=False)
 
     def state_dir(self) -> Path:
