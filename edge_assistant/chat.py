@@ -170,17 +170,16 @@ class ChatSession:
                 reply.sentences.append(sentence)
                 yield sentence
 
-    def record(
-        self, user_text: str, reply: Reply, spoken_text: str | None = None, cut_short: bool = False,
-        epoch: int | None = None,
-    ) -> None:
-        """Remember the turn; a reply cut short (in generation or in speech) is kept as far as
-        it was heard (`spoken_text`) or written. A turn from before the latest reset (`epoch`)
-        is not remembered."""
+    def record(self, user_text: str, reply: Reply) -> None:
+        """Remember a turn the model answered in full, as it wrote it."""
+        self.remember(user_text, reply.generation.text.strip(), cut_short=reply.generation.cancelled)
+
+    def remember(self, user_text: str, said: str, cut_short: bool = False, epoch: int | None = None) -> None:
+        """Remember the turn as far as it was heard; a reply cut short is marked so. A turn from
+        before the latest reset (`epoch`) is not remembered."""
         if epoch is not None and epoch != self.epoch:
             return
-        said = spoken_text if spoken_text is not None else reply.generation.text.strip()
-        self.conversation.add(user_text, said, cut_short=cut_short or reply.generation.cancelled)
+        self.conversation.add(user_text, said, cut_short=cut_short)
 
     def reset(self) -> None:
         self.epoch += 1

@@ -81,7 +81,8 @@ class Event:
 
 
 # Commands accepted from MQTT (and the CLI); see docs/mqtt.md.
-COMMANDS = ("ask", "say", "listen", "cancel", "mute", "unmute", "volume", "reset", "announce", "stop")
+COMMANDS = ("ask", "say", "listen", "cancel", "mute", "unmute", "volume", "reset", "announce", "stop",
+            "timer")
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterable, AsyncIterator, Callable, Protocol
 
-from .chat import ChatSession, Generation, Reply
-from .concurrency import Backoff, iterate_in_thread
+from .chat import ChatSession
+from .concurrency import Backoff
 from .config import Config
 from .events import Command, Event, State, new_id
+from .respond import Responder, Response
 from .sentences import SentenceSplitter
+from .timers import TimerError, run_timer_command
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,8 @@ class TurnRequest:
     speak: bool = True
     # Before every normal request in the queue (an announcement with priority "high").
     urgent: bool = False
-    chime: bool = False
+    # The earcon played first ("announce", "ring"), or "".
+    chime: str = ""
     # After speaking, listen for an answer without the wake word.
     then_listen: bool = False
 
@@ -65,7 +68,7 @@ class Turn:
     # The conversation it belongs to (ChatSession.epoch): a reset meanwhile starts another.
     epoch: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
-    reply: Reply | None = None
+    response: Response = field(default_factory=Response)
     # Sentences whose playback began: what the listener heard of the reply.
     spoken: list[str] = field(default_factory=list)
     speaking_started: bool = False
@@ -148,6 +151,16 @@ class SpeechListener(Protocol):
     def set_speaking(self, speaking: bool) -> None: ...
 
 
+class TimerControl(Protocol):
+    """The timers (timers.TimerScheduler), for what the assistant itself does with them: a ring
+    is stopped by the wake word, `stop` or `cancel`; MQTT `cmd/timer` changes them."""
+
+    @property
+    def ringing(self) -> list[Any]: ...
+
+    def stop_ringing(self, timer_id: str | None = None) -> list[Any]: ...
+
+
 class EventBridge(Protocol):
     """Events out and commands in (mqtt.MqttBridge). `publish_event` must never block."""
 
@@ -174,9 +187,14 @@ class Assistant:
         source: FrameSource | None = None,
         bridge: EventBridge | None = None,
         earcons: dict[str, Any] | None = None,
+        responder: Responder | None = None,
+        timers: TimerControl | None = None,
     ) -> None:
         self.config = config
         self.session = session
+        # Home intents and timers first, then the LLM; the LLM alone without a home.
+        self.responder = responder or Responder(session)
+        self.timers = timers
         self.synthesizer = synthesizer
         self.sink = sink
         self.listener = listener
@@ -191,6 +209,7 @@ class Assistant:
             maxsize=config.mqtt.command_queue
         )
         self._arrivals = 0
+        self._ring_waiting = False
         self.sentences: asyncio.Queue[Sentence | TurnEnd] = asyncio.Queue(SENTENCE_QUEUE)
         self.audio: asyncio.Queue[Audio | TurnEnd] = asyncio.Queue(AUDIO_QUEUE)
         self.active: Turn | None = None
@@ -311,6 +330,7 @@ class Assistant:
     def _on_listener_event(self, event: Event) -> None:
         self.emit(event)
         if event.type == "wake":
+            self._stop_ringing("wake word")
             if self.active is not None:
                 self.cancel_turn("wake word")
             self.set_state(State.LISTENING, event.turn_id)
@@ -370,11 +390,19 @@ class Assistant:
             if urgent:
                 self.cancel_turn("urgent announcement")
             self.submit(TurnRequest("announce", data["text"], command.origin, request_id=request_id,
-                                    urgent=urgent, chime=data.get("chime", True),
+                                    urgent=urgent, chime="announce" if data.get("chime", True) else "",
                                     then_listen=data.get("then_listen", False)))
         elif name in ("cancel", "stop"):
+            self._stop_ringing(f"{name} command")
             self.cancel_turn(f"{name} command")
             self.set_state(self._resting_state())
+        elif name == "timer":
+            if self.timers is None:
+                raise RuntimeError("timers are not available")
+            try:
+                run_timer_command(self.timers, data["command"])
+            except TimerError as error:
+                self.emit(Event("error", {"code": error.code, "message": str(error)}, request_id=request_id))
         elif name == "listen":
             self.cancel_turn("listen command")
             if self.listener is None or self.source is None:
@@ -408,6 +436,20 @@ class Assistant:
             # The fresh conversation's prompt start, into the cache before the next question.
             self._start_side_task(asyncio.to_thread(self.session.warm), "warm-prompt")
 
+    def ring(self, text: str) -> None:
+        """A finished timer rings: its sound and `text`, before anything waiting (called again
+        for each repeat until it is stopped)."""
+        if not self._ring_waiting:  # one in the queue is enough: rings do not pile up
+            self._ring_waiting = self.submit(TurnRequest("ring", text, "timer", urgent=True, chime="ring"))
+
+    def _stop_ringing(self, reason: str) -> None:
+        if self.timers is not None and self.timers.ringing:
+            log.info("ringing stopped: %s", reason)
+            self.timers.stop_ringing()
+            active = self.active
+            if active is not None and active.request.kind == "ring":
+                self.cancel_turn(reason)
+
     def submit(self, request: TurnRequest) -> bool:
         """Queue a turn; refused with a `busy` error when the queue is full."""
         try:
@@ -433,6 +475,10 @@ class Assistant:
     async def _llm_stage(self) -> None:
         while True:
             _, _, request = await self.turn_requests.get()
+            if request.kind == "ring":
+                self._ring_waiting = False
+                if self.timers is not None and not self.timers.ringing:
+                    continue  # stopped while it waited
             turn = Turn(request)
             self.active = turn
             try:
@@ -458,50 +504,45 @@ class Assistant:
         turn.epoch = self.session.epoch
         self.counters["turns"] += 1
         self.set_state(State.THINKING, request.turn_id)
-        if request.kind in ("say", "announce"):
+        if request.kind in ("say", "announce", "ring"):
             if request.kind == "announce":
                 self.emit(Event("announce_start", {"text": request.text}, turn_id=request.turn_id,
                                 request_id=request.request_id))
-                chime = self.earcons.get("announce")
-                if request.chime and chime is not None:
-                    await self.sentences.put(Sentence(turn, "", sound=chime))
+            chime = self.earcons.get(request.chime)
+            if chime is not None:
+                await self.sentences.put(Sentence(turn, "", sound=chime))
             splitter = SentenceSplitter()
             for text in [*splitter.feed(request.text), *splitter.flush()]:
                 await self.sentences.put(Sentence(turn, text))
             return
-        prompt = await asyncio.to_thread(self.session.prepare, request.text)
-        if prompt.dropped_turns or prompt.trimmed_chars:
-            self.emit(Event("prompt_trimmed",
-                            {"dropped_turns": prompt.dropped_turns, "trimmed_chars": prompt.trimmed_chars},
-                            turn_id=request.turn_id, request_id=request.request_id))
-        reply = Reply(prompt, Generation())
-        turn.reply = reply
         index = 0
-        sentences = self.session.sentences(prompt, turn.cancel, reply)
-        # Closed on every way out, so the worker has stopped writing `reply` before it is read.
-        async with contextlib.aclosing(iterate_in_thread(sentences, turn.cancel)) as stream:
+
+        def emit(kind: str, data: dict[str, Any]) -> None:
+            self.emit(Event(kind, data, turn_id=request.turn_id, request_id=request.request_id))
+
+        response = turn.response
+        answer = self.responder.sentences(request.text, turn.cancel, response, emit)
+        async with contextlib.aclosing(answer) as stream:
             async for text in stream:
                 if turn.cancelled:
                     break
-                self.emit(Event("reply_sentence", {"text": text, "index": index},
-                                turn_id=request.turn_id, request_id=request.request_id))
+                emit("reply_sentence", {"text": text, "index": index})
                 index += 1
                 if request.speak:
                     await self.sentences.put(Sentence(turn, text))
-        generation = reply.generation
-        self.emit(Event(
-            "reply",
-            {
-                "text": generation.text.strip(),
+        if response.listen_for_answer:
+            request.then_listen = True
+        data: dict[str, Any] = {"text": response.text, "source": response.source, "cancelled": turn.cancelled}
+        if response.reply is not None:
+            generation = response.reply.generation
+            data.update({
                 "prompt_tokens": generation.prompt_tokens,
                 "cached_tokens": generation.cached_tokens,
                 "completion_tokens": generation.completion_tokens,
                 "timings": generation.timings.as_dict(),
-                "cancelled": turn.cancelled,
                 "model": self.session.engine.info.name,
-            },
-            turn_id=request.turn_id, request_id=request.request_id,
-        ))
+            })
+        emit("reply", data)
 
     # --- tts ----------------------------------------------------------------------------------
 
@@ -570,10 +611,10 @@ class Assistant:
             if request.kind == "announce":
                 self.emit(Event("announce_end", {"text": request.text, "cancelled": turn.cancelled},
                                 turn_id=request.turn_id, request_id=request.request_id))
-            if turn.reply is not None and request.kind == "ask":
-                heard = " ".join(turn.spoken) if (turn.cancelled and request.speak) else None
-                self.session.record(request.text, turn.reply, spoken_text=heard, cut_short=turn.cancelled,
-                                    epoch=turn.epoch)
+            response = turn.response
+            if request.kind == "ask" and (response.text or response.reply is not None):
+                heard = " ".join(turn.spoken) if (turn.cancelled and request.speak) else response.text
+                self.session.remember(request.text, heard, cut_short=turn.cancelled, epoch=turn.epoch)
             if turn.failed and not turn.cancelled:
                 await self._error_notice(request.turn_id)
         finally:

@@ -25,6 +25,17 @@ from .audio.earcons import earcon
 from .audio.microphone import MicrophoneSource
 from .audio.speaker import SpeakerSink
 from .audio.wav import WavSink, WavSource
+from .respond import Responder
+from .timers import (
+    HANDLED_INTENTS as TIMER_INTENTS,
+    TimerIntentHandler,
+    TimerScheduler,
+    TimerStore,
+    finished_announcement,
+    missed_announcement,
+)
+from .timers import recognize as recognize_timer_intent
+from .timers import sentence_data as timer_sentences
 from .config import Config
 from .events import Event
 
@@ -137,6 +148,7 @@ def load_models(config: Config, with_listener: bool = True) -> LoadedModels:
                 "wake": earcon("wake", config.service.wake_sound),
                 "error": earcon("error", config.service.error_sound),
                 "announce": earcon("announce"),
+                "ring": earcon("ring"),
             }
         except BaseException:
             synthesizer.close()
@@ -226,7 +238,7 @@ class Service:
         return None
 
     async def _run_once(self) -> int:
-        from .pipeline import Assistant
+        from .pipeline import Assistant, TurnRequest
 
         config = self.config
         self.notifier.notify("STATUS=loading models")
@@ -242,6 +254,7 @@ class Service:
         source = sink = None
         assistant: Assistant | None = None
         metrics = None
+        home = scheduler = None
         try:
             # A model that cannot load ends the service (MQTT says goodbye in `finally`).
             loaded = await self._load(config)
@@ -258,9 +271,17 @@ class Service:
 
             source, sink = build_sources(config, self.options, microphone_error)
             session = loaded.session
+            home = await self._start_home(config)
+            scheduler = self._timer_scheduler(config, lambda: assistant)
+            responder = Responder(session, home=home, timers=TimerIntentHandler(scheduler),
+                                  recognize_timers=recognize_timer_intent)
+            context, _ = responder.tool_context()
+            if context:
+                # The device list is part of every prompt: into the KV cache before a question.
+                await asyncio.to_thread(session.warm, context)
             assistant = Assistant(config, session=session, synthesizer=loaded.synthesizer, sink=sink,
                                   listener=loaded.listener, source=source, bridge=bridge,
-                                  earcons=loaded.earcons)
+                                  earcons=loaded.earcons, responder=responder, timers=scheduler)
             self.assistant = assistant
             assistant.subscribers.append(self._on_event)
             if hasattr(session.engine, "on_event"):
@@ -270,6 +291,8 @@ class Service:
                     _emit_in_turn, assistant, event
                 )
             assistant.start()
+            for timer in await scheduler.start():
+                assistant.submit(TurnRequest("announce", missed_announcement(timer), "timer", chime="announce"))
             self.notifier.notify(f"READY=1\nSTATUS={assistant.state}")
             log.info("ready: model %s (%s), device id %s", session.engine.info.name,
                      session.engine.info.quantization, config.device_id())
@@ -290,10 +313,14 @@ class Service:
             if metrics is not None:
                 metrics.cancel()
                 await asyncio.gather(metrics, return_exceptions=True)
+            if scheduler is not None:
+                await scheduler.close()
             if assistant is not None:
                 await assistant.stop()
             elif source is not None:
                 await source.aclose()
+            if home is not None:
+                await home.aclose()
             if sink is not None:
                 await sink.aclose()
             if loaded is not None:
@@ -301,6 +328,36 @@ class Service:
                 await asyncio.to_thread(loaded.close)
             if bridge is not None:
                 await bridge.aclose()
+
+    @staticmethod
+    async def _start_home(config: Config):
+        """The home's devices and intents, learned from the broker; None without MQTT."""
+        if not (config.home.enabled and config.mqtt.enabled):
+            return None
+        from .home.assistant import HomeControl
+
+        home = HomeControl(config, allow=TIMER_INTENTS, extra_intents=[timer_sentences()])
+        try:
+            await home.start()
+        except BaseException:
+            await home.aclose()
+            raise
+        return home
+
+    @staticmethod
+    def _timer_scheduler(config: Config, assistant) -> TimerScheduler:
+        """Timers kept in the state directory; `assistant()` is the one they ring on."""
+
+        def emit(kind: str, data: dict[str, Any]) -> None:
+            if assistant() is not None:
+                assistant().emit(Event(kind, data))
+
+        def ring(timer, _count: int) -> None:
+            if assistant() is not None:
+                assistant().ring(finished_announcement(timer))
+
+        return TimerScheduler(TimerStore.in_state_dir(config.state_dir()), config.timers,
+                              on_event=emit, on_ring=ring)
 
     def _on_event(self, event: Event) -> None:
         if event.type == "state":

@@ -81,7 +81,8 @@ def test_plain_commands_get_a_fresh_request_id(name, payload, data):
 
 
 def test_every_command_has_a_plain_form():
-    plain = {"ask": "hi", "say": "hi", "volume": "50", "announce": "hi"}
+    plain = {"ask": "hi", "say": "hi", "volume": "50", "announce": "hi",
+             "timer": '{"action": "start", "seconds": 60}'}
     assert {parse(name, plain.get(name, "")).name for name in COMMANDS} == set(COMMANDS)
 
 
@@ -95,6 +96,16 @@ def test_announce_options_and_their_defaults():
     for bad in ({"text": "x", "priority": "urgent"}, {"text": "x", "chime": "yes"}, {"chime": True}):
         with pytest.raises(CommandRejected):
             parse("announce", json.dumps(bad))
+
+
+def test_timer_commands_are_checked_before_they_reach_the_assistant():
+    started = parse("timer", json.dumps({"action": "start", "seconds": 90, "name": "pasta", "id": "t1"}))
+    assert started.request_id == "t1"
+    assert (started.data["command"].action, started.data["command"].seconds) == ("start", 90)
+    for bad in ({"action": "explode"}, {"action": "start", "seconds": -5}, {"action": "cancel"}):
+        with pytest.raises(CommandRejected) as rejected:
+            parse("timer", json.dumps(bad))
+        assert rejected.value.code == "bad_request"
 
 
 def test_origin_is_kept():

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from ..config import MqttConfig
 from ..events import COMMANDS, Command, new_id
+from ..timers.commands import TimerCommandError, parse_timer_command
 
 # `code` of the error events sent for rejected input (see docs/mqtt.md).
 ERROR_CODES = (
@@ -162,6 +163,13 @@ def _choice_field(body: dict[str, Any], key: str, choices: tuple[str, ...]) -> s
     return value
 
 
+def _timer_field(body: dict[str, Any]) -> Any:
+    try:
+        return parse_timer_command({k: v for k, v in body.items() if k != "id"})
+    except TimerCommandError as error:
+        raise CommandRejected("bad_request", str(error)) from None
+
+
 def _volume_field(body: dict[str, Any]) -> float:
     value = body.get("volume")
     if (
@@ -191,5 +199,7 @@ _COMMAND_FIELDS: dict[str, Callable[[dict[str, Any], MqttConfig], dict[str, Any]
     },
     # Ends a ringing timer or an announcement; a reply too, like `cancel`.
     "stop": lambda body, cfg: {},
+    # {"action": "start" | "cancel" | "add" | "alarm" | "pause" | "resume" | "stop", ...}.
+    "timer": lambda body, cfg: {"command": _timer_field(body)},
 }
 assert set(_COMMAND_FIELDS) == set(COMMANDS)
