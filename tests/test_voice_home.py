@@ -1,0 +1,156 @@
+"""The daemon acting on the home and keeping timers, end to end: speech into the ALSA file
+microphone, simulated devices that are real MQTT clients, what the speaker file says."""
+
+import json
+import signal
+
+import numpy as np
+import pytest
+
+from edge_assistant.audio.pcm import resample
+from edge_assistant.audio.wav import read_wav
+from edge_assistant.config import SttConfig
+from edge_assistant.stt import create_transcriber
+from tests.support.timing import slack
+
+pytestmark = pytest.mark.slow
+
+DEVICE = "homedev"
+PREFIX = f"edge-assistant/{DEVICE}"
+SPEAKER_RATE = 22050
+
+
+def config_text(tmp_path, broker, expose='["Kitchen"]', audio='input_device = "none"', llm_model="") -> str:
+    return f"""
+[audio]
+{audio}
+[llm]
+model = "{llm_model}"
+temperature = 0.0
+seed = 1
+[mqtt]
+host = "{broker.host}"
+port = {broker.port}
+device_id = "{DEVICE}"
+reconnect_max_s = 1.0
+metrics_interval_s = 0
+[home]
+expose = {expose}
+settle_s = 5.0
+[timers]
+ring_interval_s = 1.0
+ring_max_s = 30.0
+[service]
+state_dir = "{tmp_path / 'state'}"
+earcons = false
+"""
+
+
+MICROPHONE = 'input_device = "testmic"\ninput_rate = 16000\noutput_device = "testspk"\noutput_rate = 22050'
+
+
+def heard(samples: np.ndarray) -> str:
+    return create_transcriber(SttConfig(engine="whisper")).transcribe(
+        resample(samples, SPEAKER_RATE, 16000)).text.lower()
+
+
+def test_spoken_command_switches_the_light_and_says_so(tmp_path, mosquitto, mqtt_probe, home_devices, alsa_devices,
+                                                     make_speech_wav, daemons):
+    light = home_devices(mosquitto).zigbee_light("Kitchen Light", "Kitchen")
+    question = read_wav(make_speech_wav("Hey Jarvis. Turn on the kitchen light.", lead_silence_s=1.0,
+                                        tail_silence_s=8.0, sentence_gap_s=0.6))
+    alsa_devices.write_input(question)
+    probe = mqtt_probe(mosquitto)
+    probe.subscribe(f"{PREFIX}/#")
+    daemon = daemons(tmp_path, config_text(tmp_path, mosquitto, audio=MICROPHONE), env=alsa_devices.env).start()
+    try:
+        action = probe.wait_for(f"{PREFIX}/event/action", timeout=slack(300)).json()
+        probe.wait_for(f"{PREFIX}/event/tts_stop", timeout=slack(60))
+    except AssertionError:
+        raise AssertionError(daemon.log())
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.log()
+
+    assert light.state["state"] == "ON"
+    command = light.commands[-1]
+    assert json.loads(command.payload) == {"state": "ON"} and command.retain is False
+    assert action["confirmed"] is True and action["entity"] == "light.kitchen_light"
+    intent = probe.wait_for(f"{PREFIX}/event/intent").json()
+    assert intent["name"] == "HassTurnOn" and intent["source"] == "template"
+    reply = probe.wait_for(f"{PREFIX}/event/reply").json()
+    assert reply["source"] == "home" and "prompt_tokens" not in reply  # no LLM call
+    spoken = heard(alsa_devices.output())
+    assert "turned on" in spoken or "turn on" in spoken, spoken
+
+
+def test_typed_question_takes_the_same_path_and_a_lock_needs_a_yes(
+        tmp_path, mosquitto, mqtt_probe, home_devices, scripted_gguf, daemons):
+    devices = home_devices(mosquitto)
+    light = devices.zigbee_light("Kitchen Light", "Kitchen")
+    lock = devices.door_lock("Front Door", "Hall")
+    garage = devices.garage_door("Garage Door", "Garage")
+    probe = mqtt_probe(mosquitto)
+    probe.subscribe(f"{PREFIX}/#")
+    # The lock by its id (with a spoken yes each time); the garage door only by its area, which
+    # is never enough for a garage door.
+    expose = '["Kitchen", "lock.front_door", "Garage"]'
+    daemon = daemons(tmp_path, config_text(tmp_path, mosquitto, expose=expose, llm_model=scripted_gguf),
+                     args=["--output", str(tmp_path / "speaker.wav")]).start()
+
+    def ask(text: str, request_id: str) -> dict:
+        probe.publish(f"{PREFIX}/cmd/ask", json.dumps({"text": text, "id": request_id}))
+        return probe.wait_for(f"{PREFIX}/event/reply", lambda m: m.json().get("id") == request_id,
+                              timeout=slack(60)).json()
+
+    try:
+        probe.wait_for(f"{PREFIX}/state", lambda m: m.text == "idle", timeout=slack(120))
+        ask("turn on the kitchen light", "k1")
+        action = probe.wait_for(f"{PREFIX}/event/action", lambda m: m.json().get("id") == "k1").json()
+        assert action["confirmed"] is True and light.state["state"] == "ON"
+
+        question = ask("unlock the front door", "k2")
+        assert question["text"].endswith("?") and lock.commands == [], question
+        ask("yes", "k3")
+        unlocked = probe.wait_for(f"{PREFIX}/event/action", lambda m: m.json().get("id") == "k3").json()
+        assert unlocked["entity"] == "lock.front_door" and lock.commands
+
+        refused = ask("open the garage door", "k4")
+    except AssertionError:
+        raise AssertionError(daemon.log())
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.log()
+    assert "Front Door" in question["text"] and lock.state.get("state") == "UNLOCKED"
+    assert garage.commands == [], refused
+
+
+def test_spoken_timer_rings_on_the_speaker_until_stopped(tmp_path, mosquitto, mqtt_probe, alsa_devices,
+                                                        make_speech_wav, daemons):
+    question = read_wav(make_speech_wav("Hey Jarvis. Set a timer for two seconds.", lead_silence_s=1.0,
+                                        tail_silence_s=10.0, sentence_gap_s=0.6))
+    alsa_devices.write_input(question)
+    probe = mqtt_probe(mosquitto)
+    probe.subscribe(f"{PREFIX}/#")
+    daemon = daemons(tmp_path, config_text(tmp_path, mosquitto, audio=MICROPHONE), env=alsa_devices.env).start()
+    try:
+        started = probe.wait_for(f"{PREFIX}/event/timer_started", timeout=slack(300)).json()
+        assert started["total_s"] == 2
+        probe.wait_for(f"{PREFIX}/event/timer_finished", timeout=slack(30))
+        # It rings again and again until stopped.
+        first = probe.wait_for(f"{PREFIX}/event/tts_stop", lambda m: "timer" in m.json().get("text", "").lower(),
+                               timeout=slack(30))
+        index = probe.messages.index(first)
+        probe.wait_for(f"{PREFIX}/event/tts_stop", lambda m: "timer" in m.json().get("text", "").lower(),
+                       timeout=slack(30), since=index + 1)
+        probe.publish(f"{PREFIX}/cmd/stop", "")
+        probe.wait_for(f"{PREFIX}/state", lambda m: m.text == "idle", timeout=slack(30))
+    except AssertionError:
+        raise AssertionError(daemon.log())
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.log()
+    spoken = alsa_devices.output()
+    assert "timer" in heard(spoken)
+    # The ring's bright beep (about 1 kHz) is on the speaker.
+    spectrum = np.abs(np.fft.rfft(spoken.astype(np.float64)))
+    frequencies = np.fft.rfftfreq(spoken.size, 1 / SPEAKER_RATE)
+    band = spectrum[(frequencies > 1000) & (frequencies < 1100)].max()
+    assert band > 5 * np.median(spectrum[(frequencies > 300) & (frequencies < 3000)])
