@@ -32,7 +32,7 @@ from .config import Config
 from .events import Command, Event, State, new_id
 from .respond import Responder, Response
 from .sentences import SentenceSplitter
-from .timers import TimerError, run_timer_command
+from .timers import TimerError, run_timer_command, timers_list_payload
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,10 @@ class TimerControl(Protocol):
 
     def stop_ringing(self, timer_id: str | None = None) -> list[Any]: ...
 
+    def timers(self, kind: str | None = None) -> list[Any]: ...
+
+    def now(self) -> float: ...
+
 
 class EventBridge(Protocol):
     """Events out and commands in (mqtt.MqttBridge). `publish_event` must never block."""
@@ -171,6 +175,8 @@ class EventBridge(Protocol):
     def set_muted(self, muted: bool) -> None: ...
 
     def set_volume(self, volume: float) -> None: ...
+
+    def set_timers(self, payload: str) -> None: ...
 
 
 class Assistant:
@@ -226,6 +232,9 @@ class Assistant:
     def emit(self, event: Event) -> None:
         if event.type == "error":
             self.counters["errors"] += 1
+        if event.type.startswith("timer_") and self.bridge is not None and self.timers is not None:
+            self.bridge.set_timers(timers_list_payload(self.timers.timers(), self.timers.now(),
+                                                       self.timers.ringing))
         if self.bridge is not None:
             try:
                 self.bridge.publish_event(event)
@@ -505,6 +514,8 @@ class Assistant:
         self.counters["turns"] += 1
         self.set_state(State.THINKING, request.turn_id)
         if request.kind in ("say", "announce", "ring"):
+            if request.kind == "ring":
+                request.then_listen = True  # "stop" needs no wake word while it rings
             if request.kind == "announce":
                 self.emit(Event("announce_start", {"text": request.text}, turn_id=request.turn_id,
                                 request_id=request.request_id))

@@ -3,6 +3,7 @@ microphone, simulated devices that are real MQTT clients, what the speaker file 
 
 import json
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -154,3 +155,76 @@ def test_spoken_timer_rings_on_the_speaker_until_stopped(tmp_path, mosquitto, mq
     frequencies = np.fft.rfftfreq(spoken.size, 1 / SPEAKER_RATE)
     band = spectrum[(frequencies > 1000) & (frequencies < 1100)].max()
     assert band > 5 * np.median(spectrum[(frequencies > 300) & (frequencies < 3000)])
+
+
+def timers_list(probe) -> dict:
+    return json.loads(probe.retained(f"{PREFIX}/timers")[f"{PREFIX}/timers"].text)
+
+
+def test_timers_survive_sigkill_and_one_that_ended_meanwhile_is_announced(
+        tmp_path, mosquitto, mqtt_probe, scripted_gguf, daemons):
+    probe = mqtt_probe(mosquitto)
+    probe.subscribe(f"{PREFIX}/#")
+    config = config_text(tmp_path, mosquitto, llm_model=scripted_gguf).replace("ring_max_s = 30.0", "ring_max_s = 1.0")
+    first = daemons(tmp_path, config, args=["--output", str(tmp_path / "speaker.wav")]).start()
+    try:
+        probe.wait_for(f"{PREFIX}/state", lambda m: m.text == "idle", timeout=slack(120))
+        probe.publish(f"{PREFIX}/cmd/timer", json.dumps({"action": "start", "seconds": 120, "name": "pasta"}))
+        probe.publish(f"{PREFIX}/cmd/timer", json.dumps({"action": "start", "seconds": 2, "name": "tea"}))
+        probe.wait_for(f"{PREFIX}/event/timer_started", lambda m: m.json().get("name") == "tea")
+        assert {t["name"] for t in timers_list(probe)["timers"]} == {"pasta", "tea"}
+    except AssertionError:
+        raise AssertionError(first.log())
+    first.signal(signal.SIGKILL)  # a power cut
+    first.wait(10)
+    time.sleep(4)  # the tea timer ends while the device is off, and its ringing time passes
+
+    mark = len(probe.messages)
+    second = daemons(tmp_path, config, args=["--output", str(tmp_path / "speaker2.wav")]).start()
+    try:
+        missed = probe.wait_for(f"{PREFIX}/event/timer_finished", lambda m: m.json().get("missed"),
+                                timeout=slack(120), since=mark).json()
+        announced = probe.wait_for(f"{PREFIX}/event/announce_start", timeout=slack(60), since=mark).json()
+        probe.publish(f"{PREFIX}/cmd/timer", json.dumps({"action": "add", "name": "pasta", "seconds": 60}))
+        updated = probe.wait_for(f"{PREFIX}/event/timer_updated", since=mark).json()
+    except AssertionError:
+        raise AssertionError(second.log())
+    second.signal(signal.SIGTERM)
+    assert second.wait(30) == 0, second.log()
+    assert missed["name"] == "tea"
+    assert "tea" in announced["text"].lower() and "while i was off" in announced["text"].lower()
+    # The pasta timer went on counting through the power cut: 120 s, minus the time since it
+    # was set, plus the minute added.
+    assert updated["name"] == "pasta" and 120 < updated["remaining_s"] < 180 - 4
+    assert [t["name"] for t in timers_list(probe)["timers"]] == ["pasta"]
+
+
+def test_timer_requests_are_bounded_and_a_corrupt_file_is_set_aside(tmp_path, mosquitto, mqtt_probe,
+                                                                  scripted_gguf, daemons):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "timers.json").write_text("{not json")
+    probe = mqtt_probe(mosquitto)
+    probe.subscribe(f"{PREFIX}/#")
+    config = config_text(tmp_path, mosquitto, llm_model=scripted_gguf).replace("[timers]", "[timers]\nmax_timers = 20")
+    daemon = daemons(tmp_path, config, args=["--output", str(tmp_path / "speaker.wav")]).start()
+    try:
+        probe.wait_for(f"{PREFIX}/state", lambda m: m.text == "idle", timeout=slack(120))
+        for index in range(1000):
+            probe.publish(f"{PREFIX}/cmd/timer", json.dumps({"action": "start", "seconds": 600 + index}))
+        probe.wait_for(f"{PREFIX}/event/error", lambda m: m.json().get("code") == "timer_limit", timeout=slack(60))
+        deadline = time.monotonic() + slack(60)
+        while len([m for m in probe.messages if m.topic.endswith("/event/timer_started")]) < 20:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1.0)
+    except AssertionError:
+        raise AssertionError(daemon.log())
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.log()
+    started = [m for m in probe.messages if m.topic.endswith("/event/timer_started")]
+    refused = [m for m in probe.messages if m.topic.endswith("/event/error")
+               and m.json().get("code") in ("timer_limit", "busy")]
+    assert len(started) == 20 and len(started) + len(refused) <= 1000
+    assert len(timers_list(probe)["timers"]) == 20
+    assert [p.name for p in state.iterdir() if p.name.startswith("timers.json.")], "the corrupt file was not kept"

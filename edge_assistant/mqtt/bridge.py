@@ -243,6 +243,10 @@ class MqttBridge:
         percent = min(100, max(0, round(volume * 100)))
         self._queue_retained(self.topics.volume, str(percent))
 
+    def set_timers(self, payload: str) -> None:
+        """Retained ``<prefix>/<device_id>/timers``: the timers and alarms set (JSON)."""
+        self._queue_retained(self.topics.timers, payload)
+
     @staticmethod
     def _hermes_message(message: tuple[str, dict[str, Any]]) -> tuple[str, bytes]:
         topic, payload = message

@@ -53,8 +53,12 @@ class Topics:
         return f"{self.base}/volume"
 
     @property
+    def timers(self) -> str:
+        return f"{self.base}/timers"
+
+    @property
     def retained_states(self) -> tuple[str, ...]:
-        return (self.state, self.transcript, self.reply, self.mute, self.volume)
+        return (self.state, self.transcript, self.reply, self.mute, self.volume, self.timers)
 
     def event(self, event_type: str) -> str:
         return f"{self.base}/event/{event_type}"
