@@ -102,48 +102,89 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .chat import Generation, Reply
+    import asyncio
+
     from .llm import load_session
 
     config = _load_config(args)
     question = _question(args)
     session = load_session(config)
-    prompt = session.prepare(question)
-    if prompt.trimmed_chars:
-        print(f"# question cut by {prompt.trimmed_chars} characters to fit the context", file=sys.stderr)
-    reply = Reply(prompt, Generation())
     cancel = threading.Event()
-    stream_text = None if args.json else (lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
     try:
-        for _sentence in session.sentences(prompt, cancel, reply, on_piece=stream_text):
-            pass
+        response, events = asyncio.run(_answer(config, session, question, cancel, args))
     except KeyboardInterrupt:
         cancel.set()
-    generation = reply.generation
-    if args.json:
-        info = session.engine.info
-        print(
-            json.dumps(
-                {
-                    "text": generation.text.strip(),
-                    "model": info.name,
-                    "model_path": info.path,
-                    "architecture": info.architecture,
-                    "quantization": info.quantization,
-                    "prompt_format": session.builder.format.name,
-                    "prompt_tokens": generation.prompt_tokens,
-                    "completion_tokens": generation.completion_tokens,
-                    "finish_reason": generation.finish_reason,
-                    "timings": generation.timings.as_dict(),
-                    "sentences": reply.sentences,
-                    "trimmed_chars": prompt.trimmed_chars,
-                },
-                ensure_ascii=False,
-            )
-        )
-    else:
+        return EXIT_FAILURE
+    if not args.json:
         print()
+        return 0
+    result = {"text": response.text, "source": response.source, "intent": response.intent,
+              "actions": response.actions, "dry_run": args.dry_run,
+              "errors": [data for kind, data in events if kind == "error"]}
+    reply = response.reply
+    if reply is not None:
+        info, generation = session.engine.info, reply.generation
+        result.update({
+            "model": info.name,
+            "model_path": info.path,
+            "architecture": info.architecture,
+            "quantization": info.quantization,
+            "prompt_format": session.builder.format.name,
+            "prompt_tokens": generation.prompt_tokens,
+            "completion_tokens": generation.completion_tokens,
+            "finish_reason": generation.finish_reason,
+            "timings": generation.timings.as_dict(),
+            "sentences": reply.sentences,
+            "trimmed_chars": reply.prompt.trimmed_chars,
+        })
+    print(json.dumps(result, ensure_ascii=False))
     return 0
+
+
+async def _answer(config, session, question: str, cancel: threading.Event, args: argparse.Namespace):
+    """Answer as the daemon does: the home's templates first, then the LLM with its tools."""
+    from .respond import Responder, Response
+
+    home = await _start_home_for_cli(config, "ask")
+    events: list[tuple[str, dict]] = []
+
+    def emit(kind: str, data: dict) -> None:
+        events.append((kind, data))
+        if kind == "prompt_trimmed" and data.get("trimmed_chars"):
+            print(f"# question cut by {data['trimmed_chars']} characters to fit the context", file=sys.stderr)
+
+    response = Response()
+    try:
+        responder = Responder(session, home=home)
+        spoken = 0
+        async for sentence in responder.sentences(question, cancel, response, emit, dry_run=args.dry_run):
+            if not args.json:
+                sys.stdout.write((" " if spoken else "") + sentence)
+                sys.stdout.flush()
+                spoken += 1
+    finally:
+        if home is not None:
+            await home.aclose()
+    return response, events
+
+
+async def _start_home_for_cli(config, purpose: str):
+    """The home for a one-off command, or None without MQTT or a reachable broker."""
+    if not (config.home.enabled and config.mqtt.enabled):
+        return None
+    from .home.assistant import HomeControl
+
+    # Its own client id, so a running assistant is not disconnected by the broker.
+    base = config.mqtt.client_id or f"edge-assistant-{config.device_id()}"
+    home = HomeControl(config, client_id=f"{base}-{purpose}-{os.getpid()}")
+    await home.start()
+    if not home.connection.connects:
+        logging.getLogger(__name__).warning(
+            "home: the MQTT broker %s:%d cannot be reached; answering without devices",
+            config.mqtt.host, config.mqtt.port)
+        await home.aclose()
+        return None
+    return home
 
 
 # --- speech: devices and say --------------------------------------------------------------
@@ -413,7 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = commands.add_parser("ask", help="answer a question in text, streaming the reply")
     ask.add_argument("text", nargs="*", help="the question ('-' or none: stdin)")
-    ask.add_argument("--json", action="store_true", help="print one JSON object with text, tokens and timings")
+    ask.add_argument("--json", action="store_true",
+                     help="print one JSON object: text, intent, actions, tokens and timings")
+    ask.add_argument("--dry-run", action="store_true",
+                     help="act on no device: show what would be published instead")
     ask.set_defaults(handler=cmd_ask)
 
     devices = commands.add_parser("devices", help="list audio input and output devices")

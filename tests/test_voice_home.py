@@ -228,3 +228,30 @@ def test_timer_requests_are_bounded_and_a_corrupt_file_is_set_aside(tmp_path, mo
     assert len(started) == 20 and len(started) + len(refused) <= 1000
     assert len(timers_list(probe)["timers"]) == 20
     assert [p.name for p in state.iterdir() if p.name.startswith("timers.json.")], "the corrupt file was not kept"
+
+
+def test_ask_command_dry_run_shows_what_would_be_published(tmp_path, mosquitto, home_devices, scripted_gguf):
+    import subprocess
+    import sys
+
+    light = home_devices(mosquitto).zigbee_light("Kitchen Light", "Kitchen")
+    config = tmp_path / "config.toml"
+    config.write_text(config_text(tmp_path, mosquitto, llm_model=scripted_gguf))
+
+    def ask(*args: str) -> dict:
+        result = subprocess.run([sys.executable, "-m", "edge_assistant.cli", "-c", str(config), "ask", "--json", *args],
+                                capture_output=True, text=True, timeout=slack(120))
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    planned = ask("--dry-run", "turn on the kitchen light")
+    assert planned["source"] == "home" and planned["dry_run"] is True
+    assert planned["intent"]["name"] == "HassTurnOn"
+    [action] = planned["actions"]
+    assert action["outcome"] == "dry_run" and action["topic"] == "zigbee2mqtt/Kitchen Light/set"
+    assert json.loads(action["payload"]) == {"state": "ON"}
+    assert light.commands == [] and light.state["state"] == "OFF"
+
+    done = ask("turn on the kitchen light")
+    assert done["actions"][0]["confirmed"] is True and light.state["state"] == "ON"
+    assert "model" not in done  # no LLM call for a template match

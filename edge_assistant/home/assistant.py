@@ -149,16 +149,24 @@ class HomeControl:
         """Load the language's templates (unless `intents` is false: listing only), connect,
         and wait at most `settle_s` (default home.settle_s) for the retained discovery configs
         and states. False if they were not all in by then (or the broker is unreachable)."""
+        loading = None
         if intents:
-            self.recognizer = await asyncio.to_thread(
+            # The templates load while the broker sends the devices.
+            loading = asyncio.ensure_future(asyncio.to_thread(
                 Recognizer, self.config.stt.language, self.home, allow=self._allow, extra_intents=self._extra
-            )
-            self.speech = Speech(self.recognizer.language)
+            ))
+        try:
+            settled = False
+            if self.config.mqtt.enabled:
+                await self.connection.start()
+                wait = self.config.home.settle_s if settle_s is None else settle_s
+                settled = await self.connection.settle(wait)
+        finally:
+            if loading is not None:
+                self.recognizer = await loading
+                self.speech = Speech(self.recognizer.language)
         if not self.config.mqtt.enabled:
             return False
-        await self.connection.start()
-        wait = self.config.home.settle_s if settle_s is None else settle_s
-        settled = await self.connection.settle(wait)
         if not settled and self.connection.connected:
             log.warning("home: devices still arriving after %.1f s (home.settle_s)", wait)
         log.info("home: %d entities, %d exposed", len(self.home.entities), len(self.home.exposed_entities()))

@@ -52,6 +52,8 @@ class HomeConnection:
         self._markers: dict[str, asyncio.Future] = {}
         self.dropped = 0
         self.connects = 0
+        # Set when an attempt to connect failed: nothing is worth waiting for until one works.
+        self._unreachable = threading.Event()
 
     @property
     def connected(self) -> bool:
@@ -64,6 +66,7 @@ class HomeConnection:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_connect_fail = lambda _client, _userdata: self._unreachable.set()
         self._client = client
         client.connect_async(self._cfg.host, self._cfg.port, self._cfg.keepalive)
         client.loop_start()
@@ -107,6 +110,8 @@ class HomeConnection:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self._connected.is_set():
+                if self._unreachable.is_set():
+                    return False  # the broker is down: the devices come when it is back
                 await asyncio.sleep(0.05)
                 continue
             self._flush_subscriptions()

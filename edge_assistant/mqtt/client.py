@@ -162,6 +162,10 @@ class PahoLog(logging.LoggerAdapter):
         self._problems = LogLimiter(logger, LOG_INTERVAL_S)
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if str(msg).startswith("Client is not connected"):
+            # paho's loop between two attempts to reach a broker that is down: the reconnect
+            # itself is reported (and retried) elsewhere.
+            level = logging.DEBUG
         if level < logging.WARNING:
             super().log(level, msg, *args, **kwargs)
             return
