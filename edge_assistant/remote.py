@@ -192,7 +192,7 @@ class RemoteEngine:
     def warm(self, tokens: list[int]) -> int:
         return 0  # the server keeps its own cache
 
-    def request_body(self, messages: Sequence[Message]) -> dict[str, Any]:
+    def request_body(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
         config = self.config
         body: dict[str, Any] = {
             "messages": [{"role": m.role, "content": m.content} for m in messages],
@@ -212,6 +212,10 @@ class RemoteEngine:
             body["seed"] = config.seed
         if config.stop:
             body["stop"] = list(config.stop)
+        if tools:
+            # The home's devices as OpenAI tools; the server's model may call one or answer.
+            body["tools"] = list(tools)
+            body["tool_choice"] = "auto"
         return body
 
     def generate(
@@ -231,7 +235,7 @@ class RemoteEngine:
         messages = getattr(prompt, "messages", ())
         if not messages:
             raise LlmError("a prompt for the remote backend must come from RemotePromptBuilder")
-        body = json.dumps(self.request_body(messages), ensure_ascii=False).encode("utf-8")
+        body = json.dumps(self.request_body(messages, prompt.tools), ensure_ascii=False).encode("utf-8")
         # The server's own count replaces the estimate when it reports usage.
         result.prompt_tokens = len(prompt.tokens)
         start = time.perf_counter()
@@ -250,7 +254,13 @@ class RemoteEngine:
                     name="llm-cancel-watch", daemon=True,
                 )
                 watcher.start()
-            for piece in self._stream(connection, body, cancel, result):
+            calls: dict[int, dict[str, str]] = {}
+
+            def text_then_tool_call() -> Iterator[str]:
+                yield from self._stream(connection, body, cancel, result, calls)
+                yield from _tool_call_text(calls)  # known only once the stream has ended
+
+            for piece in text_then_tool_call():
                 if not first_piece_at:
                     first_piece_at.append(time.perf_counter())
                 pieces += 1
@@ -330,6 +340,7 @@ class RemoteEngine:
         body: bytes,
         cancel: threading.Event | None,
         result: Generation,
+        calls: dict[int, dict[str, str]],
     ) -> Iterator[str]:
         timeout_s = self.config.timeout_s
         sock = connection.sock
@@ -371,7 +382,7 @@ class RemoteEngine:
                     payload, data = "\n".join(data), []
                     if payload.strip() == "[DONE]":
                         return
-                    for text in self._chunk(payload, result):
+                    for text in self._chunk(payload, result, calls):
                         got_text = True
                         deadline = time.monotonic() + timeout_s
                         yield text
@@ -394,8 +405,9 @@ class RemoteEngine:
             reason = _describe(error, self.host) if isinstance(error, OSError) else type(error).__name__
             raise RemoteError(f"llm server {self.url}: connection lost {when} ({reason})") from None
 
-    def _chunk(self, payload: str, result: Generation) -> Iterator[str]:
-        """The text of one `chat.completion.chunk`, its usage and finish reason noted."""
+    def _chunk(self, payload: str, result: Generation, calls: dict[int, dict[str, str]]) -> Iterator[str]:
+        """The text of one `chat.completion.chunk`, its usage, finish reason and the pieces of
+        tool calls (collected in `calls` by index) noted."""
         try:
             chunk = json.loads(payload)
         except ValueError:
@@ -428,7 +440,19 @@ class RemoteEngine:
             if choice.get("finish_reason"):
                 result.finish_reason = str(choice["finish_reason"])
             delta = choice.get("delta")
-            text = delta.get("content") if isinstance(delta, dict) else None
+            if not isinstance(delta, dict):
+                continue
+            for call in delta.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                if not isinstance(function, dict):
+                    continue
+                index = call.get("index", 0) if isinstance(call.get("index", 0), int) else 0
+                collected = calls.setdefault(index, {"name": "", "arguments": ""})
+                if isinstance(function.get("name"), str):
+                    collected["name"] += function["name"]
+                if isinstance(function.get("arguments"), str):
+                    collected["arguments"] += function["arguments"]
+            text = delta.get("content")
             if isinstance(text, str) and text:
                 yield text
 
@@ -450,6 +474,22 @@ class RemoteEngine:
         elif response.status == 404:
             message += " (check llm.base_url and llm.remote_model)"
         return RemoteError(message)
+
+
+def _tool_call_text(calls: dict[int, dict[str, str]]) -> list[str]:
+    """The first tool call the server streamed, as the JSON a grammar-bound local model writes
+    (``{"tool": name, ...arguments}``), so one reader handles both; arguments that are not a
+    JSON object are passed on as they are, for the caller's validation to refuse."""
+    if not calls:
+        return []
+    call = calls[min(calls)]
+    try:
+        arguments = json.loads(call["arguments"] or "{}")
+    except ValueError:
+        arguments = {"arguments": call["arguments"]}
+    if not isinstance(arguments, dict):
+        arguments = {"arguments": arguments}
+    return [json.dumps({"tool": call["name"], **arguments}, ensure_ascii=False)]
 
 
 def _error_message(payload: Any) -> str:

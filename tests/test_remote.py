@@ -3,6 +3,7 @@ stdlib servers that misbehave on purpose, and the daemon as a satellite with a r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -558,3 +559,36 @@ def test_satellite_daemon_falls_back_to_its_local_model(
         raise AssertionError(f"{failure}\n{daemon.log()[-3000:]}") from None
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(30) == 0, daemon.log()
+
+
+def test_home_tools_go_to_the_server_and_its_tool_call_comes_back_as_ours(stub_server):
+    from edge_assistant.home.tools import ToolCall
+    from edge_assistant.tool_output import ToolOutputReader
+    from tests.test_home_tools import toolbox as sample_toolbox
+
+    def call_a_tool(connection, stub) -> None:
+        deltas = [
+            {"role": "assistant", "tool_calls": [{"index": 0, "id": "c1", "type": "function",
+                                                  "function": {"name": "turn_on", "arguments": ""}}]},
+            {"tool_calls": [{"index": 0, "function": {"arguments": '{"entity_id": '}}]},
+            {"tool_calls": [{"index": 0, "function": {"arguments": json.dumps(light) + "}"}}]},
+        ]
+        body = "".join(f"data: {json.dumps({'choices': [{'index': 0, 'delta': d}]})}\n\n" for d in deltas)
+        body += 'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}\n\ndata: [DONE]\n\n'
+        connection.sendall(STREAM_HEAD + body.encode())
+
+    stub = stub_server(call_a_tool)
+    session = load_session(remote_config(stub.base_url))
+    toolbox, _ = sample_toolbox()
+    light = next(entity_id for entity_id in toolbox.entities if entity_id.startswith("light."))
+    prompt = dataclasses.replace(session.prepare("lights please", toolbox.prompt_context()),
+                                 tools=tuple(toolbox.openai_tools()))
+    reply = Reply(prompt, Generation())
+    assert list(session.sentences(prompt, None, reply)) == []  # nothing to speak: a tool call
+    assert toolbox.parse(reply.tool_call) == ToolCall("turn_on", light, {})
+    sent = json.loads(stub.requests[0][2])
+    assert sent["tool_choice"] == "auto"
+    assert {tool["function"]["name"] for tool in sent["tools"]} >= {"turn_on", "turn_off"}
+    assert light in sent["messages"][0]["content"]
+    assert reply.generation.finish_reason == "tool_calls"
+    assert ToolOutputReader().feed("plain words") == "plain words"

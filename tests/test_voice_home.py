@@ -255,3 +255,56 @@ def test_ask_command_dry_run_shows_what_would_be_published(tmp_path, mosquitto, 
     done = ask("turn on the kitchen light")
     assert done["actions"][0]["confirmed"] is True and light.state["state"] == "ON"
     assert "model" not in done  # no LLM call for a template match
+
+
+def test_what_no_template_matches_goes_to_the_llm_under_the_home_grammar(mosquitto, home_devices):
+    """SmolLM2-135M-Instruct (ChatML) decides; whatever it writes, the result is an action on an
+    exposed device or a spoken answer, and nothing reaches a device that is not exposed."""
+    import asyncio
+    import threading
+
+    from edge_assistant.config import from_mapping
+    from edge_assistant.home.assistant import HomeControl
+    from edge_assistant.llm import load_session
+    from edge_assistant.respond import Responder, Response
+    from tests.test_home_tools import smollm2_path
+
+    devices = home_devices(mosquitto)
+    light = devices.zigbee_light("Kitchen Light", "Kitchen")
+    lock = devices.door_lock("Front Door", "Hall")
+    config = from_mapping({
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "device_id": "llmhome"},
+        "home": {"expose": ["Kitchen"], "settle_s": 5.0},
+        "llm": {"model": str(smollm2_path()), "temperature": 0.0, "seed": 1, "n_ctx": 2048, "max_tokens": 64},
+    })
+    session = load_session(config)
+    questions = ("I can't see anything in the kitchen, help me", "it is too bright where I cook",
+                 "open the front door for the guests", "what is a good name for a cat?")
+
+    async def scenario():
+        home = HomeControl(config)
+        await home.start()
+        responder = Responder(session, home=home)
+        context, toolbox = responder.tool_context()
+        acting = {t.entity_id for tool, targets in toolbox.targets.items() if tool != "get_state" for t in targets}
+        assert "light.kitchen_light" in context and "light.kitchen_light" in acting
+        assert "lock.front_door" not in acting  # known (it can be asked about), not exposed
+        answers = []
+        for question in questions:
+            response = Response()
+            events = []
+            sentences = [s async for s in responder.sentences(question, threading.Event(), response,
+                                                              lambda kind, data: events.append((kind, data)))]
+            answers.append((question, response, sentences, events))
+        await home.aclose()
+        return answers
+
+    for question, response, sentences, events in asyncio.run(scenario()):
+        assert response.source == "llm", question
+        assert response.reply is not None and response.reply.prompt.grammar
+        if response.actions:
+            assert {action["entity"] for action in response.actions} <= {"light.kitchen_light"}, question
+        else:
+            assert sentences and response.text, (question, events)
+    assert lock.commands == []
+    session.engine.close()
