@@ -309,3 +309,18 @@ def test_verdicts_follow_the_limits():
     configured.add("memory.peak_rss_mb", 2000.0)
     bench.judge(configured, Config(llm=LlmConfig(model="tinyllama-1.1b-chat-q4")))
     assert configured.values["targets.memory.peak_rss_mb"] == "n/a"
+
+
+@pytest.mark.slow
+def test_home_section_matches_every_template_command_and_says_how_the_llm_did(tmp_path, scripted_gguf):
+    out = tmp_path / "home.json"
+    result = run_bench(write_config(tmp_path, scripted_gguf), "--only", "home", "--quick", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    values = json.loads(out.read_text())
+    assert values["home.entities"] >= 10 and values["home.commands"] == 20
+    # Every template command changes the right device; no free phrasing does by templates.
+    assert values["home.template_accuracy"] == 0.5
+    # The LLM only adds to what the templates did (its tool calls are grammar-bound and dry).
+    assert 0.5 <= values["home.llm_accuracy"] <= 1.0
+    assert 0 < values["home.match_ms"] < 1000 and 0 < values["home.publish_ms"] < 1000
+    check_targets(values)
