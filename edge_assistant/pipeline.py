@@ -236,6 +236,12 @@ class Assistant:
             self.input_finished.set()
         if self.bridge is not None:
             stages["commands"] = self._command_stage
+            # This process's mute and volume before its first state: MQTT never goes on
+            # showing the previous process's.
+            self.bridge.set_muted(self.muted)
+            volume = getattr(self.sink, "volume", None)
+            if volume is not None:
+                self.bridge.set_volume(volume)
         for name, stage in stages.items():
             self.tasks[name] = asyncio.create_task(self._supervise(name, stage), name=name)
         self.emit(Event("state", {"state": self.state}))
@@ -350,10 +356,12 @@ class Assistant:
     def handle_command(self, command: Command) -> None:
         name, data, request_id = command.name, command.data, command.request_id
         if name in ("ask", "say"):
-            self.submit(
-                TurnRequest(name, data["text"], command.origin, request_id=request_id,
-                            speak=data.get("speak", True))
-            )
+            request = TurnRequest(name, data["text"], command.origin, request_id=request_id,
+                                  speak=data.get("speak", True))
+            if self.submit(request) and name == "ask":
+                # Typed questions leave the trace spoken ones leave with their transcript.
+                self.emit(Event("question", {"text": request.text, "origin": command.origin},
+                                turn_id=request.turn_id, request_id=request_id))
         elif name == "cancel":
             self.cancel_turn("cancel command")
             self.set_state(self._resting_state())

@@ -12,7 +12,8 @@ from typing import Any, Callable
 from ..config import MqttConfig
 from ..events import COMMANDS, Command, new_id
 
-# `code` of the error events sent for rejected input (see docs/mqtt.md).
+# `code` of the error events sent for rejected input, and `not_understood`: a command the
+# assistant could not make sense of (see docs/mqtt.md; a Home Assistant device trigger).
 ERROR_CODES = (
     "too_large",
     "bad_encoding",
@@ -22,6 +23,7 @@ ERROR_CODES = (
     "empty_text",
     "text_too_long",
     "busy",
+    "not_understood",
 )
 
 MAX_ID_CHARS = 128
