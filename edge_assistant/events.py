@@ -36,6 +36,7 @@ EVENT_TYPES = (
     "speech_end",  # {"duration_s", "reason": "silence" | "max_length" | "timeout"}
     "transcript_partial",  # {"text"}
     "transcript",  # {"text", "confidence", "duration_s", "latency_s", "engine"}
+    "question",  # {"text", "origin"}: a typed question (command ask); spoken ones are transcripts
     "prompt_trimmed",  # {"dropped_turns", "trimmed_chars"}
     "reply_sentence",  # {"text", "index"}
     "reply",  # {"text", "prompt_tokens", "completion_tokens", "timings", "cancelled"}

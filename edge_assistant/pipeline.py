@@ -32,7 +32,7 @@ from .config import Config
 from .events import Command, Event, State, new_id
 from .respond import Responder, Response
 from .sentences import SentenceSplitter
-from .timers import TimerError, run_timer_command, timers_list_payload
+from .timers import TimerError, run_timer_command
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +160,6 @@ class TimerControl(Protocol):
 
     def stop_ringing(self, timer_id: str | None = None) -> list[Any]: ...
 
-    def timers(self, kind: str | None = None) -> list[Any]: ...
-
-    def now(self) -> float: ...
-
 
 class EventBridge(Protocol):
     """Events out and commands in (mqtt.MqttBridge). `publish_event` must never block."""
@@ -175,8 +171,6 @@ class EventBridge(Protocol):
     def set_muted(self, muted: bool) -> None: ...
 
     def set_volume(self, volume: float) -> None: ...
-
-    def set_timers(self, payload: str) -> None: ...
 
 
 class Assistant:
@@ -232,9 +226,6 @@ class Assistant:
     def emit(self, event: Event) -> None:
         if event.type == "error":
             self.counters["errors"] += 1
-        if event.type.startswith("timer_") and self.bridge is not None and self.timers is not None:
-            self.bridge.set_timers(timers_list_payload(self.timers.timers(), self.timers.now(),
-                                                       self.timers.ringing))
         if self.bridge is not None:
             try:
                 self.bridge.publish_event(event)
@@ -275,6 +266,12 @@ class Assistant:
             self.input_finished.set()
         if self.bridge is not None:
             stages["commands"] = self._command_stage
+            # This process's mute and volume before its first state: MQTT never goes on
+            # showing the previous process's.
+            self.bridge.set_muted(self.muted)
+            volume = getattr(self.sink, "volume", None)
+            if volume is not None:
+                self.bridge.set_volume(volume)
         for name, stage in stages.items():
             self.tasks[name] = asyncio.create_task(self._supervise(name, stage), name=name)
         self.emit(Event("state", {"state": self.state}))
@@ -390,10 +387,12 @@ class Assistant:
     def handle_command(self, command: Command) -> None:
         name, data, request_id = command.name, command.data, command.request_id
         if name in ("ask", "say"):
-            self.submit(
-                TurnRequest(name, data["text"], command.origin, request_id=request_id,
-                            speak=data.get("speak", True))
-            )
+            request = TurnRequest(name, data["text"], command.origin, request_id=request_id,
+                                  speak=data.get("speak", True))
+            if self.submit(request) and name == "ask":
+                # Typed questions leave the trace spoken ones leave with their transcript.
+                self.emit(Event("question", {"text": request.text, "origin": command.origin},
+                                turn_id=request.turn_id, request_id=request_id))
         elif name == "announce":
             urgent = data.get("priority") == "high"
             if urgent:

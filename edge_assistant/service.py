@@ -293,6 +293,9 @@ class Service:
             assistant.start()
             for timer in await scheduler.start():
                 assistant.submit(TurnRequest("announce", missed_announcement(timer), "timer", chime="announce"))
+            for timer in scheduler.timers():
+                # The retained timers list is built from events: the restored ones go on it.
+                assistant.emit(Event("timer_updated", scheduler.event_data(timer)))
             self.notifier.notify(f"READY=1\nSTATUS={assistant.state}")
             log.info("ready: model %s (%s), device id %s", session.engine.info.name,
                      session.engine.info.quantization, config.device_id())

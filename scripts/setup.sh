@@ -11,7 +11,8 @@ sudo_cmd=()
 packages=(python3-venv python3-dev build-essential cmake git pkg-config
           libportaudio2 libatomic1 alsa-utils espeak-ng sox
           mosquitto mosquitto-clients openssl
-          shellcheck systemd)  # the deployment tests: shellcheck, systemd-analyze
+          shellcheck systemd  # the deployment tests: shellcheck, systemd-analyze
+          debootstrap)  # tests/test_home_assistant.py: Home Assistant in a Debian 13 chroot
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 async def connected(mqtt_bridges, cfg: MqttConfig, device_id: str = DEVICE) -> MqttBridge:
     bridge = mqtt_bridges(cfg, device_id)
+    bridge.set_state("idle")  # as the core does once it runs: availability may say online
     await eventually(lambda: bridge.ready, what="bridge connected and subscribed")
     return bridge
 
@@ -134,7 +135,11 @@ async def test_events_and_retained_state(mosquitto, mqtt_probe, mqtt_bridges):
         topics.reply: "General Kenobi",
         topics.mute: "ON",
         topics.volume: "42",
+        topics.timers: '{"next": null, "name": null, "count": 0, "timers": []}',
+        topics.last("question"): transcript.text,
+        topics.last("reply"): retained[topics.last("reply")].text,
     }
+    assert retained[topics.last("reply")].json()["text"] == "General Kenobi"
 
     with pytest.raises(ValueError):
         bridge.set_state("dancing")
@@ -164,7 +169,9 @@ from edge_assistant.mqtt import MqttBridge
 
 async def main():
     cfg = MqttConfig(host="127.0.0.1", port=int(sys.argv[1]))
-    MqttBridge(cfg, "lwt-dev", asyncio.get_running_loop()).start()
+    bridge = MqttBridge(cfg, "lwt-dev", asyncio.get_running_loop())
+    bridge.start()
+    bridge.set_state("idle")
     await asyncio.sleep(3600)
 
 asyncio.run(main())
@@ -193,6 +200,7 @@ HA_REQUIRED = {
     "button": {"command_topic"},
     "text": {"command_topic"},
     "number": {"command_topic", "min", "max", "step"},
+    "device_automation": {"automation_type", "topic", "type", "subtype", "device"},
 }
 
 
@@ -212,7 +220,7 @@ async def test_home_assistant_discovery(mosquitto, mqtt_probe, mqtt_bridges):
     probe = mqtt_probe(mosquitto)
     configs = {topic: message.json() for topic, message in probe.retained("homeassistant/#").items()}
     assert configs == discovery_configs(cfg, DEVICE)
-    assert len(configs) == 7
+    assert len(configs) == 18
 
     by_object = {}
     for topic, config in configs.items():
@@ -222,6 +230,8 @@ async def test_home_assistant_discovery(mosquitto, mqtt_probe, mqtt_bridges):
         assert HA_REQUIRED[component] <= config.keys(), f"{topic} misses required keys"
         device = config["device"]
         assert device["identifiers"] and {"name", "model", "manufacturer", "sw_version"} <= device.keys()
+        if component == "device_automation":
+            continue  # tested in test_mqtt_home_assistant.py
         assert config["availability_topic"] == topics.availability
         assert (config["payload_available"], config["payload_not_available"]) == ("online", "offline")
         for key in ("state_topic", "command_topic"):
@@ -232,12 +242,18 @@ async def test_home_assistant_discovery(mosquitto, mqtt_probe, mqtt_bridges):
         "state": "sensor",
         "transcript": "sensor",
         "reply": "sensor",
+        "error": "sensor",
+        "action": "sensor",
+        "next_timer": "sensor",
         "mute": "switch",
         "listen": "button",
+        "cancel": "button",
+        "reset": "button",
         "ask": "text",
+        "say": "text",
         "volume": "number",
     }
-    assert len({config["unique_id"] for config in configs.values()}) == 7
+    assert len({config["unique_id"] for _, config in by_object.values()}) == 13
     assert {config["device"]["identifiers"][0] for config in configs.values()} == {f"edge_assistant_{DEVICE}"}
     number = by_object["volume"][1]
     assert (number["min"], number["max"], number["step"]) == (0, 100, 1)
@@ -275,7 +291,7 @@ async def test_home_assistant_discovery(mosquitto, mqtt_probe, mqtt_bridges):
     # Home Assistant announces a restart: discovery is published again.
     before = len(probe.messages)
     probe.publish("homeassistant/status", "online")
-    again = await asyncio.to_thread(probe.wait_count, "homeassistant/+/+/+/config", 7, since=before)
+    again = await asyncio.to_thread(probe.wait_count, "homeassistant/+/+/+/config", 18, since=before)
     assert {message.topic for message in again} == set(configs)
 
     # Removal: every discovery and retained state topic is emptied.

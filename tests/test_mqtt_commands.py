@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from edge_assistant.mqtt.hermes import (
 )
 from edge_assistant.mqtt.topics import Topics
 
+REPO = Path(__file__).resolve().parents[1]
 CFG = MqttConfig(max_payload_bytes=4096, max_text_chars=50)
 DEVICE = "kitchen"
 
@@ -166,8 +168,10 @@ def test_text_length_counts_characters_after_stripping():
 def test_error_codes_are_the_documented_ones():
     assert ERROR_CODES == (
         "too_large", "bad_encoding", "bad_json", "bad_request", "unknown_command", "empty_text",
-        "text_too_long", "busy",
+        "text_too_long", "busy", "not_understood",
     )
+    documented = (REPO / "docs" / "mqtt.md").read_text()
+    assert [code for code in ERROR_CODES if f"| `{code}` |" not in documented] == []
 
 
 # -- Hermes ------------------------------------------------------------------------------------
@@ -280,7 +284,9 @@ def test_topics():
     assert topics.broadcast_filter == "home/voice/all/cmd/+"
     assert topics.ha_status == "ha/status"
     assert topics.retained_states == tuple(
-        f"home/voice/kitchen/{name}" for name in ("state", "transcript", "reply", "mute", "volume")
+        f"home/voice/kitchen/{name}"
+        for name in ("state", "transcript", "reply", "mute", "volume", "timers",
+                     "last/question", "last/reply", "last/error", "last/action")
     )
     assert Topics("p", "kitchen.1 é").discovery("sensor", "state") == "homeassistant/sensor/kitchen_1/state/config"
 
@@ -310,13 +316,16 @@ COMMON_KEYS = {
     "payload_not_available", "qos",
 }
 COMPONENT_KEYS = {
-    "sensor": COMMON_KEYS | {"state_topic", "value_template"},
+    "sensor": COMMON_KEYS | {"state_topic", "value_template", "json_attributes_topic", "device_class",
+                             "entity_category"},
     "switch": COMMON_KEYS | {"command_topic", "payload_on", "payload_off", "state_topic", "state_on", "state_off"},
     "button": COMMON_KEYS | {"command_topic", "payload_press"},
     "text": COMMON_KEYS | {"command_topic", "command_template", "min", "max", "mode"},
     "number": COMMON_KEYS | {"command_topic", "command_template", "state_topic", "min", "max", "step",
                              "unit_of_measurement", "mode"},
 }
+TRIGGER_KEYS = {"automation_type", "type", "subtype", "topic", "qos", "device", "origin", "payload",
+                "value_template"}
 REQUIRED_KEYS = {
     "sensor": {"state_topic"},
     "switch": {"command_topic"},
@@ -334,6 +343,9 @@ def test_discovery_payloads():
     for topic, config in configs.items():
         prefix, component, node_id, object_id, last = topic.split("/")
         assert (prefix, node_id, last) == ("homeassistant", DEVICE, "config")
+        if component == "device_automation":
+            assert config.keys() <= TRIGGER_KEYS
+            continue  # device triggers: see test_mqtt_home_assistant.py
         assert REQUIRED_KEYS[component] <= config.keys() <= COMPONENT_KEYS[component], topic
         assert config["unique_id"] == f"edge_assistant_{DEVICE}_{object_id}"
         assert config["availability_topic"] == topics.availability
@@ -350,16 +362,26 @@ def test_discovery_payloads():
         by_object[object_id] = (component, config)
 
     assert {name: component for name, (component, _) in by_object.items()} == {
-        "state": "sensor", "transcript": "sensor", "reply": "sensor", "mute": "switch",
-        "listen": "button", "ask": "text", "volume": "number",
+        "state": "sensor", "transcript": "sensor", "reply": "sensor", "error": "sensor", "action": "sensor",
+        "next_timer": "sensor", "mute": "switch", "listen": "button", "cancel": "button", "reset": "button",
+        "ask": "text", "say": "text", "volume": "number",
     }
     assert by_object["state"][1]["state_topic"] == topics.state
-    assert by_object["transcript"][1]["state_topic"] == topics.transcript
-    assert by_object["reply"][1]["value_template"] == "{{ value[:255] }}"
+    for name, kind in (("transcript", "question"), ("reply", "reply"), ("error", "error"), ("action", "action")):
+        sensor = by_object[name][1]
+        # State and attributes from one retained JSON: they never disagree.
+        assert sensor["state_topic"] == sensor["json_attributes_topic"] == topics.last(kind)
+    assert by_object["reply"][1]["value_template"] == "{{ value_json.text[:255] }}"
+    timer = by_object["next_timer"][1]
+    assert (timer["device_class"], timer["state_topic"]) == ("timestamp", topics.timers)
     assert by_object["mute"][1]["command_topic"] == topics.command("mute")
     assert by_object["mute"][1]["state_topic"] == topics.mute
-    assert by_object["listen"][1]["command_topic"] == topics.command("listen")
-    assert by_object["ask"][1]["max"] == 255
+    for name in ("listen", "cancel", "reset"):
+        assert by_object[name][1]["command_topic"] == topics.command(name)
+    for name in ("ask", "say"):
+        text = by_object[name][1]
+        # Home Assistant refuses texts over 255 characters; below that, what the assistant takes.
+        assert (text["command_topic"], text["min"], text["max"]) == (topics.command(name), 1, 255)
     volume = by_object["volume"][1]
     assert (volume["min"], volume["max"], volume["step"], volume["state_topic"]) == (0, 100, 1, topics.volume)
 
@@ -370,18 +392,21 @@ def test_discovery_commands_are_accepted_by_the_parser():
     mute = configs["mute"]
     assert parse_command("mute", mute["payload_on"].encode(), cfg).name == "mute"
     assert parse_command("mute", mute["payload_off"].encode(), cfg).name == "unmute"
-    assert parse_command("listen", configs["listen"]["payload_press"].encode(), cfg).name == "listen"
+    for name in ("listen", "cancel", "reset"):
+        assert parse_command(name, configs[name]["payload_press"].encode(), cfg).name == name
 
 
 def test_discovery_follows_the_config():
     cfg = MqttConfig(topic_prefix="voice", discovery_prefix="ha", max_text_chars=100)
     configs = discovery_configs(cfg, "hall.2")
     assert all(topic.startswith("ha/") and "/hall_2/" in topic for topic in configs)
-    assert all(config["availability_topic"] == "voice/hall.2/availability" for config in configs.values())
+    entities = {topic: config for topic, config in configs.items() if "/device_automation/" not in topic}
+    assert all(config["availability_topic"] == "voice/hall.2/availability" for config in entities.values())
     assert {config["device"]["identifiers"][0] for config in configs.values()} == {"edge_assistant_hall_2"}
-    assert len({config["unique_id"] for config in configs.values()}) == len(configs) == 7
-    ask = next(config for topic, config in configs.items() if topic.startswith("ha/text/"))
-    assert ask["max"] == 100
+    assert len({config["unique_id"] for config in entities.values()}) == len(entities) == 13
+    assert all(config["topic"].startswith("voice/hall.2/event/") for config in configs.values() if "topic" in config)
+    texts = [config for topic, config in configs.items() if topic.startswith("ha/text/")]
+    assert [text["max"] for text in texts] == [100, 100]
     # Distinct devices never share an entity.
     other = discovery_configs(cfg, "kitchen")
-    assert not {c["unique_id"] for c in configs.values()} & {c["unique_id"] for c in other.values()}
+    assert not {c["unique_id"] for c in entities.values()} & {c.get("unique_id") for c in other.values()}

@@ -22,6 +22,7 @@ DEVICE = "dev1"
 
 async def ready(mqtt_bridges, cfg: MqttConfig, device_id: str = DEVICE) -> MqttBridge:
     bridge = mqtt_bridges(cfg, device_id)
+    bridge.set_state("idle")  # as the core does once it runs: availability may say online
     await eventually(lambda: bridge.ready, what="bridge connected and subscribed")
     return bridge
 

@@ -1,5 +1,4 @@
 import asyncio
-import json
 from datetime import datetime, time, timezone
 from zoneinfo import ZoneInfo
 
@@ -11,7 +10,6 @@ from edge_assistant.timers.commands import (
     TimerCommandError,
     parse_timer_command,
     run_timer_command,
-    timers_list_payload,
 )
 from edge_assistant.timers.scheduler import TimerScheduler
 from edge_assistant.timers.store import TimerStore
@@ -82,12 +80,11 @@ def test_commands_act_on_the_scheduler_and_the_list_follows(tmp_path):
             assert added.id == pasta.id and added.remaining_s(clock.time()) == 120
             run({"action": "pause", "timer_id": pasta.id})
             await clock.advance(10)
-            listing = json.loads(timers_list_payload(timers.timers(), timers.now(), timers.ringing))
-            assert listing["timestamp"] == clock.time()
+            listing = [timers.event_data(timer) for timer in timers.timers()]
             # Running ones first, the soonest first; paused ones last.
-            assert [(t["name"], t["kind"], t["remaining_s"], t["paused"]) for t in listing["timers"]] == [
+            assert [(t["name"], t["kind"], t["remaining_s"], t["paused"]) for t in listing] == [
                 (None, "alarm", 80990.0, False), ("pasta", "timer", 120.0, True)]
-            assert listing["timers"][0]["ends_at"] == "2027-01-16T06:30:00+00:00"
+            assert listing[0]["ends_at"] == "2027-01-16T06:30:00+00:00"
             run({"action": "resume", "name": "pasta"})
             run({"action": "start", "seconds": 60, "name": "pasta"})
             with pytest.raises(Exception) as ambiguous:
@@ -97,8 +94,7 @@ def test_commands_act_on_the_scheduler_and_the_list_follows(tmp_path):
                 run({"action": "cancel", "name": "soup"})
             assert missing.value.code == "timer_not_found"
             await clock.advance(60)
-            listing = json.loads(timers_list_payload(timers.timers(), timers.now(), timers.ringing))
-            assert [t["name"] for t in listing["ringing"]] == ["pasta"]
+            assert [t.name for t in timers.ringing] == ["pasta"]
             assert len(run({"action": "stop", "name": "pasta"})) == 1 and timers.ringing == []
             assert len(run({"action": "cancel", "all": True})) == 2 and timers.timers() == []
 

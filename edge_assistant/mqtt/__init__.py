@@ -6,9 +6,10 @@ Modules, in the order they build on each other:
 - `commands`: incoming command payloads validated into `events.Command` (`parse_command`,
   `CommandRejected`, `ERROR_CODES`).
 - `hermes`: Hermes (Rhasspy, Snips) topics, requests as commands, and the messages answering them.
-- `discovery`: Home Assistant discovery configs (`discovery_configs`).
+- `discovery`: Home Assistant discovery configs, entities and device triggers (`discovery_configs`).
 - `limits`: log and error-reply rate limits.
 - `client`: a paho client from the config (`make_client`), name checks, `unregister`, JSON.
+- `retained`: the retained topics events update (last question, reply, error, action; timers).
 - `bridge`: `MqttBridge`, the connection of the running assistant.
 
 Topics and payloads: docs/mqtt.md.

@@ -14,8 +14,10 @@ Three kinds of threads meet here, and none waits for another's I/O:
 
 While the broker is away, QoS >= 1 events stay in the outbox (up to ``mqtt.offline_queue``) and
 the latest value of every retained topic is kept aside; at each connect the publisher first
-announces availability, discovery and those values, then sends what waited. Topics and
-payloads: docs/mqtt.md.
+announces those values, availability and discovery, then sends what waited. Availability is
+`online` only once the core has reported its state (its first `state` event, after mute and
+volume): until then a connect announces `offline`, so a restart never shows the previous
+process's values as current. Topics and payloads: docs/mqtt.md.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from .commands import CommandRejected, parse_command
 from .discovery import discovery_configs
 from .hermes import HERMES_REQUESTS, HermesSessions, parse_hermes
 from .limits import LogLimiter, TokenBucket
+from .retained import RetainedStates
 from .topics import OFFLINE, ONLINE, Topics
 
 log = logging.getLogger(__name__)
@@ -105,14 +108,19 @@ class MqttBridge:
         # Set when stop() runs out of time: the publisher leaves the rest of the outbox.
         self._abandon = False
         self._connected = False
-        # An announce (availability, discovery, retained values) the publisher owes the broker.
+        # An announce the publisher owes the broker: retained values and availability, and
+        # (after a connect or a Home Assistant restart) the discovery configs too.
         self._announce_due = False
+        self._discovery_due = False
+        # The core reported its state: availability may say online.
+        self._core_reported = False
         # mid of the SUBSCRIBE sent at the latest connect, None once the broker confirmed it.
         self._subscribe_mid: int | None = None
         self._outbox: collections.deque[_Message] = collections.deque()
         self._outbox_size = cfg.offline_queue + CLIENT_QUEUE_HEADROOM
         # topic -> (version, payload): the latest value of each retained state topic.
         self._retained: dict[str, tuple[int, bytes]] = {}
+        self._retained_states = RetainedStates(self.topics)
         self._retained_version = 0
         self._announced_version = 0
         self._stats = dict.fromkeys(STAT_KEYS, 0)
@@ -207,20 +215,27 @@ class MqttBridge:
     # -- outgoing (any thread) ---------------------------------------------------------------
 
     def publish_event(self, event: Event) -> None:
-        """Publish on ``<prefix>/<device_id>/event/<type>``; thread-safe, never blocks."""
+        """Publish on ``<prefix>/<device_id>/event/<type>`` and update the retained topics it
+        changes; thread-safe, never blocks."""
         if event.type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {event.type!r}")
         qos = self._cfg.qos
-        self._queue(self.topics.event(event.type), dumps(event.to_json_dict()), qos, keep_offline=True)
-        data = event.data
-        if event.type == "state" and isinstance(data.get("state"), str):
-            self._queue_retained(self.topics.state, data["state"])
-        elif event.type == "transcript" and isinstance(data.get("text"), str):
-            self._queue_retained(self.topics.transcript, data["text"])
-            if self._cfg.hermes:
-                self._queue(*self._hermes_message(self._hermes.text_captured(event)), qos)
-        elif event.type == "reply" and isinstance(data.get("text"), str):
-            self._queue_retained(self.topics.reply, data["text"])
+        payload = dumps(event.to_json_dict())
+        self._queue(self.topics.event(event.type), payload, qos, keep_offline=True)
+        with self._lock:
+            updates = self._retained_states.updates(event, payload)
+            if event.type == "state" and updates and not self._core_reported:
+                self._core_reported = True
+                # The timers of a previous process are gone unless the core announces them.
+                updates.append(self._retained_states.timers())
+                # Under the same lock as the values: the announce that says online has them.
+                self._announce_due = self._announce_due or self._connected
+            overflow = False
+            for topic, value in updates:
+                overflow = self._retain(topic, value) or overflow
+        self._warn_overflow(overflow)
+        if event.type == "transcript" and self._cfg.hermes:
+            self._queue(*self._hermes_message(self._hermes.text_captured(event)), qos)
         elif event.type == "wake" and self._cfg.hermes:
             self._queue(*self._hermes_message(self._hermes.hotword_detected(event)), qos)
         elif event.type == "tts_stop" and self._cfg.hermes:
@@ -236,34 +251,32 @@ class MqttBridge:
 
     def set_muted(self, muted: bool) -> None:
         """Retained ``<prefix>/<device_id>/mute``: ON or OFF."""
-        self._queue_retained(self.topics.mute, "ON" if muted else "OFF")
+        self._queue_retained(self.topics.mute, b"ON" if muted else b"OFF")
 
     def set_volume(self, volume: float) -> None:
         """Retained ``<prefix>/<device_id>/volume`` in percent; `volume` is a gain, 1.0 = 100."""
         percent = min(100, max(0, round(volume * 100)))
-        self._queue_retained(self.topics.volume, str(percent))
-
-    def set_timers(self, payload: str) -> None:
-        """Retained ``<prefix>/<device_id>/timers``: the timers and alarms set (JSON)."""
-        self._queue_retained(self.topics.timers, payload)
+        self._queue_retained(self.topics.volume, str(percent).encode())
 
     @staticmethod
     def _hermes_message(message: tuple[str, dict[str, Any]]) -> tuple[str, bytes]:
         topic, payload = message
         return topic, dumps(payload)
 
-    def _queue_retained(self, topic: str, value: str) -> None:
-        """Remember the value for the next announce; while connected, send it too."""
-        payload = value.encode("utf-8")
+    def _queue_retained(self, topic: str, payload: bytes) -> None:
         with self._lock:
-            self._retained_version += 1
-            self._retained[topic] = (self._retained_version, payload)
-            if self._connected:
-                message = _Message(topic, payload, self._cfg.qos, True, self._retained_version)
-                overflow = self._append(message, self._outbox_size)
-            else:
-                overflow = False  # the next connect announces it
+            overflow = self._retain(topic, payload)
         self._warn_overflow(overflow)
+
+    def _retain(self, topic: str, payload: bytes) -> bool:
+        """Remember the value for the next announce; while connected, queue it too. Caller
+        holds the lock; True if the outbox overflowed."""
+        self._retained_version += 1
+        self._retained[topic] = (self._retained_version, payload)
+        if not self._connected:
+            return False  # the next connect announces it
+        message = _Message(topic, payload, self._cfg.qos, True, self._retained_version)
+        return self._append(message, self._outbox_size)
 
     def _queue(self, topic: str, payload: bytes, qos: int, keep_offline: bool = False) -> None:
         """Queue one message for the publisher. While the broker is away, only QoS >= 1
@@ -308,16 +321,18 @@ class MqttBridge:
         while True:
             with self._lock:
                 while not self._abandon and not (
-                    self._connected and (self._announce_due or self._outbox)
+                    self._connected and (self._announce_due or self._discovery_due or self._outbox)
                 ):
                     if self._stopping:
                         return  # nothing more can be sent
                     self._wake_publisher.wait()
                 if self._abandon:
                     return
-                if self._announce_due:
-                    self._announce_due = False
+                if self._announce_due or self._discovery_due:
+                    with_discovery = self._discovery_due
+                    self._announce_due = self._discovery_due = False
                     retained = [(topic, payload) for topic, (_, payload) in self._retained.items()]
+                    online = self._core_reported
                     self._announced_version = self._retained_version
                     message = None
                 else:
@@ -326,7 +341,7 @@ class MqttBridge:
                         continue  # the announce already sent this value or a newer one
             try:
                 if message is None:
-                    self._announce(retained)
+                    self._announce(retained, online, with_discovery)
                 else:
                     self._send(message)
             except Exception:  # a bug here must not end the publishing for good
@@ -334,14 +349,16 @@ class MqttBridge:
                     logging.ERROR, "publisher_crash", "error publishing on MQTT", exc_info=True
                 )
 
-    def _announce(self, retained: list[tuple[str, bytes]]) -> None:
+    def _announce(self, retained: list[tuple[str, bytes]], online: bool, with_discovery: bool) -> None:
+        """The current values before availability: whoever sees `online` already has them."""
         qos = self._cfg.qos
-        self._send(_Message(self.topics.availability, ONLINE.encode(), qos, retain=True))
-        if self._cfg.discovery:
-            for topic, config in discovery_configs(self._cfg, self._device_id).items():
-                self._send(_Message(topic, dumps(config), qos, retain=True))
         for topic, payload in retained:
             self._send(_Message(topic, payload, qos, retain=True))
+        availability = ONLINE if online else OFFLINE
+        self._send(_Message(self.topics.availability, availability.encode(), qos, retain=True))
+        if with_discovery and self._cfg.discovery:
+            for topic, config in discovery_configs(self._cfg, self._device_id).items():
+                self._send(_Message(topic, dumps(config), qos, retain=True))
 
     def _send(self, message: _Message) -> None:
         """Hand one message to paho (publisher thread only)."""
@@ -391,7 +408,7 @@ class MqttBridge:
             self._last_error = self._transport_error = None
             self._refused = False
             self._connected = True
-            self._announce_due = True
+            self._announce_due = self._discovery_due = True
             self._wake_publisher.notify()
         log.info("connected to MQTT broker %s:%s", self._cfg.host, self._cfg.port)
 
@@ -455,7 +472,7 @@ class MqttBridge:
                 # Home Assistant restarted: it forgets non-retained state, so announce again.
                 with self._lock:
                     if self._connected:
-                        self._announce_due = True
+                        self._announce_due = self._discovery_due = True
                         self._wake_publisher.notify()
             return
         if self._cfg.hermes and topic in HERMES_REQUESTS:

@@ -13,7 +13,8 @@ from ..config import MqttConfig
 from ..events import COMMANDS, Command, new_id
 from ..timers.commands import TimerCommandError, parse_timer_command
 
-# `code` of the error events sent for rejected input (see docs/mqtt.md).
+# `code` of the error events sent for rejected input, and `not_understood`: a command the
+# assistant could not make sense of (see docs/mqtt.md; a Home Assistant device trigger).
 ERROR_CODES = (
     "too_large",
     "bad_encoding",
@@ -23,6 +24,7 @@ ERROR_CODES = (
     "empty_text",
     "text_too_long",
     "busy",
+    "not_understood",
 )
 
 MAX_ID_CHARS = 128

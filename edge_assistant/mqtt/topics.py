@@ -10,6 +10,8 @@ ONLINE = "online"
 OFFLINE = "offline"
 # Device id level of the opt-in topic that addresses every device at once.
 BROADCAST_ID = "all"
+# Kinds of `Topics.last`: the latest question (spoken or typed), reply, error and action.
+LAST_KINDS = ("question", "reply", "error", "action")
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,21 @@ class Topics:
     def volume(self) -> str:
         return f"{self.base}/volume"
 
+    def last(self, kind: str) -> str:
+        """Retained JSON: the latest event of one of `LAST_KINDS`."""
+        return f"{self.base}/last/{kind}"
+
     @property
     def timers(self) -> str:
+        """Retained JSON: the running timers, the next one to end first."""
         return f"{self.base}/timers"
 
     @property
     def retained_states(self) -> tuple[str, ...]:
-        return (self.state, self.transcript, self.reply, self.mute, self.volume, self.timers)
+        return (
+            self.state, self.transcript, self.reply, self.mute, self.volume, self.timers,
+            *(self.last(kind) for kind in LAST_KINDS),
+        )
 
     def event(self, event_type: str) -> str:
         return f"{self.base}/event/{event_type}"

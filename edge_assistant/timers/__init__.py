@@ -5,7 +5,8 @@
 - `Clock` (clock.py) is the time they run by, a fake one in tests;
 - `TimerIntentHandler` (intents.py) does what a recognized spoken command asks and words the
   reply (replies.py), with the sentences in edge_assistant/data/timer_sentences_en.yaml;
-- `parse_timer_command` and `timers_list_payload` (commands.py) are the MQTT side.
+- `parse_timer_command` and `run_timer_command` (commands.py) are the MQTT side; the bridge
+  keeps the retained timers list from the timer events.
 """
 
 from .clock import SYSTEM_CLOCK, Clock, SystemClock
@@ -15,7 +16,6 @@ from .commands import (
     TimerCommandError,
     parse_timer_command,
     run_timer_command,
-    timers_list_payload,
 )
 from .intents import (
     HANDLED_INTENTS,
@@ -42,7 +42,7 @@ from .timer import Timer
 
 __all__ = [
     "TIMER_ACTIONS", "TimerCommand", "TimerCommandError", "parse_timer_command",
-    "run_timer_command", "timers_list_payload", "AmbiguousTimerError",
+    "run_timer_command", "AmbiguousTimerError",
     "HANDLED_INTENTS", "SENTENCES_PATH", "TimerIntentHandler", "TimerReply", "alarm_time",
     "recognize", "sentence_data", "finished_announcement", "missed_announcement",
     "SYSTEM_CLOCK", "Clock", "SystemClock", "Ringer", "TIMER_EVENT_TYPES", "InvalidTimerError",

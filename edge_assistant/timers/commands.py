@@ -19,7 +19,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, tzinfo
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from .intents import alarm_time
 from .scheduler import AmbiguousTimerError, TimerNotFoundError, TimerScheduler
@@ -101,16 +101,6 @@ def run_timer_command(scheduler: TimerScheduler, command: TimerCommand,
     if action == "pause":
         return [scheduler.pause(timer_id)]
     return [scheduler.resume(timer_id)]
-
-
-def timers_list_payload(timers: Iterable[Timer], now: float, ringing: Iterable[Timer] = ()) -> str:
-    """The retained ``<prefix>/<device_id>/timers`` message: every timer and alarm set, soonest
-    first, and those ringing, each as in the timer events, with the time it was computed at."""
-    return json.dumps({
-        "timestamp": round(now, 3),
-        "timers": [timer.event_data(now) for timer in timers],
-        "ringing": [dict(timer.event_data(now), remaining_s=0.0) for timer in ringing],
-    })
 
 
 def _target(scheduler: TimerScheduler, command: TimerCommand) -> str:
