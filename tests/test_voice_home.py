@@ -185,8 +185,10 @@ def test_timers_survive_sigkill_and_one_that_ended_meanwhile_is_announced(
         missed = probe.wait_for(f"{PREFIX}/event/timer_finished", lambda m: m.json().get("missed"),
                                 timeout=slack(120), since=mark).json()
         announced = probe.wait_for(f"{PREFIX}/event/announce_start", timeout=slack(60), since=mark).json()
+        restored = probe.wait_for(f"{PREFIX}/event/timer_updated", since=mark).json()
+        added = len(probe.messages)
         probe.publish(f"{PREFIX}/cmd/timer", json.dumps({"action": "add", "name": "pasta", "seconds": 60}))
-        updated = probe.wait_for(f"{PREFIX}/event/timer_updated", since=mark).json()
+        updated = probe.wait_for(f"{PREFIX}/event/timer_updated", since=added).json()
     except AssertionError:
         raise AssertionError(second.log())
     second.signal(signal.SIGTERM)
@@ -195,6 +197,7 @@ def test_timers_survive_sigkill_and_one_that_ended_meanwhile_is_announced(
     assert "tea" in announced["text"].lower() and "while i was off" in announced["text"].lower()
     # The pasta timer went on counting through the power cut: 120 s, minus the time since it
     # was set, plus the minute added.
+    assert restored["name"] == "pasta" and 60 < restored["remaining_s"] < 120 - 4
     assert updated["name"] == "pasta" and 120 < updated["remaining_s"] < 180 - 4
     assert [t["name"] for t in timers_list(probe)["timers"]] == ["pasta"]
 
