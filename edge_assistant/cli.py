@@ -240,7 +240,9 @@ def cmd_listen(args: argparse.Namespace) -> int:
             config.audio, on_error=lambda error: log.error("microphone: %s", error)
         )
 
-    def emit(event) -> None:
+    from .events import Event
+
+    def show(event) -> None:
         if args.json:
             print(json.dumps(event.to_json_dict(), ensure_ascii=False), flush=True)
         elif event.type == "transcript":
@@ -248,11 +250,36 @@ def cmd_listen(args: argparse.Namespace) -> int:
         elif event.type != "transcript_partial":
             print(f"# {event.type} {json.dumps(event.data, ensure_ascii=False)}", file=sys.stderr, flush=True)
 
+    async def main() -> None:
+        # What each transcript would do at home (intent and actions), acting on nothing.
+        home = await _start_home_for_cli(config, "listen")
+        pending: set[asyncio.Task] = set()
+
+        async def show_intent(text: str, turn_id: str | None) -> None:
+            result = await home.handle(text, dry_run=True)
+            if result is not None and result.intent is not None:
+                show(Event("intent", result.intent, turn_id=turn_id))
+                for action in result.actions:
+                    show(Event("action", action, turn_id=turn_id))
+
+        def emit(event) -> None:
+            show(event)
+            text = str(event.data.get("text", "")).strip()
+            if home is not None and event.type == "transcript" and text:
+                task = asyncio.ensure_future(show_intent(text, event.turn_id))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+
+        try:
+            await listen(config, source.frames(), emit, skip_wake=args.no_wake, max_turns=args.turns,
+                         stt_model_path=_stt_model_path(config))
+            await asyncio.gather(*pending)
+        finally:
+            if home is not None:
+                await home.aclose()
+
     try:
-        asyncio.run(
-            listen(config, source.frames(), emit, skip_wake=args.no_wake, max_turns=args.turns,
-                   stt_model_path=_stt_model_path(config))
-        )
+        asyncio.run(main())
     finally:
         source.close()
     return 0

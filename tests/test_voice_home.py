@@ -311,3 +311,25 @@ def test_what_no_template_matches_goes_to_the_llm_under_the_home_grammar(mosquit
             assert sentences and response.text, (question, events)
     assert lock.commands == []
     session.engine.close()
+
+
+def test_listen_json_shows_what_a_spoken_command_would_do(tmp_path, mosquitto, home_devices, make_speech_wav):
+    import subprocess
+    import sys
+
+    light = home_devices(mosquitto).zigbee_light("Kitchen Light", "Kitchen")
+    config = tmp_path / "config.toml"
+    config.write_text(config_text(tmp_path, mosquitto))
+    wav = make_speech_wav("Hey Jarvis. Turn on the kitchen light.", lead_silence_s=1.0, tail_silence_s=2.0,
+                          sentence_gap_s=0.6)
+    result = subprocess.run([sys.executable, "-m", "edge_assistant.cli", "-c", str(config), "listen", "--json",
+                             "--input", str(wav), "--turns", "1"],
+                            capture_output=True, text=True, timeout=slack(300))
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    transcript = next(e for e in events if e["type"] == "transcript")
+    intent = next(e for e in events if e["type"] == "intent")
+    action = next(e for e in events if e["type"] == "action")
+    assert intent["name"] == "HassTurnOn" and intent["turn_id"] == transcript["turn_id"]
+    assert action["entity"] == "light.kitchen_light" and action["outcome"] == "dry_run"
+    assert light.commands == []  # listening acts on nothing
