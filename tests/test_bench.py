@@ -324,3 +324,13 @@ def test_home_section_matches_every_template_command_and_says_how_the_llm_did(tm
     assert 0.5 <= values["home.llm_accuracy"] <= 1.0
     assert 0 < values["home.match_ms"] < 1000 and 0 < values["home.publish_ms"] < 1000
     check_targets(values)
+
+
+@pytest.mark.slow
+def test_stop_section_stops_a_ring_with_the_spoken_word(tmp_path, scripted_gguf):
+    out = tmp_path / "stop.json"
+    result = run_bench(write_config(tmp_path, scripted_gguf), "--only", "stop", "--quick", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    values = json.loads(out.read_text())
+    check_figures(values, {"stop.word_to_stop_s": (0.0, 10.0)})
+    check_targets(values)

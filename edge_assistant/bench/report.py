@@ -39,6 +39,7 @@ TARGETS = (
            "first-turn prompt evaluation after the warm-up at most 25% of a cold first turn"),
     Target("e2e.ratio", "<=", 0.30, "time to first audio at most 30% of the sequential baseline"),
     Target("idle.cpu_percent", "<", 10.0, "idle listening under 10% of one core"),
+    Target("stop.word_to_stop_s", "<=", 0.3, "a spoken \"stop\" ends a ring within 300 ms"),
     Target("home.match_ms", "<=", 50.0, "a spoken command matched by the templates within 50 ms"),
     Target("home.publish_ms", "<=", 150.0, "a template command handed to MQTT within 150 ms of the transcript"),
     Target("memory.peak_rss_mb", "<", 1024.0, "peak RSS under 1 GB with the embedded default models",

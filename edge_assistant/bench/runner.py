@@ -14,6 +14,7 @@ from .barge_in import bench_barge_in
 from .daemon import bench_idle, bench_memory
 from .e2e import bench_e2e
 from .home import bench_home
+from .stop import bench_stop
 from .llm import bench_kv_reuse, bench_llm
 from .loaded import LoadedModels
 from .machine import load_average, machine_info, model_info
@@ -35,6 +36,7 @@ MEASURES: dict[str, Measure] = {
     "idle": bench_idle,
     "e2e": bench_e2e,
     "barge_in": bench_barge_in,
+    "stop": bench_stop,
     "home": bench_home,
     "memory": bench_memory,
 }
