@@ -48,3 +48,28 @@ def test_sigterm_after_sighup_does_not_reload():
 
     asyncio.run(scenario())
     assert daemon.stopping.is_set() and not daemon.reload_requested
+
+
+def test_a_bad_input_file_leaves_no_mqtt_thread_and_no_model_behind(tmp_path, mosquitto, scripted_gguf):
+    import pytest
+
+    from edge_assistant.audio.wav import AudioFormatError
+    from edge_assistant.config import from_mapping
+    from edge_assistant.tts import shared_voices
+
+    not_audio = tmp_path / "question.wav"
+    not_audio.write_text("not a WAV file")
+    config = from_mapping({
+        "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "device_id": "badinput"},
+        "llm": {"model": str(scripted_gguf)},
+        "service": {"state_dir": str(tmp_path / "state"), "earcons": False},
+        "home": {"enabled": False},
+    })
+    voices_before = len(shared_voices)
+    daemon = Service(None, config, RunOptions(input_wav=not_audio, output_wav=tmp_path / "out.wav"),
+                     notifier=SystemdNotifier(""))
+    with pytest.raises(AudioFormatError, match="question.wav"):
+        asyncio.run(daemon.run())
+    alive = [thread.name for thread in threading.enumerate() if thread.name.startswith("mqtt-publisher")]
+    assert alive == [] and not daemon.bridge.connected
+    assert len(shared_voices) == voices_before  # the models loaded for the run were let go
