@@ -442,7 +442,8 @@ class Assistant:
         elif name == "reset":
             self.session.reset()
             # The fresh conversation's prompt start, into the cache before the next question.
-            self._start_side_task(asyncio.to_thread(self.session.warm), "warm-prompt")
+            context, _ = self.responder.tool_context()
+            self._start_side_task(asyncio.to_thread(self.session.warm, context), "warm-prompt")
 
     def ring(self, text: str) -> None:
         """A finished timer rings: its sound and `text`, before anything waiting (called again

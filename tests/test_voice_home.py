@@ -55,15 +55,21 @@ def heard(samples: np.ndarray) -> str:
         resample(samples, SPEAKER_RATE, 16000)).text.lower()
 
 
-def test_spoken_command_switches_the_light_and_says_so(tmp_path, mosquitto, mqtt_probe, home_devices, alsa_devices,
-                                                     make_speech_wav, daemons):
-    light = home_devices(mosquitto).zigbee_light("Kitchen Light", "Kitchen")
-    question = read_wav(make_speech_wav("Hey Jarvis. Turn on the kitchen light.", lead_silence_s=1.0,
-                                        tail_silence_s=8.0, sentence_gap_s=0.6))
-    alsa_devices.write_input(question)
+def spoken_to_the_daemon(text, tmp_path, mosquitto, mqtt_probe, alsa_devices, make_speech_wav, daemons):
+    """The daemon on the ALSA file devices, `text` spoken into its microphone; (daemon, probe)."""
+    alsa_devices.write_input(read_wav(make_speech_wav(text, lead_silence_s=1.0, tail_silence_s=10.0,
+                                                      sentence_gap_s=0.6)))
     probe = mqtt_probe(mosquitto)
     probe.subscribe(f"{PREFIX}/#")
     daemon = daemons(tmp_path, config_text(tmp_path, mosquitto, audio=MICROPHONE), env=alsa_devices.env).start()
+    return daemon, probe
+
+
+def test_spoken_command_switches_the_light_and_says_so(tmp_path, mosquitto, mqtt_probe, home_devices, alsa_devices,
+                                                     make_speech_wav, daemons):
+    light = home_devices(mosquitto).zigbee_light("Kitchen Light", "Kitchen")
+    daemon, probe = spoken_to_the_daemon("Hey Jarvis. Turn on the kitchen light.", tmp_path, mosquitto, mqtt_probe,
+                                         alsa_devices, make_speech_wav, daemons)
     try:
         action = probe.wait_for(f"{PREFIX}/event/action", timeout=slack(300)).json()
         probe.wait_for(f"{PREFIX}/event/tts_stop", timeout=slack(60))
@@ -126,12 +132,8 @@ def test_typed_question_takes_the_same_path_and_a_lock_needs_a_yes(
 
 def test_spoken_timer_rings_on_the_speaker_until_stopped(tmp_path, mosquitto, mqtt_probe, alsa_devices,
                                                         make_speech_wav, daemons):
-    question = read_wav(make_speech_wav("Hey Jarvis. Set a timer for two seconds.", lead_silence_s=1.0,
-                                        tail_silence_s=10.0, sentence_gap_s=0.6))
-    alsa_devices.write_input(question)
-    probe = mqtt_probe(mosquitto)
-    probe.subscribe(f"{PREFIX}/#")
-    daemon = daemons(tmp_path, config_text(tmp_path, mosquitto, audio=MICROPHONE), env=alsa_devices.env).start()
+    daemon, probe = spoken_to_the_daemon("Hey Jarvis. Set a timer for two seconds.", tmp_path, mosquitto, mqtt_probe,
+                                         alsa_devices, make_speech_wav, daemons)
     try:
         started = probe.wait_for(f"{PREFIX}/event/timer_started", timeout=slack(300)).json()
         assert started["total_s"] == 2
