@@ -7,8 +7,11 @@ from pathlib import Path
 from .options import BenchError
 from .report import Report
 
-STAGE_ROWS = ("user speech", "listen / STT", "LLM generating", "TTS synthesizing", "speaker playing")
-STAGE_COLORS = ("#9e9e9e", "#5c6bc0", "#ef6c00", "#2e7d32", "#c62828")
+STAGE_ROWS = ("user speech", "listen / STT", "end of turn / draft STT", "LLM generating",
+              "TTS synthesizing", "speaker playing")
+STAGE_COLORS = ("#9e9e9e", "#5c6bc0", "#8e24aa", "#ef6c00", "#2e7d32", "#c62828")
+# The end-of-turn row: the model's calls dark, the transcripts made at pauses light.
+DRAFT_COLOR = "#ce93d8"
 
 
 def check_plotting() -> None:
@@ -39,6 +42,7 @@ def write_plot(report: Report, path: str | Path) -> None:
         rows = (
             [timeline.speech],
             [timeline.endpoint, timeline.stt],
+            [*timeline.drafts, *timeline.turn_end],
             timeline.llm,
             timeline.tts,
             timeline.speaker,
@@ -50,20 +54,23 @@ def write_plot(report: Report, path: str | Path) -> None:
             if index == 1:
                 # Waiting out the silence, then transcribing.
                 colors = ["#c5cae9", STAGE_COLORS[1]]
+            elif index == 2:
+                colors = [DRAFT_COLOR] * len(timeline.drafts) + [STAGE_COLORS[2]] * len(timeline.turn_end)
             # White edges keep back-to-back chunks (one per sentence) apart.
             axis.broken_barh(bars, (y - 0.35, 0.7), facecolors=colors, edgecolor="white", linewidth=0.8)
-        for (a, b), label in zip((timeline.endpoint, timeline.stt), ("silence", "STT")):
+        for (a, b), label in zip((timeline.endpoint, timeline.stt), ("end of turn", "STT")):
             if b - a > 0.07 * (end - start):
                 axis.text((a + b) / 2, len(STAGE_ROWS) - 2, label, ha="center", va="center", fontsize=8)
         axis.set_yticks(range(len(STAGE_ROWS)), list(reversed(STAGE_ROWS)))
         axis.axvline(0.0, color="black", linewidth=1)
-        axis.axvline(timeline.ttfa_s, color=STAGE_COLORS[4], linestyle="--", linewidth=1)
+        axis.axvline(timeline.ttfa_s, color=STAGE_COLORS[-1], linestyle="--", linewidth=1)
         axis.set_title(f"{kind}: first audio {timeline.ttfa_s:.2f} s after the end of speech, "
                        f"turn over at {timeline.total_s:.2f} s", fontsize=10, loc="left")
         axis.set_xlim(start - 0.2, end + 0.3)
         axis.grid(axis="x", alpha=0.3)
-    axes[-1, 0].set_xlabel("seconds from the end of the user's speech "
-                           "(listen row: light = waiting out the silence, dark = transcribing)")
+    axes[-1, 0].set_xlabel("seconds from the end of the user's speech\n(listen row: light = until the "
+                           "end of the turn is decided, dark = transcribing after it; end-of-turn "
+                           "row: dark = Smart Turn, light = transcribing at a pause)", fontsize=9)
     values = report.values
     reply = str(values.get("e2e.reply", ""))
     reply = reply if len(reply) <= 70 else reply[:69].rstrip() + "…"

@@ -36,6 +36,9 @@ TARGETS = (
     Target("llm.ratio", ">=", 0.97, "our engine within 3% of plain llama-cpp-python tokens/s"),
     Target("kv_reuse.ratio", "<=", 0.20, "second-turn prompt evaluation with reuse at most 20% of cold"),
     Target("e2e.ratio", "<=", 0.30, "time to first audio at most 30% of the sequential baseline"),
+    Target("endpoint.smart_turn.false_cutoffs", "<=", 0.05,
+           "at most 5% of questions with a pause in mid-sentence cut off"),
+    Target("endpoint.extra_false_cutoffs", "<=", 0.0, "no more cut-offs than vad.silence_s alone"),
     Target("idle.cpu_percent", "<", 10.0, "idle listening under 10% of one core"),
     Target("memory.peak_rss_mb", "<", 1024.0, "peak RSS under 1 GB with the embedded default models",
            embedded_only=True),
@@ -53,6 +56,9 @@ class Timeline:
     llm: list[tuple[float, float]] = field(default_factory=list)
     tts: list[tuple[float, float]] = field(default_factory=list)
     speaker: list[tuple[float, float]] = field(default_factory=list)
+    # The end-of-turn model's calls at pauses, and the transcripts made there (drafts).
+    turn_end: list[tuple[float, float]] = field(default_factory=list)
+    drafts: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def ttfa_s(self) -> float:
@@ -94,7 +100,8 @@ def _rounded(value: Any) -> Any:
 
 # Words, not figures: printed under the table.
 TEXT_KEYS = frozenset({"e2e.question", "e2e.transcript", "e2e.reply", "e2e.reply_sentences",
-                       "e2e.sequential_reply", "stt.engine", "barge_in.wake_word"})
+                       "e2e.sequential_reply", "stt.engine", "barge_in.wake_word",
+                       "endpoint.pauses_s", "endpoint.engine"})
 
 
 def _is_figure(key: str, value: Any) -> bool:

@@ -13,6 +13,7 @@ from ..config import Config
 from .barge_in import bench_barge_in
 from .daemon import bench_idle, bench_memory
 from .e2e import bench_e2e
+from .endpoint import bench_endpoint
 from .llm import bench_kv_reuse, bench_llm
 from .loaded import LoadedModels
 from .machine import load_average, machine_info, model_info
@@ -32,6 +33,7 @@ MEASURES: dict[str, Measure] = {
     "tts": bench_tts,
     "wake": bench_wake,
     "idle": bench_idle,
+    "endpoint": bench_endpoint,
     "e2e": bench_e2e,
     "barge_in": bench_barge_in,
     "memory": bench_memory,
