@@ -319,6 +319,25 @@ def embedded_turn_end_path() -> Path:
     return installed
 
 
+def install_turn_end_from_wheel(wheel: str | Path, share_dir: Path = SHARE_DIR) -> Path:
+    """Take Smart Turn out of a downloaded pipecat-ai wheel, check its sha256 and install it as
+    the embedded default (scripts/setup.sh): one file, no pipecat package."""
+    member = "pipecat/audio/turn/smart_turn/data/" + SMART_TURN_FILE
+    try:
+        with zipfile.ZipFile(wheel) as zipped:
+            data = zipped.read(member)
+    except (OSError, KeyError, zipfile.BadZipFile) as error:
+        raise ModelError(f"{wheel}: no {member} in it ({error})") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != SMART_TURN_SHA256:
+        raise ModelError(f"{wheel}: {member} failed its checksum (sha256 {actual}, "
+                         f"expected {SMART_TURN_SHA256})")
+    share_dir.mkdir(parents=True, exist_ok=True)
+    partial = share_dir / (SMART_TURN_FILE + ".partial")
+    partial.write_bytes(data)
+    return partial.replace(share_dir / SMART_TURN_FILE)
+
+
 def _resolve(setting: str, key: str, kind: str, state_dir: Path) -> Path:
     if setting in REGISTRY:
         model = REGISTRY[setting]

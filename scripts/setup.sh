@@ -42,19 +42,8 @@ if ! .venv/bin/python -c "from edge_assistant import models; models.embedded_tur
   wheel_dir=$(mktemp -d)
   trap 'rm -rf "$wheel_dir"' EXIT
   .venv/bin/python -m pip download -q --no-deps --only-binary :all: "pipecat-ai==1.14.0" -d "$wheel_dir"
-  .venv/bin/python - "$wheel_dir"/pipecat_ai-*.whl <<'PYTHON'
-import hashlib, sys, zipfile
-from edge_assistant import models
-
-member = "pipecat/audio/turn/smart_turn/data/" + models.SMART_TURN_FILE
-data = zipfile.ZipFile(sys.argv[1]).read(member)
-if hashlib.sha256(data).hexdigest() != models.SMART_TURN_SHA256:
-    sys.exit(f"setup: {member} in {sys.argv[1]} failed its checksum")
-models.SHARE_DIR.mkdir(parents=True, exist_ok=True)
-partial = models.SHARE_DIR / (models.SMART_TURN_FILE + ".partial")
-partial.write_bytes(data)
-partial.replace(models.SHARE_DIR / models.SMART_TURN_FILE)
-print(f"setup: end-of-turn model installed: {models.SHARE_DIR / models.SMART_TURN_FILE}")
-PYTHON
+  .venv/bin/python -c 'import sys; from edge_assistant import models
+print("setup: end-of-turn model installed:", models.install_turn_end_from_wheel(sys.argv[1]))' \
+    "$wheel_dir"/pipecat_ai-*.whl
 fi
 .venv/bin/edge-assistant --version

@@ -7,6 +7,7 @@ import functools
 import os
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -113,6 +114,27 @@ def test_missing_embedded_model_says_how_to_get_it(monkeypatch, tmp_path):
         models.resolve_turn_end("smart-turn-v3", tmp_path)
     with pytest.raises(models.ModelError, match="is a llm model, not a turn model"):
         models.resolve_turn_end("qwen2.5-0.5b-instruct-q4", tmp_path)
+
+
+def test_setup_takes_the_model_out_of_the_pipecat_wheel(tmp_path):
+    member = "pipecat/audio/turn/smart_turn/data/" + models.SMART_TURN_FILE
+    wheel = tmp_path / "pipecat_ai-1.14.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zipped:
+        zipped.writestr("pipecat/__init__.py", "")
+        zipped.writestr(member, models.embedded_turn_end_path().read_bytes())
+    share = tmp_path / "share"
+    installed = models.install_turn_end_from_wheel(wheel, share)
+    assert installed == share / models.SMART_TURN_FILE and [p.name for p in share.iterdir()] == [installed.name]
+    assert models.sha256_of(installed) == models.SMART_TURN_SHA256
+
+    tampered = tmp_path / "tampered.whl"
+    with zipfile.ZipFile(tampered, "w") as zipped:
+        zipped.writestr(member, b"not a model")
+    with pytest.raises(models.ModelError, match="failed its checksum"):
+        models.install_turn_end_from_wheel(tampered, tmp_path / "other")
+    assert not (tmp_path / "other" / models.SMART_TURN_FILE).exists()
+    with pytest.raises(models.ModelError, match="no pipecat/audio/turn"):
+        models.install_turn_end_from_wheel(share / models.SMART_TURN_FILE, tmp_path / "other")
 
 
 def test_pull_from_the_hub_installs_a_model_that_answers(tmp_path):
