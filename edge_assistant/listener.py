@@ -35,11 +35,10 @@ from pathlib import Path
 from typing import AsyncIterable, Awaitable, Callable
 
 from .audio import SAMPLE_RATE, SAMPLE_WIDTH
-from . import models
 from .config import Config
 from .events import Event, new_id
 from .stt import Transcriber, create_transcriber
-from .turn_end import TurnEndModel, ends_mid_phrase
+from .turn_end import TurnEndModel, ends_mid_phrase, load_configured
 from .vad import REASON_TIMEOUT, EndpointEvent, Endpointer, VoiceActivityDetector
 from .wake import WakeDetector
 
@@ -104,9 +103,8 @@ class Listener:
         self.wake = WakeDetector(config.wake) if config.wake.enabled else None
         vad = VoiceActivityDetector(config.vad.engine)
         # turn_end: the end-of-turn model; None loads vad.smart_turn_model if vad.smart_turn.
-        if turn_end is None and config.vad.smart_turn:
-            turn_end = TurnEndModel(models.resolve_turn_end(config.vad.smart_turn_model,
-                                                            config.state_dir()))
+        if turn_end is None:
+            turn_end = load_configured(config)
         self.turn_end = turn_end
         try:
             # stt_model_path: stt.model as resolved by the caller (registry names), or None.

@@ -26,7 +26,7 @@ import math
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -259,7 +259,7 @@ class Transcriber:
 
 def _result(draft: Future) -> Transcript | None:
     try:
-        return replace(draft.result(), speculative=True)
+        return draft.result()
     except Exception:  # a failed draft only means decoding at the end, as without one
         log.exception("transcribing at the pause failed; transcribing the utterance again")
         return None

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from . import models
+from .config import Config
 from .shared_models import Lease, SharedModels
 
 log = logging.getLogger(__name__)
@@ -169,3 +171,11 @@ class TurnEndModel:
     def close(self) -> None:
         """Let go of the model (freed once no listener uses it)."""
         self._model.release()
+
+
+def load_configured(config: Config) -> TurnEndModel | None:
+    """The model `vad.smart_turn_model` names, or None when `vad.smart_turn` is off. Raises
+    `models.ModelError` (saying how to get it) when it is not there."""
+    if not config.vad.smart_turn:
+        return None
+    return TurnEndModel(models.resolve_turn_end(config.vad.smart_turn_model, config.state_dir()))

@@ -3,9 +3,9 @@ import pytest
 from edge_assistant.sentences import SentenceSplitter, clean_for_speech
 
 
-def split_streamed(text: str, step: int = 3) -> list[str]:
+def split_streamed(text: str, step: int = 3, first_clause: bool = False) -> list[str]:
     """Feed `text` in small pieces, as tokens arrive, and collect every sentence."""
-    splitter = SentenceSplitter()
+    splitter = SentenceSplitter(first_clause=first_clause)
     sentences = []
     for start in range(0, len(text), step):
         sentences += splitter.feed(text[start : start + step])
@@ -63,14 +63,6 @@ def test_clean_for_speech():
     assert clean_for_speech("## **Hello** `world`") == "Hello world"
 
 
-def split_reply(text: str, step: int) -> list[str]:
-    splitter = SentenceSplitter(first_clause=True)
-    sentences = []
-    for start in range(0, len(text), step):
-        sentences += splitter.feed(text[start : start + step])
-    return sentences + splitter.flush()
-
-
 @pytest.mark.parametrize(
     "text, expected",
     [
@@ -92,7 +84,7 @@ def split_reply(text: str, step: int) -> list[str]:
 def test_first_clause_of_a_reply(text, expected):
     # The same whether the text streams in token by token or arrives at once.
     for step in (1, 3, len(text)):
-        assert split_reply(text, step) == expected
+        assert split_streamed(text, step, first_clause=True) == expected
 
 
 def test_first_clause_only_when_asked():

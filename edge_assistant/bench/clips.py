@@ -55,17 +55,14 @@ def spoken_clip(config: Config, voice_path: Path, text: str, lead_s: float = 0.5
     return Clip(np.clip(mixed, -32768, 32767).astype(np.int16), lead + first, lead + last)
 
 
-# Words said alone end slowly (final lengthening); inside a sentence the same words take about
-# this share of that time (0.80 to 0.86 for the embedded voice).
-IN_SENTENCE_SHARE = 0.82
-
-
 def insert_pause(speech: np.ndarray, prefix_alone_samples: int, pause_s: float) -> np.ndarray:
     """A person stopping to think mid-sentence: `pause_s` of silence where the first words
     end. The sentence is spoken whole, so its voice carries on over the pause, and cut at the
     quietest 20 ms where those words, `prefix_alone_samples` long when said alone, should end."""
     frame = audio.SAMPLE_RATE // 50
     levels = np.abs(speech[: speech.size // frame * frame].astype(np.int32)).reshape(-1, frame).mean(axis=1)
+    # Said alone, words end slowly (final lengthening): inside the sentence they take 0.80 to
+    # 0.86 of that time with the embedded voice.
     low = int(0.65 * prefix_alone_samples) // frame
     high = min(prefix_alone_samples // frame + 1, levels.size)
     if low >= high:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from ..config import Config
 from .clips import Clip, spoken_clip
@@ -49,7 +48,7 @@ QUICK_PAUSES_S = (0.4, 0.7)
 class TurnEnd:
     paused: bool
     cut_off: bool
-    delay_s: float  # end of speech to speech_end (negative when cut off)
+    delay_s: float  # end of speech to speech_end (0 when cut off)
     transcript_s: float
     by_model: bool
     speculative: bool
