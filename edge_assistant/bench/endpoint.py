@@ -15,8 +15,10 @@ before the clip's last speech was heard. Per way::
     endpoint.<way>.delay_s        end of speech to the end of the turn (turns not cut off)
     endpoint.<way>.transcript_s   end of speech to the transcript (turns not cut off)
 
-and for `smart_turn`, the share of turns ended by the model (`by_model`) and of transcripts
-that were the draft of the last pause (`speculative`). With a vosk model configured or pulled,
+and for `smart_turn`, the share of turns ended by the model (`by_model`), of transcripts that
+were the draft of the last pause (`speculative`), and of paused questions where the model
+judged the pause in mid-sentence the end (`model_alone_cutoffs`: without the words to hold it,
+those would have been cut off). With a vosk model configured or pulled,
 `smart_turn` also runs with the other engine (`endpoint.<engine>.*`).
 """
 
@@ -52,6 +54,8 @@ class TurnEnd:
     transcript_s: float
     by_model: bool
     speculative: bool
+    # The model judged a pause before the last speech complete: alone, it would have cut off.
+    model_would_cut: bool
 
 
 def smart_turn_endpointing(config: Config) -> Config:
@@ -75,8 +79,12 @@ async def _turn(listener, clip: Clip, frame_ms: int, paused: bool) -> TurnEnd:
     ended, heard = events.stamped(speech_end), microphone.speech_ended_at
     cut_off = heard is None or ended < heard
     zero = ended if heard is None else heard
+    threshold = listener.config.vad.smart_turn_threshold
+    model_would_cut = any(probability >= threshold and (heard is None or at < heard)
+                          for at, _, probability in listener.timing.turn_end_calls)
     return TurnEnd(paused, cut_off, ended - zero, events.stamped(transcript) - zero,
-                   speech_end.data["reason"] == "end_of_turn", transcript.data["speculative"])
+                   speech_end.data["reason"] == "end_of_turn", transcript.data["speculative"],
+                   model_would_cut)
 
 
 def _report_way(report: Report, way: str, turns: list[TurnEnd]) -> None:
@@ -89,6 +97,8 @@ def _report_way(report: Report, way: str, turns: list[TurnEnd]) -> None:
     if way != "silence":
         report.add(f"endpoint.{way}.by_model", sum(t.by_model for t in turns) / len(turns))
         report.add(f"endpoint.{way}.speculative", sum(t.speculative for t in turns) / len(turns))
+        report.add(f"endpoint.{way}.model_alone_cutoffs",
+                   sum(t.model_would_cut for t in paused) / len(paused))
 
 
 def bench_endpoint(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
