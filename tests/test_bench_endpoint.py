@@ -50,6 +50,10 @@ def test_endpoint_section_compares_silence_with_smart_turn(tmp_path, scripted_gg
     assert values["endpoint.silence.false_cutoffs"] == 0.0
     assert 0.8 <= values["endpoint.silence.delay_s"] < 10
     assert values["endpoint.extra_false_cutoffs"] == values["endpoint.smart_turn.false_cutoffs"]
+    # The model alone takes most mid-sentence pauses of this voice for the end; the words of
+    # the pause hold them, so fewer are cut than it would have cut.
+    assert values["endpoint.smart_turn.model_alone_cutoffs"] >= 0.5
+    assert values["endpoint.smart_turn.false_cutoffs"] < values["endpoint.smart_turn.model_alone_cutoffs"]
     # The new way has its transcript sooner: Whisper started on it at the pause.
     assert values["endpoint.smart_turn.speculative"] > 0.5
     assert 0 < values["endpoint.smart_turn.transcript_s"] < values["endpoint.silence.transcript_s"]
