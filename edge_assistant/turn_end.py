@@ -3,8 +3,8 @@
 A pause in speech does not always end a turn ("Set a timer for ... ten minutes"). Smart Turn v3,
 pipecat's open end-of-turn model (BSD 2-Clause, Copyright (c) 2024-2026 Daily; a Whisper tiny
 encoder with a classification head, 8 MB of int8 ONNX), hears the last 8 s of the utterance,
-trailing pause included, and gives the probability that the turn is complete: intonation and
-words together, in 23 languages. `vad.Endpointer` asks it once per pause.
+trailing pause included, and gives the probability that the turn is complete, from intonation
+and words together. `vad.Endpointer` asks it once per pause.
 
 Its input is what Whisper's feature extractor makes of 8 s of 16 kHz audio (zero-padded at the
 start when shorter): the waveform normalized to zero mean and unit variance, a centred
@@ -12,15 +12,14 @@ short-time Fourier transform (400-sample periodic Hann window, hop 160), 80 Slan
 from 0 to 8 kHz, log10, floored 8 below the maximum and scaled as (x + 4) / 4: 80 x 800 values.
 This module computes that with numpy, as pipecat's own inference code does.
 
-The model hears the voice, and a voice can sound finished in mid-sentence (a synthetic voice
-always does). The words say more: `ends_mid_phrase` knows the English words a question cannot
+The model hears the voice, and a voice can sound finished in mid-sentence (synthetic voices
+often do). The words say more: `ends_mid_phrase` knows the English words a question cannot
 end on ("What is the capital of", "Set a timer for"), which the listener checks in the
 transcript of the pause before it lets the model end a turn.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from pathlib import Path
@@ -31,8 +30,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 from . import models
 from .config import Config
 from .shared_models import Lease, SharedModels
-
-log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 WINDOW_S = 8
