@@ -153,7 +153,8 @@ class ChatSession:
 
         With tools in the prompt the reply may be a tool call instead: it is not spoken but
         left in `reply.tool_call` for the caller."""
-        splitter = SentenceSplitter()
+        # A long first sentence is spoken from its first clause on: speech starts sooner.
+        splitter = SentenceSplitter(first_clause=True)
         reader = ToolOutputReader() if (prompt.grammar or prompt.tools) else None
         for piece in self.engine.generate(prompt, cancel, reply.generation):
             if on_piece is not None:

@@ -89,6 +89,15 @@ class VadConfig:
     max_utterance_s: float = field(default=15.0, metadata=_between(1.0, 300.0))
     pre_roll_s: float = field(default=0.3, metadata=_between(0.0, 5.0))
     no_speech_timeout_s: float = field(default=6.0, metadata=_between(0.5, 120.0))
+    # A pause this long is where the end-of-turn model is asked and Whisper transcribes what
+    # was said so far; silence_s still ends any turn.
+    pause_s: float = field(default=0.2, metadata=_between(0.05, 10.0))
+    # Smart Turn v3 decides at each pause whether the turn is over; false: silence_s alone.
+    smart_turn: bool = True
+    # "" (the embedded default, installed by scripts/setup.sh), a registry name or a .onnx path.
+    smart_turn_model: str = ""
+    # Probability of "complete" at or above which a pause ends the turn.
+    smart_turn_threshold: float = field(default=0.5, metadata=_between(0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,10 @@ class SttConfig:
     grammar: tuple[str, ...] = ()
     beam_size: int = field(default=1, metadata=_between(1, 10))
     n_threads: int = field(default=0, metadata=_at_least(0))
+    # Transcribe the utterance so far at each pause (vad.pause_s), while listening goes on:
+    # if no speech follows, that is the final text (Whisper), and a turn whose words end
+    # mid-phrase ("... the capital of") is not ended early.
+    speculative: bool = True
 
 
 @dataclass(frozen=True)

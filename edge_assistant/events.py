@@ -33,7 +33,7 @@ EVENT_TYPES = (
     "state",  # {"state": one of STATES}
     "wake",  # {"model", "score"}
     "speech_start",  # {}
-    "speech_end",  # {"duration_s", "reason": "silence" | "max_length" | "timeout"}
+    "speech_end",  # {"duration_s", "reason": "silence" | "end_of_turn" | "max_length" | "timeout"}
     "transcript_partial",  # {"text"}
     "transcript",  # {"text", "confidence", "duration_s", "latency_s", "engine"}
     "question",  # {"text", "origin"}: a typed question (command ask); spoken ones are transcripts

@@ -10,6 +10,13 @@ An empty `transcript` text means speech was heard but no words were recognized. 
 recognizer yields an `error` event (code "stt_failed") in place of the transcript, and
 listening goes on.
 
+Where a turn ends: at each pause (`vad.pause_s`) the end-of-turn model (Smart Turn v3,
+`vad.smart_turn`) judges whether the person has finished, and the recognizer starts on what
+was said so far in a background thread (`stt.speculative`). The turn ends there when the model
+says it is complete and that draft does not stop mid-phrase (English: "... the capital of");
+otherwise after `vad.silence_s` as before. If nobody spoke after the pause, the draft is the
+final transcript, so Whisper has often finished by the time the turn is known to be over.
+
 The model calls block, so `run()` hands frames to a worker thread in batches of `BATCH_S` of
 audio: the event loop stays free, and the thread hop is paid ten times a second, not per frame.
 """
@@ -17,10 +24,13 @@ audio: the event loop stays free, and the thread hop is paid ten times a second,
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import logging
 import math
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterable, Awaitable, Callable
 
@@ -28,7 +38,8 @@ from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 from .config import Config
 from .events import Event, new_id
 from .stt import Transcriber, create_transcriber
-from .vad import REASON_TIMEOUT, EndpointEvent, Endpointer
+from .turn_end import TurnEndModel, ends_mid_phrase, load_configured
+from .vad import REASON_TIMEOUT, EndpointEvent, Endpointer, VoiceActivityDetector
 from .wake import WakeDetector
 
 log = logging.getLogger(__name__)
@@ -37,6 +48,41 @@ BATCH_S = 0.1
 _BATCH_BYTES = int(BATCH_S * SAMPLE_RATE) * SAMPLE_WIDTH
 
 Emit = Callable[[Event], "Awaitable[None] | None"]
+
+
+@dataclass
+class Draft:
+    """A transcript of the utterance so far, started at a pause (times: time.monotonic())."""
+
+    # Endpointer.speech_end_position when it started: it is final if speech ended there.
+    speech_end: int
+    started_at: float
+    future: concurrent.futures.Future | None = None
+    finished_at: float | None = None
+    final: bool = False  # it became the transcript
+
+
+@dataclass
+class TurnTiming:
+    """How the current (or last) turn's end was found, for the bench and logs."""
+
+    # Each end-of-turn model call: (start, end, probability), in time.monotonic() seconds.
+    turn_end_calls: list[tuple[float, float, float]] = field(default_factory=list)
+    drafts: list[Draft] = field(default_factory=list)
+
+
+class _TimedJudge:
+    """The end-of-turn model, with each call noted in the turn's timing."""
+
+    def __init__(self, model: TurnEndModel, timing: Callable[[], TurnTiming]) -> None:
+        self.model = model
+        self._timing = timing
+
+    def probability(self, samples) -> float:
+        began = time.monotonic()
+        probability = self.model.probability(samples)
+        self._timing().turn_end_calls.append((began, time.monotonic(), probability))
+        return probability
 
 
 class Listener:
@@ -51,12 +97,34 @@ class Listener:
         *,
         stt_model_path: Path | None = None,
         transcriber: Transcriber | None = None,
+        turn_end: TurnEndModel | None = None,
     ) -> None:
         self.config = config
         self.wake = WakeDetector(config.wake) if config.wake.enabled else None
-        self.endpointer = Endpointer(config.vad)
-        # stt_model_path: stt.model as resolved by the caller (registry names), or None.
-        self.transcriber = transcriber or create_transcriber(config.stt, model_path=stt_model_path)
+        vad = VoiceActivityDetector(config.vad.engine)
+        # turn_end: the end-of-turn model; None loads vad.smart_turn_model if vad.smart_turn.
+        if turn_end is None:
+            turn_end = load_configured(config)
+        self.turn_end = turn_end
+        try:
+            # stt_model_path: stt.model as resolved by the caller (registry names), or None.
+            self.transcriber = transcriber or create_transcriber(config.stt, model_path=stt_model_path)
+        except BaseException:
+            if turn_end is not None:
+                turn_end.close()
+            raise
+        self.timing = TurnTiming()
+        speculative = config.stt.speculative
+        self.endpointer = Endpointer(
+            config.vad,
+            vad=vad,
+            turn_end=_TimedJudge(turn_end, lambda: self.timing) if turn_end is not None else None,
+            on_pause=self._start_draft if speculative else None,
+            words_allow_end=self._words_allow_end if speculative else None,
+        )
+        # One speculative transcript at a time, off the listening thread.
+        self._drafter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stt-draft")
+        self._draft: Draft | None = None
         self._listen_request: float | None = None  # no-speech timeout of a pending listen_now()
         self._request_lock = threading.Lock()
         self._turn_id: str | None = None
@@ -68,8 +136,12 @@ class Listener:
         self._vad_in_sync = False
 
     def close(self) -> None:
-        """Let go of the speech model (freed once nothing else uses it)."""
+        """Let go of the speech and end-of-turn models (freed once nothing else uses them),
+        after a speculative transcript still running."""
+        self._drafter.shutdown(wait=True)
         self.transcriber.close()
+        if self.turn_end is not None:
+            self.turn_end.close()
 
     # --- control, from any thread -----------------------------------------------------------
 
@@ -162,6 +234,8 @@ class Listener:
             self.endpointer.vad.reset()
             self._vad_in_sync = True
         self.endpointer.reset(no_speech_timeout_s=no_speech_timeout_s)
+        self._draft = None
+        self.timing = TurnTiming()
 
     def _follow_utterance(self, frame: bytes, events: list[Event]) -> None:
         was_in_speech = self.endpointer.in_speech
@@ -175,8 +249,54 @@ class Listener:
                 # this frame included.
                 self.transcriber.start()
                 self._feed(self.endpointer.utterance(), events)
-            else:
+            elif change.type == "speech_end":
                 self._end_utterance(change, events)
+
+    # --- speculative transcripts (stt.speculative) ---------------------------------------------
+
+    def _start_draft(self) -> None:
+        """A pause: transcribe the utterance so far in the background."""
+        if self._draft is not None:
+            # Still queued behind an older one (a slow device): this one covers more speech.
+            self._draft.future.cancel()
+        try:
+            work = self.transcriber.draft()
+        except Exception:  # no draft only means no early transcript
+            log.exception("speech recognition failed at a pause")
+            self._draft = None
+            return
+        draft = Draft(self.endpointer.speech_end_position, time.monotonic())
+
+        def run():
+            try:
+                return work()
+            finally:
+                draft.finished_at = time.monotonic()
+
+        draft.future = self._drafter.submit(run)
+        self.timing.drafts.append(draft)
+        self._draft = draft
+
+    def _words_allow_end(self) -> bool | None:
+        """Whether the words of this pause let the end-of-turn model end the turn; None while
+        they are being transcribed."""
+        draft = self._draft
+        if draft is None:
+            return True
+        if not draft.future.done():
+            return None
+        if draft.future.exception() is not None:
+            return True
+        if not self.config.stt.language.startswith("en"):
+            return True  # only English words are known
+        return not ends_mid_phrase(draft.future.result().text)
+
+    def _final_draft(self) -> Draft | None:
+        """The draft of the last pause if no speech came after it (then it is the transcript)."""
+        draft, self._draft = self._draft, None
+        if draft is None or draft.speech_end != self.endpointer.speech_end_position:
+            return None
+        return draft
 
     def _feed(self, data: bytes, events: list[Event]) -> None:
         try:
@@ -190,20 +310,24 @@ class Listener:
             events.append(Event("transcript_partial", {"text": partial}, turn_id=self._turn_id))
 
     def _end_utterance(self, ended: EndpointEvent, events: list[Event]) -> None:
-        events.append(
-            Event("speech_end", {"duration_s": round(ended.duration_s, 3), "reason": ended.reason},
-                  turn_id=self._turn_id)
-        )
+        data = {"duration_s": round(ended.duration_s, 3), "reason": ended.reason}
+        if ended.probability is not None:
+            data["probability"] = round(ended.probability, 3)
+        events.append(Event("speech_end", data, turn_id=self._turn_id))
         if ended.reason != REASON_TIMEOUT:
+            draft = self._final_draft()
             try:
-                transcript = self.transcriber.finish()
+                transcript = self.transcriber.finish(draft.future if draft is not None else None)
             except Exception as error:
                 log.exception("speech recognition failed")
                 events.append(Event("error", {"code": "stt_failed", "message": str(error)},
                                     turn_id=self._turn_id))
             else:
+                if draft is not None:
+                    draft.final = transcript.speculative
                 data = transcript.to_json_dict()
                 data.pop("words", None)
+                data["speculative"] = transcript.speculative
                 events.append(Event("transcript", data, turn_id=self._turn_id))
         self._turns += 1
         self._listening = False

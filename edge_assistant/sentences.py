@@ -7,6 +7,10 @@ belongs to an abbreviation ("Dr."), an initial ("J. R. R."), a list number ("2."
 number ("No. 5", but "No. Paris is...") wait for the next word. Line breaks end sentences too
 (lists), and very long runs are cut at a comma so that a rambling model still starts speaking.
 The same splitter cuts the LLM's stream and the texts given to the speech synthesizer.
+
+With `first_clause=True` (a reply), a long first sentence is released at its first clause
+(a comma, semicolon or colon after a few words), so that speech starts after those words
+instead of after the whole sentence; the sentences after it are released whole.
 """
 
 from __future__ import annotations
@@ -24,7 +28,12 @@ NUMBER_ABBREVIATIONS = frozenset({"no", "vol", "art", "p", "pp"})
 TERMINATORS = ".!?…。！？"
 # Past this many characters, a comma, semicolon or colon is taken as a sentence end.
 LONG_SENTENCE = 160
+# first_clause: a first sentence longer than this is cut at its first clause mark that follows
+# at least FIRST_CLAUSE_WORDS words ("Well," alone is not worth a pause of its own).
+FIRST_CLAUSE_CHARS = 40
+FIRST_CLAUSE_WORDS = 3
 
+_CLAUSE_MARK = re.compile(r"[,;:](?=\s)")
 _MARKDOWN = re.compile(r"(\*\*|__|`+|^#+\s*|^\s*[-*•]\s+|^\s*\d+[.)]\s+)", re.MULTILINE)
 _SPACES = re.compile(r"\s+")
 
@@ -64,9 +73,11 @@ def _ends_sentence(buffer: str, index: int, end: int) -> bool | None:
 class SentenceSplitter:
     """Feed text as it streams in; get whole sentences out as soon as they end."""
 
-    def __init__(self, long_sentence: int = LONG_SENTENCE) -> None:
+    def __init__(self, long_sentence: int = LONG_SENTENCE, first_clause: bool = False) -> None:
         self.buffer = ""
         self.long_sentence = long_sentence
+        self.first_clause = first_clause
+        self._released = 0
 
     def feed(self, text: str) -> list[str]:
         self.buffer += text
@@ -79,6 +90,7 @@ class SentenceSplitter:
             self.buffer = self.buffer[end:].lstrip()
             if sentence and any(ch.isalnum() for ch in sentence):
                 sentences.append(sentence)
+        self._released += len(sentences)
         return sentences
 
     def flush(self) -> list[str]:
@@ -88,11 +100,32 @@ class SentenceSplitter:
         return [sentence] if sentence and any(ch.isalnum() for ch in sentence) else []
 
     def _find_end(self) -> int | None:
+        end, undecided = self._sentence_end()
+        if self.first_clause and not self._released:
+            clause = self._first_clause_end(len(self.buffer) if end is None else end)
+            if clause is not None:
+                return clause
+        if end is not None or undecided:
+            return end
+        return self._long_run_end()
+
+    def _first_clause_end(self, sentence_chars: int) -> int | None:
+        """Where a long first sentence (`sentence_chars` so far) is cut, if it has a clause."""
+        if sentence_chars <= FIRST_CLAUSE_CHARS:
+            return None
+        for mark in _CLAUSE_MARK.finditer(self.buffer, 0, sentence_chars):
+            if len(self.buffer[: mark.start()].split()) >= FIRST_CLAUSE_WORDS:
+                return mark.end()
+        return None
+
+    def _sentence_end(self) -> tuple[int | None, bool]:
+        """Where the first sentence in the buffer ends, if it does; and whether that depends on
+        text not streamed in yet."""
         buffer = self.buffer
         for index, char in enumerate(buffer):
             if char == "\n":
                 if buffer[:index].strip():
-                    return index + 1
+                    return index + 1, False
                 continue
             if char in TERMINATORS:
                 # Swallow runs like "?!" or '..."' before deciding.
@@ -100,13 +133,17 @@ class SentenceSplitter:
                 while end < len(buffer) and buffer[end] in TERMINATORS + "\"')]”’":
                     end += 1
                 if end >= len(buffer):
-                    return None  # cannot know yet: "3." may become "3.14"
+                    return None, True  # cannot know yet: "3." may become "3.14"
                 if buffer[end].isspace():
                     ends = _ends_sentence(buffer, index, end)
                     if ends is None:
-                        return None
+                        return None, True
                     if ends:
-                        return end
+                        return end, False
+        return None, False
+
+    def _long_run_end(self) -> int | None:
+        buffer = self.buffer
         if len(buffer) > self.long_sentence:
             cut = max(buffer.rfind(mark, 0, len(buffer) - 1) for mark in ",;:")
             if cut > 0 and cut + 1 < len(buffer) and buffer[cut + 1].isspace():

@@ -4,6 +4,12 @@ One interface for both: a `Transcriber` is fed one utterance frame by frame (`st
 `finish`) or all at once (`transcribe`). vosk decodes while the user speaks and shows partial
 text; Whisper decodes the whole utterance once the endpointer has closed it.
 
+At a pause, `draft()` gives the text so far: vosk's partial text at once, or a function that
+decodes the audio so far with Whisper, to run in another thread while listening goes on. If no
+speech follows, the caller hands that running draft to `finish(draft=...)` and Whisper takes it
+as the final text instead of decoding the utterance again once it has ended (a speculative
+transcript: when the person goes on speaking, only otherwise idle CPU was spent).
+
 Models load once per process and are shared. A vosk model serves many recognizers in parallel
 (one per transcriber); Whisper calls on one model are serialized by its lock. Running the
 blocking calls in worker threads is the caller's job; a transcriber serves one stream at a time.
@@ -19,9 +25,10 @@ import logging
 import math
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -64,6 +71,8 @@ class Transcript:
     latency_s: float
     engine: str
     words: tuple[Word, ...] = field(default=())
+    # The text is a draft made at the last pause, before the end of the turn was decided.
+    speculative: bool = False
 
     def to_json_dict(self) -> dict[str, Any]:
         """The fields of a `transcript` event, as `edge-assistant transcribe --json` prints them."""
@@ -167,6 +176,9 @@ class Transcriber:
     """One utterance at a time: `start()`, `accept(frame)` per frame, then `finish()`."""
 
     engine = ""
+    # The final text needs the whole utterance decoded once it has ended (Whisper), so a draft
+    # made at the last pause saves that wait; vosk's final text is ready at once.
+    decodes_at_end = False
 
     def __init__(self) -> None:
         # One stream per transcriber; the lock only guards against overlapping calls.
@@ -184,11 +196,27 @@ class Transcriber:
             self._bytes += len(frame)
             return self._accept(frame)
 
-    def finish(self) -> Transcript:
-        """Speech has ended: the final text. Starts the next utterance afresh."""
+    def draft(self) -> Callable[[], Transcript]:
+        """At a pause: a function that gives the text of the utterance so far, leaving the
+        utterance open. Call it in another thread if you like: it keeps its own copy of the
+        audio, and frames may go on being accepted meanwhile."""
+        with self._lock:
+            return self._draft()
+
+    def finish(self, draft: Future | None = None) -> Transcript:
+        """Speech has ended: the final text. Starts the next utterance afresh.
+
+        `draft`: the future of a `draft()` made after the last speech of this utterance. An
+        engine that decodes at the end takes its text (waiting for it if it still runs) instead
+        of decoding again; if the draft failed, it decodes as usual.
+        """
         with self._lock:
             began = time.monotonic()
-            text, confidence, words = self._finish()
+            drafted = _result(draft) if draft is not None and self.decodes_at_end else None
+            if drafted is not None:
+                text, confidence, words = drafted.text, drafted.confidence, drafted.words
+            else:
+                text, confidence, words = self._finish()
             transcript = Transcript(
                 text=text,
                 confidence=confidence,
@@ -196,6 +224,7 @@ class Transcriber:
                 latency_s=time.monotonic() - began,
                 engine=self.engine,
                 words=words,
+                speculative=drafted is not None,
             )
             self._bytes = 0
             self._start()
@@ -224,6 +253,17 @@ class Transcriber:
 
     def _finish(self) -> tuple[str, float, tuple[Word, ...]]:
         raise NotImplementedError
+
+    def _draft(self) -> Callable[[], Transcript]:
+        raise NotImplementedError
+
+
+def _result(draft: Future) -> Transcript | None:
+    try:
+        return draft.result()
+    except Exception:  # a failed draft only means decoding at the end, as without one
+        log.exception("transcribing at the pause failed; transcribing the utterance again")
+        return None
 
 
 class VoskTranscriber(Transcriber):
@@ -282,6 +322,17 @@ class VoskTranscriber(Transcriber):
         self._partial = text
         return text
 
+    def _draft(self) -> Callable[[], Transcript]:
+        current = json.loads(self._recognizer.PartialResult()).get("partial", "")
+        transcript = Transcript(
+            text=_join([s.get("text", "") for s in self._segments] + [current]),
+            confidence=0.0,
+            duration_s=self._bytes / BYTES_PER_SECOND,
+            latency_s=0.0,
+            engine=self.engine,
+        )
+        return lambda: transcript
+
     def _finish(self) -> tuple[str, float, tuple[Word, ...]]:
         self._segments.append(json.loads(self._recognizer.FinalResult()))
         words = tuple(
@@ -296,6 +347,7 @@ class VoskTranscriber(Transcriber):
 
 class WhisperTranscriber(Transcriber):
     engine = "whisper"
+    decodes_at_end = True
 
     def __init__(self, folder: Path, *, language: str = "en", beam_size: int = 1,
                  threads: int = 1) -> None:
@@ -316,8 +368,22 @@ class WhisperTranscriber(Transcriber):
         self._audio += frame[: max(0, room)]
         return None
 
+    def _draft(self) -> Callable[[], Transcript]:
+        utterance = bytes(self._audio)
+
+        def decode() -> Transcript:
+            began = time.monotonic()
+            text, confidence, words = self._decode(utterance)
+            return Transcript(text, confidence, len(utterance) / BYTES_PER_SECOND,
+                              time.monotonic() - began, self.engine, words)
+
+        return decode
+
     def _finish(self) -> tuple[str, float, tuple[Word, ...]]:
-        samples = np.frombuffer(bytes(self._audio), dtype=np.int16).astype(np.float32) / 32768.0
+        return self._decode(bytes(self._audio))
+
+    def _decode(self, utterance: bytes) -> tuple[str, float, tuple[Word, ...]]:
+        samples = np.frombuffer(utterance, dtype=np.int16).astype(np.float32) / 32768.0
         if len(samples) == 0:
             return "", 0.0, ()
         with self._model.lock:

@@ -7,6 +7,13 @@ into one utterance: `speech_start` once speech lasted `min_speech_s` (shorter bl
 with nobody speaking. The utterance audio keeps `pre_roll_s` from before the detected start,
 because detectors react late and the first syllable would otherwise be lost.
 
+A silence of `pause_s` is a `pause`. Given an end-of-turn model (`turn_end.TurnEndModel`), the
+endpointer asks it there whether the turn is complete; if so, the turn ends at once (reason
+"end_of_turn"), else `silence_s` still ends it, as without a model. Whoever transcribes can
+start on the utterance so far at the pause (`on_pause`, called before the model is asked), and
+hold an end the model wants while the words so far stop mid-phrase (`words_allow_end`): people
+pause inside sentences, and cutting them off is worse than waiting.
+
 Memory is bounded: before speech only the pre-roll window is kept, and an utterance is cut at
 `max_utterance_s`.
 """
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -30,6 +38,13 @@ _MICRO_WARMUP_CHUNKS = 80
 REASON_SILENCE = "silence"
 REASON_MAX_LENGTH = "max_length"
 REASON_TIMEOUT = "timeout"
+REASON_END_OF_TURN = "end_of_turn"
+
+
+class TurnEndJudge(Protocol):
+    """`turn_end.TurnEndModel`: the probability that the utterance so far is a complete turn."""
+
+    def probability(self, samples: np.ndarray) -> float: ...
 
 
 class VoiceActivityDetector:
@@ -85,25 +100,47 @@ class VoiceActivityDetector:
 
 @dataclass(frozen=True)
 class EndpointEvent:
-    type: str  # "speech_start" | "speech_end"
+    type: str  # "speech_start" | "pause" | "speech_end"
     # Stream position in seconds since the endpointer started: where speech began (start), or
-    # the end of the frame that ended the utterance (end).
+    # the end of the frame that made the pause or ended the utterance.
     time_s: float
-    # speech_end only: REASON_SILENCE, REASON_MAX_LENGTH or REASON_TIMEOUT.
+    # speech_end only: REASON_SILENCE, REASON_END_OF_TURN, REASON_MAX_LENGTH or REASON_TIMEOUT.
     reason: str | None = None
-    # speech_end only: from the start of speech to the end of the last speech frame.
+    # pause and speech_end: from the start of speech to the end of the last speech frame.
     duration_s: float = 0.0
+    # pause: the end-of-turn model's probability that the turn is complete (None without a
+    # model); speech_end: the same from the last pause, if the model was asked in it.
+    probability: float | None = None
 
 
 class Endpointer:
-    """Finds one utterance in a stream of frames; call `reset()` to look for the next one."""
+    """Finds one utterance in a stream of frames; call `reset()` to look for the next one.
 
-    def __init__(self, config: VadConfig, *, vad: VoiceActivityDetector | None = None) -> None:
+    `turn_end`: the end-of-turn model asked at each pause (None: `silence_s` alone, whatever
+    `vad.smart_turn` says; the listener loads the model). `on_pause()` runs when a pause
+    begins, before the model is asked. `words_allow_end()` is asked while the model's end is
+    pending: True ends the turn, False keeps waiting for `silence_s`, None asks again at the next
+    frame; speech in the meantime cancels the end.
+    """
+
+    def __init__(
+        self,
+        config: VadConfig,
+        *,
+        vad: VoiceActivityDetector | None = None,
+        turn_end: TurnEndJudge | None = None,
+        on_pause: Callable[[], None] | None = None,
+        words_allow_end: Callable[[], bool | None] | None = None,
+    ) -> None:
         self.config = config
         self.vad = vad if vad is not None else VoiceActivityDetector(config.engine)
+        self.turn_end = turn_end
+        self.on_pause = on_pause
+        self.words_allow_end = words_allow_end
         self._pre_roll_bytes = _bytes(config.pre_roll_s)
         self._min_speech_bytes = _bytes(config.min_speech_s)
         self._silence_bytes = _bytes(config.silence_s)
+        self._pause_bytes = _bytes(config.pause_s)
         self._max_bytes = _bytes(config.max_utterance_s)
         self.reset()
 
@@ -125,6 +162,9 @@ class Endpointer:
         self._speech_start: int | None = None
         self._last_speech_end = 0
         self._silence_start: int | None = None
+        self._paused = False  # this silence has reached pause_s
+        self._probability: float | None = None  # the model's verdict on this pause
+        self._end_pending = False  # the model judged the turn complete; the words may hold it
         self._ended: EndpointEvent | None = None
 
     @property
@@ -139,6 +179,11 @@ class Endpointer:
     def ended(self) -> EndpointEvent | None:
         """The speech_end event once the utterance is over."""
         return self._ended
+
+    @property
+    def speech_end_position(self) -> int:
+        """Stream position, in bytes, of the end of the last frame judged speech."""
+        return self._last_speech_end
 
     @property
     def buffered_bytes(self) -> int:
@@ -198,14 +243,39 @@ class Endpointer:
         if self._speaking:
             self._silence_start = None
             self._last_speech_end = self._position
+            self._paused = self._end_pending = False
+            self._probability = None
         elif self._silence_start is None:
             self._silence_start = frame_start
         if self._position - self._speech_start >= self._max_bytes:
             return [self._end(REASON_MAX_LENGTH, self._max_bytes)]
-        silent = self._silence_start is not None
-        if silent and self._position - self._silence_start >= self._silence_bytes:
-            return [self._end(REASON_SILENCE, self._last_speech_end - self._speech_start)]
-        return []
+        if self._silence_start is None:
+            return []
+        silence = self._position - self._silence_start
+        speech = self._last_speech_end - self._speech_start
+        if silence >= self._silence_bytes:
+            return [self._end(REASON_SILENCE, speech)]
+        events = []
+        if not self._paused and silence >= self._pause_bytes:
+            events.append(self._pause(speech))
+        if self._end_pending:
+            allowed = True if self.words_allow_end is None else self.words_allow_end()
+            if allowed:
+                events.append(self._end(REASON_END_OF_TURN, speech))
+            elif allowed is False:
+                self._end_pending = False
+        return events
+
+    def _pause(self, speech_bytes: int) -> EndpointEvent:
+        self._paused = True
+        if self.on_pause is not None:
+            self.on_pause()
+        if self.turn_end is not None:
+            self._probability = self.turn_end.probability(self.utterance_array())
+            self._end_pending = self._probability >= self.config.smart_turn_threshold
+        return EndpointEvent("pause", time_s=self._position / BYTES_PER_SECOND,
+                             duration_s=speech_bytes / BYTES_PER_SECOND,
+                             probability=self._probability)
 
     def flush(self) -> list[EndpointEvent]:
         """The input ended: close the utterance as if silence followed (or time out)."""
@@ -222,6 +292,7 @@ class Endpointer:
             time_s=self._position / BYTES_PER_SECOND,
             reason=reason,
             duration_s=duration_bytes / BYTES_PER_SECOND,
+            probability=self._probability,
         )
         return self._ended
 

@@ -242,6 +242,8 @@ EOF
     fi
     run env CMAKE_ARGS="$CMAKE_ARGS" "${pip[@]}" "${src}[bundled]"
   fi
+  # The end-of-turn model (Smart Turn v3.2), taken out of the pipecat-ai wheel.
+  run bash "$src/scripts/install-turn-end-model.sh" "$venv/bin/python"
   if ((!dry_run)); then
     printf 'source=%s\ncmake_args=%s\n' "$fingerprint" "$CMAKE_ARGS" >"$stamp"
   fi

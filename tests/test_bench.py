@@ -4,6 +4,7 @@ report's arithmetic, verdicts and output on known inputs."""
 
 import json
 import math
+import os
 import struct
 import subprocess
 import sys
@@ -227,6 +228,10 @@ def test_run_section_records_skips_and_failures_and_goes_on():
 
 def test_every_section_has_its_measurement():
     assert tuple(runner.MEASURES) == bench.SECTIONS
+    # The CLI's help names them all without importing the benchmark.
+    help_text = subprocess.run([sys.executable, "-m", "edge_assistant.cli", "bench", "--help"],
+                               capture_output=True, text=True, env={**os.environ, "COLUMNS": "400"}).stdout
+    assert ",".join(bench.SECTIONS) in help_text
 
 
 def test_series_and_ratios_on_known_inputs():

@@ -11,12 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_assistant import models
 from edge_assistant.audio.pcm import SAMPLE_RATE
 from edge_assistant.audio.wav import WavSource, read_wav, write_wav
+from edge_assistant.audio import pcm, wav
+from edge_assistant.bench.clips import spoken_clip
 from edge_assistant.config import Config, SttConfig, VadConfig, WakeConfig
 from edge_assistant.events import Event
 from edge_assistant.listener import Listener, listen
 from edge_assistant.stt import Transcriber
+from edge_assistant.turn_end import ends_mid_phrase
 
 QUESTION = "Hey Jarvis. What is the capital of France?"
 
@@ -166,3 +170,87 @@ def test_vosk_partials_come_before_the_end(tmp_path):
     assert set(names[1:-2]) == {"transcript_partial"}
     assert events[-1].data["engine"] == "vosk"
     assert events[-1].data["text"] == "안녕하세요"
+
+
+# --- where a turn ends: Smart Turn at pauses, and the transcript made there --------------------
+
+
+def room_wav(tmp_path: Path, text: str, pause_after: str = "", pause_s: float = 0.0,
+             tail_s: float = 1.5) -> Path:
+    """The embedded voice without piper's randomness, in a quiet room (the bench's clips)."""
+    base = Config()
+    clip = spoken_clip(base, models.resolve_voice("", base.state_dir()), text, tail_s=tail_s,
+                       pause_after=pause_after, pause_s=pause_s)
+    path = tmp_path / "room.wav"
+    wav.write_wav(path, clip.samples, pcm.SAMPLE_RATE)
+    return path
+
+
+def run_realtime(listener: Listener, path: Path) -> list[Event]:
+    events: list[Event] = []
+    asyncio.run(listener.run(wav.WavSource(path, realtime=True).frames(), events.append,
+                             skip_wake=True, max_turns=1))
+    return events
+
+
+def test_the_transcript_made_at_the_last_pause_is_the_final_one(listener, tmp_path):
+    path = room_wav(tmp_path, "What is the capital of France?")
+    events = run(listener, path, skip_wake=True, max_turns=1)
+    assert types(events) == ["speech_start", "speech_end", "transcript"]
+    end, transcript = events[1:]
+    # Read faster than real time, the draft is still running when silence_s has passed: the
+    # model's end waited for its words, and the transcript is that draft.
+    assert end.data["probability"] > 0.5
+    assert transcript.data["speculative"] is True
+    assert "capital" in transcript.data["text"].lower() and "france" in transcript.data["text"].lower()
+    (draft,) = listener.timing.drafts
+    assert draft.final and draft.future.result().text == transcript.data["text"]
+
+
+def test_a_pause_mid_sentence_is_one_turn(listener, tmp_path):
+    path = room_wav(tmp_path, "What is the capital of France?", "What is the capital of", 0.6)
+    events = run(listener, path, skip_wake=True, max_turns=1)
+    assert types(events) == ["speech_start", "speech_end", "transcript"]
+    assert "france" in events[-1].data["text"].lower()
+    # The draft of the first pause was not taken: speech came after it.
+    first, last = listener.timing.drafts
+    assert not first.final and last.final
+    assert "france" not in first.future.result().text.lower()
+
+
+def test_the_old_endpointing_is_one_setting_away(make_speech_wav):
+    plain = Listener(config(vad=VadConfig(smart_turn=False),
+                            stt=SttConfig(n_threads=2, speculative=False)))
+    assert plain.turn_end is None
+    path = make_speech_wav("What is the capital of France?", 0.5, 1.5)
+    events = run(plain, path, skip_wake=True, max_turns=1)
+    assert types(events) == ["speech_start", "speech_end", "transcript"]
+    assert events[1].data == {"duration_s": events[1].data["duration_s"], "reason": "silence"}
+    assert events[2].data["speculative"] is False
+    assert plain.timing.drafts == [] and plain.timing.turn_end_calls == []
+
+
+@pytest.mark.slow
+def test_a_complete_question_ends_at_the_pause_in_real_time(tmp_path):
+    # silence_s is long, so only the end-of-turn model can end the turn early, however loaded
+    # the machine is while Whisper transcribes the pause.
+    patient = Listener(config(vad=VadConfig(silence_s=3.0)))
+    events = run_realtime(patient, room_wav(tmp_path, "What is the capital of France?", tail_s=4.0))
+    assert types(events) == ["speech_start", "speech_end", "transcript"]
+    assert events[1].data["reason"] == "end_of_turn" and events[1].data["probability"] > 0.9
+    assert events[2].data["speculative"] is True and "france" in events[2].data["text"].lower()
+
+
+@pytest.mark.slow
+def test_the_words_of_a_pause_keep_the_person_from_being_cut_off(tmp_path):
+    patient = Listener(config(vad=VadConfig(silence_s=2.0)))
+    path = room_wav(tmp_path, "What is the capital of France?", "What is the capital of", 1.2)
+    events = run_realtime(patient, path)
+    assert types(events) == ["speech_start", "speech_end", "transcript"]
+    # All of it: 1.7 s of speech around the 1.2 s pause (Whisper tiny may hear "France" after
+    # so long a pause as "friends").
+    assert events[1].data["duration_s"] > 2.5
+    # What the hold was about: the model alone would have ended the turn at the first pause,
+    # whose transcript stops on "of".
+    assert patient.timing.turn_end_calls[0][2] >= 0.5
+    assert ends_mid_phrase(patient.timing.drafts[0].future.result().text)

@@ -3,9 +3,9 @@ import pytest
 from edge_assistant.sentences import SentenceSplitter, clean_for_speech
 
 
-def split_streamed(text: str, step: int = 3) -> list[str]:
+def split_streamed(text: str, step: int = 3, first_clause: bool = False) -> list[str]:
     """Feed `text` in small pieces, as tokens arrive, and collect every sentence."""
-    splitter = SentenceSplitter()
+    splitter = SentenceSplitter(first_clause=first_clause)
     sentences = []
     for start in range(0, len(text), step):
         sentences += splitter.feed(text[start : start + step])
@@ -61,3 +61,32 @@ def test_long_run_without_a_full_stop_is_cut_at_a_comma():
 
 def test_clean_for_speech():
     assert clean_for_speech("## **Hello** `world`") == "Hello world"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        # A long first sentence starts speaking at its first clause; later ones stay whole.
+        ("The capital of France is Paris, a city known for its museums. It is big, old and busy.",
+         ["The capital of France is Paris,", "a city known for its museums.", "It is big, old and busy."]),
+        ("Here is what you need for pancakes: flour, eggs, milk and a pinch of salt.",
+         ["Here is what you need for pancakes:", "flour, eggs, milk and a pinch of salt."]),
+        # Short first sentences, and clauses of a word or two, are not cut.
+        ("Yes, it is Paris, France. Enjoy.", ["Yes, it is Paris, France.", "Enjoy."]),
+        ("Well, honestly, the capital of France has been Paris for a very long time.",
+         ["Well, honestly, the capital of France has been Paris for a very long time."]),
+        # Only a mark followed by a space is a clause: numbers and times are not cut.
+        ("It costs 1,000 euros and leaves at 10:30 from the main station every day.",
+         ["It costs 1,000 euros and leaves at 10:30 from the main station every day."]),
+        ("The capital of France is Paris, a lovely city", ["The capital of France is Paris,", "a lovely city"]),
+    ],
+)
+def test_first_clause_of_a_reply(text, expected):
+    # The same whether the text streams in token by token or arrives at once.
+    for step in (1, 3, len(text)):
+        assert split_streamed(text, step, first_clause=True) == expected
+
+
+def test_first_clause_only_when_asked():
+    text = "The capital of France is Paris, a city known for its museums."
+    assert split_streamed(text) == [text]

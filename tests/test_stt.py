@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import re
 import subprocess
 import unicodedata
 import wave
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +106,33 @@ def test_whisper_streaming_interface(whisper, speech):
     assert whisper.finish().text == ""
 
 
+def test_whisper_draft_at_a_pause_becomes_the_final_text(whisper, speech):
+    question = speech("What is the capital of France?").tobytes()
+    whisper.start()
+    whisper.accept(question)
+    decode = whisper.draft()
+    # Listening goes on while the draft decodes: the silence after the pause.
+    whisper.accept(bytes(2 * SAMPLE_RATE))  # one second
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        draft = pool.submit(decode)
+        result = whisper.finish(draft)
+    assert result.speculative and result.text == draft.result().text
+    assert normalize(result.text) == normalize("What is the capital of France?")
+    assert draft.result().duration_s == pytest.approx(len(question) / 2 / SAMPLE_RATE)
+    assert result.duration_s == pytest.approx(len(question) / 2 / SAMPLE_RATE + 1.0)
+    assert not whisper.finish().speculative  # the next utterance starts afresh
+
+
+def test_whisper_decodes_again_when_the_draft_failed(whisper, speech):
+    failed = concurrent.futures.Future()
+    failed.set_exception(RuntimeError("draft exploded"))
+    whisper.start()
+    whisper.accept(speech("Turn on the kitchen lights.").tobytes())
+    result = whisper.finish(failed)
+    assert not result.speculative
+    assert word_error_rate("Turn on the kitchen lights.", result.text) <= 0.25
+
+
 def test_whisper_silence_is_empty(whisper):
     result = whisper.transcribe(np.zeros(SAMPLE_RATE * 2, np.int16))
     assert result.text == ""
@@ -199,6 +228,21 @@ def test_vosk_streams_partials_and_a_korean_final(korean_model, korean):
         sum(w.confidence for w in result.words) / len(result.words)
     )
     assert 0.0 < result.confidence <= 1.0
+
+
+def test_vosk_draft_is_its_partial_text_and_the_final_is_its_own(korean_model, korean):
+    phrases = ("안녕하세요", "감사합니다")
+    transcriber = create_transcriber(
+        SttConfig(engine="vosk", model=str(korean_model), grammar=phrases))
+    transcriber.start()
+    transcriber.accept(korean("안녕하세요").tobytes())
+    draft = transcriber.draft()()
+    assert draft.engine == "vosk" and draft.text == "안녕하세요" and draft.latency_s == 0.0
+    # vosk's final text is ready at once: the draft is not taken for it.
+    done = concurrent.futures.Future()
+    done.set_result(replace(draft, text="감사합니다"))
+    result = transcriber.finish(done)
+    assert result.text == "안녕하세요" and not result.speculative
 
 
 def test_vosk_silence_is_empty(korean_model):

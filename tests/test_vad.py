@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tracemalloc
 
 import numpy as np
 import pytest
 
+from edge_assistant import models
 from edge_assistant.audio import pcm
-from edge_assistant.config import ConfigError, VadConfig
+from edge_assistant.config import Config, ConfigError, VadConfig
+from edge_assistant.bench.clips import Clip, spoken_clip
+from edge_assistant.turn_end import TurnEndModel
 from edge_assistant.vad import Endpointer, EndpointEvent, VoiceActivityDetector
 
 SAMPLE_RATE = pcm.SAMPLE_RATE
@@ -48,13 +52,16 @@ def test_one_utterance_ends_on_silence(engine, frame_ms, speech):
     clip = speech("What is the weather like today?", lead_s=1.0, tail_s=1.5)
     voiced_start, voiced_end = voiced_span(clip)
     events = endpoint(endpointer(engine=engine), clip, frame_ms)
-    assert [e.type for e in events] == ["speech_start", "speech_end"]
-    start, end = events
+    assert [e.type for e in events] == ["speech_start", "pause", "speech_end"]
+    start, pause, end = events
     assert end.reason == "silence"
     # Detectors react late (pymicro-vad by about a quarter second) and hang on a little.
     assert voiced_start - 0.1 <= start.time_s <= voiced_start + 0.4
     assert voiced_end - voiced_start - 0.3 <= end.duration_s <= voiced_end - voiced_start + 0.5
-    # It ended once silence_s (0.8 s) of silence followed the last speech.
+    # A pause after pause_s (0.2 s); with no end-of-turn model it ended once silence_s (0.8 s)
+    # of silence followed the last speech.
+    assert pause.duration_s == end.duration_s and pause.probability is None is end.probability
+    assert pause.time_s == pytest.approx(start.time_s + end.duration_s + 0.2, abs=frame_ms / 1000)
     assert end.time_s == pytest.approx(start.time_s + end.duration_s + 0.8, abs=frame_ms / 1000)
 
 
@@ -90,7 +97,7 @@ def test_blip_shorter_than_min_speech_is_ignored(speech):
     ignored = endpoint(endpointer(engine="silero", min_speech_s=0.25, no_speech_timeout_s=2.5), clip)
     assert [(e.type, e.reason) for e in ignored] == [("speech_end", "timeout")]
     noticed = endpoint(endpointer(engine="silero", min_speech_s=0.05, no_speech_timeout_s=2.5), clip)
-    assert [e.type for e in noticed] == ["speech_start", "speech_end"]
+    assert [e.type for e in noticed] == ["speech_start", "pause", "speech_end"]
 
 
 def test_pre_roll_keeps_the_first_syllable(speech):
@@ -99,7 +106,7 @@ def test_pre_roll_keeps_the_first_syllable(speech):
     # pymicro-vad reacts late, so without pre-roll the utterance starts after the speech does.
     for pre_roll_s in (0.0, 0.5):
         ep = endpointer(engine="micro", pre_roll_s=pre_roll_s)
-        start, end = endpoint(ep, clip)
+        start, _pause, end = endpoint(ep, clip)
         first = int(round((start.time_s - pre_roll_s) * SAMPLE_RATE))
         last = int(round(end.time_s * SAMPLE_RATE))
         assert np.array_equal(ep.utterance_array(), clip[first:last])
@@ -113,8 +120,8 @@ def test_reset_finds_the_next_utterance(speech):
     assert ep.done and ep.process(clip[:160].tobytes()) == []
     ep.reset()
     second = endpoint(ep, clip)
-    assert [e.type for e in second] == ["speech_start", "speech_end"]
-    assert second[1].duration_s == pytest.approx(first[1].duration_s, abs=0.1)
+    assert [e.type for e in second] == ["speech_start", "pause", "speech_end"]
+    assert second[-1].duration_s == pytest.approx(first[-1].duration_s, abs=0.1)
 
 
 def test_flush_ends_an_utterance_cut_off_by_the_end_of_input(speech):
@@ -139,6 +146,91 @@ def test_detector_takes_any_frame_length(engine, speech):
 def test_unknown_engine_names_the_key():
     with pytest.raises(ConfigError, match="vad.engine"):
         VoiceActivityDetector("webrtc")
+
+
+# --- the end-of-turn model at pauses ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smart_turn() -> TurnEndModel:
+    model = TurnEndModel(models.embedded_turn_end_path())
+    yield model
+    model.close()
+
+
+@functools.cache
+def room_clip(text: str, pause_after: str = "", pause_s: float = 0.0) -> Clip:
+    """The embedded voice without piper's randomness, in a quiet room, 1.5 s of it after."""
+    config = Config()
+    return spoken_clip(config, models.resolve_voice("", config.state_dir()), text, tail_s=1.5,
+                       pause_after=pause_after, pause_s=pause_s)
+
+
+def spoken_s(clip: Clip) -> float:
+    return (clip.speech_end - clip.speech_start) / SAMPLE_RATE
+
+
+def kinds(events: list[EndpointEvent]) -> list[str]:
+    return [e.type for e in events]
+
+
+def test_a_complete_turn_ends_at_the_first_pause(smart_turn):
+    clip = room_clip("What is the capital of France?")
+    events = endpoint(Endpointer(VadConfig(), turn_end=smart_turn), clip.samples)
+    assert kinds(events) == ["speech_start", "pause", "speech_end"]
+    start, pause, end = events
+    assert end.reason == "end_of_turn" and end.probability == pause.probability > 0.9
+    # In the frame that made the pause: pause_s (0.2 s) after the last speech, not silence_s.
+    assert end.time_s == pause.time_s
+    assert end.time_s == pytest.approx(start.time_s + end.duration_s + 0.2, abs=0.011)
+    assert end.duration_s > spoken_s(clip) - 0.1
+
+
+def test_an_incomplete_turn_waits_through_the_pause(smart_turn):
+    text, before_pause = "What is the weather like in Paris today?", "What is the weather like in"
+    clip = room_clip(text, before_pause, 0.6)
+    events = endpoint(Endpointer(VadConfig(), turn_end=smart_turn), clip.samples)
+    assert kinds(events) == ["speech_start", "pause", "pause", "speech_end"]
+    first_pause, end = events[1], events[-1]
+    assert first_pause.probability < 0.5
+    assert end.reason == "end_of_turn" and end.duration_s > spoken_s(clip) - 0.1
+
+
+def test_the_words_hold_an_end_the_model_wants(smart_turn):
+    clip = room_clip("What is the capital of France?", "What is the capital of", 0.6)
+    # With this voice the model alone takes the pause after "of" for the end: a cut-off.
+    alone = endpoint(Endpointer(VadConfig(), turn_end=smart_turn), clip.samples)
+    assert alone[-1].reason == "end_of_turn" and alone[-1].duration_s < spoken_s(clip) - 1.0
+
+    asked = []
+
+    def words_allow_end():
+        asked.append("words")
+        return False  # as for a transcript ending on "of"
+
+    held = Endpointer(VadConfig(), turn_end=smart_turn, on_pause=lambda: asked.append("pause"),
+                      words_allow_end=words_allow_end)
+    events = endpoint(held, clip.samples)
+    assert kinds(events) == ["speech_start", "pause", "pause", "speech_end"]
+    # Held at both pauses, so silence_s ended the turn, after all of it.
+    assert events[-1].reason == "silence" and events[-1].duration_s > spoken_s(clip) - 0.1
+    assert asked == ["pause", "words", "pause", "words"]
+
+
+def test_an_end_waiting_for_the_words_is_cancelled_by_speech(smart_turn):
+    clip = room_clip("What is the capital of France?", "What is the capital of", 0.6)
+    answers = iter([None] * 1000)  # never known: the end stays pending until speech or silence_s
+    events = endpoint(Endpointer(VadConfig(), turn_end=smart_turn,
+                                 words_allow_end=lambda: next(answers)), clip.samples)
+    assert kinds(events) == ["speech_start", "pause", "pause", "speech_end"]
+    assert events[-1].reason == "silence" and events[-1].duration_s > spoken_s(clip) - 0.1
+
+    known_later = iter([None, None, True])
+    start, pause, end = endpoint(Endpointer(VadConfig(), turn_end=smart_turn,
+                                            words_allow_end=lambda: next(known_later)),
+                                 room_clip("What is the capital of France?").samples)
+    assert end.reason == "end_of_turn"
+    assert end.time_s == pytest.approx(pause.time_s + 0.02)  # two frames later
 
 
 @pytest.mark.slow

@@ -10,8 +10,11 @@ Sections, each runnable alone, and the module that measures them::
     tts       speech.py  real-time factor and time to the first audio of a sentence
     wake      speech.py  CPU seconds per second of audio of the listening front end
     idle      daemon.py  CPU of the whole daemon (a subprocess) while it waits for the wake word
+    endpoint  endpoint.py  false cut-offs and end-of-turn delay of spoken questions with and
+                         without a pause in mid-sentence: silence alone against Smart Turn
     e2e       e2e.py     time to first audio of a spoken question, streaming pipeline against
-                         the sequential way (transcribe, generate all, synthesize all, play)
+                         the sequential way (wait out the silence, transcribe, generate all,
+                         synthesize all, play)
     barge_in  barge_in.py  time from the wake word, spoken over a reply, to silence
     memory    daemon.py  RSS of a fresh process with every model loaded, and over many turns
 

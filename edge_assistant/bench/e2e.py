@@ -1,6 +1,6 @@
 """The `e2e` section: one spoken turn, in process with the real models, through the daemon's
-streaming pipeline and through the sequential way (transcribe, generate everything, synthesize
-everything, then play), timed from the end of the user's speech."""
+streaming pipeline and through the sequential way (wait out the silence, transcribe, generate
+everything, synthesize everything, then play), timed from the end of the user's speech."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ..concurrency import Pacer
 from ..config import Config
 from ..llama_engine import sampling_arguments
 from .clips import Clip, room_noise
-from .loaded import LoadedModels, llm_settings
+from .loaded import LoadedModels, llm_settings, stt_model_path
 from .options import TURN_TIMEOUT_S, BenchOptions
 from .report import Report, Timeline
 
@@ -152,6 +152,13 @@ class EventLog:
         raise RuntimeError(f"no {kind} event within {timeout:.0f} s")
 
 
+def silence_endpointing(config: Config) -> Config:
+    """The endpointing of most voice-assistant tutorials: the turn ends after `vad.silence_s`
+    of silence, and only then is the whole utterance transcribed."""
+    return replace(config, vad=replace(config.vad, smart_turn=False),
+                   stt=replace(config.stt, speculative=False))
+
+
 def _prime_cache(session) -> None:
     """A fresh conversation whose KV cache holds what every prompt starts with."""
     session.reset()
@@ -171,7 +178,7 @@ def _heard(log_: EventLog) -> tuple[Any, Any]:
 
 def _timeline(source: RoomMicrophone, log_: EventLog, speech_end, transcript,
               llm: list[tuple[float, float]], tts: list[tuple[float, float]],
-              speaker: list[tuple[float, float]]) -> Timeline:
+              speaker: list[tuple[float, float]], timing) -> Timeline:
     zero = source.speech_ended_at
 
     def rel(span: tuple[float, float]) -> tuple[float, float]:
@@ -185,6 +192,9 @@ def _timeline(source: RoomMicrophone, log_: EventLog, speech_end, transcript,
         llm=[rel(span) for span in llm],
         tts=[rel(span) for span in tts if span[1] >= zero],
         speaker=[rel(span) for span in speaker],
+        turn_end=[rel((start, end)) for start, end, _ in timing.turn_end_calls],
+        drafts=[rel((draft.started_at, draft.finished_at)) for draft in timing.drafts
+                if draft.finished_at is not None],
     )
 
 
@@ -212,7 +222,7 @@ async def _streaming_turn(loaded: LoadedModels, config: Config, clip: Clip, synt
             raise RuntimeError(f"the turn produced no speech: {[e.type for _, e in events.events]}")
         llm_span = (events.at("state", lambda e: e.data.get("state") == "thinking"), events.at("reply"))
         timeline = _timeline(source, events, speech_end, transcript, [llm_span],
-                             synthesizer.spans, sink.plays)
+                             synthesizer.spans, sink.plays, loaded.listener.timing)
         sentences = [e.data["text"] for _, e in events.events if e.type == "reply_sentence"]
         return timeline, transcript.data["text"], reply.data["text"], sentences
     finally:
@@ -221,9 +231,11 @@ async def _streaming_turn(loaded: LoadedModels, config: Config, clip: Clip, synt
         sink.close()
 
 
-async def _sequential_turn(loaded: LoadedModels, config: Config, clip: Clip, synthesizer, folder: Path):
-    """The way most llama-cpp-python voice tutorials do it: wait for the whole transcript, the
-    whole reply, the whole speech, then play. Same endpointing, prompt, settings and models."""
+async def _sequential_turn(loaded: LoadedModels, config: Config, clip: Clip, synthesizer, folder: Path,
+                           listener):
+    """The way most llama-cpp-python voice tutorials do it: wait out the silence, then for the
+    whole transcript, the whole reply, the whole speech, then play. The same prompt, settings
+    and models; `listener` ends turns on silence alone (`silence_endpointing`)."""
     session = loaded.session
     engine = session.engine
     _prime_cache(session)
@@ -231,7 +243,6 @@ async def _sequential_turn(loaded: LoadedModels, config: Config, clip: Clip, syn
     source = RoomMicrophone(config.audio.frame_ms, clip)
     sink = RecordingSink(folder / "sequential.wav")
     events = EventLog()
-    listener = loaded.listener
     listener.listen_now()
     # The microphone keeps being heard meanwhile, as in the daemon.
     listening = asyncio.create_task(listener.run(source.frames(), events))
@@ -261,7 +272,7 @@ async def _sequential_turn(loaded: LoadedModels, config: Config, clip: Clip, syn
         samples = np.concatenate([chunk.samples for chunk in chunks])
         await sink.play(samples, chunks[0].sample_rate)
         timeline = _timeline(source, events, speech_end, transcript, [generated],
-                             synthesizer.spans, sink.plays)
+                             synthesizer.spans, sink.plays, listener.timing)
         return timeline, text, reply, [reply]
     finally:
         source.close()
@@ -285,24 +296,30 @@ def bench_e2e(loaded: LoadedModels, report: Report, options: BenchOptions) -> No
     sequential: list[Timeline] = []
     replies: dict[str, str] = {}
 
-    async def measure(folder: Path) -> None:
+    async def measure(folder: Path, plain_listener) -> None:
         for index in range(options.runs):
             order = ("streaming", "sequential") if index % 2 == 0 else ("sequential", "streaming")
             for kind in order:
-                turn = _streaming_turn if kind == "streaming" else _sequential_turn
-                timeline, heard, reply, sentences = await asyncio.wait_for(
-                    turn(loaded, config, clip, synthesizer, folder), TURN_TIMEOUT_S)
+                if kind == "streaming":
+                    turn = _streaming_turn(loaded, config, clip, synthesizer, folder)
+                else:
+                    turn = _sequential_turn(loaded, config, clip, synthesizer, folder, plain_listener)
+                timeline, heard, reply, sentences = await asyncio.wait_for(turn, TURN_TIMEOUT_S)
                 (streaming if kind == "streaming" else sequential).append(timeline)
                 replies[f"{kind}.transcript"] = heard
                 replies[f"{kind}.reply"] = reply
                 if kind == "streaming":
                     replies["sentences"] = str(len(sentences))
 
+    from ..listener import Listener
+
+    plain_listener = Listener(silence_endpointing(config), stt_model_path=stt_model_path(config))
     try:
         # Greedy: both pipelines write the same reply, so only the plumbing differs.
         with llm_settings(engine, temperature=0.0), tempfile.TemporaryDirectory() as folder:
-            asyncio.run(measure(Path(folder)))
+            asyncio.run(measure(Path(folder), plain_listener))
     finally:
+        plain_listener.close()
         loaded.session.reset()
     report.add("e2e.question", options.question)
     report.add("e2e.transcript", replies["streaming.transcript"])

@@ -7,8 +7,11 @@ from pathlib import Path
 from .options import BenchError
 from .report import Report
 
-STAGE_ROWS = ("user speech", "listen / STT", "LLM generating", "TTS synthesizing", "speaker playing")
-STAGE_COLORS = ("#9e9e9e", "#5c6bc0", "#ef6c00", "#2e7d32", "#c62828")
+STAGE_ROWS = ("user speech", "listen / STT", "end of turn / draft STT", "LLM generating",
+              "TTS synthesizing", "speaker playing")
+STAGE_COLORS = ("#9e9e9e", "#5c6bc0", "#8e24aa", "#ef6c00", "#2e7d32", "#c62828")
+# The end-of-turn row's transcripts made at pauses (its model calls are STAGE_COLORS[2]).
+DRAFT_COLOR = "#ce93d8"
 
 
 def check_plotting() -> None:
@@ -36,34 +39,37 @@ def write_plot(report: Report, path: str | Path) -> None:
     start = min(report.timelines[kind].speech[0] for kind in kinds)
     for axis, kind in zip(axes[:, 0], kinds):
         timeline = report.timelines[kind]
+        # (spans, colors, bottom and height within the row)
         rows = (
-            [timeline.speech],
-            [timeline.endpoint, timeline.stt],
-            timeline.llm,
-            timeline.tts,
-            timeline.speaker,
+            [([timeline.speech], STAGE_COLORS[0], -0.35, 0.7)],
+            # Until the end of the turn is decided, then transcribing.
+            [([timeline.endpoint, timeline.stt], ["#c5cae9", STAGE_COLORS[1]], -0.35, 0.7)],
+            # The model's calls above, the transcripts made at pauses below: they overlap.
+            [(timeline.turn_end, STAGE_COLORS[2], 0.0, 0.35), (timeline.drafts, DRAFT_COLOR, -0.35, 0.35)],
+            [(timeline.llm, STAGE_COLORS[3], -0.35, 0.7)],
+            [(timeline.tts, STAGE_COLORS[4], -0.35, 0.7)],
+            [(timeline.speaker, STAGE_COLORS[5], -0.35, 0.7)],
         )
-        for index, spans in enumerate(rows):
+        for index, parts in enumerate(rows):
             y = len(STAGE_ROWS) - 1 - index
-            bars = [(a, max(b - a, 0.005)) for a, b in spans]
-            colors = STAGE_COLORS[index]
-            if index == 1:
-                # Waiting out the silence, then transcribing.
-                colors = ["#c5cae9", STAGE_COLORS[1]]
-            # White edges keep back-to-back chunks (one per sentence) apart.
-            axis.broken_barh(bars, (y - 0.35, 0.7), facecolors=colors, edgecolor="white", linewidth=0.8)
-        for (a, b), label in zip((timeline.endpoint, timeline.stt), ("silence", "STT")):
+            for spans, colors, bottom, height in parts:
+                bars = [(a, max(b - a, 0.005)) for a, b in spans]
+                # White edges keep back-to-back chunks (one per sentence) apart.
+                axis.broken_barh(bars, (y + bottom, height), facecolors=colors, edgecolor="white",
+                                 linewidth=0.8)
+        for (a, b), label in zip((timeline.endpoint, timeline.stt), ("end of turn", "STT")):
             if b - a > 0.07 * (end - start):
                 axis.text((a + b) / 2, len(STAGE_ROWS) - 2, label, ha="center", va="center", fontsize=8)
         axis.set_yticks(range(len(STAGE_ROWS)), list(reversed(STAGE_ROWS)))
         axis.axvline(0.0, color="black", linewidth=1)
-        axis.axvline(timeline.ttfa_s, color=STAGE_COLORS[4], linestyle="--", linewidth=1)
+        axis.axvline(timeline.ttfa_s, color=STAGE_COLORS[-1], linestyle="--", linewidth=1)
         axis.set_title(f"{kind}: first audio {timeline.ttfa_s:.2f} s after the end of speech, "
                        f"turn over at {timeline.total_s:.2f} s", fontsize=10, loc="left")
         axis.set_xlim(start - 0.2, end + 0.3)
         axis.grid(axis="x", alpha=0.3)
-    axes[-1, 0].set_xlabel("seconds from the end of the user's speech "
-                           "(listen row: light = waiting out the silence, dark = transcribing)")
+    axes[-1, 0].set_xlabel("seconds from the end of the user's speech\n(listen: light = until the end "
+                           "of the turn is decided, dark = transcribing after it; end of turn: top = "
+                           "Smart Turn, bottom = transcribing at a pause)", fontsize=9)
     values = report.values
     reply = str(values.get("e2e.reply", ""))
     reply = reply if len(reply) <= 70 else reply[:69].rstrip() + "…"

@@ -38,6 +38,9 @@ TARGETS = (
     Target("kv_reuse.first_turn_ratio", "<=", 0.25,
            "first-turn prompt evaluation after the warm-up at most 25% of a cold first turn"),
     Target("e2e.ratio", "<=", 0.30, "time to first audio at most 30% of the sequential baseline"),
+    Target("endpoint.smart_turn.false_cutoffs", "<=", 0.05,
+           "at most 5% of questions with a pause in mid-sentence cut off"),
+    Target("endpoint.extra_false_cutoffs", "<=", 0.0, "no more cut-offs than vad.silence_s alone"),
     Target("idle.cpu_percent", "<", 10.0, "idle listening under 10% of one core"),
     Target("stop.word_to_stop_s", "<=", 0.3, "a spoken \"stop\" ends a ring within 300 ms"),
     Target("home.match_ms", "<=", 50.0, "a spoken command matched by the templates within 50 ms"),
@@ -58,6 +61,9 @@ class Timeline:
     llm: list[tuple[float, float]] = field(default_factory=list)
     tts: list[tuple[float, float]] = field(default_factory=list)
     speaker: list[tuple[float, float]] = field(default_factory=list)
+    # The end-of-turn model's calls at pauses, and the transcripts made there (drafts).
+    turn_end: list[tuple[float, float]] = field(default_factory=list)
+    drafts: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def ttfa_s(self) -> float:
@@ -99,7 +105,8 @@ def _rounded(value: Any) -> Any:
 
 # Words, not figures: printed under the table.
 TEXT_KEYS = frozenset({"e2e.question", "e2e.transcript", "e2e.reply", "e2e.reply_sentences",
-                       "e2e.sequential_reply", "stt.engine", "barge_in.wake_word"})
+                       "e2e.sequential_reply", "stt.engine", "barge_in.wake_word",
+                       "endpoint.pauses_s", "endpoint.engine"})
 
 
 def _is_figure(key: str, value: Any) -> bool:

@@ -13,6 +13,7 @@ from ..config import Config
 from .barge_in import bench_barge_in
 from .daemon import bench_idle, bench_memory
 from .e2e import bench_e2e
+from .endpoint import bench_endpoint
 from .home import bench_home
 from .stop import bench_stop
 from .llm import bench_kv_reuse, bench_llm
@@ -34,6 +35,7 @@ MEASURES: dict[str, Measure] = {
     "tts": bench_tts,
     "wake": bench_wake,
     "idle": bench_idle,
+    "endpoint": bench_endpoint,
     "e2e": bench_e2e,
     "barge_in": bench_barge_in,
     "stop": bench_stop,

@@ -20,7 +20,7 @@ TTS_TEXT = (
 )
 
 
-def _stt_engines(config: Config) -> tuple[str, dict[str, Path], dict[str, str]]:
+def stt_engines(config: Config) -> tuple[str, dict[str, Path], dict[str, str]]:
     """The engine the daemon would use, the model folder of each engine that can run, and why
     the others cannot."""
     from .. import stt
@@ -51,7 +51,7 @@ def bench_stt(loaded: LoadedModels, report: Report, options: BenchOptions) -> No
     from .. import stt
 
     config = loaded.config
-    primary, folders, skipped = _stt_engines(config)
+    primary, folders, skipped = stt_engines(config)
     clip = loaded.clip(options.question)
     margin = int(0.2 * pcm.SAMPLE_RATE)
     utterance = clip.samples[max(0, clip.speech_start - margin) : clip.speech_end + margin]
