@@ -445,11 +445,12 @@ class Assistant:
             context, _ = self.responder.tool_context()
             self._start_side_task(asyncio.to_thread(self.session.warm, context), "warm-prompt")
 
-    def ring(self, text: str) -> None:
-        """A finished timer rings: its sound and `text`, before anything waiting (called again
-        for each repeat until it is stopped)."""
+    def ring(self, text: str, *, first: bool = False) -> None:
+        """A finished timer rings: its sound and `text` (called again for each repeat until it
+        is stopped). The first ring goes before anything waiting; repeats take their turn, so
+        questions asked while it rings are answered."""
         if not self._ring_waiting:  # one in the queue is enough: rings do not pile up
-            self._ring_waiting = self.submit(TurnRequest("ring", text, "timer", urgent=True, chime="ring"))
+            self._ring_waiting = self.submit(TurnRequest("ring", text, "timer", urgent=first, chime="ring"))
 
     def _stop_ringing(self, reason: str) -> None:
         if self.timers is not None and self.timers.ringing:

@@ -355,9 +355,9 @@ class Service:
             if assistant() is not None:
                 assistant().emit(Event(kind, data))
 
-        def ring(timer, _count: int) -> None:
+        def ring(timer, count: int) -> None:
             if assistant() is not None:
-                assistant().ring(finished_announcement(timer))
+                assistant().ring(finished_announcement(timer), first=count == 1)
 
         return TimerScheduler(TimerStore.in_state_dir(config.state_dir()), config.timers,
                               on_event=emit, on_ring=ring)

@@ -382,3 +382,39 @@ def test_announcements_wait_for_the_turn_or_barge_in_when_urgent(tmp_path, scrip
     spoken = {e.request_id: e.data["text"] for _, e in events if e.type == "tts_stop"}
     assert spoken["a1"] == "The laundry is done." and spoken["a2"] == "Someone is at the door."
     assert listening  # "then_listen": the answer needs no wake word
+
+
+def test_a_ringing_timer_lets_other_turns_through_and_stops_on_command(tmp_path, scripted_gguf, listener_models,
+                                                                      synthesizer):
+    from edge_assistant.config import TimersConfig
+    from edge_assistant.timers import TimerScheduler, TimerStore
+
+    engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), scripted_gguf)
+
+    async def scenario():
+        assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer)
+        scheduler = TimerScheduler(TimerStore(tmp_path / "timers.json"),
+                                   TimersConfig(ring_interval_s=1.0, ring_max_s=60.0),
+                                   on_ring=lambda timer, count: assistant.ring("Your timer is done.",
+                                                                                first=count == 1))
+        assistant.timers = scheduler
+        assistant.start()
+        await scheduler.start()
+        scheduler.start_timer(0.2, "tea")
+        await wait_for(events, lambda e: e.type == "tts_stop" and "timer" in e.data["text"])
+        assistant.handle_command(Command("ask", {"text": "what now"}, "q1"))
+        await wait_for(events, lambda e: e.type == "tts_stop" and e.request_id == "q1")
+        ringing_after_reply = bool(scheduler.ringing)
+        mark = len(events)
+        await wait_for(events, lambda e: e.type == "tts_stop" and "timer" in e.data["text"], since=mark)
+        assistant.handle_command(Command("stop"))
+        stopped = not scheduler.ringing
+        await asyncio.sleep(1.5)  # no ring after the stop
+        rings_after_stop = [e for _, e in events[mark:] if e.type == "tts_start" and "timer" in e.data["text"]]
+        await scheduler.close()
+        await assistant.stop()
+        return ringing_after_reply, stopped, len(rings_after_stop)
+
+    ringing_after_reply, stopped, rings = asyncio.run(scenario())
+    assert ringing_after_reply  # the question was answered between two rings
+    assert stopped and rings == 1  # the ring heard before the stop, none after

@@ -33,7 +33,8 @@ async def _stopped_ring(loaded: LoadedModels, config: Config, folder: Path, inde
     store = TimerStore(folder / f"timers-{index}.json")
     assistant: Assistant | None = None
     scheduler = TimerScheduler(store, config.timers,
-                               on_ring=lambda timer, _count: assistant and assistant.ring("Your timer is done."))
+                               on_ring=lambda timer, count: assistant and assistant.ring("Your timer is done.",
+                                                                                         first=count == 1))
     responder = Responder(loaded.session, timers=TimerIntentHandler(scheduler), recognize_timers=recognize)
     assistant = Assistant(config, session=loaded.session, synthesizer=loaded.synthesizer, sink=sink,
                           listener=loaded.listener, source=microphone, earcons={}, responder=responder,
