@@ -36,7 +36,7 @@ DEVICE = "hadev"
 PREFIX = f"edge-assistant/{DEVICE}"
 ENTITIES = {  # object id -> domain
     "state": "sensor", "transcript": "sensor", "reply": "sensor", "error": "sensor", "action": "sensor",
-    "next_timer": "sensor", "mute": "switch", "listen": "button", "cancel": "button", "reset": "button",
+    "next_timer": "sensor", "problem": "binary_sensor", "mute": "switch", "listen": "button", "cancel": "button", "reset": "button",
     "ask": "text", "say": "text", "volume": "number",
 }
 TRIGGERS = {"wake_word_heard", "transcript", "reply_finished", "timer_finished", "command_not_understood"}
