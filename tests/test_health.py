@@ -125,6 +125,23 @@ def test_the_report_for_a_person():
         == "fix: plug it in"
 
 
+def test_repeated_errors_are_logged_once_and_device_errors_left_to_the_health(caplog):
+    from edge_assistant.config import Config
+    from edge_assistant.events import Event
+    from edge_assistant.service import RunOptions, Service, SystemdNotifier
+
+    caplog.set_level(logging.DEBUG, logger="edge_assistant.service")
+    service = Service(None, Config(), RunOptions(), notifier=SystemdNotifier(""))
+    for _ in range(5):
+        service._on_event(Event("error", {"code": "llm_failed", "message": "the server is down"}))
+    service._on_event(Event("error", {"code": "llm_failed", "message": "another failure"}))
+    for _ in range(3):
+        service._on_event(Event("error", {"code": "audio_output_failed", "message": "speaker gone"}))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 2 and "the server is down" in warnings[0] and "another failure" in warnings[1]
+    assert sum("speaker gone" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG) == 3
+
+
 # -- the status socket -----------------------------------------------------------------------
 
 
