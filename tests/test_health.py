@@ -29,6 +29,7 @@ from edge_assistant.mqtt.topics import Topics
 from edge_assistant.status import StatusServer, ask
 from tests.support.mqtt_fixtures import eventually, run_async
 from tests.support.timing import slack
+from tests.test_service import DEVICE, config_text
 
 TEMPLATES = jinja2.Environment()
 
@@ -285,29 +286,13 @@ async def test_the_bridge_reports_the_broker_and_reconnects_without_a_stale_prob
 
 # -- the daemon ------------------------------------------------------------------------------
 
-DEVICE = "healthdev"
 PREFIX = f"edge-assistant/{DEVICE}"
 SENSOR = problem_sensor(MqttConfig(), DEVICE)
 
 
 def daemon_config(tmp_path, broker, model, audio: str) -> str:
-    return f"""
-[audio]
-{audio}
-reopen_backoff_max_s = 1.0
-[llm]
-model = "{model}"
-max_tokens = 6
-[mqtt]
-host = "{broker.host}"
-port = {broker.port}
-device_id = "{DEVICE}"
-reconnect_max_s = 1.0
-metrics_interval_s = 0
-[service]
-state_dir = "{tmp_path / 'state'}"
-earcons = false
-"""
+    return config_text(tmp_path, broker, llm_model=model, llm_extra="max_tokens = 6",
+                       audio_text=f"{audio}\nreopen_backoff_max_s = 1.0")
 
 
 def cli(config_path: Path, *args: str, env=None) -> subprocess.CompletedProcess:
