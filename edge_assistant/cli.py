@@ -225,9 +225,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
     if args.input:
         source = WavSource(args.input, frame_ms=config.audio.frame_ms, realtime=args.realtime)
     else:
-        source = MicrophoneSource(
-            config.audio, on_error=lambda error: log.error("microphone: %s", error)
-        )
+        # Without a handler the microphone logs its failures itself, each one once in a while.
+        source = MicrophoneSource(config.audio)
 
     def emit(event) -> None:
         if args.json:

@@ -162,14 +162,14 @@ class SpeakerSink(Sink):
         try:
             device = probe_device(self.cfg.output_device, "output", self.cfg.output_rate)
         except Exception as error:
-            self._failure(error if isinstance(error, AudioDeviceError)
+            self._report_failure(error if isinstance(error, AudioDeviceError)
                           else AudioDeviceError(f"cannot open the speaker: {error!r}"))
             return False
         self.device_name = device["name"]
         report_to(self.on_open, self.device_name)
         return True
 
-    def _failure(self, error: AudioDeviceError) -> None:
+    def _report_failure(self, error: AudioDeviceError) -> None:
         report_to(self.on_error, error)
         if self._loop is not None and self._failed is not None:
             try:
@@ -205,8 +205,8 @@ class SpeakerSink(Sink):
         except sd.PortAudioError as error:
             self._close_stream()
             failure = AudioDeviceError(f"speaker {self.device_name or self.cfg.output_device!r} failed: {error}")
-            self._failure(failure)
+            self._report_failure(failure)
             raise failure from None
         except AudioDeviceError as error:
-            self._failure(error)
+            self._report_failure(error)
             raise
