@@ -314,7 +314,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print("\n".join(format_report(report)))
         if "broker" in report:
-            print(f"(from the retained topics on the broker {report['broker']})")
+            print(f"(from the retained topics on the broker {report['broker']}"
+                  + ("; it holds no health: a version without it?)" if "parts" not in report else ")"))
     return EXIT_FAILURE if report.get("problem") else 0
 
 
