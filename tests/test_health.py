@@ -10,9 +10,9 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -180,8 +180,6 @@ async def test_the_status_socket_answers_status_and_reload(tmp_path):
 @run_async
 async def test_a_stale_socket_is_replaced_and_a_long_path_left_out(tmp_path):
     path = tmp_path / "status.sock"
-    import socket
-
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(str(path))
     stale.close()  # a killed process leaves this behind
