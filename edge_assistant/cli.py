@@ -8,6 +8,7 @@ built-in defaults), and every expected failure ends with one line on stderr and 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -21,6 +22,8 @@ from .config import Config, ConfigError
 log = logging.getLogger("edge_assistant")
 
 EXIT_FAILURE = 1
+# `status`: nothing answers (as `systemctl status` says of a unit that is not running).
+EXIT_NOT_RUNNING = 3
 
 
 class CliError(Exception):
@@ -43,23 +46,9 @@ def _setup_logging(level: str) -> None:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    path = args.file or args.config
-    config = config_module.load(path)
-    problems = []
-    state_dir = config.state_dir()
-    for resolve in (
-        lambda: models.resolve_llm(config.llm.model, state_dir),
-        lambda: models.resolve_voice(config.tts.voice, state_dir),
-        lambda: models.resolve_stt(config.stt.model, state_dir, config.stt.engine),
-    ):
-        try:
-            resolve()
-        except models.ModelError as error:
-            problems.append(str(error))
-    if config.mqtt.password_file and not Path(config.mqtt.password_file).is_file():
-        problems.append(f"mqtt.password_file: {config.mqtt.password_file} not found")
-    if problems:
-        raise CliError("; ".join(problems))
+    from .service import load_checked
+
+    config = load_checked(args.file or args.config)
     print(f"{config.source}: OK")
     return 0
 
@@ -236,9 +225,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
     if args.input:
         source = WavSource(args.input, frame_ms=config.audio.frame_ms, realtime=args.realtime)
     else:
-        source = MicrophoneSource(
-            config.audio, on_error=lambda error: log.error("microphone: %s", error)
-        )
+        # Without a handler the microphone logs its failures itself, each one once in a while.
+        source = MicrophoneSource(config.audio)
 
     from .events import Event
 
@@ -310,6 +298,80 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     failed = sum(not finding.ok for finding in findings)
     print(f"{failed} problem(s) found" if failed else "all checks passed")
     return EXIT_FAILURE if failed else 0
+
+
+def _socket_config(args: argparse.Namespace) -> Config:
+    """The config, for finding the status socket (and the broker): --socket wins, and a config
+    that no longer loads (the edit a reload is about to report) leaves the defaults."""
+    try:
+        config = _load_config(args)
+    except ConfigError as error:
+        log.warning("%s; looking for the service where it runs by default", error)
+        config = Config()
+    if args.socket:
+        config = dataclasses.replace(config, service=dataclasses.replace(config.service, status_socket=args.socket))
+    return config
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from . import status
+    from .health import format_report
+
+    config = _socket_config(args)
+    problems = []
+    report = None
+    if not args.mqtt:
+        try:
+            report = status.ask(config)
+        except status.ServiceUnreachable as error:
+            problems.append(str(error))
+    if report is None and config.mqtt.enabled and not args.socket:
+        try:
+            report = _status_from_broker(config)
+        except Exception as error:  # MqttError, ConfigError: said, then the exit status
+            problems.append(str(error))
+    if report is None or not report.get("online", True):
+        for problem in problems:
+            print(f"edge-assistant: {problem}", file=sys.stderr)
+        if report is not None:
+            print(f"{report['device']}: offline (availability on the broker {report['broker']})")
+        return EXIT_NOT_RUNNING
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        print("\n".join(format_report(report)))
+        if "broker" in report:
+            print(f"(from the retained topics on the broker {report['broker']}"
+                  + ("; it holds no health: a version without it?)" if "parts" not in report else ")"))
+    return EXIT_FAILURE if report.get("problem") else 0
+
+
+def _status_from_broker(config: Config) -> dict:
+    """The status a running service leaves on the broker: availability, state, health."""
+    from .mqtt import Topics, read_retained
+
+    topics = Topics.for_config(config.mqtt, config.device_id())
+    retained = read_retained(config.mqtt, config.device_id(), [topics.availability, topics.state, topics.health])
+    health = json.loads(retained.get(topics.health) or b"{}")
+    return {"device": config.device_id(), "state": retained.get(topics.state, b"unknown").decode(),
+            "online": retained.get(topics.availability) == b"online",
+            "broker": f"{config.mqtt.host}:{config.mqtt.port}", **health}
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    from . import status
+
+    config = _socket_config(args)
+    try:
+        outcome = status.ask(config, "reload", timeout=args.timeout)
+    except status.ServiceUnreachable as error:
+        raise CliError(str(error)) from None
+    except TimeoutError:
+        raise CliError(f"no outcome within {args.timeout:g} s (--timeout); the reload may still be under way") from None
+    if not outcome.get("ok"):
+        raise CliError(f"reload failed: {outcome.get('error')}; the service goes on with the previous config")
+    print("reloaded")
+    return 0
 
 
 def cmd_mqtt_unregister(args: argparse.Namespace) -> int:
@@ -520,6 +582,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="check config, models, audio devices and broker; say how to fix what is wrong")
     doctor.set_defaults(handler=cmd_doctor)
+
+    status_parser = commands.add_parser(
+        "status", help="ask the running service how it and each part are (exit 1: a part fails, 3: not running)")
+    status_parser.add_argument("--json", action="store_true", help="the answer as one JSON object")
+    status_parser.add_argument("--mqtt", action="store_true", help="ask the broker, not the local socket")
+    status_parser.add_argument("--socket", metavar="PATH", help="the service's status socket (default: service.status_socket)")
+    status_parser.set_defaults(handler=cmd_status)
+
+    reload = commands.add_parser("reload", help="reload the running service's config and wait for the outcome (the unit's ExecReload=)")
+    reload.add_argument("--socket", metavar="PATH", help="the service's status socket (default: service.status_socket)")
+    reload.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS", help="longest wait (default 300, as TimeoutStartSec=)")
+    # After the command too, as ExecReload= reads best.
+    reload.add_argument("-c", "--config", default=argparse.SUPPRESS, help="TOML config file")
+    reload.set_defaults(handler=cmd_reload)
 
     bench_parser = commands.add_parser("bench", help="measure latency, throughput, CPU and memory on the configured models")
     bench_parser.add_argument("--runs", type=int, default=None, metavar="N", help="repetitions per figure, reported as median, min and max (default 5; 2 with --quick)")

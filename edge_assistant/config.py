@@ -230,6 +230,9 @@ class ServiceConfig:
     # WAV files; "" uses the built-in tones.
     wake_sound: str = ""
     error_sound: str = ""
+    # The Unix socket `edge-assistant status` and `reload` ask; "" means status.sock in
+    # $RUNTIME_DIRECTORY (systemd's /run/edge-assistant), else in the state directory.
+    status_socket: str = ""
 
 
 # Components a declared home device may be (edge_assistant.home.entities.DOMAINS).

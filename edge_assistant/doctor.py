@@ -1,5 +1,6 @@
 """`edge-assistant doctor`: checks what a headless device needs, says what is wrong and how to
-fix it. Each check is independent, so one failure does not hide the others."""
+fix it. Each check is independent, so one failure does not hide the others. When the service
+runs, what it says of its own parts (through its status socket) is one more finding."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Callable
 from . import config as config_module
 from . import models
 from .config import Config
+from .health import BROKER_DOWN_FIX, BROKER_REFUSED_FIX, MODEL_FIX, PartState, device_fix
 
 
 @dataclass(frozen=True)
@@ -34,14 +36,15 @@ def run_checks(config_path: str | None) -> list[Finding]:
     except config_module.ConfigError as error:
         return [Finding(False, "config", str(error), "correct that key (edge-assistant config check FILE)")]
     findings = [Finding(True, "config", config.source)]
-    checks: list[Callable[[Config], Finding]] = [
-        _state_dir, _llm, _voice, _speech_model, _microphone, _speaker, _broker,
+    checks: list[Callable[[Config], Finding | list[Finding]]] = [
+        _state_dir, _llm, _voice, _speech_model, _microphone, _speaker, _broker, _service,
     ]
     for check in checks:
         try:
-            findings.append(check(config))
+            found = check(config)
         except Exception as error:  # a check that breaks is itself a finding
-            findings.append(Finding(False, check.__name__.strip("_"), f"{type(error).__name__}: {error}"))
+            found = Finding(False, check.__name__.strip("_"), f"{type(error).__name__}: {error}")
+        findings.extend(found if isinstance(found, list) else [found])
     return findings
 
 
@@ -65,7 +68,7 @@ def _llm(config: Config) -> Finding:
         path = models.resolve_llm(config.llm.model, config.state_dir())
         check_gguf_file(path)
     except (models.ModelError, LlmError) as error:
-        return Finding(False, "llm", str(error), "edge-assistant models pull NAME, or set llm.model to a GGUF file")
+        return Finding(False, "llm", str(error), MODEL_FIX)
     quantization = file_quantization(path)
     detail = f"{path} ({quantization}, {path.stat().st_size / 2**20:.0f} MiB)"
     if config.llm.n_gpu_layers:
@@ -117,9 +120,7 @@ def _device(config: Config, kind: str) -> Finding:
     try:
         device = find_device(spec, kind)
     except (AudioDeviceError, OSError) as error:
-        return Finding(False, name, str(error),
-                       f"plug it in, check `edge-assistant devices` and `arecord -l`/`aplay -l`, "
-                       f"set audio.{kind}_device; the service user must be in group audio")
+        return Finding(False, name, str(error), device_fix(kind))
     return Finding(True, name, f"{device['name']} ({device['default_samplerate']:.0f} Hz)")
 
 
@@ -139,8 +140,7 @@ def _broker(config: Config) -> Finding:
     try:
         socket.create_connection((mqtt.host, mqtt.port), timeout=5).close()
     except OSError as error:
-        return Finding(False, "mqtt", f"{where}: {error}",
-                       "start the broker (sudo systemctl start mosquitto) or set mqtt.host/mqtt.port")
+        return Finding(False, "mqtt", f"{where}: {error}", BROKER_DOWN_FIX)
     from .mqtt import make_client
 
     answered = threading.Event()
@@ -164,6 +164,25 @@ def _broker(config: Config) -> Finding:
     if not outcome:
         return Finding(False, "mqtt", f"{where}: no answer to CONNECT", "is this port an MQTT listener?")
     if outcome[0]:
-        return Finding(False, "mqtt", f"{where}: refused: {outcome[0]}",
-                       "check mqtt.username and mqtt.password (or password_file)")
+        return Finding(False, "mqtt", f"{where}: refused: {outcome[0]}", BROKER_REFUSED_FIX)
     return Finding(True, "mqtt", f"{where} as device {config.device_id()}")
+
+
+def _service(config: Config) -> list[Finding]:
+    """The running service's own view: a failing part, one finding each."""
+    from . import status
+
+    try:
+        report = status.ask(config, timeout=3)
+    except status.ServiceUnreachable:
+        paths = ", ".join(map(str, status.client_paths(config)))
+        return [Finding(True, "service", f"not running (nothing answers on {paths})")]
+    except TimeoutError:
+        return [Finding(False, "service", "runs but does not answer on its status socket",
+                        "see journalctl -u edge-assistant; sudo systemctl restart edge-assistant")]
+    parts = report.get("parts", {})
+    failing = [(name, part) for name, part in parts.items() if part.get("state") == PartState.FAILED]
+    if not failing:
+        return [Finding(True, "service", f"running (pid {report.get('pid')}), {report.get('state')}; every part works")]
+    return [Finding(False, "service", f"{name} {part.get('summary')}: {part.get('detail')}", part.get("fix", ""))
+            for name, part in failing]

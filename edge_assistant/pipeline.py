@@ -30,6 +30,7 @@ from .chat import ChatSession
 from .concurrency import Backoff
 from .config import Config
 from .events import Command, Event, State, new_id
+from .health import log_fault
 from .respond import Responder, Response
 from .sentences import SentenceSplitter
 from .timers import TimerError, run_timer_command
@@ -364,7 +365,7 @@ class Assistant:
     def _side_task_done(self, task: asyncio.Task) -> None:
         self.side_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed", task.get_name(), exc_info=task.exception())
+            log_fault(log, f"{task.get_name()} failed", task.exception())
 
     def _play_earcon(self, kind: str) -> None:
         sound = self.earcons.get(kind)
@@ -608,7 +609,7 @@ class Assistant:
             try:
                 await self.sink.play(item.samples, item.sample_rate)
             except Exception as error:
-                log.exception("playback failed")
+                log_fault(log, "playback failed", error)
                 turn.failed = turn.failed or f"{type(error).__name__}: {error}"
                 turn.cancel.set()
                 self.emit(Event("error", {"code": "audio_output_failed", "message": str(error)},
@@ -657,7 +658,7 @@ class Assistant:
                 async with contextlib.aclosing(self.synthesizer.stream(ERROR_NOTICE)) as chunks:
                     async for chunk in chunks:
                         await self.sink.play(chunk.samples, chunk.sample_rate)
-        except Exception:
-            log.exception("the error notice itself failed")
+        except Exception as error:
+            log_fault(log, "the error notice itself failed", error)
         if self.active is None:
             self.set_state(self._resting_state(), turn_id)

@@ -1,10 +1,17 @@
 """The daemon: builds the pipeline from the config, talks to systemd, handles signals.
 
-systemd (Type=notify) is told READY=1 only once every model is loaded and the microphone is
-open, STATUS= follows the assistant's state, and WATCHDOG=1 is sent from a task on the core
-loop: if the loop hangs, the pings stop and systemd restarts the service. SIGTERM ends the
-current reply at once and exits cleanly; SIGHUP reloads the config (the models and devices are
-rebuilt, the conversation starts afresh).
+systemd (Type=notify) is told READY=1 only once every model is loaded and the pipeline runs,
+STATUS= follows the assistant's state and says which part fails ("listening; speaker missing,
+retrying"), and WATCHDOG=1 is sent from a task on the core loop: if the loop hangs, the pings
+stop and systemd restarts the service. SIGTERM ends the current reply at once and exits
+cleanly.
+
+A reload (SIGHUP, or `edge-assistant reload` through the status socket) reads and checks the
+config first: a bad one is reported (STATUS=, the config's health, the reload's outcome) and
+the service goes on as it was. A good one is announced with RELOADING=1, the models and devices
+are rebuilt (the conversation starts afresh) and READY=1 says it is done. The health of every
+part (`health.Health`) outlives reloads and goes to STATUS=, the retained MQTT health topic and
+the status socket (`status.StatusServer`).
 """
 
 from __future__ import annotations
@@ -17,15 +24,19 @@ import socket
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import config as config_module
 from . import models
+from .audio.devices import AudioDeviceMissing
 from .audio.earcons import earcon
 from .audio.microphone import MicrophoneSource
 from .audio.speaker import SpeakerSink
 from .audio.wav import WavSink, WavSource
+from .health import BROKER_DOWN_FIX, BROKER_REFUSED_FIX, CONFIG_FIX, MODEL_FIX, Health, device_fix
+from .limits import LogLimiter
 from .respond import Responder
+from .status import StatusServer, server_path
 from .timers import (
     HANDLED_INTENTS as TIMER_INTENTS,
     TimerIntentHandler,
@@ -42,6 +53,10 @@ from .events import Event
 log = logging.getLogger(__name__)
 
 NO_DEVICE = "none"
+# Error events the parts' health reports (once, with the fix): not logged again here.
+HEALTH_ERRORS = ("audio_input_failed", "audio_output_failed")
+# The same error, again and again, is logged once per this interval.
+ERROR_LOG_INTERVAL_S = 300.0
 
 
 class SystemdNotifier:
@@ -99,17 +114,65 @@ def has_microphone(config: Config, options: RunOptions) -> bool:
     return options.input_wav is not None or config.audio.input_device != NO_DEVICE
 
 
-def build_sources(config: Config, options: RunOptions, on_error) -> tuple[Any, Any]:
+def load_checked(config_path: str | None) -> Config:
+    """The config, with what `config check` checks: its models are on disk, its files exist.
+    Raises `ConfigError` naming every problem."""
+    config = config_module.load(config_path)
+    problems = []
+    state_dir = config.state_dir()
+    for resolve in (
+        lambda: models.resolve_llm(config.llm.model, state_dir),
+        lambda: models.resolve_voice(config.tts.voice, state_dir),
+        lambda: models.resolve_stt(config.stt.model, state_dir, config.stt.engine),
+    ):
+        try:
+            resolve()
+        except models.ModelError as error:
+            problems.append(str(error))
+    if config.mqtt.password_file and not Path(config.mqtt.password_file).is_file():
+        problems.append(f"mqtt.password_file: {config.mqtt.password_file} not found")
+    if problems:
+        raise config_module.ConfigError("; ".join(problems))
+    return config
+
+
+def build_sources(config: Config, options: RunOptions, health: Health,
+                  on_microphone_fault: Callable[[Exception], None] | None = None) -> tuple[Any, Any]:
+    """The microphone and speaker (or the WAV files standing in), reporting to `health`;
+    `on_microphone_fault` hears of a microphone failure when it is news, not at every retry."""
+
+    def microphone_error(error: Exception) -> None:
+        if report_device_fault(health, "microphone", "input", error) and on_microphone_fault is not None:
+            on_microphone_fault(error)
+
     source = None
     if options.input_wav is not None:
         source = WavSource(options.input_wav, frame_ms=config.audio.frame_ms, realtime=True)
+        health.ok("microphone", f"file {options.input_wav}")
     elif has_microphone(config, options):
-        source = MicrophoneSource(config.audio, on_error=on_error)
+        source = MicrophoneSource(
+            config.audio,
+            on_error=microphone_error,
+            on_open=lambda name: health.ok("microphone", name),
+        )
+    else:
+        health.off("microphone", f'audio.input_device = "{NO_DEVICE}"')
     if options.output_wav is not None:
         sink = WavSink(options.output_wav, volume=config.audio.volume, realtime=True)
+        health.ok("speaker", f"file {options.output_wav}")
     else:
-        sink = SpeakerSink(config.audio)
+        sink = SpeakerSink(
+            config.audio,
+            on_error=lambda error: report_device_fault(health, "speaker", "output", error),
+            on_open=lambda name: health.ok("speaker", name),
+        )
     return source, sink
+
+
+def report_device_fault(health: Health, part: str, kind: str, error: Exception) -> bool:
+    """A microphone or speaker that failed; True if that is news."""
+    summary = "missing, retrying" if isinstance(error, AudioDeviceMissing) else "failed, retrying"
+    return health.failed(part, summary, str(error), device_fix(kind))
 
 
 @dataclass
@@ -172,43 +235,134 @@ class Service:
         self.options = options
         self.notifier = notifier or SystemdNotifier()
         self.stopping = asyncio.Event()
-        self.reload_requested = False
         self.assistant = None
         self.bridge = None
+        self.health = Health()
+        self.health.listeners.append(self._on_health)
+        # What STATUS= starts with: the assistant's state once it runs.
+        self.state = "starting"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # A checked config to run next (a reload), the outcome of the reload under way, the
+        # task checking it, and how the last one went.
+        self._next_config: Config | None = None
+        self._reload: asyncio.Future[dict[str, Any]] | None = None
+        self._reload_check: asyncio.Task | None = None
+        self._stop_requested = False
+        # The config that ran before a reload, until the new one is ready.
+        self._fallback: Config | None = None
+        self.last_reload: dict[str, Any] | None = None
+        self._errors = LogLimiter(log, ERROR_LOG_INTERVAL_S)
 
     def _on_signal(self, signum: int) -> None:
         if signum == signal.SIGHUP:
-            log.info("SIGHUP: reloading %s", self.config_path or "the config")
-            self.reload_requested = True
-        else:
-            log.info("%s: stopping", signal.Signals(signum).name)
-            self.notifier.notify("STOPPING=1")
-            # A stop outranks a reload asked for earlier: do not load everything again.
-            self.reload_requested = False
+            self.request_reload()
+            return
+        log.info("%s: stopping", signal.Signals(signum).name)
+        self.notifier.notify("STOPPING=1")
+        # A stop outranks a reload asked for earlier: do not load everything again.
+        self._stop_requested = True
+        self._next_config = None
         self.stopping.set()
 
+    def request_reload(self) -> asyncio.Future[dict[str, Any]]:
+        """Reload the config unless a reload is under way (then its outcome is this one's too).
+        The future gives the outcome, ``{"ok": bool, "error": str}``, once the service runs
+        with the new config, or goes on with the old one."""
+        if self._reload is None or self._reload.done():
+            self._reload = asyncio.get_running_loop().create_future()
+            self._reload_check = asyncio.create_task(self._check_reload(), name="reload")
+        return self._reload
+
+    async def _check_reload(self) -> None:
+        """Read and check the config before anything is torn down: a bad one leaves the
+        service as it was."""
+        log.info("reloading %s", self.config_path or "the config")
+        self.notifier.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}\n"
+                             f"STATUS=reloading {self.config_path or 'the config'}")
+        try:
+            config = await asyncio.to_thread(load_checked, self.config_path)
+        except Exception as error:  # ConfigError names the key; anything else is said as it is
+            self._reload_failed(str(error) if isinstance(error, config_module.ConfigError)
+                                else f"{type(error).__name__}: {error}")
+            self.notifier.notify(f"READY=1\nSTATUS={self.health.status(self.state)}")
+            return
+        if self._stop_requested:
+            self._reload_failed("the service is stopping", report=False)
+            return
+        self._next_config = config
+        self.stopping.set()  # the run ends; `run` starts the next with this config
+
+    def _reload_failed(self, error: str, report: bool = True) -> None:
+        if report:
+            self.health.failed("config", "reload failed, running the previous config", error, CONFIG_FIX)
+        self._reload_done({"ok": False, "error": error})
+
+    def _reload_done(self, outcome: dict[str, Any]) -> None:
+        if self._reload is not None and not self._reload.done():
+            self._reload.set_result(outcome)
+            self.last_reload = {**outcome, "at": round(time.time(), 3)}
+
+    def status(self) -> dict[str, Any]:
+        """What the status socket answers."""
+        return {"device": self.config.device_id(), "state": self.state, "pid": os.getpid(),
+                "config": self.config.source, "reload": self.last_reload, **self.health.to_json()}
+
+    async def _reload_from_socket(self) -> dict[str, Any]:
+        return await asyncio.shield(self.request_reload())
+
+    def _on_health(self, health: Health) -> None:
+        # Any thread, under the health's lock: the payloads reach the bridge in order.
+        bridge = self.bridge
+        if bridge is not None:
+            bridge.set_health(health.to_json())
+        if self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._notify_status)
+            except RuntimeError:  # the loop has closed: the service is gone
+                pass
+
+    def _notify_status(self) -> None:
+        self.notifier.notify(f"STATUS={self.health.status(self.state)}")
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self._notify_status()
+
     async def run(self) -> int:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(signum, self._on_signal, signum)
         watchdog = None
         interval = self.notifier.watchdog_interval()
         if interval:
             watchdog = asyncio.create_task(feed_watchdog(self.notifier, interval), name="watchdog")
+        status_server = StatusServer(server_path(self.config), self.status, self._reload_from_socket)
+        await status_server.start()
+        self.health.ok("config", self.config.source)
         try:
             while True:
-                status = await self._run_once()
-                if not self.reload_requested:
-                    return status
-                self.reload_requested = False
-                self.stopping.clear()
                 try:
-                    self.config = config_module.load(self.config_path)
-                except config_module.ConfigError as error:
-                    # Keep serving with the config that works.
-                    log.error("reload failed, keeping the running config: %s", error)
-                self.notifier.notify("RELOADING=1\nMONOTONIC_USEC=%d" % (time.monotonic_ns() // 1000))
+                    status = await self._run_once(self.config)
+                except Exception as error:
+                    if self._fallback is None:
+                        raise  # the first start, or the fallback failing too
+                    # The new config did not load (a model file that is no model, say): back
+                    # to the one that ran.
+                    log.error("reload failed while loading; going back to the previous config: %s", error)
+                    self._reload_failed(f"{type(error).__name__}: {error}")
+                    self.config, self._fallback = self._fallback, None
+                    self.stopping.clear()
+                    continue
+                if self._next_config is None:
+                    return status
+                self._fallback, self.config, self._next_config = self.config, self._next_config, None
+                self.stopping.clear()
         finally:
+            self._reload_done({"ok": False, "error": "the service stopped"})
+            if self._reload_check is not None:
+                self._reload_check.cancel()
+                await asyncio.gather(self._reload_check, return_exceptions=True)
+            await status_server.aclose()
             if watchdog is not None:
                 watchdog.cancel()
                 await asyncio.gather(watchdog, return_exceptions=True)
@@ -237,39 +391,47 @@ class Service:
         await asyncio.to_thread(loaded.close)
         return None
 
-    async def _run_once(self) -> int:
+    async def _run_once(self, config: Config) -> int:
         from .pipeline import Assistant, TurnRequest
 
-        config = self.config
-        self.notifier.notify("STATUS=loading models")
+        self._set_state("loading models")
+        self.health.starting("models", "loading")
         loop = asyncio.get_running_loop()
         bridge = None
         if config.mqtt.enabled:
             from .mqtt import MqttBridge
 
-            bridge = MqttBridge(config.mqtt, config.device_id(), loop)
+            self.health.starting("broker", f"connecting to {config.mqtt.host}:{config.mqtt.port}")
+            bridge = MqttBridge(config.mqtt, config.device_id(), loop, on_connection=self._on_broker)
+            self.bridge = bridge
+            self.health.announce()  # the bridge's retained health, before it connects
             bridge.start()
-        self.bridge = bridge
+        else:
+            self.health.off("broker", "mqtt.enabled is false")
         loaded: LoadedModels | None = None
         source = sink = None
         assistant: Assistant | None = None
-        metrics = None
+        metrics = speaker_watch = None
         home = scheduler = None
         try:
             # A model that cannot load ends the service (MQTT says goodbye in `finally`).
-            loaded = await self._load(config)
+            try:
+                loaded = await self._load(config)
+            except Exception as error:
+                self.health.failed("models", "failed to load", f"{type(error).__name__}: {error}", MODEL_FIX)
+                raise
             if loaded is None:
                 return 0
+            info = loaded.session.engine.info
+            self.health.ok("models", f"{info.name} ({info.quantization})")
 
-            def microphone_error(error: Exception) -> None:
-                # Called from the microphone's own thread.
-                loop.call_soon_threadsafe(
-                    lambda: assistant and assistant.emit(
-                        Event("error", {"code": "audio_input_failed", "message": str(error)})
-                    )
-                )
-
-            source, sink = build_sources(config, self.options, microphone_error)
+            source, sink = build_sources(
+                config, self.options, self.health,
+                on_microphone_fault=lambda error: assistant and assistant.emit(
+                    Event("error", {"code": "audio_input_failed", "message": str(error)})),
+            )
+            if isinstance(sink, SpeakerSink):
+                speaker_watch = asyncio.create_task(sink.watch(), name="speaker-watch")
             session = loaded.session
             home = await self._start_home(config)
             scheduler = self._timer_scheduler(config, lambda: assistant)
@@ -296,7 +458,13 @@ class Service:
             for timer in scheduler.timers():
                 # The retained timers list is built from events: the restored ones go on it.
                 assistant.emit(Event("timer_updated", scheduler.event_data(timer)))
-            self.notifier.notify(f"READY=1\nSTATUS={assistant.state}")
+            self.state = assistant.state
+            self.notifier.notify(f"READY=1\nSTATUS={self.health.status(self.state)}")
+            if self._fallback is not None:
+                self._fallback = None
+                self.health.ok("config", config.source)
+                self._reload_done({"ok": True, "error": ""})
+                log.info("reloaded %s", config.source)
             log.info("ready: model %s (%s), device id %s", session.engine.info.name,
                      session.engine.info.quantization, config.device_id())
             if bridge is not None and config.mqtt.metrics_interval_s:
@@ -313,9 +481,10 @@ class Service:
                 await asyncio.gather(*waits, return_exceptions=True)
             return 0
         finally:
-            if metrics is not None:
-                metrics.cancel()
-                await asyncio.gather(metrics, return_exceptions=True)
+            for task in (metrics, speaker_watch):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             if scheduler is not None:
                 await scheduler.close()
             if assistant is not None:
@@ -331,6 +500,19 @@ class Service:
                 await asyncio.to_thread(loaded.close)
             if bridge is not None:
                 await bridge.aclose()
+                self.bridge = None
+
+    def _on_broker(self, status: str, message: str | None) -> None:
+        """The bridge's `on_connection`, on paho's thread."""
+        from .mqtt.bridge import CONNECTED, REFUSED
+
+        mqtt = self.config.mqtt
+        if status == CONNECTED:
+            self.health.ok("broker", f"{mqtt.host}:{mqtt.port}")
+        elif status == REFUSED:
+            self.health.failed("broker", "refused the connection, retrying", message or "", BROKER_REFUSED_FIX)
+        else:
+            self.health.failed("broker", "unreachable, retrying", message or "", BROKER_DOWN_FIX)
 
     @staticmethod
     async def _start_home(config: Config):
@@ -364,10 +546,15 @@ class Service:
 
     def _on_event(self, event: Event) -> None:
         if event.type == "state":
-            self.notifier.notify(f"STATUS={event.data.get('state')}")
-        level = logging.WARNING if event.type == "error" else logging.INFO
-        if event.type not in ("transcript_partial",):
-            log.log(level, "event %s %s", event.type, event.data)
+            self._set_state(str(event.data.get("state")))
+        if event.type == "error":
+            code = event.data.get("code")
+            if code in HEALTH_ERRORS:
+                log.debug("event error %s", event.data)
+            else:
+                self._errors.log(logging.WARNING, f"{code} {event.data.get('message')}", "event error %s", event.data)
+        elif event.type != "transcript_partial":
+            log.info("event %s %s", event.type, event.data)
 
     async def _publish_metrics(self, assistant, source) -> None:
         import psutil

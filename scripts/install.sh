@@ -85,12 +85,13 @@ done
 systemd_running() { [[ -d /run/systemd/system ]]; }
 
 # --- platform -------------------------------------------------------------------------------
-# Tests set EDGE_ASSISTANT_INSTALL_{ARCH,GLIBC,JETSON,OS_ID,OS_VERSION} to try other
+# Tests set EDGE_ASSISTANT_INSTALL_{ARCH,GLIBC,JETSON,OS_ID,OS_VERSION,SYSTEMD} to try other
 # platforms; they replace only what this function detects.
 
 version_ge() { [[ $(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1) == "$2" ]]; }
 
 check_platform() {
+  step "platform"
   local arch glibc os_id os_version
   arch=${EDGE_ASSISTANT_INSTALL_ARCH:-$(dpkg --print-architecture 2>/dev/null || uname -m)}
   glibc=${EDGE_ASSISTANT_INSTALL_GLIBC:-$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')}
@@ -98,6 +99,9 @@ check_platform() {
   os_id=${EDGE_ASSISTANT_INSTALL_OS_ID:-$(. /etc/os-release 2>/dev/null && echo "${ID:-unknown}")}
   # shellcheck disable=SC1091
   os_version=${EDGE_ASSISTANT_INSTALL_OS_VERSION:-$(. /etc/os-release 2>/dev/null && echo "${VERSION_ID:-0}")}
+  systemd_version=${EDGE_ASSISTANT_INSTALL_SYSTEMD:-$(systemctl --version 2>/dev/null | awk 'NR == 1 {print $2}')}
+  systemd_version=${systemd_version%%[!0-9]*}
+  systemd_version=${systemd_version:-0}
   if [[ -n ${EDGE_ASSISTANT_INSTALL_JETSON:-} ]]; then
     jetson=$EDGE_ASSISTANT_INSTALL_JETSON
   elif [[ -e /etc/nv_tegra_release ]]; then
@@ -121,6 +125,7 @@ check_platform() {
     ubuntu) ((jetson)) && version_ge "$os_version" 22.04 && supported=1 ;;
   esac
   local platform="$os_id $os_version $arch, glibc $glibc"
+  ((systemd_version)) && platform+=", systemd $systemd_version"
   ((jetson)) && platform+=", Jetson"
   if ((supported)); then
     say "platform: $platform (supported)"
@@ -322,11 +327,11 @@ pull_models() {
 }
 
 # Platform relaxations of the unit, as a drop-in (empty on a Pi, which needs none).
-platform_dropin() {
+# What this machine needs on top of the unit: its lines for [Service], or nothing.
+platform_settings() {
   if ((jetson)); then
     cat <<'EOF'
-# Written by install.sh on a Jetson: the CUDA device nodes for llama.cpp's GPU offload.
-[Service]
+# A Jetson: the CUDA device nodes for llama.cpp's GPU offload.
 # /dev/nvmap, /dev/nvhost-* and /dev/nvgpu/* belong to video, /dev/dri/renderD* to render.
 SupplementaryGroups=video render
 # The Tegra GPU is reached through dozens of nodes whose majors differ between L4T releases:
@@ -339,13 +344,28 @@ MemoryDenyWriteExecute=no
 EOF
   elif [[ $machine == x86_64 ]]; then
     cat <<'EOF'
-# Written by install.sh on x86_64.
-[Service]
-# ctranslate2's x86 wheel (Whisper speech recognition) runs oneDNN, which generates its
-# kernels at run time; with this on, transcription fails with "could not create a primitive".
+# x86_64: ctranslate2's x86 wheel (Whisper speech recognition) runs oneDNN, which generates
+# its kernels at run time; with this on, transcription fails with "could not create a primitive".
 MemoryDenyWriteExecute=no
 EOF
   fi
+  if version_ge "$systemd_version" 253; then
+    cat <<'EOF'
+# systemd >= 253 speaks the daemon's reload protocol itself (RELOADING=1 with MONOTONIC_USEC=,
+# then READY=1) and holds `systemctl reload` until it is done. ExecReload= stays: it asks for
+# the reload and fails it when the new config is refused, so systemd's own reload signal is
+# not needed; SIGCONT does nothing to a running process.
+Type=notify-reload
+ReloadSignal=SIGCONT
+EOF
+  fi
+}
+
+platform_dropin() {
+  local settings
+  settings=$(platform_settings)
+  [[ -n $settings ]] || return 0
+  printf '# Written by install.sh for this machine.\n[Service]\n%s\n' "$settings"
 }
 
 install_unit() {
@@ -423,7 +443,7 @@ do_uninstall() {
 # --- main -----------------------------------------------------------------------------------
 
 [[ -f $src/pyproject.toml && -f $src/systemd/$unit_name ]] || die "$src is not an edge-assistant checkout"
-jetson=0 machine="" python="" changed=0 unit_changed=0
+jetson=0 machine="" python="" systemd_version=0 changed=0 unit_changed=0
 if ((uninstall)); then
   do_uninstall
   exit 0

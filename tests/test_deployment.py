@@ -91,13 +91,19 @@ def install(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+# Debian 12 and JetPack 6 ship systemd 252 and 249.
 JETSON = dict(EDGE_ASSISTANT_INSTALL_ARCH="arm64", EDGE_ASSISTANT_INSTALL_JETSON="1",
               EDGE_ASSISTANT_INSTALL_OS_ID="ubuntu", EDGE_ASSISTANT_INSTALL_OS_VERSION="22.04",
-              EDGE_ASSISTANT_INSTALL_GLIBC="2.35")
+              EDGE_ASSISTANT_INSTALL_GLIBC="2.35", EDGE_ASSISTANT_INSTALL_SYSTEMD="249")
 X86 = dict(EDGE_ASSISTANT_INSTALL_ARCH="amd64", EDGE_ASSISTANT_INSTALL_JETSON="0",
-           EDGE_ASSISTANT_INSTALL_OS_ID="debian", EDGE_ASSISTANT_INSTALL_OS_VERSION="12")
+           EDGE_ASSISTANT_INSTALL_OS_ID="debian", EDGE_ASSISTANT_INSTALL_OS_VERSION="12",
+           EDGE_ASSISTANT_INSTALL_SYSTEMD="252")
 PI = dict(EDGE_ASSISTANT_INSTALL_ARCH="arm64", EDGE_ASSISTANT_INSTALL_JETSON="0",
-          EDGE_ASSISTANT_INSTALL_OS_ID="debian", EDGE_ASSISTANT_INSTALL_OS_VERSION="12")
+          EDGE_ASSISTANT_INSTALL_OS_ID="debian", EDGE_ASSISTANT_INSTALL_OS_VERSION="12",
+          EDGE_ASSISTANT_INSTALL_SYSTEMD="252")
+# Raspberry Pi OS Trixie: systemd 257.
+PI_TRIXIE = {**PI, "EDGE_ASSISTANT_INSTALL_OS_VERSION": "13", "EDGE_ASSISTANT_INSTALL_SYSTEMD": "257"}
+RELOAD = "/opt/edge-assistant/venv/bin/edge-assistant reload --config /etc/edge-assistant/edge-assistant.toml"
 
 
 def dropin(platform: dict[str, str]) -> str:
@@ -142,7 +148,7 @@ def test_unit_as_shipped_only_lacks_the_installed_program():
         ("Type=notify", "Type=notifyy"),  # an invalid value
         ("ProtectSystem=strict", "ProtectSystem=strictest"),
         ("WatchdogSec=30", "WatchdogSeconds=30"),  # an unknown key
-        ("ExecReload=/bin/kill", "ExecReload=/no/such/kill"),  # a program that is not there
+        ("ExecReload=/opt/edge-assistant/venv/bin/", "ExecReload=/no/such/"),  # a program that is not there
         ("Restart=on-failure", "Restart=sometimes"),
     ],
 )
@@ -167,6 +173,17 @@ def test_dropins_per_platform():
     jetson = unit_settings(dropin(JETSON))
     assert jetson["SupplementaryGroups"] == ["video render"]
     assert jetson["DeviceAllow"] == [""] and jetson["DevicePolicy"] == ["auto"]
+    assert "Type" not in jetson
+
+
+def test_systemd_253_and_later_track_the_reload_themselves():
+    settings = unit_settings(dropin(PI_TRIXIE))
+    # The daemon's RELOADING=1 ... READY=1 is systemd's own protocol there; the unit's
+    # ExecReload= still asks for the reload and reports a refused config, so systemd's
+    # signal is one that changes nothing.
+    assert settings == {"Type": ["notify-reload"], "ReloadSignal": ["SIGCONT"]}
+    assert unit_settings(dropin({**X86, "EDGE_ASSISTANT_INSTALL_SYSTEMD": "253"}))["Type"] == ["notify-reload"]
+    assert unit_settings(UNIT.read_text())["ExecReload"] == [RELOAD]
 
 
 @needs_systemd_analyze
@@ -205,7 +222,8 @@ def test_unit_has_the_service_contract():
         "SupplementaryGroups": "audio",
         "StateDirectory": "edge-assistant",
         "ConfigurationDirectory": "edge-assistant",
-        "ExecReload": "/bin/kill -HUP $MAINPID",
+        "ExecReload": RELOAD,
+        "RuntimeDirectory": "edge-assistant",
         "MemoryDenyWriteExecute": "yes",
         "NoNewPrivileges": "yes",
         "ProtectSystem": "strict",
@@ -229,6 +247,9 @@ def test_unit_and_installer_agree_on_paths():
     program, *arguments = settings["ExecStart"][0].split()
     assert program == constant("venv") + "/bin/edge-assistant"
     assert arguments == ["run", "--config", constant("config_file")]
+    program, *arguments = settings["ExecReload"][0].split()
+    assert program == constant("venv") + "/bin/edge-assistant"
+    assert arguments == ["reload", "--config", constant("config_file")]
     assert settings["User"] == [constant("service_user")]
     assert constant("state_dir") == "/var/lib/" + settings["StateDirectory"][0]
     assert constant("config_dir") == "/etc/" + settings["ConfigurationDirectory"][0]
@@ -259,10 +280,17 @@ def test_dry_run_lists_the_steps_and_changes_nothing():
                      "en_US-lessac-medium", "--stt", "vosk-model-small-en-us")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    steps = re.findall(r"^install: \[\d+\] (.*)$", out, re.MULTILINE)
+    numbered = re.findall(r"^install: \[(\d+)\] (.*)$", out, re.MULTILINE)
+    steps = [step for _, step in numbered]
     assert [s.split()[0] for s in steps] == [
-        "system", "service", "virtual", "config", "models", "systemd", "enable"
+        "platform", "system", "service", "virtual", "config", "models", "systemd", "enable"
     ], steps
+    assert [int(number) for number, _ in numbered] == list(range(1, len(steps) + 1))
+    # docs/deployment.md numbers the same steps, in the same order.
+    section = DOC.read_text().split("### What install.sh does")[1].split("\n## ")[0]
+    documented = re.findall(r"^(\d+)\. \*\*(.+?)\*\*", section, re.MULTILINE)
+    assert [int(number) for number, _ in documented] == list(range(1, len(steps) + 1)), documented
+    assert documented[0][1].lower().startswith("platform"), documented
     assert "dry run" in out
     assert "/opt/edge-assistant/venv" in out
     for name in ("tinyllama-1.1b-chat-q4", "en_US-lessac-medium", "vosk-model-small-en-us"):
@@ -302,7 +330,7 @@ def test_refuses_32_bit_arm(arch):
     result = install("--dry-run", EDGE_ASSISTANT_INSTALL_ARCH=arch)
     assert result.returncode != 0
     assert "no onnxruntime wheels for piper on 32-bit ARM" in result.stderr
-    assert "[1]" not in result.stdout  # refused before any step
+    assert "[1] platform" in result.stdout and "[2]" not in result.stdout  # refused at the first step
 
 
 def test_refuses_old_glibc():
@@ -364,10 +392,11 @@ def test_llama_build_flags_per_platform():
         assert cmake_args("aarch64") == ""  # a Pi keeps llama.cpp's defaults
 
 
-def test_unit_command_line_is_one_the_cli_accepts():
+@pytest.mark.parametrize("setting, command", [("ExecStart", "run"), ("ExecReload", "reload")])
+def test_unit_command_lines_are_ones_the_cli_accepts(setting, command):
     from edge_assistant.cli import build_parser
 
-    _program, *argv = unit_settings(UNIT.read_text())["ExecStart"][0].split()
+    _program, *argv = unit_settings(UNIT.read_text())[setting][0].split()
     args = build_parser().parse_args(argv)
-    assert args.command == "run"
+    assert args.command == command
     assert args.config == "/etc/edge-assistant/edge-assistant.toml"

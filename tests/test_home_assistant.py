@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from edge_assistant.events import Event
+from edge_assistant.health import Health, device_fix
 from edge_assistant.mqtt.client import dumps
 from edge_assistant.mqtt.retained import RetainedStates
 from edge_assistant.mqtt.topics import Topics
@@ -36,7 +37,7 @@ DEVICE = "hadev"
 PREFIX = f"edge-assistant/{DEVICE}"
 ENTITIES = {  # object id -> domain
     "state": "sensor", "transcript": "sensor", "reply": "sensor", "error": "sensor", "action": "sensor",
-    "next_timer": "sensor", "mute": "switch", "listen": "button", "cancel": "button", "reset": "button",
+    "next_timer": "sensor", "problem": "binary_sensor", "mute": "switch", "listen": "button", "cancel": "button", "reset": "button",
     "ask": "text", "say": "text", "volume": "number",
 }
 TRIGGERS = {"wake_word_heard", "transcript", "reply_finished", "timer_finished", "command_not_understood"}
@@ -203,6 +204,15 @@ def run_the_scenario(ha: HomeAssistant, probe, daemon, start_daemon) -> None:
     action = ha.wait_for_state(entities["action"], lambda s: s["state"] != "unknown")
     assert (action["state"], action["attributes"]["confirmed"]) == ("turn_on light.kitchen done", True)
 
+    # -- the problem sensor: off while every part works, on with the reason -------------------
+    assert ha.state(entities["problem"])["state"] == "off"
+    health = Health()  # what the daemon publishes when its speaker is unplugged
+    health.failed("speaker", "missing, retrying", "output device 'USB Speaker' not found", device_fix("output"))
+    probe.publish(f"{PREFIX}/health", dumps(health.to_json()), retain=True)
+    problem = ha.wait_for_state(entities["problem"], lambda s: s["state"] == "on")
+    assert problem["attributes"]["reason"] == "speaker missing, retrying"
+    assert problem["attributes"]["device_class"] == "problem"
+
     # -- mute and volume from HA ------------------------------------------------------------
     ha.call("switch", "turn_on", entity_id=entities["mute"])
     ha.wait_for_state(entities["state"], lambda s: s["state"] == "muted")
@@ -223,6 +233,7 @@ def run_the_scenario(ha: HomeAssistant, probe, daemon, start_daemon) -> None:
     # The first values HA shows as available are the new process's (its timers: none yet).
     state, mute, volume, next_timer = seen
     assert (state, mute, float(volume), next_timer) == ("idle", "off", 80, "unknown"), seen
+    assert ha.state(entities["problem"])["state"] == "off"  # the new process's health
     assert ha.state(entities["reply"])["attributes"]["text"] == full_text  # history stays
 
     # -- no warning in HA's log but the expected ones ---------------------------------------

@@ -89,7 +89,7 @@ def test_two_satellites_one_broker_one_llm_host(tmp_path, mosquitto, mqtt_probe,
         # Entities; device triggers (device_automation) have no unique id.
         unique_ids = {device: {m.json()["unique_id"] for m in configs.values() if "unique_id" in m.json()}
                       for device, configs in discovery.items()}
-        assert len(unique_ids["kitchen"]) == len(unique_ids["hall"]) == 13
+        assert len(unique_ids["kitchen"]) == len(unique_ids["hall"]) == 14
         assert not unique_ids["kitchen"] & unique_ids["hall"]
         for device, configs in discovery.items():
             for message in configs.values():

@@ -196,6 +196,7 @@ def test_last_will_says_offline_when_the_process_dies(mosquitto, mqtt_probe):
 
 HA_REQUIRED = {
     "sensor": {"state_topic"},
+    "binary_sensor": {"state_topic"},
     "switch": {"command_topic"},
     "button": {"command_topic"},
     "text": {"command_topic"},
@@ -220,7 +221,7 @@ async def test_home_assistant_discovery(mosquitto, mqtt_probe, mqtt_bridges):
     probe = mqtt_probe(mosquitto)
     configs = {topic: message.json() for topic, message in probe.retained("homeassistant/#").items()}
     assert configs == discovery_configs(cfg, DEVICE)
-    assert len(configs) == 18
+    assert len(configs) == 19
 
     by_object = {}
     for topic, config in configs.items():
@@ -245,6 +246,7 @@ async def test_home_assistant_discovery(mosquitto, mqtt_probe, mqtt_bridges):
         "error": "sensor",
         "action": "sensor",
         "next_timer": "sensor",
+        "problem": "binary_sensor",
         "mute": "switch",
         "listen": "button",
         "cancel": "button",
@@ -253,7 +255,7 @@ async def test_home_assistant_discovery(mosquitto, mqtt_probe, mqtt_bridges):
         "say": "text",
         "volume": "number",
     }
-    assert len({config["unique_id"] for _, config in by_object.values()}) == 13
+    assert len({config["unique_id"] for _, config in by_object.values()}) == 14
     assert {config["device"]["identifiers"][0] for config in configs.values()} == {f"edge_assistant_{DEVICE}"}
     number = by_object["volume"][1]
     assert (number["min"], number["max"], number["step"]) == (0, 100, 1)
@@ -291,7 +293,7 @@ async def test_home_assistant_discovery(mosquitto, mqtt_probe, mqtt_bridges):
     # Home Assistant announces a restart: discovery is published again.
     before = len(probe.messages)
     probe.publish("homeassistant/status", "online")
-    again = await asyncio.to_thread(probe.wait_count, "homeassistant/+/+/+/config", 18, since=before)
+    again = await asyncio.to_thread(probe.wait_count, "homeassistant/+/+/+/config", 19, since=before)
     assert {message.topic for message in again} == set(configs)
 
     # Removal: every discovery and retained state topic is emptied.

@@ -285,7 +285,7 @@ def test_topics():
     assert topics.ha_status == "ha/status"
     assert topics.retained_states == tuple(
         f"home/voice/kitchen/{name}"
-        for name in ("state", "transcript", "reply", "mute", "volume", "timers",
+        for name in ("state", "transcript", "reply", "mute", "volume", "timers", "health",
                      "last/question", "last/reply", "last/error", "last/action")
     )
     assert Topics("p", "kitchen.1 é").discovery("sensor", "state") == "homeassistant/sensor/kitchen_1/state/config"
@@ -318,6 +318,8 @@ COMMON_KEYS = {
 COMPONENT_KEYS = {
     "sensor": COMMON_KEYS | {"state_topic", "value_template", "json_attributes_topic", "device_class",
                              "entity_category"},
+    "binary_sensor": COMMON_KEYS | {"state_topic", "value_template", "json_attributes_topic", "device_class",
+                                    "entity_category"},
     "switch": COMMON_KEYS | {"command_topic", "payload_on", "payload_off", "state_topic", "state_on", "state_off"},
     "button": COMMON_KEYS | {"command_topic", "payload_press"},
     "text": COMMON_KEYS | {"command_topic", "command_template", "min", "max", "mode"},
@@ -328,6 +330,7 @@ TRIGGER_KEYS = {"automation_type", "type", "subtype", "topic", "qos", "device", 
                 "value_template"}
 REQUIRED_KEYS = {
     "sensor": {"state_topic"},
+    "binary_sensor": {"state_topic"},
     "switch": {"command_topic"},
     "button": {"command_topic"},
     "text": {"command_topic"},
@@ -363,7 +366,8 @@ def test_discovery_payloads():
 
     assert {name: component for name, (component, _) in by_object.items()} == {
         "state": "sensor", "transcript": "sensor", "reply": "sensor", "error": "sensor", "action": "sensor",
-        "next_timer": "sensor", "mute": "switch", "listen": "button", "cancel": "button", "reset": "button",
+        "next_timer": "sensor", "problem": "binary_sensor", "mute": "switch", "listen": "button",
+        "cancel": "button", "reset": "button",
         "ask": "text", "say": "text", "volume": "number",
     }
     assert by_object["state"][1]["state_topic"] == topics.state
@@ -403,7 +407,7 @@ def test_discovery_follows_the_config():
     entities = {topic: config for topic, config in configs.items() if "/device_automation/" not in topic}
     assert all(config["availability_topic"] == "voice/hall.2/availability" for config in entities.values())
     assert {config["device"]["identifiers"][0] for config in configs.values()} == {"edge_assistant_hall_2"}
-    assert len({config["unique_id"] for config in entities.values()}) == len(entities) == 13
+    assert len({config["unique_id"] for config in entities.values()}) == len(entities) == 14
     assert all(config["topic"].startswith("voice/hall.2/event/") for config in configs.values() if "topic" in config)
     texts = [config for topic, config in configs.items() if topic.startswith("ha/text/")]
     assert [text["max"] for text in texts] == [100, 100]

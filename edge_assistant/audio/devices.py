@@ -12,6 +12,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..health import Fault
+
 if TYPE_CHECKING:
     import sounddevice
 
@@ -22,8 +24,22 @@ PORTAUDIO_LOCK = threading.RLock()
 _open_streams = 0
 
 
-class AudioDeviceError(RuntimeError):
+class AudioDeviceError(Fault):
     """A sound device is missing, cannot be opened, or failed while running."""
+
+
+class AudioDeviceMissing(AudioDeviceError):
+    """A sound device is not there, or cannot be opened (unplugged, busy, misnamed)."""
+
+
+def report_to(handler: Callable[[Any], None] | None, value: Any) -> None:
+    """Tell an `on_error`/`on_open` handler of a microphone or speaker; a handler that fails is
+    logged and does not take the device down with it."""
+    if handler is not None:
+        try:
+            handler(value)
+        except Exception:
+            log.exception("audio device handler %r failed", handler)
 
 
 def load_sounddevice() -> "sounddevice":
@@ -98,7 +114,7 @@ def _match_device(spec: str | int, kind: str) -> dict[str, Any]:
     if spec == "":
         index = _default_index(kind)
         if index is None:
-            raise AudioDeviceError(f"no default {kind} device")
+            raise AudioDeviceMissing(f"no default {kind} device")
         candidates = [d for d in devices if d["index"] == index]
     elif isinstance(spec, int):
         candidates = [d for d in devices if d["index"] == spec]
@@ -118,7 +134,7 @@ def _match_device(spec: str | int, kind: str) -> dict[str, Any]:
             )
     candidates = [d for d in candidates if d[channels_key] > 0]
     if not candidates:
-        raise AudioDeviceError(f"{kind} device {spec!r} not found (see `edge-assistant devices`)")
+        raise AudioDeviceMissing(f"{kind} device {spec!r} not found (see `edge-assistant devices`)")
     return candidates[0]
 
 
@@ -135,9 +151,11 @@ def find_device(spec: str | int, kind: str) -> dict[str, Any]:
 
 
 def open_stream(
-    factory: Callable[..., Any], device: dict[str, Any], rate: int, kind: str, **kwargs: Any
+    factory: Callable[..., Any], device: dict[str, Any], rate: int, kind: str, *, start: bool = True,
+    **kwargs: Any,
 ) -> tuple[Any, int]:
-    """Open and start a mono stream, or a stereo one if the device refuses mono.
+    """Open and start (unless `start` is false) a mono stream, or a stereo one if the device
+    refuses mono. Raises `AudioDeviceMissing`.
 
     Call with `PORTAUDIO_LOCK` held, so that no restart comes between finding and opening.
     """
@@ -155,14 +173,28 @@ def open_stream(
             error = failure
             continue
         try:
-            stream.start()
+            if start:
+                stream.start()
         except sd.PortAudioError as failure:
             stream.close(ignore_errors=True)
             error = failure
             continue
         _open_streams += 1
         return stream, channels
-    raise AudioDeviceError(f"cannot open {kind} device {device['name']!r} at {rate} Hz: {error}")
+    raise AudioDeviceMissing(f"cannot open {kind} device {device['name']!r} at {rate} Hz: {error}")
+
+
+def probe_device(spec: str | int, kind: str, rate: int = 0) -> dict[str, Any]:
+    """Check that the device a config value names can be opened: open it without starting it
+    (so nothing is played or recorded) and close it again. Returns the device; raises
+    `AudioDeviceMissing`. Blocking: not for the event loop's thread."""
+    sd = load_sounddevice()
+    factory = sd.InputStream if kind == "input" else sd.OutputStream
+    with PORTAUDIO_LOCK:
+        device = find_device(spec, kind)
+        stream, _ = open_stream(factory, device, rate or int(device["default_samplerate"]), kind, start=False)
+        close_stream(stream)
+    return device
 
 
 def close_stream(stream: Any, drain: bool = False) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..concurrency import Backoff
 from ..config import AudioConfig
+from ..limits import LogLimiter
 from .devices import (
     PORTAUDIO_LOCK,
     AudioDeviceError,
@@ -20,12 +21,17 @@ from .devices import (
     find_device,
     load_sounddevice,
     open_stream,
+    report_to,
 )
 from .pcm import SAMPLE_RATE, float_to_int16, frame_bytes, stream_resampler
 
 log = logging.getLogger(__name__)
 
 ErrorHandler = Callable[[Exception], None]
+OpenHandler = Callable[[str], None]
+
+# The same failure, retried every few seconds, is logged once per this interval.
+RETRY_LOG_INTERVAL_S = 600.0
 
 
 class MicrophoneSource:
@@ -37,8 +43,11 @@ class MicrophoneSource:
     are both logged; ``overflows`` is their sum.
 
     ``frames()`` never ends on its own: a device that fails or disappears is reported to
-    `on_error` and reopened after a pause that grows up to ``reopen_backoff_max_s``. It ends after
-    ``aclose()`` (in the event loop) or ``close()`` (from elsewhere).
+    `on_error` (with an `AudioDeviceError`) and reopened after a pause that grows up to
+    ``reopen_backoff_max_s``; each opening is reported to `on_open` with the device's name. Both
+    are called on the loop running ``frames()``. Without `on_error` the failure is logged, each
+    message at most once per `RETRY_LOG_INTERVAL_S`. It ends after ``aclose()`` (in the event
+    loop) or ``close()`` (from elsewhere).
     """
 
     def __init__(
@@ -46,11 +55,14 @@ class MicrophoneSource:
         cfg: AudioConfig,
         on_error: ErrorHandler | None = None,
         *,
+        on_open: OpenHandler | None = None,
         backoff_initial_s: float = 0.5,
     ):
         self.cfg = cfg
         self.frame_ms = cfg.frame_ms
         self.on_error = on_error
+        self.on_open = on_open
+        self._retry_log = LogLimiter(log, RETRY_LOG_INTERVAL_S)
         self._frame_bytes = frame_bytes(cfg.frame_ms)
         self._backoff = Backoff.exponential(backoff_initial_s, cfg.reopen_backoff_max_s)
         self._queue: collections.deque[bytes] = collections.deque()
@@ -99,6 +111,8 @@ class MicrophoneSource:
                             error = AudioDeviceError(f"cannot open the microphone: {error!r}")
                         await self._retry_after(error)
                         continue
+                    if self._stream is not None:  # None: closed meanwhile
+                        report_to(self.on_open, self.device_name)
                 if self._queue:
                     frame = self._queue.popleft()
                     self._backoff.reset()
@@ -139,12 +153,11 @@ class MicrophoneSource:
 
     async def _retry_after(self, error: Exception) -> None:
         pause_s = self._backoff.next()
-        log.warning("microphone: %s; retrying in %.1f s", error, pause_s)
-        if self.on_error is not None:
-            try:
-                self.on_error(error)
-            except Exception:
-                log.exception("microphone error handler failed")
+        if self.on_error is None:
+            self._retry_log.log(logging.WARNING, str(error), "microphone: %s; retrying", error)
+        else:
+            log.debug("microphone: %s; retrying in %.1f s", error, pause_s)
+            report_to(self.on_error, error)
         assert self._wakeup is not None
         self._wakeup.clear()
         self._waiting = True  # so that closing cuts the pause short

@@ -7,8 +7,8 @@ Modules, in the order they build on each other:
   `CommandRejected`, `ERROR_CODES`).
 - `hermes`: Hermes (Rhasspy, Snips) topics, requests as commands, and the messages answering them.
 - `discovery`: Home Assistant discovery configs, entities and device triggers (`discovery_configs`).
-- `limits`: log and error-reply rate limits.
-- `client`: a paho client from the config (`make_client`), name checks, `unregister`, JSON.
+- `client`: a paho client from the config (`make_client`), name checks, `unregister`,
+  `read_retained`, JSON.
 - `retained`: the retained topics events update (last question, reply, error, action; timers).
 - `bridge`: `MqttBridge`, the connection of the running assistant.
 
@@ -16,7 +16,7 @@ Topics and payloads: docs/mqtt.md.
 """
 
 from .bridge import MqttBridge
-from .client import MqttError, make_client, unregister
+from .client import MqttError, make_client, read_retained, unregister
 from .commands import ERROR_CODES, CommandRejected, parse_command
 from .discovery import discovery_configs
 from .topics import Topics
@@ -30,5 +30,6 @@ __all__ = [
     "discovery_configs",
     "make_client",
     "parse_command",
+    "read_retained",
     "unregister",
 ]

@@ -28,7 +28,7 @@ import logging
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
@@ -39,7 +39,7 @@ from .client import CLIENT_QUEUE_HEADROOM, LOG_INTERVAL_S, check_names, dumps, m
 from .commands import CommandRejected, parse_command
 from .discovery import discovery_configs
 from .hermes import HERMES_REQUESTS, HermesSessions, parse_hermes
-from .limits import LogLimiter, TokenBucket
+from ..limits import LogLimiter, TokenBucket
 from .retained import RetainedStates
 from .topics import OFFLINE, ONLINE, Topics
 
@@ -56,6 +56,11 @@ STAT_KEYS = (
     "reconnects",  # connects after the first one
     "connect_failures",
 )
+
+# What `on_connection` is told: the broker took us, cannot be reached, or refused us.
+CONNECTED = "connected"
+UNREACHABLE = "unreachable"
+REFUSED = "refused"
 
 # A flood of bad or excess commands must not crowd real events out of the client's queue.
 _ERROR_REPLY_RATE = 20.0
@@ -77,11 +82,22 @@ class MqttBridge:
     """One device's MQTT connection, shared by the asyncio core and paho's network thread.
 
     The core calls `start()`, consumes `commands`, calls `publish_event()` / `set_state()` /
-    `set_muted()` / `set_volume()` from any thread (they never block), and `stop()` (or
-    ``await aclose()``) at exit.
+    `set_muted()` / `set_volume()` / `set_health()` from any thread (they never block), and
+    `stop()` (or ``await aclose()``) at exit.
+
+    `on_connection(status, message)` hears of every connect (`CONNECTED`, None) and every failed
+    or lost connection (`UNREACHABLE` or `REFUSED`, why) on paho's thread, before a connect
+    announces the retained values: what it sets with `set_health()` then is what the broker gets.
+    It must not block.
     """
 
-    def __init__(self, cfg: MqttConfig, device_id: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        device_id: str,
+        loop: asyncio.AbstractEventLoop,
+        on_connection: Callable[[str, str | None], None] | None = None,
+    ) -> None:
         check_names(cfg, device_id)
         self._cfg = cfg
         self._device_id = device_id
@@ -99,6 +115,7 @@ class MqttBridge:
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
         self._hermes = HermesSessions(device_id)
+        self._on_connection = on_connection
 
         # Guards the state below; held only for a few steps, never while calling paho.
         self._lock = threading.Lock()
@@ -258,6 +275,10 @@ class MqttBridge:
         percent = min(100, max(0, round(volume * 100)))
         self._queue_retained(self.topics.volume, str(percent).encode())
 
+    def set_health(self, health: dict[str, Any]) -> None:
+        """Retained ``<prefix>/<device_id>/health``: the `health.Health` payload."""
+        self._queue_retained(self.topics.health, dumps(health))
+
     @staticmethod
     def _hermes_message(message: tuple[str, dict[str, Any]]) -> tuple[str, bytes]:
         topic, payload = message
@@ -381,6 +402,23 @@ class MqttBridge:
 
     # -- paho callbacks (network thread: never block) ----------------------------------------
 
+    def _report_connection(self, status: str, message: str | None) -> None:
+        """Tell `on_connection` (paho's thread; never with the lock held)."""
+        if self._on_connection is not None and not self._stopping:
+            try:
+                self._on_connection(status, message)
+            except Exception:
+                log.exception("MQTT connection handler failed")
+
+    def _connection_problem(self, level: int, key: str, status: str, message: str) -> None:
+        """A failed or lost connection: logged here (rate-limited) unless `on_connection`
+        takes it, which then reports it (the daemon: once, as the broker's health)."""
+        if self._on_connection is None:
+            self._log.log(level, key, "%s (retrying)", message)
+        else:
+            log.debug("%s (retrying)", message)
+            self._report_connection(status, message)
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             message = f"broker {self._cfg.host}:{self._cfg.port} refused the connection: {reason_code}"
@@ -388,8 +426,10 @@ class MqttBridge:
                 self._stats["connect_failures"] += 1
                 self._last_error = message
                 self._refused = True
-            self._log.log(logging.ERROR, f"refused_{reason_code}", "%s (retrying)", message)
+            self._connection_problem(logging.ERROR, f"refused_{reason_code}", REFUSED, message)
             return
+        # Before the announce is due: a health change it causes goes out with the announce.
+        self._report_connection(CONNECTED, None)
         qos = self._cfg.qos
         # Clean sessions: subscriptions are renewed at every connect.
         filters = [(self.topics.command_filter, qos)]
@@ -431,7 +471,7 @@ class MqttBridge:
         with self._lock:
             self._stats["connect_failures"] += 1
             self._last_error = message
-        self._log.log(logging.ERROR, f"connect_{type(error).__name__}", "%s (retrying)", message)
+        self._connection_problem(logging.ERROR, f"connect_{type(error).__name__}", UNREACHABLE, message)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         where = f"{self._cfg.host}:{self._cfg.port}"
@@ -449,7 +489,7 @@ class MqttBridge:
                 self._stats["connect_failures"] += 1
             self._last_error = message
         key = "disconnected" if was_connected else "handshake"
-        self._log.log(logging.WARNING, key, "%s (retrying)", message)
+        self._connection_problem(logging.WARNING, key, UNREACHABLE, message)
 
     def _on_paho_problem(self, text: str) -> None:
         # No lock: paho may log while holding its own locks.

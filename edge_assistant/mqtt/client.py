@@ -1,24 +1,26 @@
 """Setting up a paho client from the config (credentials, TLS, logging), checking the names
-that become topic levels, one-shot `unregister`, and JSON payloads."""
+that become topic levels, the one-shot `unregister` and `read_retained`, and JSON payloads."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
 import ssl
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ..config import ConfigError, MqttConfig
 from .discovery import discovery_configs
-from .limits import LogLimiter
+from ..limits import LogLimiter
 from .topics import BROADCAST_ID, Topics
 
 log = logging.getLogger(__name__)
@@ -74,16 +76,11 @@ def make_client(
     return client
 
 
-def unregister(cfg: MqttConfig, device_id: str, timeout: float = 10.0) -> list[str]:
-    """Remove this device from Home Assistant and clear its retained topics.
-
-    Connects, publishes empty retained payloads to every discovery and retained state topic,
-    disconnects. Returns the topics cleared. Raises `MqttError` or `ConfigError`.
-    """
-    check_names(cfg, device_id)
-    topics = Topics.for_config(cfg, device_id)
+@contextlib.contextmanager
+def _one_shot_client(cfg: MqttConfig, device_id: str, purpose: str, timeout: float) -> Iterator[paho.Client]:
+    """A connected client for one short job, disconnected afterwards. Raises `MqttError`."""
     # Its own client id, so a running assistant with the usual id is not kicked off.
-    client = make_client(cfg, f"{cfg.client_id or 'edge-assistant-' + device_id}-unregister")
+    client = make_client(cfg, f"{cfg.client_id or 'edge-assistant-' + device_id}-{purpose}")
     answered = threading.Event()
     result: dict[str, Any] = {}
 
@@ -103,17 +100,48 @@ def unregister(cfg: MqttConfig, device_id: str, timeout: float = 10.0) -> list[s
             raise MqttError(f"no answer from broker {where} within {timeout:g} s")
         if result["reason"].is_failure:
             raise MqttError(f"broker {where} refused the connection: {result['reason']}")
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def unregister(cfg: MqttConfig, device_id: str, timeout: float = 10.0) -> list[str]:
+    """Remove this device from Home Assistant and clear its retained topics.
+
+    Connects, publishes empty retained payloads to every discovery and retained state topic,
+    disconnects. Returns the topics cleared. Raises `MqttError` or `ConfigError`.
+    """
+    check_names(cfg, device_id)
+    topics = Topics.for_config(cfg, device_id)
+    with _one_shot_client(cfg, device_id, "unregister", timeout) as client:
         cleared = [*discovery_configs(cfg, device_id), *topics.retained_states, topics.availability]
         infos = [client.publish(topic, b"", qos=1, retain=True) for topic in cleared]
         deadline = time.monotonic() + timeout
         for info in infos:
             info.wait_for_publish(max(0.0, deadline - time.monotonic()))
             if not info.is_published():
-                raise MqttError(f"broker {where} did not confirm clearing within {timeout:g} s")
+                raise MqttError(f"broker {cfg.host}:{cfg.port} did not confirm clearing within {timeout:g} s")
         return cleared
-    finally:
-        client.disconnect()
-        client.loop_stop()
+
+
+def read_retained(cfg: MqttConfig, device_id: str, wanted: list[str], timeout: float = 10.0) -> dict[str, bytes]:
+    """The retained payloads of the `wanted` topics (those that have one), read once: for
+    `edge-assistant status` on a machine that asks the broker. Raises `MqttError`."""
+    check_names(cfg, device_id)
+    received: dict[str, bytes] = {}
+    subscribed = threading.Event()
+    with _one_shot_client(cfg, device_id, f"status-{os.getpid()}", timeout) as client:
+        # Retained messages arrive right after the SUBACK, on paho's thread, in order.
+        client.on_message = lambda client, userdata, message: received.setdefault(message.topic, message.payload)
+        client.on_subscribe = lambda *args: subscribed.set()
+        client.subscribe([(topic, 1) for topic in wanted])
+        if not subscribed.wait(timeout):
+            raise MqttError(f"broker {cfg.host}:{cfg.port} did not confirm the subscription within {timeout:g} s")
+        deadline = time.monotonic() + min(timeout, 1.0)
+        while len(received) < len(wanted) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    return {topic: payload for topic, payload in received.items() if payload}
 
 
 def _password(cfg: MqttConfig) -> str:

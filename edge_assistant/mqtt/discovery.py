@@ -102,6 +102,19 @@ def discovery_configs(cfg: MqttConfig, device_id: str) -> dict[str, dict[str, An
             },
         ),
         (
+            "binary_sensor",
+            "problem",
+            {
+                "name": "Problem",
+                "device_class": "problem",
+                "entity_category": "diagnostic",
+                "state_topic": topics.health,
+                "value_template": "{{ 'ON' if value_json.problem else 'OFF' }}",
+                # reason ("speaker missing, retrying") and every part with its state and fix.
+                "json_attributes_topic": topics.health,
+            },
+        ),
+        (
             "switch",
             "mute",
             {

@@ -64,9 +64,14 @@ class Topics:
         return f"{self.base}/timers"
 
     @property
+    def health(self) -> str:
+        """Retained JSON: whether any part (microphone, speaker, broker, ...) fails, and why."""
+        return f"{self.base}/health"
+
+    @property
     def retained_states(self) -> tuple[str, ...]:
         return (
-            self.state, self.transcript, self.reply, self.mute, self.volume, self.timers,
+            self.state, self.transcript, self.reply, self.mute, self.volume, self.timers, self.health,
             *(self.last(kind) for kind in LAST_KINDS),
         )
 

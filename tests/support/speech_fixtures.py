@@ -17,6 +17,9 @@ them; `alsa_devices` (per test) hands out the same devices with empty input and 
 - "testspk" records everything played; `output()` returns it as int16 at the rate the stream was
   opened with. Each opening of the device goes to a new file (out.raw, out.raw.0001, ...), which
   `output()` joins in order.
+- `remove_device(name)` unplugs one: the configuration is rewritten without it, so ALSA (which
+  reads a changed configuration again at the next open) no longer knows it; `restore_devices()`
+  plugs everything back. Streams already open go on.
 
 For a subprocess (the daemon end to end), pass ``env={**os.environ, **devices.env}``.
 """
@@ -43,7 +46,7 @@ ALSA_BASE_CONFIG = "/usr/share/alsa/alsa.conf"
 MIC = "testmic"
 SPEAKER = "testspk"
 
-_ALSA_TEMPLATE = """\
+_ALSA_MIC = """\
 pcm.{mic} {{
     type file
     slave.pcm "null"
@@ -52,6 +55,8 @@ pcm.{mic} {{
     format "raw"
     hint.description "edge-assistant test microphone"
 }}
+"""
+_ALSA_SPEAKER = """\
 pcm.{speaker} {{
     type file
     slave.pcm "null"
@@ -93,6 +98,24 @@ class AlsaFileDevices:
         """Make the microphone disappear (ALSA cannot open it without its input file)."""
         self.infile.unlink(missing_ok=True)
 
+    def write_config(self, devices: tuple[str, ...] = (MIC, SPEAKER)) -> None:
+        """The ALSA configuration with `devices` only. A new file replaces the old one: ALSA
+        sees the change by its inode even within the second of its last read."""
+        text = (_ALSA_MIC.format(mic=self.mic, infile=self.infile) if self.mic in devices else "") + (
+            _ALSA_SPEAKER.format(speaker=self.speaker, outfile=self.outfile) if self.speaker in devices else "")
+        partial = self.config_path.with_suffix(".part")
+        partial.write_text(text)
+        partial.replace(self.config_path)
+
+    def remove_device(self, name: str) -> None:
+        """Unplug `name` ("testmic" or "testspk"): ALSA no longer knows it."""
+        present = {line.split()[0][len("pcm."):] for line in self.config_path.read_text().splitlines()
+                   if line.startswith("pcm.")}
+        self.write_config(tuple(present - {name}))
+
+    def restore_devices(self) -> None:
+        self.write_config()
+
     def output_files(self) -> list[Path]:
         numbered = sorted(
             self.directory.glob(self.outfile.name + ".[0-9]*"), key=lambda p: int(p.suffix[1:])
@@ -108,6 +131,7 @@ class AlsaFileDevices:
         for path in self.output_files():
             path.unlink()
         self.write_input(input_samples)
+        self.restore_devices()
         # The device list may be stale after a test that removed the microphone.
         assert rescan_devices(), "a sound stream was left open by an earlier test"
 
@@ -121,11 +145,7 @@ def alsa_file_devices(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alsa
         infile=directory / "in.raw",
         outfile=directory / "out.raw",
     )
-    devices.config_path.write_text(
-        _ALSA_TEMPLATE.format(
-            mic=MIC, speaker=SPEAKER, infile=devices.infile, outfile=devices.outfile
-        )
-    )
+    devices.write_config()
     previous = os.environ.get("ALSA_CONFIG_PATH")
     os.environ.update(devices.env)
     # PortAudio reads the ALSA configuration when it starts; it may have started already.
