@@ -154,6 +154,9 @@ class Responder:
             emit("intent", result.intent)
         for action in result.actions:
             emit("action", action)
+        if result.outcome == "not_found":
+            # A command for a device or area the home does not have.
+            emit("error", {"code": "not_understood", "message": result.speech})
         return self._said(result.speech, response)
 
     def _timer_intent(self, name: str, slots: dict[str, Any], intent: dict[str, Any] | None,
