@@ -122,6 +122,9 @@ def test_typed_question_takes_the_same_path_and_a_lock_needs_a_yes(
         assert unlocked["entity"] == "lock.front_door" and lock.commands
 
         refused = ask("open the garage door", "k4")
+        ask("turn on the fans in the kitchen", "k5")  # the kitchen has no fan
+        probe.wait_for(f"{PREFIX}/event/error", lambda m: m.json().get("id") == "k5"
+                       and m.json().get("code") == "not_understood")
     except AssertionError:
         raise AssertionError(daemon.log())
     daemon.signal(signal.SIGTERM)
