@@ -116,9 +116,10 @@ def test_long_spoken_reply_is_cut_by_the_wake_word(tmp_path, tiny_gguf, listener
         return assistant, events, stopped, barge_in_ms
 
     assistant, events, stopped, barge_in_ms = asyncio.run(scenario())
-    # The figure itself is measured in `bench --only barge_in`; this bound only catches a
-    # barge-in that waits for the sentence (seconds) instead of cutting it.
-    assert 0 <= barge_in_ms < slack(1.0) * 1000, f"playback stopped {barge_in_ms:.0f} ms after the wake word"
+    # The figure itself is measured in `bench --only barge_in` (0.012 s here); this bound, loose
+    # for a loaded 2-core machine, only catches a barge-in that waits for the sentence to end
+    # (the rest of a reply many seconds long) instead of cutting it.
+    assert 0 <= barge_in_ms < slack(3.0) * 1000, f"playback stopped {barge_in_ms:.0f} ms after the wake word"
     assert stopped.data["cancelled"] is True
     assert stopped.request_id == "r1"
     turn = assistant.session.conversation.turns[-1]
