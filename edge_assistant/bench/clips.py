@@ -49,3 +49,20 @@ def spoken_clip(config: Config, voice_path: Path, text: str, lead_s: float = 0.5
     ])
     mixed = samples.astype(np.int32) + room_noise(samples.size)
     return Clip(np.clip(mixed, -32768, 32767).astype(np.int16), lead + first, lead + last)
+
+
+def espeak_speech(text: str, voice: str = "en-us", speed: int = 160, pitch: int = 50) -> np.ndarray:
+    """`text` spoken by espeak-ng (a formant voice, far from piper's), as 16 kHz int16."""
+    import subprocess
+    import tempfile
+
+    from ..audio.wav import read_wav
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "speech.wav"
+        try:
+            subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch),
+                            "-w", str(path), text], check=True, capture_output=True)
+        except (OSError, subprocess.CalledProcessError) as error:
+            raise BenchError(f"espeak-ng cannot speak (sudo apt-get install espeak-ng): {error}") from None
+        return read_wav(path)
