@@ -54,6 +54,10 @@ BATCH_S = 0.1
 # How far apart two arrivals of the same sample may be before the microphone is taken to have
 # stopped and started again (a reopened device), rather than to have been read late.
 RESTART_GAP_S = 1.0
+# How long the room goes on echoing a sound after the speaker stopped playing it.
+ECHO_TAIL_S = 0.3
+# Played samples at least this loud (about -50 dBFS) are a sound the microphone may hear.
+SOUNDING_LEVEL = 100
 # The reference starts this much before the measured delay: the cancelling filter only looks
 # backwards in time, so an echo that came a little early would be missed.
 DELAY_MARGIN_S = 0.008
@@ -194,8 +198,6 @@ class EchoDelayEstimator:
     DIRECT_PATH_SHARE = 0.5
     # Estimates in a row that must agree before a delay is adopted.
     AGREEING = 3
-    # Played samples quieter than this (about -50 dBFS) do not count as playing.
-    PLAYING_LEVEL = 100.0
 
     def __init__(self, max_delay_s: float = 0.5, window_s: float = 2.0, interval_s: float = 1.0,
                  tolerance_s: float = 0.004) -> None:
@@ -219,7 +221,7 @@ class EchoDelayEstimator:
         self._near[positions] = near
         self._far[positions] = far
         self._written = (self._written + count) % self.window
-        if np.max(np.abs(far), initial=0) >= self.PLAYING_LEVEL:
+        if np.max(np.abs(far), initial=0) >= SOUNDING_LEVEL:
             self._playing += count
         if self._playing < self.interval:
             return False
@@ -301,6 +303,9 @@ class WebRtcEngine:
 _SPEEX_ECHO_SET_SAMPLING_RATE = 24
 _SPEEX_PREPROCESS_SET_DENOISE = 0
 _SPEEX_PREPROCESS_SET_AGC = 2
+_SPEEX_PREPROCESS_SET_NOISE_SUPPRESS = 18
+_SPEEX_PREPROCESS_SET_ECHO_SUPPRESS = 20
+_SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE = 22
 _SPEEX_PREPROCESS_SET_ECHO_STATE = 24
 
 
@@ -338,6 +343,10 @@ class SpeexEngine:
     FILTER_S = 0.128
     own_delay_s = 0.0
     residual_delay_s = DELAY_MARGIN_S
+    # Most the residual echo is taken down, alone and while a person speaks over it (speexdsp's
+    # defaults are -40 and -15: the person's voice must stay whole for barge-in).
+    ECHO_SUPPRESS_DB = -60
+    ECHO_SUPPRESS_ACTIVE_DB = -15
 
     def __init__(self, echo: bool, noise: bool, gain: bool) -> None:
         self._lib = lib = _load_speexdsp()
@@ -347,9 +356,19 @@ class SpeexEngine:
             rate = ctypes.c_int(SAMPLE_RATE)
             lib.speex_echo_ctl(self._echo, _SPEEX_ECHO_SET_SAMPLING_RATE, ctypes.byref(rate))
         self._preprocess = lib.speex_preprocess_state_init(BLOCK, SAMPLE_RATE)
-        for request, on in ((_SPEEX_PREPROCESS_SET_DENOISE, noise), (_SPEEX_PREPROCESS_SET_AGC, gain)):
-            flag = ctypes.c_int(int(on))
-            lib.speex_preprocess_ctl(self._preprocess, request, ctypes.byref(flag))
+        # The preprocessor's suppression of the echo the filter left runs in its denoiser: with
+        # echo cancellation the denoiser is on, taking off at most 1 dB of noise unless noise
+        # suppression was asked for (then its default 15 dB).
+        settings = [(_SPEEX_PREPROCESS_SET_DENOISE, int(noise or echo)),
+                    (_SPEEX_PREPROCESS_SET_AGC, int(gain))]
+        if echo and not noise:
+            settings.append((_SPEEX_PREPROCESS_SET_NOISE_SUPPRESS, -1))
+        if echo:
+            settings += [(_SPEEX_PREPROCESS_SET_ECHO_SUPPRESS, self.ECHO_SUPPRESS_DB),
+                         (_SPEEX_PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE, self.ECHO_SUPPRESS_ACTIVE_DB)]
+        for request, value in settings:
+            number = ctypes.c_int(value)
+            lib.speex_preprocess_ctl(self._preprocess, request, ctypes.byref(number))
         if self._echo is not None:
             lib.speex_preprocess_ctl(self._preprocess, _SPEEX_PREPROCESS_SET_ECHO_STATE, self._echo)
         self._out = np.zeros(BLOCK, dtype=np.int16)
@@ -408,6 +427,10 @@ class CaptureProcessor:
         # Given what was played as the microphone heard it, with when that was captured
         # (wake.OwnVoiceDetector.hear): the assistant's own wake word is then known.
         self.hear_played: Callable[[np.ndarray, float], None] | None = None
+        # Per 10 ms of reference (not shifted): did the speaker play something audible?
+        self._sounding = collections.deque(maxlen=int((cfg.echo_max_delay_ms / 1000 + ECHO_TAIL_S) * 100) + 1)
+        # For each block of the last `process()`: could the microphone hear the speaker then?
+        self.own_sound: list[bool] = []
 
     @property
     def cancels_echo(self) -> bool:
@@ -437,9 +460,21 @@ class CaptureProcessor:
         if captured_at is not None:
             self.hear_played(self.reference.read(index - delay, BLOCK), captured_at)
 
+    def _hears_own_sound(self) -> bool:
+        """Whether the block just added to `_sounding` may hold the speaker's sound: anything
+        played from the delay (or, unmeasured, any delay) up to the room's tail before it."""
+        delay = self.estimator.delay
+        blocks = list(self._sounding)
+        if delay is None:
+            return any(blocks)
+        latest = max(0, (delay - int(DELAY_MARGIN_S * SAMPLE_RATE)) // BLOCK)
+        earliest = (delay // BLOCK) + int(ECHO_TAIL_S * 100) + 1
+        return any(blocks[max(0, len(blocks) - earliest) : max(0, len(blocks) - latest)])
+
     def process(self, samples: np.ndarray, first_index: int) -> np.ndarray:
         """Microphone samples (int16, any length, `first_index` on the timeline) -> cleaned."""
         out = np.empty_like(samples)
+        self.own_sound = []
         for offset in range(0, samples.size, BLOCK):
             near = samples[offset : offset + BLOCK]
             if near.size < BLOCK:  # frames are whole 10 ms blocks; this is only a last resort
@@ -448,6 +483,8 @@ class CaptureProcessor:
             far = None
             if self.reference is not None:
                 played = self.reference.read(index, BLOCK)
+                self._sounding.append(bool(np.max(np.abs(played), initial=0) >= SOUNDING_LEVEL))
+                self.own_sound.append(self._hears_own_sound())
                 if self.estimator.add(near.astype(np.float32), played.astype(np.float32)):
                     log.info("echo path delay: %.1f ms", self.estimator.delay * 1000 / SAMPLE_RATE)
                     if self.on_delay is not None:
@@ -477,6 +514,7 @@ class EchoCancellingSource:
         self.clock = clock
         self._now = now
         self.frame_ms = getattr(source, "frame_ms", 10)
+        self._own_sound = False
 
     @property
     def cancels_echo(self) -> bool:
@@ -485,6 +523,13 @@ class EchoCancellingSource:
     @property
     def status(self) -> EchoStatus:
         return self.processor.status
+
+    @property
+    def hears_own_sound(self) -> bool:
+        """Whether the frame `frames()` yielded last was captured while the speaker's sound (or
+        its echo) could reach the microphone: what remains of it after cancelling is faint, but
+        a speech recognizer may still make words of it."""
+        return self._own_sound
 
     @property
     def overflows(self) -> int:
@@ -511,19 +556,21 @@ class EchoCancellingSource:
             batch_samples += len(frame) // 2
             if batch_samples < limit:
                 continue
-            for cleaned in await asyncio.to_thread(self._process, batch, first_index):
+            for cleaned, self._own_sound in await asyncio.to_thread(self._process, batch, first_index):
                 yield cleaned
             batch, batch_samples = [], 0
         if batch:
-            for cleaned in await asyncio.to_thread(self._process, batch, first_index):
+            for cleaned, self._own_sound in await asyncio.to_thread(self._process, batch, first_index):
                 yield cleaned
 
-    def _process(self, batch: list[bytes], first_index: int) -> list[bytes]:
+    def _process(self, batch: list[bytes], first_index: int) -> list[tuple[bytes, bool]]:
         samples = np.frombuffer(b"".join(batch), dtype="<i2").astype(np.int16)
         cleaned = self.processor.process(samples, first_index).astype("<i2").tobytes()
+        own_sound = self.processor.own_sound
         frames, offset = [], 0
         for frame in batch:
-            frames.append(cleaned[offset : offset + len(frame)])
+            blocks = own_sound[offset // (2 * BLOCK) : (offset + len(frame)) // (2 * BLOCK)]
+            frames.append((cleaned[offset : offset + len(frame)], any(blocks)))
             offset += len(frame)
         return frames
 

@@ -25,6 +25,8 @@ from .audio.earcons import earcon
 from .audio.microphone import MicrophoneSource
 from .audio.speaker import SpeakerSink
 from .audio.wav import WavSink, WavSource
+from .echo import status_file as echo_status_file
+from .echo import with_echo_cancellation
 from .respond import Responder
 from .timers import (
     HANDLED_INTENTS as TIMER_INTENTS,
@@ -101,15 +103,30 @@ def has_microphone(config: Config, options: RunOptions) -> bool:
 
 def build_sources(config: Config, options: RunOptions, on_error) -> tuple[Any, Any]:
     source = None
-    if options.input_wav is not None:
-        source = WavSource(options.input_wav, frame_ms=config.audio.frame_ms, realtime=True)
-    elif has_microphone(config, options):
-        source = MicrophoneSource(config.audio, on_error=on_error)
     if options.output_wav is not None:
         sink = WavSink(options.output_wav, volume=config.audio.volume, realtime=True)
     else:
         sink = SpeakerSink(config.audio)
+    if options.input_wav is not None:
+        source = WavSource(options.input_wav, frame_ms=config.audio.frame_ms, realtime=True)
+    elif has_microphone(config, options):
+        # A microphone hears the speaker: what it plays is cancelled (a WAV input never does).
+        source = with_echo_cancellation(MicrophoneSource(config.audio, on_error=on_error), sink,
+                                        config.audio, echo_status_file(config.state_dir()))
     return source, sink
+
+
+def connect_echo_cancellation(source: Any, wake: Any) -> None:
+    """Tell the wake detector whether `source` cancels the assistant's voice: barge-in is then
+    at the normal threshold, and the wake word the assistant says itself is known from what it
+    played (so it is not taken for a person's)."""
+    from .wake import OwnVoiceDetector
+
+    cancels = bool(getattr(source, "cancels_echo", False))
+    wake.set_echo_cancelled(cancels)
+    wake.own_voice = OwnVoiceDetector(wake.config) if cancels else None
+    if cancels:
+        source.processor.hear_played = wake.own_voice.hear
 
 
 @dataclass
@@ -270,6 +287,8 @@ class Service:
                 )
 
             source, sink = build_sources(config, self.options, microphone_error)
+            if loaded.listener is not None and loaded.listener.wake is not None:
+                connect_echo_cancellation(source, loaded.listener.wake)
             session = loaded.session
             home = await self._start_home(config)
             scheduler = self._timer_scheduler(config, lambda: assistant)
@@ -380,6 +399,9 @@ class Service:
             data["rss_mb"] = round(process.memory_info().rss / 2**20, 1)
             data["cpu_percent"] = process.cpu_percent(None)
             data["mic_overflows"] = getattr(source, "overflows", 0)
+            echo = getattr(source, "status", None)
+            if echo is not None:
+                data["echo"] = echo.to_json_dict()
             if self.bridge is not None:
                 data["mqtt"] = self.bridge.stats
             assistant.emit(Event("metrics", data))

@@ -98,10 +98,11 @@ class RoomMicrophone:
         self.frame_ms = frame_ms
         self._samples = frame_bytes(frame_ms) // 2
         self._closed = False
+        self.first_index = 0  # the room's sample where the first frame starts
 
     async def frames(self):
         pacer = Pacer()
-        index = self.room.now_index
+        index = self.first_index = self.room.now_index
         count = 0
         while not self._closed:
             count += 1
