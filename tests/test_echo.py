@@ -136,7 +136,7 @@ def test_delay_estimator_ignores_a_speaker_that_plays_nothing():
 def test_a_voice_over_the_echo_survives_speex_cancellation(reply):
     # The person says the wake word while the assistant speaks (after the canceller learned the
     # room): the speex canceller leaves their voice whole, so the wake word is still heard.
-    hey_jarvis = espeak_speech("Hey Jarvis", "en-us+f3", 170)
+    hey_jarvis = espeak_speech("Hey Jarvis", "en-us+f3", 150)
     at_s = 9.0
     _, microphone, cleaned, _ = play_through_room(reply, delay_s=0.12, engine="speex",
                                                   voice=hey_jarvis, voice_at_s=at_s)

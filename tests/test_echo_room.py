@@ -153,7 +153,7 @@ def test_the_assistant_does_not_hear_itself(tmp_path, tiny_gguf, listener_models
 
 
 def test_a_person_still_barges_in_over_the_assistant(tmp_path, tiny_gguf, listener_models, synthesizer):
-    hey_jarvis = espeak_speech("Hey Jarvis", "en-us+f3", 170)
+    hey_jarvis = espeak_speech("Hey Jarvis", "en-us+f3", 150)
 
     async def scenario(room: Room):
         room.assistant.start()
@@ -184,7 +184,7 @@ def test_a_person_still_barges_in_over_the_assistant(tmp_path, tiny_gguf, listen
 @pytest.mark.parametrize("echo_cancellation", [True, False])
 def test_the_wake_earcon_does_not_reach_the_endpointer(tmp_path, tiny_gguf, listener_models, synthesizer,
                                                        echo_cancellation):
-    hey_jarvis = espeak_speech("Hey Jarvis", "en-us+f3", 170)
+    hey_jarvis = espeak_speech("Hey Jarvis", "en-us+f3", 150)
     heard: list[bytes] = []
     room = Room(tmp_path, tiny_gguf, listener_models, synthesizer, echo_cancellation=echo_cancellation,
                 earcons=True, no_speech_timeout_s=1.5)
