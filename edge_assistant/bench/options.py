@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SECTIONS = ("llm", "kv_reuse", "stt", "tts", "wake", "idle", "e2e", "barge_in", "home", "memory")
+SECTIONS = ("llm", "kv_reuse", "stt", "tts", "wake", "wake_accuracy", "idle", "e2e", "barge_in", "home",
+            "memory")
 DEFAULT_RUNS = 5
 QUICK_RUNS = 2
 DEFAULT_QUESTION = "What is the capital of France?"

@@ -20,6 +20,7 @@ from .machine import load_average, machine_info, model_info
 from .options import SECTIONS, BenchOptions, SectionSkipped
 from .report import TARGETS, Report
 from .speech import bench_stt, bench_tts, bench_wake
+from .wake_accuracy import bench_wake_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ MEASURES: dict[str, Measure] = {
     "stt": bench_stt,
     "tts": bench_tts,
     "wake": bench_wake,
+    "wake_accuracy": bench_wake_accuracy,
     "idle": bench_idle,
     "e2e": bench_e2e,
     "barge_in": bench_barge_in,
