@@ -5,7 +5,9 @@ assistant speaks (and for a short tail after, since the room still echoes and th
 still holds buffered audio), detections are dropped so that the assistant never wakes itself;
 with barge-in on, a detection that clears the barge-in cutoff still gets through: the normal
 cutoff when the microphone's frames have the assistant's voice cancelled (echo.py), a stricter
-one when they do not, or `barge_in_threshold` when it is set.
+one when they do not, or `barge_in_threshold` when it is set. With echo cancellation the
+detector also knows when the assistant itself said the wake word (`OwnVoiceDetector`, fed
+what the speaker played) and drops what it hears then.
 
 All times are positions in the audio stream (seconds of audio processed since `reset()`), not
 wall-clock times, so behaviour does not depend on how fast frames are processed.
@@ -19,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol
+
+import numpy as np
 
 from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 from .config import ConfigError, WakeConfig
@@ -34,6 +38,11 @@ OPENWAKEWORD_DEFAULT_CUTOFF = 0.5
 # openWakeWord computes a mel window per 80 ms; feeding it less only costs array shifts.
 _OPENWAKEWORD_CHUNK_BYTES = 1280 * SAMPLE_WIDTH
 DEFAULT_SPEAKING_TAIL_S = 0.5
+# openWakeWord rests after this much audio quieter than about -55 dBFS (a quiet room through a
+# microphone is about -60), and is fed this much of it again when sound comes back.
+_QUIET_RMS = 60.0
+_QUIET_AFTER_BYTES = int(2.0 * BYTES_PER_SECOND)
+_QUIET_PRE_ROLL_BYTES = int(2.0 * BYTES_PER_SECOND)
 
 
 @dataclass(frozen=True)
@@ -107,8 +116,27 @@ class _OpenWakeWordEngine:
         self._features = OpenWakeWordFeatures.from_builtin()
         self._pending = bytearray()
         self.cutoff = OPENWAKEWORD_DEFAULT_CUTOFF
+        # In a quiet room the model rests (it costs some 30 times microWakeWord's CPU); the
+        # last `_QUIET_PRE_ROLL_S` are kept, and fed first when sound comes back, so that the
+        # model hears a wake word from its start and its context is fresh.
+        self._recent = bytearray()
+        self._quiet_bytes = 0
+        self._resting = False
 
     def scores(self, frame: bytes) -> Iterable[float]:
+        self._recent += frame
+        del self._recent[: max(0, len(self._recent) - _QUIET_PRE_ROLL_BYTES)]
+        if _rms(frame) >= _QUIET_RMS:
+            self._quiet_bytes = 0
+            if self._resting:
+                self._resting = False
+                self._pending = bytearray(self._recent)
+                frame = b""
+        else:
+            self._quiet_bytes += len(frame)
+            if self._resting:
+                return
+            self._resting = self._quiet_bytes >= _QUIET_AFTER_BYTES
         self._pending += frame
         if len(self._pending) < _OPENWAKEWORD_CHUNK_BYTES:
             return
@@ -120,8 +148,16 @@ class _OpenWakeWordEngine:
 
     def reset(self) -> None:
         self._pending.clear()
+        self._recent.clear()
+        self._quiet_bytes = 0
+        self._resting = False
         self._features.reset()
         self._model.reset()
+
+
+def _rms(frame: bytes) -> float:
+    samples = np.frombuffer(frame[: len(frame) - len(frame) % SAMPLE_WIDTH], dtype="<i2")
+    return float(np.sqrt(np.mean(samples.astype(np.float32) ** 2))) if samples.size else 0.0
 
 
 def _model_file(model: str, suffixes: tuple[str, ...]) -> Path:

@@ -100,6 +100,17 @@ def test_barge_in_lets_a_confident_detection_through_while_speaking(speech):
     assert found[0].barge_in
 
 
+def test_openwakeword_rests_in_a_quiet_room_and_hears_the_wake_word_that_ends_it(speech):
+    wake = detector("openwakeword")
+    quiet_room = np.random.default_rng(3).normal(0, 30, SAMPLE_RATE * 10).astype(np.int16)
+    assert detections(wake, quiet_room) == []
+    assert wake._engine._resting  # the model is not run on silence
+    # The clip starts with a second of digital silence: the model wakes on the speech, fed the
+    # audio before it, and hears the wake word whole.
+    found = detections(wake, speech("Hey Jarvis, what time is it?"))
+    assert len(found) == 1 and found[0].score >= wake.cutoff
+
+
 def test_barge_in_is_stricter_unless_the_assistants_voice_is_cancelled():
     wake = detector("micro")
     assert wake.cutoff == 0.97
