@@ -599,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_parser = commands.add_parser("bench", help="measure latency, throughput, CPU and memory on the configured models")
     bench_parser.add_argument("--runs", type=int, default=None, metavar="N", help="repetitions per figure, reported as median, min and max (default 5; 2 with --quick)")
-    bench_parser.add_argument("--only", metavar="SECTIONS", help="comma-separated sections: llm,kv_reuse,stt,tts,wake,idle,endpoint,e2e,barge_in,stop,home,memory (default: all)")
+    bench_parser.add_argument("--only", metavar="SECTIONS", help="comma-separated sections: llm,kv_reuse,stt,tts,wake,wake_accuracy,idle,endpoint,e2e,barge_in,stop,home,memory (default: all)")
     bench_parser.add_argument("--quick", action="store_true", help="small workloads (fewer tokens, seconds and turns), for tests and smoke checks")
     bench_parser.add_argument("--json", metavar="FILE", help="write every figure, the machine and the models as flat JSON")
     bench_parser.add_argument("--plot", metavar="FILE.png", help="draw the e2e turn as a timeline, streaming above sequential")

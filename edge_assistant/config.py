@@ -63,19 +63,35 @@ class AudioConfig:
     queue_frames: int = field(default=500, metadata=_between(10, 100_000))
     volume: float = field(default=1.0, metadata=_between(0.0, 2.0))
     reopen_backoff_max_s: float = field(default=30.0, metadata=_positive())
+    # Remove what the speaker plays from what the microphone hears (edge_assistant/echo.py):
+    # the assistant then neither wakes itself nor hears its own reply in the next question.
+    echo_cancellation: bool = True
+    # "speex" (libspeexdsp) keeps a person's voice intact over the assistant's, so the wake
+    # word still barges in; "webrtc" (AEC3, pip install pywebrtc-audio) removes more echo but
+    # also cuts the person's voice while the assistant speaks (docs/performance.md).
+    echo_canceller: str = field(default="speex", metadata=_one_of("speex", "webrtc"))
+    # Longest speaker-to-microphone delay the estimator looks for (device buffers included).
+    echo_max_delay_ms: int = field(default=500, metadata=_between(50, 2000))
+    # From the same library as the canceller; off by default, since the wake word and speech
+    # models were trained on unprocessed audio.
+    noise_suppression: bool = False
+    auto_gain: bool = False
 
 
 @dataclass(frozen=True)
 class WakeConfig:
     enabled: bool = True
-    engine: str = field(default="micro", metadata=_one_of("micro", "openwakeword"))
+    # openWakeWord hears "Hey Jarvis" from every voice `bench --only wake_accuracy` has (100%
+    # clean), microWakeWord from a third of them, at a thirtieth of the CPU (docs/performance.md).
+    engine: str = field(default="openwakeword", metadata=_one_of("micro", "openwakeword"))
     # A shipped model name (hey_jarvis, okay_nabu, alexa, hey_mycroft) or a model file path.
     model: str = "hey_jarvis"
     # 0 keeps the model's own probability cutoff.
     threshold: float = field(default=0.0, metadata=_between(0.0, 1.0))
     refractory_s: float = field(default=2.0, metadata=_at_least(0.0))
-    # While the assistant speaks, detections are ignored unless barge-in is on (then they must
-    # also clear barge_in_threshold, since the microphone hears the assistant's own voice).
+    # While the assistant speaks, detections are ignored unless barge-in is on. They must then
+    # clear barge_in_threshold; 0 means the normal threshold when echo cancellation is active,
+    # and a stricter one otherwise, since the microphone also hears the assistant's own voice.
     barge_in: bool = True
     barge_in_threshold: float = field(default=0.0, metadata=_between(0.0, 1.0))
 

@@ -8,6 +8,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -37,7 +38,7 @@ def run_checks(config_path: str | None) -> list[Finding]:
         return [Finding(False, "config", str(error), "correct that key (edge-assistant config check FILE)")]
     findings = [Finding(True, "config", config.source)]
     checks: list[Callable[[Config], Finding | list[Finding]]] = [
-        _state_dir, _llm, _voice, _speech_model, _microphone, _speaker, _broker, _service,
+        _state_dir, _llm, _voice, _speech_model, _microphone, _speaker, _echo, _broker, _service,
     ]
     for check in checks:
         try:
@@ -130,6 +131,39 @@ def _microphone(config: Config) -> Finding:
 
 def _speaker(config: Config) -> Finding:
     return _device(config, "output")
+
+
+def _echo(config: Config) -> Finding:
+    from . import echo
+
+    audio = config.audio
+    if audio.input_device == "none":
+        return Finding(True, "echo", "no microphone, nothing to cancel")
+    if not audio.echo_cancellation:
+        return Finding(True, "echo", "cancellation off (audio.echo_cancellation): the wake word "
+                       "interrupts a reply only at the stricter barge-in threshold")
+    try:
+        echo.ENGINES[audio.echo_canceller](True, audio.noise_suppression, audio.auto_gain)
+    except echo.EchoCancellerError as error:
+        return Finding(False, "echo", f"{audio.echo_canceller}: {error}",
+                       "sudo apt-get install libspeexdsp1 (speex) or pip install pywebrtc-audio "
+                       "(webrtc), or set audio.echo_cancellation = false")
+    detail = f"cancellation active ({audio.echo_canceller})"
+    status = echo.read_status(echo.status_file(config.state_dir()))
+    if status is None or status.get("delay_ms") is None:
+        return Finding(True, "echo", detail + "; echo path delay not measured yet (the service "
+                       "measures it while the assistant speaks)")
+    age_s = max(0.0, time.time() - float(status.get("measured_at", 0.0)))
+    return Finding(True, "echo", f"{detail}; echo path delay {status['delay_ms']:.1f} ms, "
+                   f"measured by the service {_age(age_s)} ago")
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
 
 
 def _broker(config: Config) -> Finding:

@@ -45,6 +45,8 @@ SENTENCE_QUEUE = 16
 AUDIO_QUEUE = 4
 
 ERROR_NOTICE = "Sorry, something went wrong."
+# After the wake earcon is handed to the speaker: the device still plays it and the room echoes.
+EARCON_TAIL_S = 0.3
 
 
 @dataclass
@@ -221,6 +223,8 @@ class Assistant:
         # Short tasks outside the stages (earcons, error notices): kept so that they can be
         # awaited on stop and their failures logged, never dropped.
         self.side_tasks: set[asyncio.Task] = set()
+        # Wake earcons playing or echoing (silenced for the listener when echo is not cancelled).
+        self._earcons_muting = 0
 
     # --- events and state ---------------------------------------------------------------------
 
@@ -329,10 +333,22 @@ class Assistant:
         self.input_finished.set()
 
     async def _gated_frames(self, frames: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-        """The microphone, minus what arrives while muted (still read, so nothing overflows)."""
+        """The microphone, minus what arrives while muted (still read, so nothing overflows).
+
+        While listening for a person's words, what the microphone heard of the assistant's
+        own sound is silence for the endpointer: the wake earcon, the end of a reply and its
+        echo. A source that cancels echo says when that was (`hears_own_sound`); otherwise the
+        wake earcon and its tail are silenced."""
         async for frame in frames:
-            if not self.muted:
-                yield frame
+            if self.muted:
+                continue
+            if getattr(self.source, "cancels_echo", False):
+                listening = self.state == State.LISTENING or self.listener.listening
+                if listening and self.source.hears_own_sound:
+                    frame = bytes(len(frame))
+            elif self._earcons_muting:
+                frame = bytes(len(frame))
+            yield frame
 
     def _on_listener_event(self, event: Event) -> None:
         self.emit(event)
@@ -371,7 +387,16 @@ class Assistant:
         sound = self.earcons.get(kind)
         if sound is None or not self.config.service.earcons:
             return
-        self._start_side_task(self.sink.play(sound.samples, sound.sample_rate), f"earcon-{kind}")
+        play = self.sink.play(sound.samples, sound.sample_rate)
+        self._start_side_task(self._muting(play) if kind == "wake" else play, f"earcon-{kind}")
+
+    async def _muting(self, play) -> None:
+        self._earcons_muting += 1
+        try:
+            await play
+            await asyncio.sleep(EARCON_TAIL_S)
+        finally:
+            self._earcons_muting -= 1
 
     # --- commands -----------------------------------------------------------------------------
 

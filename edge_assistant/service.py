@@ -35,6 +35,8 @@ from .audio.speaker import SpeakerSink
 from .audio.wav import WavSink, WavSource
 from .health import BROKER_DOWN_FIX, BROKER_REFUSED_FIX, CONFIG_FIX, MODEL_FIX, Health, device_fix
 from .limits import LogLimiter
+from .echo import status_file as echo_status_file
+from .echo import with_echo_cancellation
 from .respond import Responder
 from .status import StatusServer, server_path
 from .timers import (
@@ -145,12 +147,12 @@ def build_sources(config: Config, options: RunOptions, health: Health,
         if report_device_fault(health, "microphone", "input", error) and on_microphone_fault is not None:
             on_microphone_fault(error)
 
-    source = None
+    source = microphone = None
     if options.input_wav is not None:
         source = WavSource(options.input_wav, frame_ms=config.audio.frame_ms, realtime=True)
         health.ok("microphone", f"file {options.input_wav}")
     elif has_microphone(config, options):
-        source = MicrophoneSource(
+        microphone = MicrophoneSource(
             config.audio,
             on_error=microphone_error,
             on_open=lambda name: health.ok("microphone", name),
@@ -166,6 +168,9 @@ def build_sources(config: Config, options: RunOptions, health: Health,
             on_error=lambda error: report_device_fault(health, "speaker", "output", error),
             on_open=lambda name: health.ok("speaker", name),
         )
+    if microphone is not None:
+        # A microphone hears the speaker: what it plays is cancelled (a WAV input never does).
+        source = with_echo_cancellation(microphone, sink, config.audio, echo_status_file(config.state_dir()))
     return source, sink
 
 
@@ -173,6 +178,19 @@ def report_device_fault(health: Health, part: str, kind: str, error: Exception) 
     """A microphone or speaker that failed; True if that is news."""
     summary = "missing, retrying" if isinstance(error, AudioDeviceMissing) else "failed, retrying"
     return health.failed(part, summary, str(error), device_fix(kind))
+
+
+def connect_echo_cancellation(source: Any, wake: Any) -> None:
+    """Tell the wake detector whether `source` cancels the assistant's voice: barge-in is then
+    at the normal threshold, and the wake word the assistant says itself is known from what it
+    played (so it is not taken for a person's)."""
+    from .wake import OwnVoiceDetector
+
+    cancels = bool(getattr(source, "cancels_echo", False))
+    wake.set_echo_cancelled(cancels)
+    wake.own_voice = OwnVoiceDetector(wake.config) if cancels else None
+    if cancels:
+        source.processor.hear_played = wake.own_voice.hear
 
 
 @dataclass
@@ -430,6 +448,8 @@ class Service:
                 on_microphone_fault=lambda error: assistant and assistant.emit(
                     Event("error", {"code": "audio_input_failed", "message": str(error)})),
             )
+            if loaded.listener is not None and loaded.listener.wake is not None:
+                connect_echo_cancellation(source, loaded.listener.wake)
             if isinstance(sink, SpeakerSink):
                 speaker_watch = asyncio.create_task(sink.watch(), name="speaker-watch")
             session = loaded.session
@@ -567,6 +587,9 @@ class Service:
             data["rss_mb"] = round(process.memory_info().rss / 2**20, 1)
             data["cpu_percent"] = process.cpu_percent(None)
             data["mic_overflows"] = getattr(source, "overflows", 0)
+            echo = getattr(source, "status", None)
+            if echo is not None:
+                data["echo"] = echo.to_json_dict()
             if self.bridge is not None:
                 data["mqtt"] = self.bridge.stats
             assistant.emit(Event("metrics", data))

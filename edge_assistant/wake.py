@@ -3,7 +3,11 @@
 `WakeDetector.process(frame)` returns a `Detection` at most once per `refractory_s`. While the
 assistant speaks (and for a short tail after, since the room still echoes and the output device
 still holds buffered audio), detections are dropped so that the assistant never wakes itself;
-with barge-in on, a detection that clears `barge_in_threshold` still gets through.
+with barge-in on, a detection that clears the barge-in cutoff still gets through: the normal
+cutoff when the microphone's frames have the assistant's voice cancelled (echo.py), a stricter
+one when they do not, or `barge_in_threshold` when it is set. With echo cancellation the
+detector also knows when the assistant itself said the wake word (`OwnVoiceDetector`, fed
+what the speaker played) and drops what it hears then.
 
 All times are positions in the audio stream (seconds of audio processed since `reset()`), not
 wall-clock times, so behaviour does not depend on how fast frames are processed.
@@ -13,9 +17,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol
+
+import numpy as np
 
 from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 from .config import ConfigError, WakeConfig
@@ -31,6 +38,11 @@ OPENWAKEWORD_DEFAULT_CUTOFF = 0.5
 # openWakeWord computes a mel window per 80 ms; feeding it less only costs array shifts.
 _OPENWAKEWORD_CHUNK_BYTES = 1280 * SAMPLE_WIDTH
 DEFAULT_SPEAKING_TAIL_S = 0.5
+# openWakeWord rests after this much audio quieter than about -55 dBFS (a quiet room through a
+# microphone is about -60), and is fed this much of it again when sound comes back.
+_QUIET_RMS = 60.0
+_QUIET_AFTER_BYTES = int(2.0 * BYTES_PER_SECOND)
+_QUIET_PRE_ROLL_BYTES = int(2.0 * BYTES_PER_SECOND)
 
 
 @dataclass(frozen=True)
@@ -104,8 +116,27 @@ class _OpenWakeWordEngine:
         self._features = OpenWakeWordFeatures.from_builtin()
         self._pending = bytearray()
         self.cutoff = OPENWAKEWORD_DEFAULT_CUTOFF
+        # In a quiet room the model rests (it costs some 30 times microWakeWord's CPU); the
+        # last `_QUIET_PRE_ROLL_S` are kept, and fed first when sound comes back, so that the
+        # model hears a wake word from its start and its context is fresh.
+        self._recent = bytearray()
+        self._quiet_bytes = 0
+        self._resting = False
 
     def scores(self, frame: bytes) -> Iterable[float]:
+        self._recent += frame
+        del self._recent[: max(0, len(self._recent) - _QUIET_PRE_ROLL_BYTES)]
+        if _rms(frame) >= _QUIET_RMS:
+            self._quiet_bytes = 0
+            if self._resting:
+                self._resting = False
+                self._pending = bytearray(self._recent)
+                frame = b""
+        else:
+            self._quiet_bytes += len(frame)
+            if self._resting:
+                return
+            self._resting = self._quiet_bytes >= _QUIET_AFTER_BYTES
         self._pending += frame
         if len(self._pending) < _OPENWAKEWORD_CHUNK_BYTES:
             return
@@ -117,8 +148,16 @@ class _OpenWakeWordEngine:
 
     def reset(self) -> None:
         self._pending.clear()
+        self._recent.clear()
+        self._quiet_bytes = 0
+        self._resting = False
         self._features.reset()
         self._model.reset()
+
+
+def _rms(frame: bytes) -> float:
+    samples = np.frombuffer(frame[: len(frame) - len(frame) % SAMPLE_WIDTH], dtype="<i2")
+    return float(np.sqrt(np.mean(samples.astype(np.float32) ** 2))) if samples.size else 0.0
 
 
 def _model_file(model: str, suffixes: tuple[str, ...]) -> Path:
@@ -131,20 +170,74 @@ def _model_file(model: str, suffixes: tuple[str, ...]) -> Path:
     return path
 
 
+def _engine(config: WakeConfig) -> _Engine:
+    if config.engine == "micro":
+        return _MicroEngine(config.model)
+    if config.engine == "openwakeword":
+        return _OpenWakeWordEngine(config.model)
+    raise ConfigError(f"wake.engine: unknown engine {config.engine!r}")
+
+
+class OwnVoiceDetector:
+    """The wake word in what the assistant itself played, so that hearing it is not a wake.
+
+    The echo canceller (echo.py) hands over what the speaker played, as it reached the
+    microphone, with the moment it was captured (`hear`, from the canceller's thread). A
+    detection of the microphone's detector near such a moment is the assistant's own voice
+    (`said_near`); one elsewhere is a person's, even while the assistant speaks.
+    """
+
+    # Half the detector's cutoff: a "Jarvis" the assistant only half said still counts.
+    CUTOFF_SHARE = 0.5
+    # The microphone's detection comes after the reference's (the listener batches frames),
+    # or a little before (the two models peak at different frames).
+    BEFORE_S = 0.5
+    AFTER_S = 2.0
+    # Silence after the last played sample before the engine stops being fed.
+    IDLE_S = 2.0
+
+    def __init__(self, config: WakeConfig) -> None:
+        self._engine = _engine(config)
+        self.cutoff = (config.threshold or self._engine.cutoff) * self.CUTOFF_SHARE
+        self._lock = threading.Lock()
+        self._said: list[float] = []  # capture moments of the wake word in the reference
+        self._last_sound: float | None = None
+
+    def hear(self, samples, captured_at: float) -> None:
+        """What the speaker played, as captured at `captured_at` (end of `samples`)."""
+        data = samples.astype("<i2").tobytes() if hasattr(samples, "astype") else bytes(samples)
+        if any(data):
+            self._last_sound = captured_at
+        elif self._last_sound is None or captured_at - self._last_sound > self.IDLE_S:
+            return  # nothing played for a while: spare the CPU
+        if max(self._engine.scores(data), default=0.0) >= self.cutoff:
+            with self._lock:
+                self._said = [t for t in self._said if captured_at - t < 60.0] + [captured_at]
+
+    def said_near(self, moment: float) -> bool:
+        """Whether the assistant said the wake word close to `moment` (time.monotonic())."""
+        with self._lock:
+            return any(t - self.BEFORE_S <= moment <= t + self.AFTER_S for t in self._said)
+
+
+def stricter_cutoff(cutoff: float) -> float:
+    """The barge-in cutoff without echo cancellation: halfway from `cutoff` to certainty, since
+    the microphone also hears the assistant's own voice (0.97 -> 0.985, 0.5 -> 0.75)."""
+    return cutoff + (1.0 - cutoff) / 2
+
+
 class WakeDetector:
     """Streaming wake word detector; one per audio stream (engines keep state between frames)."""
 
     def __init__(self, config: WakeConfig, *, speaking_tail_s: float = DEFAULT_SPEAKING_TAIL_S):
         self.config = config
-        if config.engine == "micro":
-            self._engine: _Engine = _MicroEngine(config.model)
-        elif config.engine == "openwakeword":
-            self._engine = _OpenWakeWordEngine(config.model)
-        else:
-            raise ConfigError(f"wake.engine: unknown engine {config.engine!r}")
+        self._engine = _engine(config)
         self.model_name = self._engine.name
         self.cutoff = config.threshold or self._engine.cutoff
-        self.barge_in_cutoff = config.barge_in_threshold or self.cutoff
+        self.echo_cancelled = False
+        self.barge_in_cutoff = self._barge_in_cutoff()
+        # Set with echo cancellation: detections of the assistant's own voice are dropped.
+        self.own_voice: OwnVoiceDetector | None = None
         self.speaking_tail_s = speaking_tail_s
         # set_speaking() is called from the event loop while process() runs in a worker thread.
         self._lock = threading.Lock()
@@ -161,6 +254,18 @@ class WakeDetector:
     @property
     def speaking(self) -> bool:
         return self._speaking
+
+    def set_echo_cancelled(self, cancelled: bool) -> None:
+        """Whether the frames have the assistant's own voice removed (the default is not)."""
+        self.echo_cancelled = cancelled
+        self.barge_in_cutoff = self._barge_in_cutoff()
+
+    def _barge_in_cutoff(self) -> float:
+        if self.config.barge_in_threshold:
+            return self.config.barge_in_threshold
+        if self.echo_cancelled:
+            return self.cutoff
+        return stricter_cutoff(self.cutoff)
 
     def set_speaking(self, speaking: bool) -> None:
         with self._lock:
@@ -183,6 +288,10 @@ class WakeDetector:
             self_voice = self._speaking or now < self._speaking_until_s
             if self_voice and not (self.config.barge_in and best >= self.barge_in_cutoff):
                 log.debug("wake word %s ignored while speaking (score %.3f)", self.model_name, best)
+                return None
+            if self.own_voice is not None and self.own_voice.said_near(time.monotonic()):
+                log.debug("wake word %s ignored: the assistant said it (score %.3f)",
+                          self.model_name, best)
                 return None
             self._last_detection_s = now
         return Detection(model=self.model_name, score=best, time_s=now, barge_in=self_voice)

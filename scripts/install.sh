@@ -144,8 +144,9 @@ install_packages() {
   # libatomic1: vosk's aarch64 wheel links it and does not import without it.
   # alsa-utils: arecord/aplay to check the microphone and speaker by hand.
   # espeak-ng is not needed: piper's wheel carries its own espeak-ng data.
+  # libspeexdsp1: the echo canceller (audio.echo_canceller = "speex").
   local packages=(python3-venv python3-dev build-essential cmake pkg-config ca-certificates
-                  libportaudio2 libatomic1 alsa-utils mosquitto-clients)
+                  libportaudio2 libatomic1 libspeexdsp1 alsa-utils mosquitto-clients)
   # JetPack 6 is Ubuntu 22.04, whose python3 is 3.10.
   python=${PYTHON:-python3}
   if ! python_ok "$python"; then

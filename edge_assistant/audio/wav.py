@@ -234,7 +234,9 @@ class WavSink(Sink):
         generation = self._generation
         data = resample(as_int16(samples), sample_rate, self.sample_rate)
         if not self.realtime:
-            self._wav.writeframes(apply_volume(data, self._volume).astype("<i2").tobytes())
+            data = apply_volume(data, self._volume)
+            self._hand_over(data, self.sample_rate)
+            self._wav.writeframes(data.astype("<i2").tobytes())
             return True
         block = max(1, int(self.sample_rate * self.BLOCK_S))
         pacer = Pacer()
@@ -242,6 +244,7 @@ class WavSink(Sink):
             if generation != self._generation:
                 return False
             chunk = apply_volume(data[offset : offset + block], self._volume)
+            self._hand_over(chunk, self.sample_rate)
             self._wav.writeframes(chunk.astype("<i2").tobytes())
             await pacer.wait((offset + len(chunk)) / self.sample_rate)
         return generation == self._generation

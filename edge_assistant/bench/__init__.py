@@ -9,6 +9,8 @@ Sections, each runnable alone, and the module that measures them::
     stt       speech.py  real-time factor and end-of-speech-to-text latency per engine
     tts       speech.py  real-time factor and time to the first audio of a sentence
     wake      speech.py  CPU seconds per second of audio of the listening front end
+    wake_accuracy  wake_accuracy.py  recall of the wake phrase over every offline voice, clean
+                         and in noise, and false accepts per hour, for each wake engine
     idle      daemon.py  CPU of the whole daemon (a subprocess) while it waits for the wake word
     endpoint  endpoint.py  false cut-offs and end-of-turn delay of spoken questions with and
                          without a pause in mid-sentence: silence alone against Smart Turn

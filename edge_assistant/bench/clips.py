@@ -70,3 +70,20 @@ def insert_pause(speech: np.ndarray, prefix_alone_samples: int, pause_s: float) 
     cut = (low + int(np.argmin(levels[low:high]))) * frame + frame // 2
     silence = np.zeros(int(pause_s * pcm.SAMPLE_RATE), dtype=np.int16)
     return np.concatenate([speech[:cut], silence, speech[cut:]])
+
+
+def espeak_speech(text: str, voice: str = "en-us", speed: int = 160, pitch: int = 50) -> np.ndarray:
+    """`text` spoken by espeak-ng (a formant voice, far from piper's), as 16 kHz int16."""
+    import subprocess
+    import tempfile
+
+    from ..audio.wav import read_wav
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "speech.wav"
+        try:
+            subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch),
+                            "-w", str(path), text], check=True, capture_output=True)
+        except (OSError, subprocess.CalledProcessError) as error:
+            raise BenchError(f"espeak-ng cannot speak (sudo apt-get install espeak-ng): {error}") from None
+        return read_wav(path)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SECTIONS = ("llm", "kv_reuse", "stt", "tts", "wake", "idle", "endpoint", "e2e", "barge_in", "stop", "home",
-            "memory")
+SECTIONS = ("llm", "kv_reuse", "stt", "tts", "wake", "wake_accuracy", "idle", "endpoint", "e2e", "barge_in",
+            "stop", "home", "memory")
 DEFAULT_RUNS = 5
 QUICK_RUNS = 2
 DEFAULT_QUESTION = "What is the capital of France?"

@@ -22,6 +22,7 @@ from .machine import load_average, machine_info, model_info
 from .options import SECTIONS, BenchOptions, SectionSkipped
 from .report import TARGETS, Report
 from .speech import bench_stt, bench_tts, bench_wake
+from .wake_accuracy import bench_wake_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ MEASURES: dict[str, Measure] = {
     "stt": bench_stt,
     "tts": bench_tts,
     "wake": bench_wake,
+    "wake_accuracy": bench_wake_accuracy,
     "idle": bench_idle,
     "endpoint": bench_endpoint,
     "e2e": bench_e2e,

@@ -1,0 +1,227 @@
+"""The whole assistant in a simulated room, in real time: what it says comes back into its
+microphone 120 ms later through the room's reflections (tests/support/room.py), and the echo
+canceller (edge_assistant/echo.py) takes it out again.
+
+The speaker is the real-time WAV sink the daemon uses with --output, the microphone the room's;
+the wake word, VAD, recognizer and voice are the real ones, the LLM the tiny test model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+import numpy as np
+import pytest
+
+from edge_assistant.audio.earcons import earcon
+from edge_assistant.audio.pcm import SAMPLE_RATE
+from edge_assistant.audio.wav import WavSink
+from edge_assistant.bench.clips import espeak_speech
+from edge_assistant.chat import ChatSession
+from edge_assistant.config import AudioConfig, Config, LlmConfig, PromptConfig, ServiceConfig, TtsConfig, VadConfig
+from edge_assistant.echo import with_echo_cancellation
+from edge_assistant.events import Command
+from edge_assistant.listener import Listener
+from edge_assistant.llama_engine import LlamaEngine
+from edge_assistant.pipeline import Assistant
+from edge_assistant.prompt import PromptBuilder
+from edge_assistant.service import connect_echo_cancellation
+from edge_assistant.tts import Synthesizer
+from tests.support.room import SimulatedRoom
+
+pytestmark = pytest.mark.slow
+
+# Replies in the assistant's own voice, each with the wake word in it.
+REPLIES = [
+    "Hey Jarvis is the phrase that wakes me.", "I am Jarvis, how can I help?",
+    "Say Hey Jarvis when you need me.", "Jarvis here. The timer is set.",
+    "Hey Jarvis, hey Jarvis, that is me.", "Jarvis thinks it will rain today.",
+    "You called Jarvis. The lights are off.", "Hey Jarvis. Done.",
+    "This is Jarvis speaking from the kitchen.", "Jarvis reminds you of the meeting at ten.",
+    "Hey Jarvis, remember to water the plants.", "Jarvis says good night.",
+    "Next time, just say Hey Jarvis.", "Jarvis turned the heating up.",
+    "Hey Jarvis was heard, and the music is paused.", "Jarvis found three timers.",
+    "Okay, Hey Jarvis is listening.", "Jarvis cannot find that song.",
+    "Hey Jarvis, the oven is hot.", "Jarvis wishes you a good morning.",
+]
+# What the person answers after some of them, in another voice than the assistant's.
+ANSWERS = {3: "yes please", 8: "no thanks", 13: "turn it off", 18: "yes please"}
+LONG_REPLY = ("The weather today is sunny with a high of twenty degrees. Rain is expected "
+              "tomorrow afternoon, so take an umbrella when you go out. The evening will be cool "
+              "and calm, with a light breeze from the west, and the weekend will be warm again.")
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z']+", text.lower()))
+
+
+@pytest.fixture(scope="module")
+def listener_models():
+    return Listener(Config())
+
+
+@pytest.fixture(scope="module")
+def synthesizer():
+    return Synthesizer(TtsConfig(noise_scale=0.0, noise_w_scale=0.0))
+
+
+class Room:
+    """The assistant with its speaker and microphone in a simulated room."""
+
+    def __init__(self, tmp_path, gguf, listener, synthesizer, *, echo_cancellation=True,
+                 earcons=False, follow_up_s=0.0, no_speech_timeout_s=6.0):
+        config = Config(
+            audio=AudioConfig(echo_cancellation=echo_cancellation),
+            llm=LlmConfig(n_ctx=512, max_tokens=3, temperature=0.0, seed=1),
+            prompt=PromptConfig(template="chatml"),
+            vad=VadConfig(no_speech_timeout_s=no_speech_timeout_s),
+            service=ServiceConfig(earcons=earcons, follow_up_s=follow_up_s),
+        )
+        engine = LlamaEngine(config.llm, gguf)
+        listener.config = config
+        self.room = SimulatedRoom(delay_s=0.12, duration_s=300.0)
+        sink = WavSink(tmp_path / "speaker.wav", sample_rate=SAMPLE_RATE, realtime=True)
+        sink.taps.append(self.room.speaker_tap)
+        self.microphone = self.room.microphone()
+        source = with_echo_cancellation(self.microphone, sink, config.audio)
+        assert getattr(source, "cancels_echo", False) == echo_cancellation
+        connect_echo_cancellation(source, listener.wake)
+        self.source = source
+        builder = PromptBuilder(config.prompt, engine.tokenizer, config.llm.n_ctx, config.llm.max_tokens)
+        sounds = {"wake": earcon("wake")} if earcons else {}
+        self.assistant = Assistant(config, session=ChatSession(engine, builder), synthesizer=synthesizer,
+                                   sink=sink, listener=listener, source=source, earcons=sounds)
+        self.events: list = []
+        self.assistant.subscribers.append(lambda event: self.events.append(event))
+
+    def of_type(self, kind: str, since: int = 0) -> list:
+        return [event for event in self.events[since:] if event.type == kind]
+
+    async def wait_for(self, predicate, since: int = 0, timeout: float = 60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for index, event in enumerate(self.events[since:], start=since):
+                if predicate(event):
+                    return index, event
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"timed out; events: {[event.type for event in self.events[since:]]}")
+
+    def announce(self, text: str, request_id: str, then_listen: bool = False) -> None:
+        self.assistant.handle_command(Command(
+            "announce", {"text": text, "chime": False, "then_listen": then_listen}, request_id))
+
+
+def test_the_assistant_does_not_hear_itself(tmp_path, tiny_gguf, listener_models, synthesizer):
+    answers = {index: espeak_speech(text, "en-gb", 160) for index, text in ANSWERS.items()}
+
+    async def scenario(room: Room):
+        room.assistant.start()
+        await asyncio.sleep(0.5)
+        transcripts = []
+        for index, reply in enumerate(REPLIES):
+            since = len(room.events)
+            room.announce(reply, f"r{index}", then_listen=True)
+            stop, _ = await room.wait_for(lambda e: e.type == "tts_stop", since)
+            listening, _ = await room.wait_for(
+                lambda e: e.type == "state" and e.data["state"] in ("listening", "idle"), stop)
+            if index in answers:
+                await asyncio.sleep(0.5)  # the person takes a moment to answer
+                room.room.say(answers[index])
+                _, transcript = await room.wait_for(lambda e: e.type == "transcript", listening)
+                transcripts.append((reply, ANSWERS[index], transcript.data["text"]))
+                # The tiny model's few words of reply, then the next announcement.
+                await room.wait_for(lambda e: e.type == "reply", listening)
+                await room.assistant.idle()
+            else:
+                # Nobody answers: the follow-up window ends without anything heard.
+                await room.wait_for(lambda e: e.type == "speech_end", listening)
+        await room.assistant.stop()
+        return transcripts
+
+    room = Room(tmp_path, tiny_gguf, listener_models, synthesizer, follow_up_s=1.5)
+    transcripts = asyncio.run(scenario(room))
+    assert room.of_type("wake") == [], "the assistant woke itself"
+    assert room.source.status.delay_ms == pytest.approx(120.0, abs=15.0)
+    # Every follow-up without an answer heard nothing: no speech, so no transcript.
+    assert len(room.of_type("transcript")) == len(ANSWERS)
+    for reply, answer, heard in transcripts:
+        own = words(reply) - words(answer)
+        assert not words(heard) & own, f"after {reply!r} the person's {answer!r} was heard as {heard!r}"
+        assert words(answer) <= words(heard), f"{answer!r} was heard as {heard!r}"
+
+
+def test_a_person_still_barges_in_over_the_assistant(tmp_path, tiny_gguf, listener_models, synthesizer):
+    hey_jarvis = espeak_speech("Hey Jarvis", "en-us+f3", 150)
+
+    async def scenario(room: Room):
+        room.assistant.start()
+        # A first reply, heard to its end: the canceller learns the room.
+        room.announce(LONG_REPLY, "warm-up")
+        stop, _ = await room.wait_for(lambda e: e.type == "tts_stop")
+        await room.assistant.idle()
+        since = len(room.events)
+        room.announce(LONG_REPLY, "interrupted")
+        await room.wait_for(lambda e: e.type == "tts_start", since)
+        await asyncio.sleep(3.0)
+        said_at = time.monotonic()
+        room.room.say(hey_jarvis)
+        _, wake = await room.wait_for(lambda e: e.type == "wake", since, timeout=10.0)
+        woke_after = time.monotonic() - said_at
+        _, stopped = await room.wait_for(lambda e: e.type == "tts_stop", since)
+        await room.assistant.stop()
+        return wake, stopped, woke_after
+
+    room = Room(tmp_path, tiny_gguf, listener_models, synthesizer)
+    wake, stopped, woke_after = asyncio.run(scenario(room))
+    assert stopped.data["cancelled"] is True and stopped.request_id == "interrupted"
+    assert woke_after < 3.0
+    # Only the person's wake word woke it: the assistant's reply had none.
+    assert len(room.of_type("wake")) == 1
+
+
+@pytest.mark.parametrize("echo_cancellation", [True, False])
+def test_the_wake_earcon_does_not_reach_the_endpointer(tmp_path, tiny_gguf, listener_models, synthesizer,
+                                                       echo_cancellation):
+    hey_jarvis = espeak_speech("Hey Jarvis", "en-us+f3", 150)
+    heard: list[bytes] = []
+    room = Room(tmp_path, tiny_gguf, listener_models, synthesizer, echo_cancellation=echo_cancellation,
+                earcons=True, no_speech_timeout_s=1.5)
+    listener = room.assistant.listener
+    real_run = listener.run
+
+    async def run_recording(frames, emit, **options):
+        async def recorded():
+            async for frame in frames:
+                heard.append(frame)
+                yield frame
+
+        await real_run(recorded(), emit, **options)
+
+    listener.run = run_recording
+
+    async def scenario():
+        room.assistant.start()
+        await asyncio.sleep(1.0)
+        room.room.say(hey_jarvis)
+        wake, _ = await room.wait_for(lambda e: e.type == "wake")
+        await room.wait_for(lambda e: e.type == "speech_end", wake)
+        await room.assistant.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        del listener.run
+    # Nobody spoke after the wake word: the turn timed out, the earcon was not speech.
+    assert not room.of_type("speech_start")
+    assert room.of_type("speech_end")[0].data["reason"] == "timeout"
+    # What the endpointer got while the earcon's echo was in the room: near the room's noise.
+    start, earcon_samples = room.room.played[0]
+    first = start + room.room.delay
+    # Every frame reached the listener (nothing was muted), so the k-th starts at this sample.
+    samples = np.frombuffer(b"".join(heard), dtype="<i2").astype(np.float64)
+    during = samples[first - room.microphone.first_index :][: earcon_samples.size]
+    level = np.sqrt(np.mean(during**2))
+    echo_level = np.sqrt(np.mean(room.room.echo_track[first : first + earcon_samples.size] ** 2))
+    assert during.size and level < echo_level / 10, f"{level:.0f} rms reached the endpointer (echo {echo_level:.0f})"
