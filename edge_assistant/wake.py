@@ -187,8 +187,10 @@ class OwnVoiceDetector:
     (`said_near`); one elsewhere is a person's, even while the assistant speaks.
     """
 
-    # Half the detector's cutoff: a "Jarvis" the assistant only half said still counts.
-    CUTOFF_SHARE = 0.5
+    # A tenth of the detector's cutoff: what is left of the assistant's voice after cancelling
+    # may score far higher than the clean voice did ("I am Jarvis" scores 0.38 with
+    # openWakeWord; its echo 0.96), while speech without the wake word stays near 0.02.
+    CUTOFF_SHARE = 0.1
     # The microphone's detection comes after the reference's (the listener batches frames),
     # or a little before (the two models peak at different frames).
     BEFORE_S = 0.5

@@ -20,16 +20,15 @@ from edge_assistant.audio.pcm import SAMPLE_RATE
 from edge_assistant.audio.wav import WavSink
 from edge_assistant.bench.clips import espeak_speech
 from edge_assistant.chat import ChatSession
-from edge_assistant.config import AudioConfig, Config, LlmConfig, PromptConfig, ServiceConfig, TtsConfig, VadConfig
+from edge_assistant.config import AudioConfig, Config, LlmConfig, PromptConfig, ServiceConfig, VadConfig
 from edge_assistant.echo import with_echo_cancellation
 from edge_assistant.events import Command
-from edge_assistant.listener import Listener
 from edge_assistant.llama_engine import LlamaEngine
 from edge_assistant.pipeline import Assistant
 from edge_assistant.prompt import PromptBuilder
 from edge_assistant.service import connect_echo_cancellation
-from edge_assistant.tts import Synthesizer
 from tests.support.room import SimulatedRoom
+from tests.test_pipeline import listener_models, synthesizer  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -55,16 +54,6 @@ LONG_REPLY = ("The weather today is sunny with a high of twenty degrees. Rain is
 
 def words(text: str) -> set[str]:
     return set(re.findall(r"[a-z']+", text.lower()))
-
-
-@pytest.fixture(scope="module")
-def listener_models():
-    return Listener(Config())
-
-
-@pytest.fixture(scope="module")
-def synthesizer():
-    return Synthesizer(TtsConfig(noise_scale=0.0, noise_w_scale=0.0))
 
 
 class Room:
@@ -106,7 +95,8 @@ class Room:
                 if predicate(event):
                     return index, event
             await asyncio.sleep(0.02)
-        raise AssertionError(f"timed out; events: {[event.type for event in self.events[since:]]}")
+        recent = [(event.type, event.data) for event in self.events[max(0, since - 5):]]
+        raise AssertionError(f"timed out; events from {since} - 5: {recent}")
 
     def announce(self, text: str, request_id: str, then_listen: bool = False) -> None:
         self.assistant.handle_command(Command(
