@@ -17,7 +17,6 @@ to ask about) and gives, all from the same table of tools:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
@@ -157,7 +156,9 @@ class Toolbox:
 
     def grammar(self) -> Any:
         """The GBNF as a `llama_cpp.LlamaGrammar`."""
-        return _compile(self.gbnf())
+        from ..llama_engine import compiled_grammar
+
+        return compiled_grammar(self.gbnf())
 
     # -- schemas -------------------------------------------------------------------------------
 
@@ -273,10 +274,3 @@ def _literal(text: str) -> str:
 
 def _context_text(text: str) -> str:
     return clean_text(text, MAX_CONTEXT_NAME_CHARS).replace(";", ",")
-
-
-@functools.lru_cache(maxsize=4)
-def _compile(gbnf: str) -> Any:
-    from llama_cpp import LlamaGrammar
-
-    return LlamaGrammar.from_string(gbnf, verbose=False)
