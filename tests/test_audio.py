@@ -18,8 +18,11 @@ import soundfile
 from edge_assistant.audio.devices import (
     PORTAUDIO_LOCK,
     AudioDeviceError,
+    AudioDeviceMissing,
+    alsa_pcm_name,
     format_devices,
     list_devices,
+    open_stream,
     rescan_devices,
 )
 from edge_assistant.audio.earcons import earcon
@@ -510,6 +513,30 @@ def test_list_devices_shows_the_file_devices(alsa_devices):
     assert devices["testspk"]["max_output_channels"] > 0
     assert devices["testmic"]["default_samplerate"] > 0
     assert "testmic" in format_devices()
+
+
+def test_alsa_pcm_names_behind_portaudio_devices():
+    assert alsa_pcm_name({"name": "USB PnP Sound Device: Audio (hw:1,0)", "hostapi": "ALSA"}) == "hw:1,0"
+    assert alsa_pcm_name({"name": "default", "hostapi": "ALSA"}) == "default"
+    assert alsa_pcm_name({"name": "system", "hostapi": "JACK Audio Connection Kit"}) is None
+
+
+def test_a_vanished_device_is_refused_before_portaudio_is_asked(alsa_devices):
+    """PortAudio's ALSA code can take a failed open for a success while another stream's callback
+    runs, and abort the whole process: a device ALSA cannot open never reaches it."""
+    listed = {device["name"]: device for device in list_devices()}
+    asked = []
+
+    def factory(**kwargs):
+        asked.append(kwargs)
+        raise AssertionError("PortAudio was asked to open a device that is gone")
+
+    alsa_devices.remove_device("testspk")
+    alsa_devices.remove_input()
+    for name, kind in (("testspk", "output"), ("testmic", "input")):
+        with pytest.raises(AudioDeviceMissing, match=name):
+            open_stream(factory, listed[name], 16000, kind)
+    assert asked == []
 
 
 @pytest.mark.parametrize("frame_ms", [10, 30])

@@ -8,7 +8,11 @@ starts PortAudio, and file-only users need no sound stack.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
+import re
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -150,6 +154,58 @@ def find_device(spec: str | int, kind: str) -> dict[str, Any]:
         return _match_device(spec, kind)
 
 
+_ALSA_HARDWARE_NAME = re.compile(r"\((hw:\d+,\d+)\)$")
+_SND_PCM_STREAM = {"output": 0, "input": 1}  # SND_PCM_STREAM_PLAYBACK, SND_PCM_STREAM_CAPTURE
+_SND_PCM_NONBLOCK = 1
+
+
+@functools.cache
+def _libasound() -> Any:
+    """ALSA's library, or None where there is none (not Linux, or another PortAudio host API)."""
+    name = ctypes.util.find_library("asound")
+    if name is None:
+        return None
+    try:
+        library = ctypes.CDLL(name)
+    except OSError:
+        return None
+    library.snd_pcm_open.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_char_p, ctypes.c_int, ctypes.c_int]
+    library.snd_pcm_close.argtypes = [ctypes.c_void_p]
+    library.snd_strerror.restype = ctypes.c_char_p
+    return library
+
+
+def alsa_pcm_name(device: dict[str, Any]) -> str | None:
+    """The ALSA PCM behind a PortAudio ALSA device: "hw:1,0" for a card ("USB Audio: - (hw:1,0)"),
+    the name itself for a configured PCM ("default", "dmix", a `pcm.x` of asound.conf); None for
+    another host API."""
+    if device.get("hostapi", "ALSA") != "ALSA":
+        return None
+    hardware = _ALSA_HARDWARE_NAME.search(device["name"])
+    return hardware.group(1) if hardware else device["name"]
+
+
+def check_alsa_openable(device: dict[str, Any], kind: str) -> None:
+    """Raise `AudioDeviceMissing` if ALSA cannot open the device's PCM now (unplugged, or gone
+    from the configuration since PortAudio listed it).
+
+    Asked of ALSA directly, because PortAudio must never be asked: its ALSA code keeps the error
+    of a failed open in a process-wide variable that a running stream's callback thread also
+    writes, so a failed open can be taken for a success and abort the process on an assertion
+    (PortAudio issue #278). A device gone in the microseconds between this check and the open
+    remains a (much smaller) risk.
+    """
+    library, name = _libasound(), alsa_pcm_name(device)
+    if library is None or name is None:
+        return
+    handle = ctypes.c_void_p()
+    error = library.snd_pcm_open(ctypes.byref(handle), name.encode(), _SND_PCM_STREAM[kind], _SND_PCM_NONBLOCK)
+    if error < 0:
+        reason = library.snd_strerror(error).decode(errors="replace")
+        raise AudioDeviceMissing(f"cannot open {kind} device {device['name']!r}: {reason}")
+    library.snd_pcm_close(handle)
+
+
 def open_stream(
     factory: Callable[..., Any], device: dict[str, Any], rate: int, kind: str, *, start: bool = True,
     **kwargs: Any,
@@ -161,6 +217,7 @@ def open_stream(
     """
     global _open_streams
     sd = load_sounddevice()
+    check_alsa_openable(device, kind)
     error: Exception | None = None
     for channels in (1, 2):
         if channels > device[f"max_{kind}_channels"]:
