@@ -352,10 +352,11 @@ EOF
   fi
   if version_ge "$systemd_version" 253; then
     cat <<'EOF'
-# systemd >= 253 speaks the daemon's reload protocol itself (RELOADING=1 with MONOTONIC_USEC=,
-# then READY=1) and holds `systemctl reload` until it is done. ExecReload= stays: it asks for
-# the reload and fails it when the new config is refused, so systemd's own reload signal is
-# not needed; SIGCONT does nothing to a running process.
+# systemd >= 253 knows the daemon's reload protocol: if the daemon last said RELOADING=1 when
+# ExecReload= exits, `systemctl reload` goes on until its READY=1. ExecReload= stays: it asks
+# for the reload and fails it when the new config is refused (a reload by the signal alone
+# cannot fail), so systemd's own reload signal is not needed; SIGCONT does nothing to a
+# running process.
 Type=notify-reload
 ReloadSignal=SIGCONT
 EOF
