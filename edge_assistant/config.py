@@ -94,6 +94,10 @@ class WakeConfig:
     # and a stricter one otherwise, since the microphone also hears the assistant's own voice.
     barge_in: bool = True
     barge_in_threshold: float = field(default=0.0, metadata=_between(0.0, 1.0))
+    # "Stop" ends what the assistant says or rings, heard by a small model of its own
+    # (stop_word.py) while it speaks; 0 keeps that model's cutoff.
+    stop_word: bool = True
+    stop_word_threshold: float = field(default=0.0, metadata=_between(0.0, 1.0))
 
 
 @dataclass(frozen=True)

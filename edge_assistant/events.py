@@ -32,6 +32,7 @@ STATES = tuple(State)
 EVENT_TYPES = (
     "state",  # {"state": one of STATES}
     "wake",  # {"model", "score"}
+    "stop_word",  # {"score"}: "stop" heard while the assistant spoke or rang
     "speech_start",  # {}
     "speech_end",  # {"duration_s", "reason": "silence" | "end_of_turn" | "max_length" | "timeout"}
     "transcript_partial",  # {"text"}

@@ -37,6 +37,7 @@ from typing import AsyncIterable, Awaitable, Callable
 from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 from .config import Config
 from .events import Event, new_id
+from .stop_word import StopWordDetector
 from .stt import Transcriber, create_transcriber
 from .turn_end import TurnEndModel, ends_mid_phrase, load_configured
 from .vad import REASON_TIMEOUT, EndpointEvent, Endpointer, VoiceActivityDetector
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 
 BATCH_S = 0.1
 _BATCH_BYTES = int(BATCH_S * SAMPLE_RATE) * SAMPLE_WIDTH
+# After the assistant said "stop": the device's buffer, the room's echo and the stop word's
+# own delay.
+_OWN_STOP_TAIL_S = 1.5
 
 Emit = Callable[[Event], "Awaitable[None] | None"]
 
@@ -101,6 +105,14 @@ class Listener:
     ) -> None:
         self.config = config
         self.wake = WakeDetector(config.wake) if config.wake.enabled else None
+        self.stop_word = (StopWordDetector(cutoff=config.wake.stop_word_threshold)
+                          if config.wake.stop_word else None)
+        # The stop word only hears while the assistant speaks: when that starts, it is first
+        # fed the last second, so that its context is fresh and a "stop" is heard whole.
+        self._stop_word_wanted = False
+        self._stop_word_on = False
+        self._stop_word_held_until = 0.0  # time.monotonic(): the assistant says "stop" itself
+        self._recent = bytearray()
         vad = VoiceActivityDetector(config.vad.engine)
         # turn_end: the end-of-turn model; None loads vad.smart_turn_model if vad.smart_turn.
         if turn_end is None:
@@ -146,9 +158,16 @@ class Listener:
     # --- control, from any thread -----------------------------------------------------------
 
     def set_speaking(self, speaking: bool) -> None:
-        """The assistant is (not) speaking: its own voice must not wake it."""
+        """The assistant is (not) speaking: its own voice must not wake it, and "stop" ends it."""
         if self.wake is not None:
             self.wake.set_speaking(speaking)
+        self._stop_word_wanted = speaking
+
+    def hold_stop_word(self, seconds: float) -> None:
+        """The assistant is about to say "stop" (or a word like it) for `seconds`: its own voice,
+        and the room's echo of it, must not stop it."""
+        self._stop_word_held_until = max(self._stop_word_held_until,
+                                         time.monotonic() + seconds + _OWN_STOP_TAIL_S)
 
     def listen_now(self, no_speech_timeout_s: float | None = None) -> None:
         """Skip the wake word for the next turn (MQTT `listen`, a follow-up window).
@@ -178,6 +197,8 @@ class Listener:
         self.endpointer.reset()
         if self.wake is not None:
             self.wake.reset()
+        self._stop_word_on = False
+        self._recent.clear()
         if skip_wake:
             self.listen_now()
 
@@ -191,6 +212,8 @@ class Listener:
             # openWakeWord costs most of a second of CPU); while listening, its detections
             # are dropped.
             detection = self.wake.process(frame) if self.wake is not None else None
+            if self.stop_word is not None:
+                self._hear_stop_word(frame, events)
             if not self._listening:
                 self._take_listen_request()
             if self._listening:
@@ -205,6 +228,24 @@ class Listener:
                 # The VAD only hears frames past the wake word.
                 self._vad_in_sync = False
         return events
+
+    def _hear_stop_word(self, frame: bytes, events: list[Event]) -> None:
+        assert self.stop_word is not None
+        if not self._stop_word_wanted:
+            self._stop_word_on = False
+            self._recent += frame
+            del self._recent[: max(0, len(self._recent) - self.stop_word.context_bytes)]
+            return
+        if not self._stop_word_on:
+            self._stop_word_on = True
+            self.stop_word.process(bytes(self._recent))
+            self._recent.clear()
+        score = self.stop_word.process(frame)
+        if score is not None:
+            if time.monotonic() < self._stop_word_held_until:
+                log.debug("stop word ignored: the assistant says it (score %.3f)", score)
+            else:
+                events.append(Event("stop_word", {"score": round(score, 3)}))
 
     def flush(self) -> list[Event]:
         """The stream ended: close an utterance in progress."""

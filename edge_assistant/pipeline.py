@@ -33,6 +33,7 @@ from .events import Command, Event, State, new_id
 from .health import log_fault
 from .respond import Responder, Response
 from .sentences import SentenceSplitter
+from .stop_word import says_stop
 from .timers import TimerError, run_timer_command
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,8 @@ class SpeechListener(Protocol):
     def listen_now(self, timeout_s: float | None = None) -> None: ...
 
     def set_speaking(self, speaking: bool) -> None: ...
+
+    def hold_stop_word(self, seconds: float) -> None: ...
 
 
 class TimerControl(Protocol):
@@ -358,6 +361,9 @@ class Assistant:
                 self.cancel_turn("wake word")
             self.set_state(State.LISTENING, event.turn_id)
             self._play_earcon("wake")
+        elif event.type == "stop_word":
+            self._stop_ringing("stop word")
+            self.cancel_turn("stop word")
         elif event.type == "transcript":
             text = str(event.data.get("text", "")).strip()
             if text:
@@ -631,6 +637,8 @@ class Assistant:
                                 request_id=request.request_id))
             if item.first_of_sentence:
                 turn.spoken.append(item.text)
+            if self.listener is not None and says_stop(item.text):
+                self.listener.hold_stop_word(len(item.samples) / item.sample_rate)
             try:
                 await self.sink.play(item.samples, item.sample_rate)
             except Exception as error:

@@ -184,11 +184,11 @@ def connect_echo_cancellation(source: Any, wake: Any) -> None:
     """Tell the wake detector whether `source` cancels the assistant's voice: barge-in is then
     at the normal threshold, and the wake word the assistant says itself is known from what it
     played (so it is not taken for a person's)."""
-    from .wake import OwnVoiceDetector
+    from .wake import own_wake_word
 
     cancels = bool(getattr(source, "cancels_echo", False))
     wake.set_echo_cancelled(cancels)
-    wake.own_voice = OwnVoiceDetector(wake.config) if cancels else None
+    wake.own_voice = own_wake_word(wake.config) if cancels else None
     if cancels:
         source.processor.hear_played = wake.own_voice.hear
 
@@ -259,6 +259,7 @@ class Service:
         self.health.listeners.append(self._on_health)
         # What STATUS= starts with: the assistant's state once it runs.
         self.state = "starting"
+        self._last_status: str | None = None  # the STATUS= systemd was last told
         self._loop: asyncio.AbstractEventLoop | None = None
         # A checked config to run next (a reload), the outcome of the reload under way, the
         # task checking it, and how the last one went.
@@ -297,12 +298,13 @@ class Service:
         log.info("reloading %s", self.config_path or "the config")
         self.notifier.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}\n"
                              f"STATUS=reloading {self.config_path or 'the config'}")
+        self._last_status = None
         try:
             config = await asyncio.to_thread(load_checked, self.config_path)
         except Exception as error:  # ConfigError names the key; anything else is said as it is
             self._reload_failed(str(error) if isinstance(error, config_module.ConfigError)
                                 else f"{type(error).__name__}: {error}")
-            self.notifier.notify(f"READY=1\nSTATUS={self.health.status(self.state)}")
+            self._notify_status(ready=True)
             return
         if self._stop_requested:
             self._reload_failed("the service is stopping", report=False)
@@ -339,8 +341,15 @@ class Service:
             except RuntimeError:  # the loop has closed: the service is gone
                 pass
 
-    def _notify_status(self) -> None:
-        self.notifier.notify(f"STATUS={self.health.status(self.state)}")
+    def _notify_status(self, ready: bool = False) -> None:
+        """STATUS= to systemd when it changed (several parts may report the same moment),
+        with READY=1 when `ready`."""
+        status = self.health.status(self.state)
+        if ready:
+            self.notifier.notify(f"READY=1\nSTATUS={status}")
+        elif status != self._last_status:
+            self.notifier.notify(f"STATUS={status}")
+        self._last_status = status
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -479,10 +488,12 @@ class Service:
                 # The retained timers list is built from events: the restored ones go on it.
                 assistant.emit(Event("timer_updated", scheduler.event_data(timer)))
             self.state = assistant.state
-            self.notifier.notify(f"READY=1\nSTATUS={self.health.status(self.state)}")
-            if self._fallback is not None:
-                self._fallback = None
+            reloaded, self._fallback = self._fallback is not None, None
+            if reloaded:
+                # Before READY=1: its STATUS= must not still say an earlier reload failed.
                 self.health.ok("config", config.source)
+            self._notify_status(ready=True)
+            if reloaded:
                 self._reload_done({"ok": True, "error": ""})
                 log.info("reloaded %s", config.source)
             log.info("ready: model %s (%s), device id %s", session.engine.info.name,

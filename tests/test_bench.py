@@ -333,13 +333,30 @@ def test_home_section_matches_every_template_command_and_says_how_the_llm_did(tm
 
 
 @pytest.mark.slow
-def test_stop_section_stops_a_ring_with_the_spoken_word(tmp_path, scripted_gguf):
+def test_stop_section_stops_replies_and_rings_with_the_spoken_word(tmp_path, scripted_gguf):
     out = tmp_path / "stop.json"
     result = run_bench(write_config(tmp_path, scripted_gguf), "--only", "stop", "--quick", "--json", str(out))
     assert result.returncode == 0, result.stderr
     values = json.loads(out.read_text())
-    check_figures(values, {"stop.word_to_stop_s": (0.0, 10.0)})
+    assert "stop.error" not in values and "stop.skipped" not in values
+    check_figures(values, {
+        "stop.word_to_silence_s": (0.0, 5.0),
+        "stop.heard_to_silence_s": (-0.001, 3.0),
+        "stop.ring_word_to_stop_s": (0.0, 5.0),
+        "stop.between_rings_word_to_stop_s": (0.0, 10.0),
+    })
+    # The stop word hears the held-out voices it is measured on.
+    assert values["stop.voices"] >= 3 and values["stop.recall_clean"] >= 0.5
+    assert values["stop.false_accepts_per_hour"] >= 0.0 and values["stop.false_accept_hours"] > 0
     check_targets(values)
+
+
+def test_stop_section_needs_the_stop_word(tmp_path):
+    config = write_config(tmp_path, tmp_path / "unused.gguf", extra="[wake]\nstop_word = false")
+    out = tmp_path / "bench.json"
+    done = run_bench(config, "--only", "stop", "--json", str(out), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text())["stop.skipped"].startswith("wake.stop_word is false")
 
 
 def test_wake_accuracy_measures_both_engines_on_the_same_voices(tmp_path):

@@ -133,6 +133,7 @@ def test_the_assistant_does_not_hear_itself(tmp_path, tiny_gguf, listener_models
     room = Room(tmp_path, tiny_gguf, listener_models, synthesizer, follow_up_s=1.5)
     transcripts = asyncio.run(scenario(room))
     assert room.of_type("wake") == [], "the assistant woke itself"
+    assert room.of_type("stop_word") == [], "the assistant stopped itself"
     assert room.source.status.delay_ms == pytest.approx(120.0, abs=15.0)
     # Every follow-up without an answer heard nothing: no speech, so no transcript.
     assert len(room.of_type("transcript")) == len(ANSWERS)
@@ -169,6 +170,43 @@ def test_a_person_still_barges_in_over_the_assistant(tmp_path, tiny_gguf, listen
     assert woke_after < 3.0
     # Only the person's wake word woke it: the assistant's reply had none.
     assert len(room.of_type("wake")) == 1
+
+
+STOPPING_REPLY = ("Don't stop now: stir the sauce until it thickens, then stop. The bus stop is near. "
+                  "Stop the oven at six, and stop by the shop on the way home. Stop!")
+
+
+def test_stop_said_by_a_person_ends_a_reply_and_said_by_the_assistant_does_not(
+        tmp_path, tiny_gguf, listener_models, synthesizer):
+    stop = espeak_speech("Stop.", "en-us+f5", 150)  # a voice the stop word model never heard
+
+    async def scenario(room: Room):
+        room.assistant.start()
+        room.announce(LONG_REPLY, "warm-up")  # the canceller learns the room
+        await room.wait_for(lambda e: e.type == "tts_stop")
+        await room.assistant.idle()
+        since = len(room.events)
+        room.announce(STOPPING_REPLY, "says-stop")
+        _, own = await room.wait_for(lambda e: e.type == "tts_stop", since, timeout=90.0)
+        await room.assistant.idle()
+        since = len(room.events)
+        room.announce(LONG_REPLY, "interrupted")
+        await room.wait_for(lambda e: e.type == "tts_start", since)
+        await asyncio.sleep(3.0)
+        said_at = time.monotonic()
+        room.room.say(stop)
+        _, heard = await room.wait_for(lambda e: e.type == "stop_word", since, timeout=10.0)
+        heard_after = time.monotonic() - said_at
+        _, stopped = await room.wait_for(lambda e: e.type == "tts_stop", since)
+        await room.assistant.stop()
+        return own, stopped, heard_after
+
+    room = Room(tmp_path, tiny_gguf, listener_models, synthesizer)
+    own, stopped, heard_after = asyncio.run(scenario(room))
+    assert own.data["cancelled"] is False, "the assistant's own \"stop\" stopped it"
+    assert stopped.data["cancelled"] is True and stopped.request_id == "interrupted"
+    assert heard_after < 3.0
+    assert len(room.of_type("stop_word")) == 1
 
 
 @pytest.mark.parametrize("echo_cancellation", [True, False])

@@ -38,10 +38,11 @@ def wake_phrase(config: Config) -> str:
     return " ".join(word.capitalize() for word in model.split("_")) + "."
 
 
-async def _interrupted_reply(loaded: LoadedModels, config: Config, wake_clip: Clip, folder: Path,
-                             index: int) -> tuple[float, float, float]:
-    """One reply cut by the wake word: seconds from the wake event to silence and to the end of
-    the turn, and from the end of the spoken wake word to silence."""
+async def interrupted_reply(loaded: LoadedModels, config: Config, clip: Clip, folder: Path,
+                            index: int, heard: str = "wake") -> tuple[float, float, float]:
+    """One reply cut by what `clip` says (the wake word, or "stop": the `heard` event): seconds
+    from that event to silence and to the end of the turn, and from the end of the spoken word
+    to silence."""
     from ..events import Command
     from ..pipeline import Assistant
 
@@ -56,8 +57,8 @@ async def _interrupted_reply(loaded: LoadedModels, config: Config, wake_clip: Cl
         assistant.handle_command(Command("say", {"text": LONG_REPLY}, f"barge-in-{index}"))
         await events.wait_for("tts_start")
         await asyncio.sleep(SPEAKING_BEFORE_WAKE_S)
-        microphone.speak(wake_clip)
-        wake = await events.wait_for("wake", WAKE_TIMEOUT_S)
+        microphone.speak(clip)
+        wake = await events.wait_for(heard, WAKE_TIMEOUT_S)
         stopped = await events.wait_for("tts_stop")
         await asyncio.wait_for(assistant.idle(), TURN_TIMEOUT_S)
     finally:
@@ -65,7 +66,7 @@ async def _interrupted_reply(loaded: LoadedModels, config: Config, wake_clip: Cl
         await assistant.stop()
         sink.close()
     if not stopped.data["cancelled"]:
-        raise RuntimeError("the reply was over before the wake word was heard")
+        raise RuntimeError(f"the reply was over before the {heard} event")
     woke_at = events.stamped(wake)  # in the listener's thread, as the detector fired
     # Audio of the cut turn is skipped, so the last play is the one the wake word stopped.
     silent_at = sink.plays[-1][1]
@@ -82,7 +83,7 @@ def bench_barge_in(loaded: LoadedModels, report: Report, options: BenchOptions) 
     wake_clip = loaded.clip(phrase)
 
     async def measure(folder: Path) -> list[tuple[float, float, float]]:
-        return [await _interrupted_reply(loaded, config, wake_clip, folder, index)
+        return [await interrupted_reply(loaded, config, wake_clip, folder, index)
                 for index in range(options.runs)]
 
     with tempfile.TemporaryDirectory() as folder:

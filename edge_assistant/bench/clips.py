@@ -45,6 +45,11 @@ def spoken_clip(config: Config, voice_path: Path, text: str, lead_s: float = 0.5
     if pause_after:
         alone = spoken_samples(synthesizer, pause_after, pcm.SAMPLE_RATE)
         speech = insert_pause(speech, alone.size, pause_s)
+    return in_room(speech, lead_s, tail_s)
+
+
+def in_room(speech: np.ndarray, lead_s: float = 0.5, tail_s: float = 0.3) -> Clip:
+    """`speech` (16 kHz int16) as a microphone in a quiet room hears it, with silence around."""
     loud = np.flatnonzero(np.abs(speech.astype(np.int32)) > SPEECH_LEVEL)
     first, last = (int(loud[0]), int(loud[-1]) + 1) if loud.size else (0, speech.size)
     lead = int(lead_s * pcm.SAMPLE_RATE)

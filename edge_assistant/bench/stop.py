@@ -1,8 +1,19 @@
-"""The `stop` section: a timer rings, the person says "Stop.", how long until it is stopped.
+"""The `stop` section: "Stop." said over a reply and over a ring, how long until it is silent,
+and how well the stop word model (stop_word.py) hears it.
 
 In process with the real models: the daemon's pipeline, listener, voice and timers (in a
-temporary state directory). Between two rings the assistant listens without the wake word; the
-figure is `stop.word_to_stop_s`, from the end of the spoken word to the ring stopped (median).
+temporary state directory).
+
+- `stop.word_to_silence_s` (median, the target): from the end of the spoken word to the
+  speaker falling silent, the word said over a reply. Odd runs use the configured piper voice,
+  even ones an espeak-ng voice the model was not trained on.
+- `stop.ring_word_to_stop_s`: the same over a timer's ring, to the ring stopped.
+- `stop.between_rings_word_to_stop_s`: the word said in the pause between two rings, when the
+  assistant listens without the wake word and Whisper transcribes it (the slow path).
+- `stop.recall_clean`, `stop.recall_snr10`: the share of held-out voices (`HELD_OUT_*`, never in
+  the training of `scripts/train-stop-word.py`) whose "Stop." the detector hears.
+- `stop.false_accepts_per_hour`: detections in speech and noise without the word, per hour.
+  The detector only runs while the assistant speaks, so an hour is an hour of its speaking.
 """
 
 from __future__ import annotations
@@ -13,16 +24,45 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
+from ..audio import pcm
+from ..audio.earcons import earcon
 from ..config import Config
+from .barge_in import interrupted_reply
+from .clips import Clip, espeak_speech, in_room
 from .e2e import EventLog, RecordingSink, RoomMicrophone
 from .loaded import LoadedModels
-from .options import TURN_TIMEOUT_S, BenchOptions
+from .options import TURN_TIMEOUT_S, BenchOptions, SectionSkipped
 from .report import Report
 
 RING_TIMEOUT_S = 30.0
+# The voices the stop word model is measured on, and never trained on.
+HELD_OUT_DIALECT = "en-gb-scotland"
+HELD_OUT_VARIANTS = ("f5", "m7")
+HELD_OUT_DIALECTS_FOR_VARIANTS = ("en-us", "en-gb", "en-029")
+HELD_OUT_PIPER_STYLES = ((0.9, 0.5), (1.2, 0.8))
+SPEEDS = (140, 175)
+PITCHES = (40, 65)
 
 
-async def _stopped_ring(loaded: LoadedModels, config: Config, folder: Path, index: int) -> float:
+def held_out_espeak_voices() -> list[tuple[str, int, int]]:
+    """(voice, speed, pitch) of the held-out espeak-ng voices."""
+    voices = [HELD_OUT_DIALECT] + [f"{HELD_OUT_DIALECT}+{v}" for v in ("m1", "f2")]
+    voices += [f"{dialect}+{variant}" for dialect in HELD_OUT_DIALECTS_FOR_VARIANTS for variant in HELD_OUT_VARIANTS]
+    return [(voice, speed, pitch) for voice in voices for speed in SPEEDS for pitch in PITCHES]
+
+
+def _stop_clips(loaded: LoadedModels, count: int) -> list[Clip]:
+    """`count` spoken "Stop."s: the configured voice and held-out espeak-ng voices in turn."""
+    voices = held_out_espeak_voices()
+    piper = loaded.clip("Stop.")
+    return [piper if index % 2 == 0 else in_room(espeak_speech("Stop.", *voices[index * 7 % len(voices)]))
+            for index in range(count)]
+
+
+async def _stopped_ring(loaded: LoadedModels, config: Config, folder: Path, index: int, clip: Clip,
+                        during_ring: bool) -> float:
     from ..events import Command
     from ..pipeline import Assistant
     from ..respond import Responder
@@ -36,24 +76,30 @@ async def _stopped_ring(loaded: LoadedModels, config: Config, folder: Path, inde
                                on_ring=lambda timer, count: assistant and assistant.ring("Your timer is done.",
                                                                                          first=count == 1))
     responder = Responder(loaded.session, timers=TimerIntentHandler(scheduler), recognize_timers=recognize)
+    earcons = {"ring": earcon("ring")} if during_ring else {}
     assistant = Assistant(config, session=loaded.session, synthesizer=loaded.synthesizer, sink=sink,
-                          listener=loaded.listener, source=microphone, earcons={}, responder=responder,
+                          listener=loaded.listener, source=microphone, earcons=earcons, responder=responder,
                           timers=scheduler)
     events = EventLog()
     assistant.subscribers.append(events)
-    stop_clip = loaded.clip("Stop.")
     assistant.start()
     await scheduler.start()
     try:
         scheduler.start_timer(1.0)
-        await events.wait_for("tts_stop", RING_TIMEOUT_S)  # the first ring has been said
-        microphone.speak(stop_clip)
+        if during_ring:
+            await events.wait_for("tts_start", RING_TIMEOUT_S)  # the ring sounds
+        else:
+            await events.wait_for("tts_stop", RING_TIMEOUT_S)  # the first ring is over
+        microphone.speak(clip)
         deadline = time.monotonic() + RING_TIMEOUT_S
         while scheduler.ringing:
             if time.monotonic() > deadline:
                 raise RuntimeError("the ring was not stopped by the spoken word")
             await asyncio.sleep(0.005)
         stopped_at = time.monotonic()
+        if during_ring:
+            await events.wait_for("tts_stop", TURN_TIMEOUT_S)
+            stopped_at = max(stopped_at, sink.plays[-1][1])  # and silent
         assistant.handle_command(Command("cancel"))
         await asyncio.wait_for(assistant.idle(), TURN_TIMEOUT_S)
     finally:
@@ -64,15 +110,70 @@ async def _stopped_ring(loaded: LoadedModels, config: Config, folder: Path, inde
     return max(0.0, stopped_at - microphone.speech_ended_at)
 
 
+def _accuracy(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
+    from ..stop_word import StopWordDetector
+    from .wake_accuracy import SNRS_DB, false_accept_audio, with_noise
+
+    frame = pcm.frame_bytes(loaded.config.audio.frame_ms)
+    detector = StopWordDetector(cutoff=loaded.config.wake.stop_word_threshold)
+
+    def detections(samples: np.ndarray) -> int:
+        data = samples.astype("<i2").tobytes()
+        return sum(detector.process(data[at : at + frame]) is not None for at in range(0, len(data), frame))
+
+    voices = held_out_espeak_voices()
+    if options.quick:
+        voices = voices[::6]
+    spoken = [espeak_speech("Stop.", *voice) for voice in voices]
+    styles = HELD_OUT_PIPER_STYLES[:1] if options.quick else HELD_OUT_PIPER_STYLES
+    for length, noise in styles:
+        tts = replace(loaded.config.tts, length_scale=length, noise_scale=noise)
+        from ..tts import Synthesizer, spoken_samples
+
+        synthesizer = Synthesizer(tts, loaded.voice_path)
+        try:
+            spoken.append(spoken_samples(synthesizer, "Stop.", pcm.SAMPLE_RATE))
+        finally:
+            synthesizer.close()
+    report.add("stop.voices", len(spoken))
+    for condition, snr in (("clean", None), *((f"snr{s}", s) for s in SNRS_DB[:1])):
+        heard = sum(detections(with_noise(samples, snr, seed=index)) > 0 for index, samples in enumerate(spoken))
+        report.add(f"stop.recall_{condition}", heard / len(spoken))
+    other = false_accept_audio(loaded, "stop", options.quick)
+    hours = sum(samples.size for samples in other.values()) / pcm.SAMPLE_RATE / 3600
+    accepts = {kind: detections(samples) for kind, samples in other.items()}
+    report.add("stop.false_accept_hours", hours)
+    for kind, count in accepts.items():
+        if count:
+            report.add(f"stop.false_accepts_{kind}", count)
+    report.add("stop.false_accepts_per_hour", sum(accepts.values()) / hours)
+
+
 def bench_stop(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
     base = loaded.config
-    # Rings every 2 s while the test runs; no earcons, so only the ring's words are heard.
-    config = replace(base, service=replace(base.service, earcons=False),
+    if not base.wake.stop_word:
+        raise SectionSkipped("wake.stop_word is false: only the wake word and MQTT stop a reply")
+    # Rings every 2 s while the test runs; no earcons but the ring's own, so only the reply (or
+    # the ring) is heard.
+    config = replace(base, service=replace(base.service, earcons=False, follow_up_s=0.0),
                      timers=replace(base.timers, ring_interval_s=2.0, ring_max_s=RING_TIMEOUT_S))
     loaded.listener.config = config
-    samples = []
-    with tempfile.TemporaryDirectory() as folder:
-        for index in range(options.runs):
-            samples.append(asyncio.run(_stopped_ring(loaded, config, Path(folder), index)))
-    loaded.listener.config = base
-    report.add_series("stop.word_to_stop_s", samples)
+    clips = _stop_clips(loaded, options.runs)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            async def over_replies() -> list[tuple[float, float, float]]:
+                return [await interrupted_reply(loaded, config, clip, Path(folder), index, heard="stop_word")
+                        for index, clip in enumerate(clips)]
+
+            replies = asyncio.run(over_replies())
+            rings = [asyncio.run(_stopped_ring(loaded, config, Path(folder), index, clip, True))
+                     for index, clip in enumerate(clips)]
+            between = [asyncio.run(_stopped_ring(loaded, config, Path(folder), index, clips[0], False))
+                       for index in range(options.runs)]
+    finally:
+        loaded.listener.config = base
+    report.add_series("stop.word_to_silence_s", [run[2] for run in replies])
+    report.add_series("stop.heard_to_silence_s", [run[0] for run in replies])
+    report.add_series("stop.ring_word_to_stop_s", rings)
+    report.add_series("stop.between_rings_word_to_stop_s", between)
+    _accuracy(loaded, report, options)
