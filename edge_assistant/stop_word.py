@@ -4,14 +4,15 @@ No package ships a "stop" model for microWakeWord or openWakeWord, and Whisper n
 the utterance and half a second more. So this is a small model of our own on openWakeWord's
 speech embeddings (96 numbers per 80 ms, from its shipped melspectrogram and embedding models):
 the last `frames` embeddings, standardised, through one hidden layer to a probability, which
-must reach the cutoff at `consecutive` steps in a row. The
-weights (`data/stop_word.npz`, a few hundred kilobytes) are made by `scripts/train-stop-word.py`
-from piper and espeak-ng voices saying "stop" and many other words, in noise and under other
-speech; `bench --only stop` measures it on voices it was not trained on.
+must reach the cutoff at `consecutive` steps in a row. The weights (`data/stop_word.npz`,
+94 KiB) are made by `scripts/train-stop-word.py` from piper and espeak-ng voices saying "stop"
+and many other words, in noise and under other speech; `bench --only stop` measures it on
+voices it was not trained on.
 
 It only runs while the assistant speaks or rings (the listener turns it on), where a word that
 ends what is playing is wanted, and where a false "stop" costs only the end of a reply. While
-the assistant says a word like "stop" itself, the listener is told to ignore it (`hold`).
+the assistant says a word like "stop" itself, the listener is told to ignore it
+(`Listener.hold_stop_word`, from the text it speaks).
 """
 
 from __future__ import annotations
@@ -135,10 +136,6 @@ class StopWordDetector:
         """The audio one decision hears: its window of embeddings, each over 0.78 s (ten 80 ms
         steps, rounded up)."""
         return (self.model.frames + 10) * CHUNK_BYTES
-
-    def scores(self, frame: bytes) -> list[float]:
-        """The probability at each new embedding (as the wake word engines' `scores`)."""
-        return [score for score, _ in self._scored(frame)]
 
     def process(self, frame: bytes) -> float | None:
         """Feed one frame (any length); the score when "stop" was just said, else None."""

@@ -5,11 +5,12 @@ In process with the real models: the daemon's pipeline, listener, voice and time
 temporary state directory).
 
 - `stop.word_to_silence_s` (median, the target): from the end of the spoken word to the
-  speaker falling silent, the word said over a reply. Odd runs use the configured piper voice,
-  even ones an espeak-ng voice the model was not trained on.
-- `stop.ring_word_to_stop_s`: the same over a timer's ring, to the ring stopped.
-- `stop.between_rings_word_to_stop_s`: the word said in the pause between two rings, when the
-  assistant listens without the wake word and Whisper transcribes it (the slow path).
+  speaker falling silent, the word said over a reply. The runs alternate the configured piper
+  voice and espeak-ng voices the model was not trained on.
+- `stop.ring_word_to_stop_s`: the same over a timer's ring, to the ring stopped and silent.
+- `stop.between_rings_word_to_stop_s`: the word said as the first ring ends. The assistant then
+  listens without the wake word (Whisper hears "stop"); with rings 2 s apart the next ring may
+  already sound, and the stop word hear it.
 - `stop.recall_clean`, `stop.recall_snr10`: the share of held-out voices (`HELD_OUT_*`, never in
   the training of `scripts/train-stop-word.py`) whose "Stop." the detector hears.
 - `stop.false_accepts_per_hour`: detections in speech and noise without the word, per hour.
