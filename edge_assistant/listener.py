@@ -113,6 +113,11 @@ class Listener:
         self._stop_word_on = False
         self._stop_word_held_until = 0.0  # time.monotonic(): the assistant says "stop" itself
         self._recent = bytearray()
+        # When the stream began, and how much of it was heard: a frame's capture time is
+        # estimated from them, since frames may wait in the source's queue while the listener
+        # catches up, and a hold is about when the sound was captured, not when it is processed.
+        self._began_at = time.monotonic()
+        self._heard_bytes = 0
         vad = VoiceActivityDetector(config.vad.engine)
         # turn_end: the end-of-turn model; None loads vad.smart_turn_model if vad.smart_turn.
         if turn_end is None:
@@ -199,6 +204,7 @@ class Listener:
             self.wake.reset()
         self._stop_word_on = False
         self._recent.clear()
+        self._began_at, self._heard_bytes = time.monotonic(), 0
         if skip_wake:
             self.listen_now()
 
@@ -231,6 +237,7 @@ class Listener:
 
     def _hear_stop_word(self, frame: bytes, events: list[Event]) -> None:
         assert self.stop_word is not None
+        self._heard_bytes += len(frame)
         if not self._stop_word_wanted:
             self._stop_word_on = False
             self._recent += frame
@@ -238,11 +245,13 @@ class Listener:
             return
         if not self._stop_word_on:
             self._stop_word_on = True
-            self.stop_word.process(bytes(self._recent))
+            self.stop_word.prime(bytes(self._recent))
             self._recent.clear()
         score = self.stop_word.process(frame)
         if score is not None:
-            if time.monotonic() < self._stop_word_held_until:
+            # A source that drops frames makes this earlier than the truth: held longer.
+            captured_at = self._began_at + self._heard_bytes / (SAMPLE_RATE * SAMPLE_WIDTH)
+            if min(captured_at, time.monotonic()) < self._stop_word_held_until:
                 log.debug("stop word ignored: the assistant says it (score %.3f)", score)
             else:
                 events.append(Event("stop_word", {"score": round(score, 3)}))

@@ -628,6 +628,11 @@ class Assistant:
             if turn.cancelled:
                 continue
             request = turn.request
+            # Held before the stop word starts to listen, for as long as this plays, and again
+            # once it has played: the device's buffer and the room's echo come after.
+            own_stop = self.listener is not None and says_stop(item.text)
+            if own_stop:
+                self.listener.hold_stop_word(len(item.samples) / item.sample_rate)
             if not turn.speaking_started:
                 turn.speaking_started = True
                 if self.listener is not None:
@@ -637,10 +642,10 @@ class Assistant:
                                 request_id=request.request_id))
             if item.first_of_sentence:
                 turn.spoken.append(item.text)
-            if self.listener is not None and says_stop(item.text):
-                self.listener.hold_stop_word(len(item.samples) / item.sample_rate)
             try:
                 await self.sink.play(item.samples, item.sample_rate)
+                if own_stop:
+                    self.listener.hold_stop_word(0.0)
             except Exception as error:
                 log_fault(log, "playback failed", error)
                 turn.failed = turn.failed or f"{type(error).__name__}: {error}"

@@ -137,6 +137,14 @@ class StopWordDetector:
         steps, rounded up)."""
         return (self.model.frames + 10) * CHUNK_BYTES
 
+    def prime(self, audio: bytes) -> None:
+        """Hear `audio` from before listening began, for context only: a word in it, or
+        ending just after it, is not a detection."""
+        for score, position in self._scored(audio):
+            if score >= self.cutoff:
+                self._last_detection = position  # its refractory second covers what follows
+        self._run = 0
+
     def process(self, frame: bytes) -> float | None:
         """Feed one frame (any length); the score when "stop" was just said, else None."""
         heard = None

@@ -335,7 +335,8 @@ def test_home_section_matches_every_template_command_and_says_how_the_llm_did(tm
 @pytest.mark.slow
 def test_stop_section_stops_replies_and_rings_with_the_spoken_word(tmp_path, scripted_gguf):
     out = tmp_path / "stop.json"
-    result = run_bench(write_config(tmp_path, scripted_gguf), "--only", "stop", "--quick", "--json", str(out))
+    result = run_bench(write_config(tmp_path, scripted_gguf, extra="[wake]\nstop_word = true"),
+                       "--only", "stop", "--quick", "--json", str(out))
     assert result.returncode == 0, result.stderr
     values = json.loads(out.read_text())
     assert "stop.error" not in values and "stop.skipped" not in values

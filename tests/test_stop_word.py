@@ -9,6 +9,7 @@ import pytest
 from edge_assistant.audio.pcm import SAMPLE_RATE, frame_bytes
 from edge_assistant.bench.clips import espeak_speech, in_room
 from edge_assistant.bench.stop import held_out_espeak_voices
+from edge_assistant.config import WakeConfig
 from edge_assistant.listener import Listener
 from edge_assistant.stop_word import StopWordDetector, StopWordModel, says_stop
 from edge_assistant.tts import spoken_samples
@@ -33,6 +34,10 @@ def spoken(synthesizer, text: str, lead_s: float = 1.5, tail_s: float = 1.0):
     """`text` in the assistant's voice (without piper's sampling noise, so the same every run),
     as a microphone in a quiet room hears it."""
     return in_room(spoken_samples(synthesizer, text, SAMPLE_RATE), lead_s, tail_s)
+
+
+def test_the_stop_word_is_off_unless_asked_for():
+    assert WakeConfig().stop_word is False
 
 
 def test_the_model_file_is_shipped_and_sane(model):
@@ -95,6 +100,7 @@ def listener_events(listener: Listener, samples: np.ndarray) -> list:
 
 def test_the_listener_hears_stop_only_while_the_assistant_speaks(synthesizer, listener_models):
     listener = listener_models
+    listener.stop_word = StopWordDetector()  # as `wake.stop_word = true` makes it
     samples = spoken(synthesizer, "Stop.").samples
     listener.begin()
     try:
@@ -109,3 +115,4 @@ def test_the_listener_hears_stop_only_while_the_assistant_speaks(synthesizer, li
         assert [e for e in listener_events(listener, samples) if e.type == "stop_word"] == []
     finally:
         listener.set_speaking(False)
+        listener.stop_word = None
