@@ -184,11 +184,11 @@ def connect_echo_cancellation(source: Any, wake: Any) -> None:
     """Tell the wake detector whether `source` cancels the assistant's voice: barge-in is then
     at the normal threshold, and the wake word the assistant says itself is known from what it
     played (so it is not taken for a person's)."""
-    from .wake import own_wake_word
+    from .wake import OwnVoiceDetector
 
     cancels = bool(getattr(source, "cancels_echo", False))
     wake.set_echo_cancelled(cancels)
-    wake.own_voice = own_wake_word(wake.config) if cancels else None
+    wake.own_voice = OwnVoiceDetector(wake.config) if cancels else None
     if cancels:
         source.processor.hear_played = wake.own_voice.hear
 

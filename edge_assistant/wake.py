@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Iterable, Protocol
 
 import numpy as np
 
@@ -185,9 +185,6 @@ class OwnVoiceDetector:
     microphone, with the moment it was captured (`hear`, from the canceller's thread). A
     detection of the microphone's detector near such a moment is the assistant's own voice
     (`said_near`); one elsewhere is a person's, even while the assistant speaks.
-
-    `scores(frame)`: a detector of its own (engines keep state) run on what was played;
-    `cutoff`: the microphone detector's cutoff.
     """
 
     # A tenth of the detector's cutoff: what is left of the assistant's voice after cancelling
@@ -201,9 +198,9 @@ class OwnVoiceDetector:
     # Silence after the last played sample before the engine stops being fed.
     IDLE_S = 2.0
 
-    def __init__(self, scores: Callable[[bytes], Iterable[float]], cutoff: float) -> None:
-        self._scores = scores
-        self.cutoff = cutoff * self.CUTOFF_SHARE
+    def __init__(self, config: WakeConfig) -> None:
+        self._engine = _engine(config)
+        self.cutoff = (config.threshold or self._engine.cutoff) * self.CUTOFF_SHARE
         self._lock = threading.Lock()
         self._said: list[float] = []  # capture moments of the wake word in the reference
         self._last_sound: float | None = None
@@ -215,7 +212,7 @@ class OwnVoiceDetector:
             self._last_sound = captured_at
         elif self._last_sound is None or captured_at - self._last_sound > self.IDLE_S:
             return  # nothing played for a while: spare the CPU
-        if max(self._scores(data), default=0.0) >= self.cutoff:
+        if max(self._engine.scores(data), default=0.0) >= self.cutoff:
             with self._lock:
                 self._said = [t for t in self._said if captured_at - t < 60.0] + [captured_at]
 
@@ -223,12 +220,6 @@ class OwnVoiceDetector:
         """Whether the assistant said the wake word close to `moment` (time.monotonic())."""
         with self._lock:
             return any(t - self.BEFORE_S <= moment <= t + self.AFTER_S for t in self._said)
-
-
-def own_wake_word(config: WakeConfig) -> OwnVoiceDetector:
-    """The wake word in what the assistant played."""
-    engine = _engine(config)
-    return OwnVoiceDetector(engine.scores, config.threshold or engine.cutoff)
 
 
 def stricter_cutoff(cutoff: float) -> float:

@@ -20,7 +20,7 @@ from edge_assistant.echo import (
     BLOCK, CaptureClock, CaptureProcessor, EchoCancellingSource, EchoDelayEstimator,
     PlaybackReference, with_echo_cancellation,
 )
-from edge_assistant.wake import WakeDetector, own_wake_word
+from edge_assistant.wake import OwnVoiceDetector, WakeDetector
 from tests.support.room import ManualClock, SimulatedRoom, erle_db, play_through_room
 
 ENGINES = ("speex", "webrtc")
@@ -148,7 +148,7 @@ def test_a_voice_over_the_echo_survives_speex_cancellation(reply):
 
 def test_own_voice_detector_knows_when_the_assistant_said_the_wake_word(speech):
     said = speech("Hey Jarvis, that is my name.", lead_s=0.5, tail_s=0.5)
-    own = own_wake_word(WakeConfig())
+    own = OwnVoiceDetector(WakeConfig())
     for start in range(0, said.size, BLOCK):
         own.hear(said[start : start + BLOCK], 50.0 + (start + BLOCK) / SAMPLE_RATE)
     # "Jarvis" ends about 1.2 s into the clip; a detection of the microphone comes a little later.

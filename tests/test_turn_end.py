@@ -24,13 +24,6 @@ from tests.support.hub_server import start_hub
 SAMPLE_RATE = pcm.SAMPLE_RATE
 
 
-@pytest.fixture(scope="module")
-def model() -> TurnEndModel:
-    turn_end = TurnEndModel(models.embedded_turn_end_path())
-    yield turn_end
-    turn_end.close()
-
-
 @functools.cache
 def spoken(text: str, pause_after: str = "", pause_s: float = 0.0):
     """The embedded voice, without piper's randomness, in a quiet room (the bench's clips)."""
@@ -49,26 +42,26 @@ def until_pause(text: str, pause_after: str, silence_s: float = 0.2) -> np.ndarr
     return paused.samples[: differs[0] + int(silence_s * SAMPLE_RATE)]
 
 
-def test_a_complete_question_is_complete(model):
+def test_a_complete_question_is_complete(smart_turn):
     clip = spoken("What is the capital of France?")
-    probability = model.probability(clip.samples[: clip.speech_end + int(0.2 * SAMPLE_RATE)])
+    probability = smart_turn.probability(clip.samples[: clip.speech_end + int(0.2 * SAMPLE_RATE)])
     assert probability > 0.9
-    assert 0.0 < model.last_latency_s < 5.0
+    assert 0.0 < smart_turn.last_latency_s < 5.0
 
 
-def test_a_question_stopped_mid_sentence_is_incomplete(model):
+def test_a_question_stopped_mid_sentence_is_incomplete(smart_turn):
     text = "What is the weather like in Paris today?"
-    assert model.probability(until_pause(text, "What is the weather like in")) < 0.3
+    assert smart_turn.probability(until_pause(text, "What is the weather like in")) < 0.3
 
 
-def test_only_the_last_eight_seconds_count(model):
+def test_only_the_last_eight_seconds_count(smart_turn):
     clip = spoken("What is the capital of France?")
     heard = clip.samples[: clip.speech_end + int(0.2 * SAMPLE_RATE)]
     noise = np.random.default_rng(1).normal(0, 3000, 20 * SAMPLE_RATE).astype(np.int16)
     recent = np.concatenate([noise[: 6 * SAMPLE_RATE], heard])  # over 8 s
     # Whatever came before the last 8 s does not change the verdict.
-    assert model.probability(np.concatenate([noise[6 * SAMPLE_RATE :], recent])) == (
-        model.probability(recent))
+    assert smart_turn.probability(np.concatenate([noise[6 * SAMPLE_RATE :], recent])) == (
+        smart_turn.probability(recent))
 
 
 def test_features_are_whisper_log_mel_of_the_last_window():

@@ -13,7 +13,6 @@ from edge_assistant import models
 from edge_assistant.audio import pcm
 from edge_assistant.config import Config, ConfigError, VadConfig
 from edge_assistant.bench.clips import Clip, spoken_clip
-from edge_assistant.turn_end import TurnEndModel
 from edge_assistant.vad import Endpointer, EndpointEvent, VoiceActivityDetector
 
 SAMPLE_RATE = pcm.SAMPLE_RATE
@@ -149,13 +148,6 @@ def test_unknown_engine_names_the_key():
 
 
 # --- the end-of-turn model at pauses ----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def smart_turn() -> TurnEndModel:
-    model = TurnEndModel(models.embedded_turn_end_path())
-    yield model
-    model.close()
 
 
 @functools.cache

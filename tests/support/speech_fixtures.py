@@ -246,3 +246,14 @@ def similarity(heard: str, said: str) -> float:
         return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
 
     return difflib.SequenceMatcher(None, words(heard), words(said)).ratio()
+
+
+@pytest.fixture(scope="session")
+def smart_turn():
+    """The embedded end-of-turn model (Smart Turn v3), loaded once."""
+    from edge_assistant import models
+    from edge_assistant.turn_end import TurnEndModel
+
+    model = TurnEndModel(models.embedded_turn_end_path())
+    yield model
+    model.close()
