@@ -51,9 +51,10 @@ log = logging.getLogger(__name__)
 BLOCK = SAMPLE_RATE // 100
 # Frames are handed to the canceller's thread in batches of this much audio, like the listener's.
 BATCH_S = 0.1
-# How far apart two arrivals of the same sample may be before the microphone is taken to have
-# stopped and started again (a reopened device), rather than to have been read late.
-RESTART_GAP_S = 1.0
+# How much of what was played is kept: the canceller may be this far behind the speaker (the
+# microphone's queue on a loaded machine); older blocks are dropped even if it never read them
+# (a microphone that is gone while the speaker plays on).
+REFERENCE_KEEP_S = 60.0
 # How long the room goes on echoing a sound after the speaker stopped playing it.
 ECHO_TAIL_S = 0.3
 # Played samples at least this loud (about -50 dBFS) are a sound the microphone may hear.
@@ -76,7 +77,9 @@ class CaptureClock:
     Frames are observed as they arrive: arrival = capture + some latency, so the smallest
     `arrival - index / rate` seen is the best estimate of when sample 0 was captured. It may
     creep up by `drift` (seconds per second) so that a microphone clock slower than the
-    system's is followed; a gap longer than `RESTART_GAP_S` means the device started again.
+    system's is followed. Frames that arrive late because they waited in the microphone's
+    queue (a listener behind on a loaded machine) say nothing new; only `restart()` (the
+    device was opened again) starts the estimate anew.
     """
 
     def __init__(self, rate: int = SAMPLE_RATE, drift: float = 2e-4) -> None:
@@ -90,12 +93,17 @@ class CaptureClock:
         """`captured` samples have arrived by `now`."""
         candidate = now - captured / self.rate
         with self._lock:
-            if self._origin is None or candidate - self._origin > RESTART_GAP_S:
+            if self._origin is None:
                 self._origin = candidate
             else:
                 allowed = self._origin + self.drift * (now - self._last_seen)
                 self._origin = min(allowed, candidate)
             self._last_seen = now
+
+    def restart(self) -> None:
+        """The device started again: samples from now on were captured after a gap."""
+        with self._lock:
+            self._origin = None
 
     def time_at(self, index: int) -> float | None:
         """When microphone sample `index` was captured; None before the first frame."""
@@ -144,6 +152,15 @@ class PlaybackReference:
             if samples.size:  # a resampler may hold back the first few
                 self._blocks.append((start, samples))
             self._end = start + samples.size
+            oldest = self._end - int(REFERENCE_KEEP_S * SAMPLE_RATE)
+            while self._blocks and self._blocks[0][0] + self._blocks[0][1].size <= oldest:
+                self._blocks.popleft()
+
+    def restart(self) -> None:
+        """The microphone's timeline started again: what was placed on the old one is void."""
+        with self._lock:
+            self._blocks.clear()
+            self._end = None
 
     def _to_16k(self, block: np.ndarray, rate: int, contiguous: bool) -> np.ndarray:
         if rate == SAMPLE_RATE:
@@ -424,9 +441,9 @@ class CaptureProcessor:
         self.reference = reference if echo else None
         self.estimator = EchoDelayEstimator(cfg.echo_max_delay_ms / 1000)
         self.on_delay = on_delay
-        # Given what was played as the microphone heard it, with when that was captured
+        # Given what was played, as the microphone samples about to be cleaned hold it
         # (wake.OwnVoiceDetector.hear): the assistant's own wake word is then known.
-        self.hear_played: Callable[[np.ndarray, float], None] | None = None
+        self.hear_played: Callable[[np.ndarray], None] | None = None
         # Per 10 ms of reference (not shifted): did the speaker play something audible?
         self._sounding = collections.deque(maxlen=int((cfg.echo_max_delay_ms / 1000 + ECHO_TAIL_S) * 100) + 1)
         # For each block of the last `process()`: could the microphone hear the speaker then?
@@ -454,11 +471,6 @@ class CaptureProcessor:
             return 0
         return max(0, delay - int(self.engine.residual_delay_s * SAMPLE_RATE))
 
-    def _hear(self, index: int) -> None:
-        delay = self.estimator.delay or 0
-        captured_at = self.reference.clock.time_at(index + BLOCK)
-        if captured_at is not None:
-            self.hear_played(self.reference.read(index - delay, BLOCK), captured_at)
 
     def _hears_own_sound(self) -> bool:
         """Whether the block just added to `_sounding` may hold the speaker's sound: anything
@@ -492,7 +504,7 @@ class CaptureProcessor:
                 shift = self.shift
                 far = played if shift == 0 else self.reference.read(index - shift, BLOCK)
                 if self.hear_played is not None:
-                    self._hear(index)
+                    self.hear_played(self.reference.read(index - (self.estimator.delay or 0), BLOCK))
                 # The delay may still grow up to the estimator's longest.
                 self.reference.forget_before(index - self.estimator.max_lag - BLOCK)
             cleaned = self.engine.process(near, far)
@@ -515,6 +527,7 @@ class EchoCancellingSource:
         self._now = now
         self.frame_ms = getattr(source, "frame_ms", 10)
         self._own_sound = False
+        self._openings: int | None = None
 
     @property
     def cancels_echo(self) -> bool:
@@ -535,6 +548,18 @@ class EchoCancellingSource:
     def overflows(self) -> int:
         return getattr(self.source, "overflows", 0)
 
+    def _follow_reopening(self) -> None:
+        """A microphone that counts its openings (`MicrophoneSource.openings`) says when its
+        samples stopped being one unbroken capture: the clock and the reference start anew."""
+        openings = getattr(self.source, "openings", None)
+        if openings != self._openings:
+            if self._openings is not None:
+                log.info("microphone opened again: echo timeline restarted")
+                self.clock.restart()
+                if self.processor.reference is not None:
+                    self.processor.reference.restart()
+            self._openings = openings
+
     def _captured(self, delivered: int) -> int:
         # Frames the microphone dropped were captured too: count them, or the clock would
         # take the frames after them for late ones.
@@ -548,6 +573,7 @@ class EchoCancellingSource:
         first_index = 0
         limit = int(BATCH_S * SAMPLE_RATE)
         async for frame in self.source.frames():
+            self._follow_reopening()
             if not batch:
                 first_index = self._captured(delivered)
             delivered += len(frame) // 2

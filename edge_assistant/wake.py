@@ -7,10 +7,12 @@ with barge-in on, a detection that clears the barge-in cutoff still gets through
 cutoff when the microphone's frames have the assistant's voice cancelled (echo.py), a stricter
 one when they do not, or `barge_in_threshold` when it is set. With echo cancellation the
 detector also knows when the assistant itself said the wake word (`OwnVoiceDetector`, fed
-what the speaker played) and drops what it hears then.
+what the speaker played) and drops what it hears then; a barge-in there waits
+`OWN_VOICE_WAIT_S` of audio before it counts, for the canceller to have heard that far.
 
-All times are positions in the audio stream (seconds of audio processed since `reset()`), not
-wall-clock times, so behaviour does not depend on how fast frames are processed.
+Times are positions in the audio stream (seconds of audio processed since `reset()`), not
+wall-clock times, so behaviour does not depend on how fast frames are processed. The one
+exception is `OwnVoiceDetector`, which relates the canceller's work to the listener's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Callable, Iterable, Protocol
 
 import numpy as np
 
@@ -38,6 +40,10 @@ OPENWAKEWORD_DEFAULT_CUTOFF = 0.5
 # openWakeWord computes a mel window per 80 ms; feeding it less only costs array shifts.
 _OPENWAKEWORD_CHUNK_BYTES = 1280 * SAMPLE_WIDTH
 DEFAULT_SPEAKING_TAIL_S = 0.5
+# A detection that may be the assistant's own voice waits this much more audio before it counts:
+# the echo canceller is at most a batch ahead of the listener, and the reference's detector
+# may cross its cutoff a few hundredths of a second after the microphone's does.
+OWN_VOICE_WAIT_S = 0.25
 # openWakeWord rests after this much audio quieter than about -55 dBFS (a quiet room through a
 # microphone is about -60), and is fed this much of it again when sound comes back.
 _QUIET_RMS = 60.0
@@ -181,45 +187,52 @@ def _engine(config: WakeConfig) -> _Engine:
 class OwnVoiceDetector:
     """The wake word in what the assistant itself played, so that hearing it is not a wake.
 
-    The echo canceller (echo.py) hands over what the speaker played, as it reached the
-    microphone, with the moment it was captured (`hear`, from the canceller's thread). A
-    detection of the microphone's detector near such a moment is the assistant's own voice
-    (`said_near`); one elsewhere is a person's, even while the assistant speaks.
+    The echo canceller (echo.py) hands over what the speaker played, aligned with the
+    microphone samples it is about to clean (`hear`, on the canceller's thread). The listener
+    reads the canceller's output, so it gets the same samples just after, in wall-clock time,
+    however far both are behind the microphone (its queue, on a loaded machine): a detection
+    of the microphone's detector soon after the assistant said the wake word
+    (`said_recently`) is the assistant's own voice; one elsewhere is a person's, even while the
+    assistant speaks. Capture times would not do: the listener may be seconds behind them.
     """
 
     # A tenth of the detector's cutoff: what is left of the assistant's voice after cancelling
     # may score far higher than the clean voice did ("I am Jarvis" scores 0.38 with
     # openWakeWord; its echo 0.96), while speech without the wake word stays near 0.02.
     CUTOFF_SHARE = 0.1
-    # The microphone's detection comes after the reference's (the listener batches frames),
-    # or a little before (the two models peak at different frames).
-    BEFORE_S = 0.5
+    # The microphone's detector may peak up to a second of audio after this one does (it
+    # hears the word fainter), and the listener works a batch or two behind the canceller.
     AFTER_S = 2.0
     # Silence after the last played sample before the engine stops being fed.
     IDLE_S = 2.0
 
-    def __init__(self, config: WakeConfig) -> None:
+    def __init__(self, config: WakeConfig, *, now: Callable[[], float] = time.monotonic) -> None:
         self._engine = _engine(config)
         self.cutoff = (config.threshold or self._engine.cutoff) * self.CUTOFF_SHARE
+        self._now = now
         self._lock = threading.Lock()
-        self._said: list[float] = []  # capture moments of the wake word in the reference
-        self._last_sound: float | None = None
+        self._said: list[float] = []  # when the wake word was heard in the reference
+        self._quiet_bytes: int | None = None  # None: nothing played yet
 
-    def hear(self, samples, captured_at: float) -> None:
-        """What the speaker played, as captured at `captured_at` (end of `samples`)."""
+    def hear(self, samples) -> None:
+        """What the speaker played, as the microphone samples about to be cleaned hold it."""
         data = samples.astype("<i2").tobytes() if hasattr(samples, "astype") else bytes(samples)
         if any(data):
-            self._last_sound = captured_at
-        elif self._last_sound is None or captured_at - self._last_sound > self.IDLE_S:
+            self._quiet_bytes = 0
+        elif self._quiet_bytes is None or self._quiet_bytes > self.IDLE_S * BYTES_PER_SECOND:
             return  # nothing played for a while: spare the CPU
+        else:
+            self._quiet_bytes += len(data)
         if max(self._engine.scores(data), default=0.0) >= self.cutoff:
+            now = self._now()
             with self._lock:
-                self._said = [t for t in self._said if captured_at - t < 60.0] + [captured_at]
+                self._said = [t for t in self._said if now - t < 60.0] + [now]
 
-    def said_near(self, moment: float) -> bool:
-        """Whether the assistant said the wake word close to `moment` (time.monotonic())."""
+    def said_recently(self) -> bool:
+        """Whether what the listener hears now may be the assistant saying the wake word."""
+        now = self._now()
         with self._lock:
-            return any(t - self.BEFORE_S <= moment <= t + self.AFTER_S for t in self._said)
+            return any(t <= now <= t + self.AFTER_S for t in self._said)
 
 
 def stricter_cutoff(cutoff: float) -> float:
@@ -247,6 +260,8 @@ class WakeDetector:
         self._speaking_until_s = 0.0
         self._position_bytes = 0
         self._last_detection_s: float | None = None
+        # A detection while the assistant's sound is about, until OWN_VOICE_WAIT_S has passed.
+        self._pending: tuple[Detection, float] | None = None
 
     @property
     def time_s(self) -> float:
@@ -281,8 +296,9 @@ class WakeDetector:
         with self._lock:
             self._position_bytes += len(frame)
             now = self.time_s
+            confirmed = self._confirm_pending(now)
             if best is None or best < self.cutoff:
-                return None
+                return confirmed
             if self._last_detection_s is not None and (
                 now - self._last_detection_s < self.config.refractory_s
             ):
@@ -291,12 +307,26 @@ class WakeDetector:
             if self_voice and not (self.config.barge_in and best >= self.barge_in_cutoff):
                 log.debug("wake word %s ignored while speaking (score %.3f)", self.model_name, best)
                 return None
-            if self.own_voice is not None and self.own_voice.said_near(time.monotonic()):
+            if self.own_voice is not None and self.own_voice.said_recently():
                 log.debug("wake word %s ignored: the assistant said it (score %.3f)",
                           self.model_name, best)
                 return None
             self._last_detection_s = now
-        return Detection(model=self.model_name, score=best, time_s=now, barge_in=self_voice)
+            detection = Detection(model=self.model_name, score=best, time_s=now, barge_in=self_voice)
+            if self.own_voice is not None and self_voice:
+                self._pending = (detection, now + OWN_VOICE_WAIT_S)
+                return None
+        return detection
+
+    def _confirm_pending(self, now: float) -> Detection | None:
+        if self._pending is None or now < self._pending[1]:
+            return None
+        detection, self._pending = self._pending[0], None
+        if self.own_voice is not None and self.own_voice.said_recently():
+            log.debug("wake word %s ignored: the assistant said it (score %.3f)",
+                      self.model_name, detection.score)
+            return None
+        return detection
 
     def reset(self) -> None:
         """Forget all audio: call when the stream was interrupted (the engines keep context)."""
@@ -306,3 +336,4 @@ class WakeDetector:
             self._speaking_until_s = max(0.0, self._speaking_until_s - self.time_s)
             self._position_bytes = 0
             self._last_detection_s = None
+            self._pending = None

@@ -53,9 +53,44 @@ def test_capture_clock_takes_the_earliest_arrival_and_follows_a_restart():
     clock.observe(320, 10.050)  # read late: not a later capture
     clock.observe(480, 10.030)
     assert clock.index_at(10.030) == 480 and clock.time_at(480) == pytest.approx(10.030)
+    # A listener seconds behind reads the microphone's queue: still the same capture times.
+    for index in range(640, 64000, 160):
+        clock.observe(index, 10.030 + index / SAMPLE_RATE + 3.0)
+    assert clock.time_at(480) == pytest.approx(10.030, abs=0.002)
     # The device was reopened: the next frame came seconds later than its count says.
-    clock.observe(640, 15.0)
-    assert clock.index_at(15.0) == 640
+    clock.restart()
+    clock.observe(64160, 30.0)
+    assert clock.index_at(30.0) == 64160
+
+
+def test_a_reopened_microphone_starts_the_echo_timeline_anew():
+    now = ManualClock(100.0)
+
+    class Microphone:
+        frame_ms = 10
+        openings = 1
+
+        async def frames(self):
+            for step in range(40):
+                if step == 20:  # unplugged for 5 s, then opened again
+                    self.openings, now.time = 2, now.time + 5.0
+                now.time += 0.01
+                yield bytes(2 * BLOCK)
+
+    clock = CaptureClock()
+    reference = PlaybackReference(clock, now=now)
+    source = EchoCancellingSource(Microphone(), CaptureProcessor(AudioConfig(), reference), clock, now=now)
+
+    async def take():
+        async for _ in source.frames():
+            if now.time == pytest.approx(100.1):  # played before the gap
+                reference.tap(np.ones(BLOCK, dtype=np.int16), SAMPLE_RATE)
+                assert reference.end is not None
+
+    asyncio.run(take())
+    # Sample 40 * BLOCK arrived after the gap, at the end: not five seconds before it.
+    assert clock.time_at(40 * BLOCK) == pytest.approx(now.time, abs=0.02)
+    assert reference.end is None, "what played before the gap is still on the timeline"
 
 
 def test_reference_is_one_run_while_playing_and_starts_anew_after_a_pause():
@@ -148,12 +183,47 @@ def test_a_voice_over_the_echo_survives_speex_cancellation(reply):
 
 def test_own_voice_detector_knows_when_the_assistant_said_the_wake_word(speech):
     said = speech("Hey Jarvis, that is my name.", lead_s=0.5, tail_s=0.5)
-    own = OwnVoiceDetector(WakeConfig())
+    now = ManualClock(50.0)
+    own = OwnVoiceDetector(WakeConfig(), now=now)
+    # The canceller hears the reference as fast as it can: here, far faster than real time.
     for start in range(0, said.size, BLOCK):
-        own.hear(said[start : start + BLOCK], 50.0 + (start + BLOCK) / SAMPLE_RATE)
-    # "Jarvis" ends about 1.2 s into the clip; a detection of the microphone comes a little later.
-    assert own.said_near(51.5) and own.said_near(52.5)
-    assert not own.said_near(49.0) and not own.said_near(60.0)
+        own.hear(said[start : start + BLOCK])
+        now.time += 0.001
+    # The listener's detection of the same samples comes a little later in wall-clock time,
+    # however long ago they were captured.
+    now.time += 1.5
+    assert own.said_recently()
+    now.time += 3.0
+    assert not own.said_recently()
+    # Nothing but quiet since: the model is no longer run, and nothing new is said.
+    for _ in range(300):
+        own.hear(np.zeros(BLOCK, dtype=np.int16))
+    assert not own.said_recently()
+
+
+def test_the_assistants_wake_word_is_its_own_even_when_the_canceller_learns_it_a_moment_late(speech):
+    said = speech("Hey Jarvis, that is my name.", lead_s=0.5, tail_s=0.5)
+
+    def detections(reference_heard: bool) -> list:
+        config = WakeConfig()
+        wake = WakeDetector(config)
+        wake.set_echo_cancelled(True)
+        wake.own_voice = OwnVoiceDetector(config)
+        wake.set_speaking(True)
+        found = []
+        # The listener hears each block a batch (0.1 s) before the canceller hands over the
+        # reference it belongs to: the worst order the two threads may run in.
+        lag = 10 * BLOCK
+        for start in range(0, said.size + lag, BLOCK):
+            if start < said.size:
+                found.append(wake.process(said[start : start + BLOCK].tobytes()))
+            if start >= lag:
+                played = said[start - lag : start - lag + BLOCK]
+                wake.own_voice.hear(played if reference_heard else np.zeros_like(played))
+        return [detection for detection in found if detection is not None]
+
+    assert detections(reference_heard=False), "a person's wake word over the assistant was lost"
+    assert detections(reference_heard=True) == []
 
 
 def test_noise_suppression_alone_needs_no_reference(reply):

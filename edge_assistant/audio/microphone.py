@@ -69,6 +69,7 @@ class MicrophoneSource:
         self._max_frames = cfg.queue_frames
         self._input_overflows = 0
         self._dropped_frames = 0
+        self._openings = 0
         self._reported_overflows = 0
         self._last_overflow_log = -math.inf
         self._stream: Any = None
@@ -93,6 +94,11 @@ class MicrophoneSource:
     def dropped_frames(self) -> int:
         """Frames dropped because the queue was full (the consumer fell behind)."""
         return self._dropped_frames
+
+    @property
+    def openings(self) -> int:
+        """Times the device was opened: frames after a new opening follow a gap in capture."""
+        return self._openings
 
     @property
     def overflows(self) -> int:
@@ -202,6 +208,7 @@ class MicrophoneSource:
                 finished_callback=self._finished,
             )
             self.device_name, self.device_rate = device["name"], rate
+            self._openings += 1
             log.info("microphone: %r at %d Hz, %d channel(s)", device["name"], rate, self._channels)
 
     def _close(self) -> None:
