@@ -180,17 +180,27 @@ def report_device_fault(health: Health, part: str, kind: str, error: Exception) 
     return health.failed(part, summary, str(error), device_fix(kind))
 
 
-def connect_echo_cancellation(source: Any, wake: Any) -> None:
-    """Tell the wake detector whether `source` cancels the assistant's voice: barge-in is then
-    at the normal threshold, and the wake word the assistant says itself is known from what it
-    played (so it is not taken for a person's)."""
+def connect_echo_cancellation(source: Any, listener: Any) -> None:
+    """Tell the listener whether `source` cancels the assistant's voice. The wake word then
+    barges in at the normal threshold, and the wake word the assistant says itself is known
+    from what it played (so it is not taken for a person's). A microphone that hears the
+    speaker whole gets no stop word: the assistant's own voice would stop it too often."""
+    from .echo import EchoCancellingSource
     from .wake import OwnVoiceDetector
 
     cancels = bool(getattr(source, "cancels_echo", False))
-    wake.set_echo_cancelled(cancels)
-    wake.own_voice = OwnVoiceDetector(wake.config) if cancels else None
-    if cancels:
-        source.processor.hear_played = wake.own_voice.hear
+    wake = listener.wake
+    if wake is not None:
+        wake.set_echo_cancelled(cancels)
+        wake.own_voice = OwnVoiceDetector(wake.config) if cancels else None
+        if cancels:
+            source.processor.hear_played = wake.own_voice.hear
+    hears_the_speaker = isinstance(source, (MicrophoneSource, EchoCancellingSource))
+    if listener.stop_word is not None and hears_the_speaker and not cancels:
+        log.warning("wake.stop_word is off: the microphone hears the assistant's voice without "
+                    "echo cancellation (audio.echo_cancellation), and that voice says \"stop\" "
+                    "to the stop word too often")
+        listener.stop_word = None
 
 
 @dataclass
@@ -457,8 +467,8 @@ class Service:
                 on_microphone_fault=lambda error: assistant and assistant.emit(
                     Event("error", {"code": "audio_input_failed", "message": str(error)})),
             )
-            if loaded.listener is not None and loaded.listener.wake is not None:
-                connect_echo_cancellation(source, loaded.listener.wake)
+            if loaded.listener is not None:
+                connect_echo_cancellation(source, loaded.listener)
             if isinstance(sink, SpeakerSink):
                 speaker_watch = asyncio.create_task(sink.watch(), name="speaker-watch")
             session = loaded.session

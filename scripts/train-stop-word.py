@@ -14,10 +14,12 @@ model never heard.
 
 Positives: the 80 ms steps just after "stop" ends (so it fires at once, not later), the word
 said alone, in a quiet room or pink noise, at several levels, sometimes over the assistant's own
-voice faintly (what echo cancellation leaves). Negatives: everything else, including the steps
-inside the word (it must wait for the end: "stopwatch" is not "stop"), sound-alike words ("top",
-"shop", "stock", "stopped"), everyday talk and licence text (Apache, MPL) read by every voice,
-a quiet room and noise.
+voice faintly, and said over a reply of the assistant's as the echo canceller leaves it.
+Negatives: everything else, including the steps inside the word (it must wait for the end:
+"stopwatch" is not "stop"), sound-alike words ("top", "shop", "stock", "stopped"), everyday talk
+and licence text (Apache, MPL) read by every voice, a quiet room and noise, and the assistant's
+own talk as the microphone hears it through a simulated room (edge_assistant/bench/room.py), before
+and after the echo canceller: what the stop word hears while the assistant speaks.
 """
 
 from __future__ import annotations
@@ -187,6 +189,33 @@ def other_sentences() -> list[str]:
     return [s for s in sentences if 20 < len(s) < 200 and "stop" not in s.lower() and re.search("[a-z]", s)]
 
 
+def echo_clips(rng: np.random.Generator, piper, talk: list[str], stop_voices: list, count: int
+               ) -> list[tuple[np.ndarray, tuple[int, int] | None]]:
+    """The assistant's talk (piper, in training styles) played into a simulated room and
+    cleaned by the default canceller (speexdsp) from its first sample, so that the canceller is
+    sometimes still learning the room; every other clip has a person saying "stop" over it."""
+    from edge_assistant.bench.room import play_through_room
+
+    clips = []
+    for index in range(count):
+        length, noise = PIPER_STYLES[int(rng.integers(len(PIPER_STYLES)))]
+        played = piper(" ".join(rng.choice(talk, size=3, replace=False)), length, noise)
+        played = np.concatenate([played, np.zeros(RATE // 2, dtype=np.int16)])
+        word, voice, at_s = None, None, 0.0
+        if index % 2:
+            voice = stop_voices[int(rng.integers(len(stop_voices)))]()
+            voice = (voice.astype(np.float64) * 3000 / max(level(voice), 1.0)
+                     * 10 ** (rng.uniform(-12, 3) / 20)).astype(np.int16)
+            at_s = float(rng.uniform(0.5, max(0.6, played.size / RATE - 1.5)))
+            start, end = speech_span(voice)
+            word = (int(at_s * RATE) + start, int(at_s * RATE) + end)
+        _, _, cleaned, _ = play_through_room(
+            played, delay_s=float(rng.uniform(0.03, 0.3)), voice=voice, voice_at_s=at_s,
+            noise_rms=float(rng.choice([3.0, 30.0])), seed=int(rng.integers(1 << 30)))
+        clips.append((cleaned, word))
+    return clips
+
+
 def build_dataset(rng: np.random.Generator, quick: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Embeddings of every clip, where each ends, and where each "stop" is."""
     config = Config()
@@ -231,6 +260,9 @@ def build_dataset(rng: np.random.Generator, quick: bool) -> tuple[np.ndarray, np
         add(piper(" ".join(rng.choice(sentences, size=4, replace=False)), length, noise), False)
     # A long stretch of the assistant's own kind of talk, and a quiet room.
     add(piper(" ".join(sentences), 1.0, 0.667), False)
+    stop_voices = [lambda voice=voice: espeak(str(rng.choice(STOP_TEXTS)), voice) for voice in voices]
+    stop_voices += [lambda style=style: piper(str(rng.choice(STOP_TEXTS)), *style) for style in PIPER_STYLES]
+    clips += echo_clips(rng, piper, sentences + other, stop_voices, 40 if quick else 400)
     clips.append((room_noise(RATE * 30, seed=1), None))
     print(f"all clips in {time.monotonic() - started:.0f} s", flush=True)
     embedded = embed(clips)

@@ -1,5 +1,5 @@
 """Echo cancellation (edge_assistant/echo.py) in a simulated room: the speaker's output comes
-back into the microphone after a delay and through a room's reflections (tests/support/room.py).
+back into the microphone after a delay and through a room's reflections (edge_assistant/bench/room.py).
 
 The canceller runs here step by step on a manual clock, so these tests take no longer than the
 computing; tests/test_echo_room.py runs the whole assistant in the room in real time.
@@ -21,7 +21,7 @@ from edge_assistant.echo import (
     PlaybackReference, with_echo_cancellation,
 )
 from edge_assistant.wake import OwnVoiceDetector, WakeDetector
-from tests.support.room import ManualClock, SimulatedRoom, erle_db, play_through_room
+from edge_assistant.bench.room import ManualClock, SimulatedRoom, erle_db, play_through_room
 
 ENGINES = ("speex", "webrtc")
 REPLY = ("The weather today is sunny with a high of twenty degrees. Rain is expected tomorrow "

@@ -1,5 +1,5 @@
 """The whole assistant in a simulated room, in real time: what it says comes back into its
-microphone 120 ms later through the room's reflections (tests/support/room.py), and the echo
+microphone 120 ms later through the room's reflections (edge_assistant/bench/room.py), and the echo
 canceller (edge_assistant/echo.py) takes it out again.
 
 The speaker is the real-time WAV sink the daemon uses with --output, the microphone the room's;
@@ -28,7 +28,7 @@ from edge_assistant.pipeline import Assistant
 from edge_assistant.prompt import PromptBuilder
 from edge_assistant.service import connect_echo_cancellation
 from edge_assistant.stop_word import StopWordDetector
-from tests.support.room import SimulatedRoom
+from edge_assistant.bench.room import SimulatedRoom
 from tests.test_pipeline import listener_models, synthesizer  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
@@ -77,7 +77,7 @@ class Room:
         self.microphone = self.room.microphone()
         source = with_echo_cancellation(self.microphone, sink, config.audio)
         assert getattr(source, "cancels_echo", False) == echo_cancellation
-        connect_echo_cancellation(source, listener.wake)
+        connect_echo_cancellation(source, listener)
         self.source = source
         builder = PromptBuilder(config.prompt, engine.tokenizer, config.llm.n_ctx, config.llm.max_tokens)
         sounds = {"wake": earcon("wake")} if earcons else {}

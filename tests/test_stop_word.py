@@ -3,14 +3,20 @@ on only while the assistant speaks."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from edge_assistant.audio.pcm import SAMPLE_RATE, frame_bytes
 from edge_assistant.bench.clips import espeak_speech, in_room
 from edge_assistant.bench.stop import held_out_espeak_voices
-from edge_assistant.config import WakeConfig
+from edge_assistant.audio.microphone import MicrophoneSource
+from edge_assistant.audio.wav import WavSource, write_wav
+from edge_assistant.config import AudioConfig, WakeConfig
+from edge_assistant.echo import with_echo_cancellation
 from edge_assistant.listener import Listener
+from edge_assistant.service import connect_echo_cancellation
 from edge_assistant.stop_word import StopWordDetector, StopWordModel, says_stop
 from edge_assistant.tts import spoken_samples
 from tests.test_pipeline import listener_models, synthesizer  # noqa: F401  (fixtures)
@@ -38,6 +44,24 @@ def spoken(synthesizer, text: str, lead_s: float = 1.5, tail_s: float = 1.0):
 
 def test_the_stop_word_is_off_unless_asked_for():
     assert WakeConfig().stop_word is False
+
+
+def test_a_microphone_that_hears_the_assistant_whole_gets_no_stop_word(tmp_path):
+    class Sink:
+        taps: list = []
+
+    def kept(source) -> bool:
+        listener = SimpleNamespace(wake=None, stop_word=StopWordDetector())
+        connect_echo_cancellation(source, listener)
+        return listener.stop_word is not None
+
+    assert not kept(MicrophoneSource(AudioConfig(echo_cancellation=False)))
+    assert not kept(with_echo_cancellation(MicrophoneSource(AudioConfig()), Sink(),
+                                           AudioConfig(echo_cancellation=False, noise_suppression=True)))
+    assert kept(with_echo_cancellation(MicrophoneSource(AudioConfig()), Sink(), AudioConfig()))
+    # A file never hears the speaker.
+    write_wav(tmp_path / "in.wav", np.zeros(SAMPLE_RATE, np.int16), SAMPLE_RATE)
+    assert kept(WavSource(tmp_path / "in.wav"))
 
 
 def test_the_model_file_is_shipped_and_sane(model):

@@ -15,6 +15,9 @@ temporary state directory).
   the training of `scripts/train-stop-word.py`) whose "Stop." the detector hears.
 - `stop.false_accepts_per_hour`: detections in speech and noise without the word, per hour.
   The detector only runs while the assistant speaks, so an hour is an hour of its speaking.
+- `stop.recall_over_reply`, `stop.false_accepts_per_hour_own_voice`: what the detector really
+  hears while the assistant speaks, in a simulated room (room.py) after the echo canceller: the
+  held-out voices' "Stop." 6 s into the assistant's talk, and that talk alone.
 """
 
 from __future__ import annotations
@@ -148,6 +151,28 @@ def _accuracy(loaded: LoadedModels, report: Report, options: BenchOptions) -> No
         if count:
             report.add(f"stop.false_accepts_{kind}", count)
     report.add("stop.false_accepts_per_hour", sum(accepts.values()) / hours)
+    _over_own_voice(detector, detections, spoken, other["piper"], report)
+
+
+def _over_own_voice(detector, detections, spoken: list[np.ndarray], talk: np.ndarray, report: Report) -> None:
+    from .room import play_through_room
+
+    rate = pcm.SAMPLE_RATE
+    word_at_s, after_s = 6.0, 1.5
+    heard = 0
+    for index, samples in enumerate(spoken):
+        start = index * int(word_at_s * rate) % max(1, talk.size - int(10 * rate))
+        played = talk[start : start + int((word_at_s + 3.0) * rate)]
+        voice = (samples.astype(np.float64) * 3000.0 / max(1.0, float(np.std(samples)))).astype(np.int16)
+        _, _, cleaned, _ = play_through_room(played, delay_s=0.12, noise_rms=30.0, voice=voice,
+                                             voice_at_s=word_at_s, seed=index)
+        detector.reset()
+        detections(cleaned[: int((word_at_s - 0.5) * rate)])  # the reply so far: context
+        heard += detections(cleaned[int((word_at_s - 0.5) * rate) : int((word_at_s + after_s) * rate)]) > 0
+    report.add("stop.recall_over_reply", heard / len(spoken))
+    _, _, cleaned, _ = play_through_room(talk, delay_s=0.12, noise_rms=30.0)
+    detector.reset()
+    report.add("stop.false_accepts_per_hour_own_voice", detections(cleaned) / (cleaned.size / rate / 3600))
 
 
 def bench_stop(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:

@@ -1,4 +1,5 @@
-"""A simulated room for the echo tests: what the speaker plays comes back into the microphone.
+"""A simulated room for the echo tests, the stop word's bench and its training: what the speaker
+plays comes back into the microphone.
 
     room = SimulatedRoom(delay_s=0.12)
     sink.taps.append(room.speaker_tap)       # the speaker plays into the room
@@ -22,8 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from edge_assistant.audio.pcm import SAMPLE_RATE, as_int16, frame_bytes, resample
-from edge_assistant.concurrency import Pacer
+from ..audio.pcm import SAMPLE_RATE, as_int16, frame_bytes, resample
+from ..concurrency import Pacer
 
 
 def room_response(seed: int = 0, length_s: float = 0.15, rt60_s: float = 0.3) -> np.ndarray:
@@ -138,8 +139,8 @@ def play_through_room(played: np.ndarray, *, delay_s: float, engine: str = "webr
     Returns (room, microphone, cleaned, processor): the room's tracks, the microphone's samples
     and the canceller's output cover the same samples, from when the speaker began.
     """
-    from edge_assistant.config import AudioConfig
-    from edge_assistant.echo import BLOCK, CaptureClock, CaptureProcessor, PlaybackReference
+    from ..config import AudioConfig
+    from ..echo import BLOCK, CaptureClock, CaptureProcessor, PlaybackReference
 
     clock = ManualClock()
     room = SimulatedRoom(delay_s, seed=seed, noise_rms=noise_rms,
