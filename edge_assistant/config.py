@@ -95,9 +95,9 @@ class WakeConfig:
     barge_in: bool = True
     barge_in_threshold: float = field(default=0.0, metadata=_between(0.0, 1.0))
     # "Stop" ends what the assistant says or rings, heard by a small model of its own
-    # (stop_word.py) while it speaks; 0 keeps that model's cutoff. Off by default: through the
-    # echo canceller the assistant's own voice sometimes sounds like "stop" to it.
-    stop_word: bool = False
+    # (stop_word.py) while it speaks; 0 keeps that model's cutoff. It needs echo cancellation
+    # on a microphone (audio.echo_cancellation): the assistant's voice heard whole stops it.
+    stop_word: bool = True
     stop_word_threshold: float = field(default=0.0, metadata=_between(0.0, 1.0))
 
 

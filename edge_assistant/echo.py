@@ -55,6 +55,9 @@ BATCH_S = 0.1
 # microphone's queue on a loaded machine); older blocks are dropped even if it never read them
 # (a microphone that is gone while the speaker plays on).
 REFERENCE_KEEP_S = 60.0
+# Sound played after the delay is measured (or changed) before the canceller's filter is taken
+# to have learnt the room: until then it leaves much of the echo.
+SETTLE_S = 3.0
 # How long the room goes on echoing a sound after the speaker stopped playing it.
 ECHO_TAIL_S = 0.3
 # Played samples at least this loud (about -50 dBFS) are a sound the microphone may hear.
@@ -448,6 +451,7 @@ class CaptureProcessor:
         self._sounding = collections.deque(maxlen=int((cfg.echo_max_delay_ms / 1000 + ECHO_TAIL_S) * 100) + 1)
         # For each block of the last `process()`: could the microphone hear the speaker then?
         self.own_sound: list[bool] = []
+        self._settling_blocks = int(SETTLE_S * SAMPLE_RATE / BLOCK)  # sounding blocks still to go
 
     @property
     def cancels_echo(self) -> bool:
@@ -462,6 +466,12 @@ class CaptureProcessor:
             delay_ms=None if delay is None else round(delay * 1000 / SAMPLE_RATE, 1),
             confidence=None if last is None else round(last.confidence, 1),
         )
+
+    @property
+    def settled(self) -> bool:
+        """Whether the canceller has learnt the room: the delay measured, and `SETTLE_S` of
+        sound played since. Before that, what it leaves of the assistant's voice is loud."""
+        return self.cancels_echo and self.estimator.delay is not None and self._settling_blocks <= 0
 
     @property
     def shift(self) -> int:
@@ -497,7 +507,10 @@ class CaptureProcessor:
                 played = self.reference.read(index, BLOCK)
                 self._sounding.append(bool(np.max(np.abs(played), initial=0) >= SOUNDING_LEVEL))
                 self.own_sound.append(self._hears_own_sound())
+                if self._sounding[-1]:
+                    self._settling_blocks = max(0, self._settling_blocks - 1)
                 if self.estimator.add(near.astype(np.float32), played.astype(np.float32)):
+                    self._settling_blocks = int(SETTLE_S * SAMPLE_RATE / BLOCK)
                     log.info("echo path delay: %.1f ms", self.estimator.delay * 1000 / SAMPLE_RATE)
                     if self.on_delay is not None:
                         self.on_delay(self.status)

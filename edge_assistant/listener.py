@@ -112,6 +112,9 @@ class Listener:
         self._stop_word_wanted = False
         self._stop_word_on = False
         self._stop_word_held_until = 0.0  # time.monotonic(): the assistant says "stop" itself
+        # Set when the microphone's frames are echo-cancelled: whether the canceller has learnt
+        # the room. Before, it leaves the assistant's voice loud enough to sound like "stop".
+        self.echo_settled: Callable[[], bool] | None = None
         self._recent = bytearray()
         # When the stream began, and how much of it was heard: a frame's capture time is
         # estimated from them, since frames may wait in the source's queue while the listener
@@ -253,6 +256,9 @@ class Listener:
             captured_at = self._began_at + self._heard_bytes / (SAMPLE_RATE * SAMPLE_WIDTH)
             if min(captured_at, time.monotonic()) < self._stop_word_held_until:
                 log.debug("stop word ignored: the assistant says it (score %.3f)", score)
+            elif self.echo_settled is not None and not self.echo_settled():
+                log.debug("stop word ignored: the echo canceller is still learning the room "
+                          "(score %.3f)", score)
             else:
                 events.append(Event("stop_word", {"score": round(score, 3)}))
 

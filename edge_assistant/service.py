@@ -195,6 +195,7 @@ def connect_echo_cancellation(source: Any, listener: Any) -> None:
         wake.own_voice = OwnVoiceDetector(wake.config) if cancels else None
         if cancels:
             source.processor.hear_played = wake.own_voice.hear
+    listener.echo_settled = (lambda: source.processor.settled) if cancels else None
     hears_the_speaker = isinstance(source, (MicrophoneSource, EchoCancellingSource))
     if listener.stop_word is not None and hears_the_speaker and not cancels:
         log.warning("wake.stop_word is off: the microphone hears the assistant's voice without "

@@ -331,7 +331,8 @@ def main() -> int:
     parser.add_argument("--positive-from", type=float, default=POSITIVE_AFTER_S[0],
                         help="seconds after the word's end where the model should fire")
     parser.add_argument("--positive-to", type=float, default=POSITIVE_AFTER_S[1])
-    parser.add_argument("--cutoff", type=float, default=0.5)
+    parser.add_argument("--cutoff", type=float, default=0.7,
+                        help="0.7 halves the false stops over the assistant's own echo at 0.5, for a few misses")
     parser.add_argument("--consecutive", type=int, default=2,
                         help="steps in a row at or above the cutoff for a detection: one more step "
                         "(80 ms) to wait, and a third of the false stops in talk")

@@ -162,6 +162,18 @@ def test_canceller_measures_the_delay_and_removes_the_echo(engine, delay_s, repl
     assert erle >= floor, f"{engine}: ERLE {erle:.1f} dB at {delay_s * 1000:.0f} ms"
 
 
+def test_canceller_is_settled_once_it_has_heard_the_room_for_a_while(reply):
+    early, _, _, processor = play_through_room(reply[: 4 * SAMPLE_RATE], delay_s=0.12)
+    # The first seconds: no delay measured yet, or too little sound since it was.
+    assert not processor.settled
+    room, _, cleaned, processor = play_through_room(reply, delay_s=0.12)
+    assert processor.settled
+    # What settling waits for: the echo left before it is much louder than after.
+    before = slice(0, 4 * SAMPLE_RATE)
+    after = slice(8 * SAMPLE_RATE, cleaned.size)
+    assert erle_db(room.echo_track[after], cleaned[after]) > erle_db(room.echo_track[before], cleaned[before]) + 6
+
+
 def test_delay_estimator_ignores_a_speaker_that_plays_nothing():
     estimator = EchoDelayEstimator(max_delay_s=0.2, interval_s=0.5)
     noise = np.random.default_rng(0).normal(0, 300, 4 * SAMPLE_RATE).astype(np.float32)

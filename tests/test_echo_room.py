@@ -27,7 +27,6 @@ from edge_assistant.llama_engine import LlamaEngine
 from edge_assistant.pipeline import Assistant
 from edge_assistant.prompt import PromptBuilder
 from edge_assistant.service import connect_echo_cancellation
-from edge_assistant.stop_word import StopWordDetector
 from edge_assistant.bench.room import SimulatedRoom
 from tests.test_pipeline import listener_models, synthesizer  # noqa: F401  (fixtures)
 
@@ -164,6 +163,7 @@ def test_the_assistant_does_not_hear_itself(tmp_path, tiny_gguf, listener_models
     room = Room(tmp_path, tiny_gguf, listener_models, synthesizer, follow_up_s=1.5)
     transcripts = asyncio.run(scenario(room))
     assert room.of_type("wake") == [], "the assistant woke itself"
+    assert room.of_type("stop_word") == [], "the assistant stopped itself"
     assert room.source.status.delay_ms == pytest.approx(120.0, abs=15.0)
     # Every follow-up without an answer heard nothing: no speech, so no transcript.
     assert len(room.of_type("transcript")) == len(ANSWERS)
@@ -211,11 +211,8 @@ def test_stop_said_by_a_person_ends_a_reply_and_said_by_the_assistant_does_not(
         return own, stopped, heard_after
 
     room = Room(tmp_path, tiny_gguf, listener_models, synthesizer)
-    listener_models.stop_word = StopWordDetector()  # as `wake.stop_word = true` makes it
-    try:
-        own, stopped, heard_after = asyncio.run(scenario(room))
-    finally:
-        listener_models.stop_word = None
+    assert listener_models.stop_word is not None  # `wake.stop_word` is on by default
+    own, stopped, heard_after = asyncio.run(scenario(room))
     assert own.data["cancelled"] is False, "the assistant's own \"stop\" stopped it"
     assert stopped.data["cancelled"] is True and stopped.request_id == "interrupted"
     assert heard_after < 3.0

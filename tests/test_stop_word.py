@@ -42,8 +42,8 @@ def spoken(synthesizer, text: str, lead_s: float = 1.5, tail_s: float = 1.0):
     return in_room(spoken_samples(synthesizer, text, SAMPLE_RATE), lead_s, tail_s)
 
 
-def test_the_stop_word_is_off_unless_asked_for():
-    assert WakeConfig().stop_word is False
+def test_the_stop_word_is_on_unless_turned_off():
+    assert WakeConfig().stop_word is True
 
 
 def test_a_microphone_that_hears_the_assistant_whole_gets_no_stop_word(tmp_path):
@@ -71,14 +71,20 @@ def test_the_model_file_is_shipped_and_sane(model):
     assert model.probabilities(windows).shape == (3,)
 
 
-@pytest.mark.parametrize("voice", [held_out_espeak_voices()[i] for i in (0, 9, 21, 30)])
-def test_stop_is_heard_just_after_it_ends_in_voices_it_was_not_trained_on(model, voice):
-    clip = in_room(espeak_speech("Stop.", *voice), lead_s=1.5, tail_s=1.0)
-    fired = detections(StopWordDetector(model), clip.samples)
-    assert len(fired) == 1, fired
-    end = clip.speech_end / SAMPLE_RATE
-    # At an 80 ms step just after the word: the model waits for its end, and no longer.
-    assert end - 0.1 <= fired[0] <= end + 0.3, (fired, end)
+def test_stop_is_heard_just_after_it_ends_in_voices_it_was_not_trained_on(model):
+    voices = held_out_espeak_voices()
+    heard = 0
+    for voice in voices:
+        clip = in_room(espeak_speech("Stop.", *voice), lead_s=1.5, tail_s=1.0)
+        fired = detections(StopWordDetector(model), clip.samples)
+        assert len(fired) <= 1, (voice, fired)
+        if fired:
+            heard += 1
+            end = clip.speech_end / SAMPLE_RATE
+            # At an 80 ms step just after the word: the model waits for its end, and no longer.
+            assert end - 0.1 <= fired[0] <= end + 0.3, (voice, fired, end)
+    # 34 of the 36 when the model was made (bench --only stop measures it).
+    assert heard >= 0.9 * len(voices), f"{heard} of {len(voices)} held-out voices heard"
 
 
 def test_stop_in_the_assistants_voice(model, synthesizer):
@@ -124,7 +130,7 @@ def listener_events(listener: Listener, samples: np.ndarray) -> list:
 
 def test_the_listener_hears_stop_only_while_the_assistant_speaks(synthesizer, listener_models):
     listener = listener_models
-    listener.stop_word = StopWordDetector()  # as `wake.stop_word = true` makes it
+    assert listener.stop_word is not None  # `wake.stop_word` is on by default
     samples = spoken(synthesizer, "Stop.").samples
     listener.begin()
     try:
@@ -132,6 +138,11 @@ def test_the_listener_hears_stop_only_while_the_assistant_speaks(synthesizer, li
         listener.set_speaking(True)
         heard = [e for e in listener_events(listener, samples) if e.type == "stop_word"]
         assert len(heard) == 1 and heard[0].data["score"] >= listener.stop_word.cutoff
+        # The echo canceller still learning the room: what it leaves may sound like "stop".
+        listener.echo_settled = lambda: False
+        assert [e for e in listener_events(listener, samples) if e.type == "stop_word"] == []
+        listener.echo_settled = lambda: True
+        assert len([e for e in listener_events(listener, samples) if e.type == "stop_word"]) == 1
         # The assistant saying "stop" itself: held for as long as it says it, and its echo.
         listener.hold_stop_word(0.5)
         assert [e for e in listener_events(listener, samples) if e.type == "stop_word"] == []
@@ -139,4 +150,4 @@ def test_the_listener_hears_stop_only_while_the_assistant_speaks(synthesizer, li
         assert [e for e in listener_events(listener, samples) if e.type == "stop_word"] == []
     finally:
         listener.set_speaking(False)
-        listener.stop_word = None
+        listener.echo_settled = None
