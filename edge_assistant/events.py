@@ -77,7 +77,8 @@ class Event:
         if self.turn_id is not None:
             payload["turn_id"] = self.turn_id
         if self.request_id is not None:
-            payload["id"] = self.request_id
+            # Timer events carry the timer's own `id`: the request's then goes as `request_id`.
+            payload["request_id" if "id" in self.data else "id"] = self.request_id
         payload.update(self.data)
         return payload
 

@@ -201,6 +201,8 @@ class Assistant:
         # Home intents and timers first, then the LLM; the LLM alone without a home.
         self.responder = responder or Responder(session)
         self.timers = timers
+        # The request id of the timer command being run: the timer events it causes carry it.
+        self.timer_request_id: str | None = None
         self.synthesizer = synthesizer
         self.sink = sink
         self.listener = listener
@@ -439,10 +441,13 @@ class Assistant:
         elif name == "timer":
             if self.timers is None:
                 raise RuntimeError("timers are not available")
+            self.timer_request_id = request_id
             try:
                 run_timer_command(self.timers, data["command"])
             except TimerError as error:
                 self.emit(Event("error", {"code": error.code, "message": str(error)}, request_id=request_id))
+            finally:
+                self.timer_request_id = None
         elif name == "listen":
             self.cancel_turn("listen command")
             if self.listener is None or self.source is None:

@@ -577,7 +577,7 @@ class Service:
 
         def emit(kind: str, data: dict[str, Any]) -> None:
             if assistant() is not None:
-                assistant().emit(Event(kind, data))
+                assistant().emit(Event(kind, data, request_id=assistant().timer_request_id))
 
         def ring(timer, count: int) -> None:
             if assistant() is not None:

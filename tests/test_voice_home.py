@@ -175,8 +175,11 @@ def test_timers_survive_sigkill_and_one_that_ended_meanwhile_is_announced(
     try:
         probe.wait_for(f"{PREFIX}/state", lambda m: m.text == "idle", timeout=slack(120))
         probe.publish(f"{PREFIX}/cmd/timer", json.dumps({"action": "start", "seconds": 120, "name": "pasta"}))
-        probe.publish(f"{PREFIX}/cmd/timer", json.dumps({"action": "start", "seconds": 2, "name": "tea"}))
-        probe.wait_for(f"{PREFIX}/event/timer_started", lambda m: m.json().get("name") == "tea")
+        probe.publish(f"{PREFIX}/cmd/timer", json.dumps({"action": "start", "seconds": 2, "name": "tea",
+                                                         "id": "start-tea"}))
+        tea = probe.wait_for(f"{PREFIX}/event/timer_started", lambda m: m.json().get("name") == "tea").json()
+        # The timer's id, and the request's beside it.
+        assert tea["request_id"] == "start-tea" and tea["id"] != "start-tea"
         assert {t["name"] for t in timers_list(probe)["timers"]} == {"pasta", "tea"}
     except AssertionError:
         raise AssertionError(first.log())
