@@ -36,8 +36,9 @@ _MAX_PIECE_BYTES = 50 * CHUNK_BYTES
 EMBEDDING_SIZE = 96
 
 
-# What the assistant may say that the model takes for "stop" ("stop", "stopped", "stops").
-_STOP_LIKE = re.compile(r"\bstop", re.IGNORECASE)
+# What the assistant may say that the model takes for "stop" ("stop", "stopped", "stops"; and
+# "stock" or "stuff" ending a sentence, in its voice).
+_STOP_LIKE = re.compile(r"\b(stop|stock|stuff)", re.IGNORECASE)
 
 
 def says_stop(text: str) -> bool:
