@@ -203,10 +203,10 @@ def test_stop_said_by_a_person_ends_a_reply_and_said_by_the_assistant_does_not(
         room.assistant.start()
         await room.say_to_the_end(LONG_REPLY, "warm-up")  # the canceller learns the room
         own = await room.say_to_the_end(STOPPING_REPLY, "says-stop", timeout=90.0)
-        # The stop word hears 92 to 97% of held-out voices alone, fewer over the reply's echo
-        # (this voice was missed twice in a row in one of eight runs): a person not heard says
-        # it again, as people do.
-        _, stopped, heard_after = await room.interrupt(stop, "stop_word", tries=3)
+        # The stop word hears some three in four held-out voices over the reply's echo (bench
+        # --only stop, stop.recall_over_reply), this one less: a person not heard says it
+        # again, as people do.
+        _, stopped, heard_after = await room.interrupt(stop, "stop_word", tries=4)
         await room.assistant.stop()
         return own, stopped, heard_after
 
