@@ -481,7 +481,6 @@ class CaptureProcessor:
             return 0
         return max(0, delay - int(self.engine.residual_delay_s * SAMPLE_RATE))
 
-
     def _hears_own_sound(self) -> bool:
         """Whether the block just added to `_sounding` may hold the speaker's sound: anything
         played from the delay (or, unmeasured, any delay) up to the room's tail before it."""

@@ -297,7 +297,8 @@ class WakeDetector:
             self._position_bytes += len(frame)
             now = self.time_s
             confirmed = self._confirm_pending(now)
-            if best is None or best < self.cutoff:
+            # Whatever this frame scores, it is inside the confirmed detection's refractory time.
+            if confirmed is not None or best is None or best < self.cutoff:
                 return confirmed
             if self._last_detection_s is not None and (
                 now - self._last_detection_s < self.config.refractory_s

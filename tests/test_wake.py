@@ -10,7 +10,7 @@ import pytest
 
 from edge_assistant.audio import pcm
 from edge_assistant.config import ConfigError, WakeConfig
-from edge_assistant.wake import Detection, WakeDetector, stricter_cutoff
+from edge_assistant.wake import Detection, OwnVoiceDetector, WakeDetector, stricter_cutoff
 
 SAMPLE_RATE = pcm.SAMPLE_RATE
 ENGINES = ("micro", "openwakeword")
@@ -135,6 +135,27 @@ def test_barge_in_threshold_applies_only_while_speaking(speech):
     assert detections(wake, clip) == []
     wake.set_speaking(False)
     assert len(detections(wake, clip)) == 1
+
+
+def test_a_barge_in_that_waited_for_the_canceller_is_not_lost_while_the_word_still_scores():
+    class Confident:  # the model, certain at every 80 ms step
+        name, cutoff = "test", 0.5
+
+        def scores(self, frame):
+            return [0.99]
+
+        def reset(self):
+            pass
+
+    wake = WakeDetector(WakeConfig())
+    wake._engine = Confident()
+    wake.set_echo_cancelled(True)
+    wake.own_voice = OwnVoiceDetector(WakeConfig())  # it heard the assistant say nothing
+    wake.set_speaking(True)
+    frame = bytes(pcm.frame_bytes(10))
+    found = [(index, d) for index in range(100) if (d := wake.process(frame)) is not None]
+    # One detection, OWN_VOICE_WAIT_S after the first frame that scored.
+    assert [index for index, _ in found] == [25] and found[0][1].barge_in
 
 
 def test_speaking_tail_suppresses_right_after_speech_ends(speech):
