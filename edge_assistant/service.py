@@ -36,7 +36,7 @@ from .audio.wav import WavSink, WavSource
 from .health import BROKER_DOWN_FIX, BROKER_REFUSED_FIX, CONFIG_FIX, MODEL_FIX, Health, device_fix
 from .limits import LogLimiter
 from .echo import status_file as echo_status_file
-from .echo import with_echo_cancellation
+from .echo import EchoCancellingSource, with_echo_cancellation
 from .respond import Responder
 from .status import StatusServer, server_path
 from .timers import (
@@ -185,7 +185,6 @@ def connect_echo_cancellation(source: Any, listener: Any) -> None:
     barges in at the normal threshold, and the wake word the assistant says itself is known
     from what it played (so it is not taken for a person's). A microphone that hears the
     speaker whole gets no stop word: the assistant's own voice would stop it too often."""
-    from .echo import EchoCancellingSource
     from .wake import OwnVoiceDetector
 
     cancels = bool(getattr(source, "cancels_echo", False))
