@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from . import __version__, config as config_module, models
+from . import __version__, config as config_module, journal, models
 from .config import Config, ConfigError
 
 log = logging.getLogger("edge_assistant")
@@ -35,11 +35,8 @@ def _load_config(args: argparse.Namespace) -> Config:
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # Under systemd each line carries its priority, so `journalctl -p warning` finds it.
+    journal.setup(getattr(logging, level.upper(), logging.INFO))
 
 
 # --- config -------------------------------------------------------------------------------
@@ -654,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except expected as error:
-        print(f"edge-assistant: {error}", file=sys.stderr)
+        print(journal.error_line(f"edge-assistant: {error}"), file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
