@@ -39,6 +39,9 @@ readonly state_dir=/var/lib/edge-assistant
 readonly unit_name=edge-assistant.service
 readonly unit_dir=/etc/systemd/system
 readonly stamp=$prefix/.installed
+# `edge-assistant` on PATH, for people (sudo's secure_path has /usr/local/bin too); tests point
+# EDGE_ASSISTANT_INSTALL_BIN_DIR elsewhere.
+readonly command_link=${EDGE_ASSISTANT_INSTALL_BIN_DIR:-/usr/local/bin}/edge-assistant
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -99,7 +102,16 @@ check_platform() {
   os_id=${EDGE_ASSISTANT_INSTALL_OS_ID:-$(. /etc/os-release 2>/dev/null && echo "${ID:-unknown}")}
   # shellcheck disable=SC1091
   os_version=${EDGE_ASSISTANT_INSTALL_OS_VERSION:-$(. /etc/os-release 2>/dev/null && echo "${VERSION_ID:-0}")}
-  systemd_version=${EDGE_ASSISTANT_INSTALL_SYSTEMD:-$(systemctl --version 2>/dev/null | awk 'NR == 1 {print $2}')}
+  if [[ -n ${EDGE_ASSISTANT_INSTALL_SYSTEMD:-} ]]; then
+    systemd_version=$EDGE_ASSISTANT_INSTALL_SYSTEMD
+  elif command -v systemctl >/dev/null 2>&1; then
+    # Under pipefail a failing systemctl would end the script here without a word.
+    systemd_version=$(systemctl --version 2>/dev/null | awk 'NR == 1 {print $2}') || systemd_version=0
+  else
+    # A minbase chroot or an image build: the unit is still written, and enabled at the last step.
+    say "no systemctl here: installing the unit for systemd older than 253 (no Type=notify-reload drop-in)"
+    systemd_version=0
+  fi
   systemd_version=${systemd_version%%[!0-9]*}
   systemd_version=${systemd_version:-0}
   if [[ -n ${EDGE_ASSISTANT_INSTALL_JETSON:-} ]]; then
@@ -222,6 +234,7 @@ install_venv() {
   fi
   if [[ -x $venv/bin/python && $previous == "$fingerprint" && $previous_cmake == "$CMAKE_ARGS" ]]; then
     say "up to date: $("$venv/bin/edge-assistant" --version 2>/dev/null || echo edge-assistant)"
+    link_command
     return
   fi
   changed=1
@@ -254,6 +267,20 @@ EOF
     printf 'source=%s\ncmake_args=%s\n' "$fingerprint" "$CMAKE_ARGS" >"$stamp"
   fi
   ((dry_run)) || say "installed: $("$venv/bin/edge-assistant" --version)"
+  link_command
+}
+
+link_command() {
+  local target=$venv/bin/edge-assistant
+  if [[ -L $command_link && $(readlink "$command_link") == "$target" ]]; then
+    return
+  fi
+  if [[ -e $command_link || -L $command_link ]]; then
+    say "warning: $command_link is not a link to $target: left alone; the commands are in $venv/bin"
+    return
+  fi
+  [[ -d ${command_link%/*} ]] || run mkdir -p "${command_link%/*}"
+  run ln -s "$target" "$command_link"
 }
 
 install_file() {  # MODE OWNER:GROUP SOURCE TARGET: copy when absent or different
@@ -429,6 +456,9 @@ do_uninstall() {
     run systemctl daemon-reload
   fi
   step "remove $prefix"
+  if [[ -L $command_link && $(readlink "$command_link") == "$venv/bin/edge-assistant" ]]; then
+    run rm -f "$command_link"
+  fi
   [[ -e $prefix ]] && run rm -rf "$prefix"
   if ((purge)); then
     step "purge config, models and user"

@@ -400,3 +400,67 @@ def test_unit_command_lines_are_ones_the_cli_accepts(setting, command):
     args = build_parser().parse_args(argv)
     assert args.command == command
     assert args.config == "/etc/edge-assistant/edge-assistant.toml"
+
+
+def path_without(tmp_path: Path, *missing: str) -> str:
+    """A PATH with every command of this one but `missing` (a minbase chroot has no systemctl)."""
+    bin_dir = tmp_path / "path"
+    bin_dir.mkdir()
+    for folder in os.environ["PATH"].split(os.pathsep):
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            link = bin_dir / name
+            if name not in missing and not link.exists() and os.access(os.path.join(folder, name), os.X_OK):
+                link.symlink_to(os.path.join(folder, name))
+    return str(bin_dir)
+
+
+def test_install_without_systemctl_says_so_and_goes_on(tmp_path):
+    path = path_without(tmp_path, "systemctl")
+    assert shutil.which("systemctl", path=path) is None and shutil.which("bash", path=path)
+    result = install("--dry-run", PATH=path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "install: no systemctl here: installing the unit for systemd older than 253" in out
+    assert re.search(r"^install: platform: .*\(supported\)$", out, re.MULTILINE), out
+    assert "install: [8] enable and start" in out
+    assert "no systemctl here: enable the service on the device with: systemctl enable --now" in out
+    # No systemd version, no drop-in for systemd >= 253.
+    assert "Type=notify-reload" not in install("--show-dropin", PATH=path, **{**X86, "EDGE_ASSISTANT_INSTALL_SYSTEMD": ""}).stdout
+
+
+VENV_COMMAND = "/opt/edge-assistant/venv/bin/edge-assistant"
+
+
+def test_install_puts_the_command_on_path(tmp_path):
+    bin_dir = tmp_path / "bin"
+    link = bin_dir / "edge-assistant"
+    result = install("--dry-run", EDGE_ASSISTANT_INSTALL_BIN_DIR=str(bin_dir))
+    assert result.returncode == 0, result.stderr
+    assert f"+ ln -s {VENV_COMMAND} {link}\n" in result.stdout
+    # Left as it is when it is in place, and never replaced when it is something else.
+    bin_dir.mkdir(exist_ok=True)
+    link.symlink_to(VENV_COMMAND)
+    again = install("--dry-run", EDGE_ASSISTANT_INSTALL_BIN_DIR=str(bin_dir))
+    assert again.returncode == 0 and f" {link}" not in again.stdout, again.stdout
+    link.unlink()
+    link.write_text("#!/bin/sh\n")
+    other = install("--dry-run", EDGE_ASSISTANT_INSTALL_BIN_DIR=str(bin_dir))
+    assert other.returncode == 0 and f"+ ln -s {VENV_COMMAND}" not in other.stdout
+    assert f"install: warning: {link} is not a link to {VENV_COMMAND}: left alone" in other.stdout
+
+
+def test_uninstall_removes_the_command_link_and_only_its_own(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    link = bin_dir / "edge-assistant"
+    link.symlink_to(VENV_COMMAND)
+    for purge in ((), ("--purge",)):
+        result = install("--dry-run", "--uninstall", *purge, EDGE_ASSISTANT_INSTALL_BIN_DIR=str(bin_dir))
+        assert result.returncode == 0, result.stderr
+        assert f"+ rm -f {link}\n" in result.stdout
+    link.unlink()
+    link.symlink_to("/usr/bin/true")
+    kept = install("--dry-run", "--uninstall", EDGE_ASSISTANT_INSTALL_BIN_DIR=str(bin_dir))
+    assert kept.returncode == 0 and str(link) not in kept.stdout
