@@ -24,6 +24,8 @@ log = logging.getLogger("edge_assistant")
 EXIT_FAILURE = 1
 # `status`: nothing answers (as `systemctl status` says of a unit that is not running).
 EXIT_NOT_RUNNING = 3
+# `status`: this user may not ask the service (LSB's "status unknown").
+EXIT_NOT_ALLOWED = 4
 
 
 class CliError(Exception):
@@ -303,11 +305,26 @@ def _socket_config(args: argparse.Namespace) -> Config:
     try:
         config = _load_config(args)
     except ConfigError as error:
-        log.warning("%s; looking for the service where it runs by default", error)
+        # A user outside the group edge-assistant may not read the system config either: the
+        # socket then says in one line what to do, without this line before it.
+        path = getattr(args, "config", None) or next(
+            (p for p in config_module.DEFAULT_CONFIG_PATHS if os.path.isfile(p)), None)
+        log.log(logging.DEBUG if path is not None and _may_not_read(path) else logging.WARNING,
+                "%s; looking for the service where it runs by default", error)
         config = Config()
     if args.socket:
         config = dataclasses.replace(config, service=dataclasses.replace(config.service, status_socket=args.socket))
     return config
+
+
+def _may_not_read(path: str | Path) -> bool:
+    try:
+        with open(path, "rb"):
+            return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -320,6 +337,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not args.mqtt:
         try:
             report = status.ask(config)
+        except status.NotAllowed as error:
+            print(f"edge-assistant: {error}", file=sys.stderr)
+            return EXIT_NOT_ALLOWED
         except status.ServiceUnreachable as error:
             problems.append(str(error))
     if report is None and config.mqtt.enabled and not args.socket:
@@ -581,7 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(handler=cmd_doctor)
 
     status_parser = commands.add_parser(
-        "status", help="ask the running service how it and each part are (exit 1: a part fails, 3: not running)")
+        "status", help="ask the running service how it and each part are "
+        "(exit 1: a part fails, 3: not running, 4: this user may not ask)")
     status_parser.add_argument("--json", action="store_true", help="the answer as one JSON object")
     status_parser.add_argument("--mqtt", action="store_true", help="ask the broker, not the local socket")
     status_parser.add_argument("--socket", metavar="PATH", help="the service's status socket (default: service.status_socket)")

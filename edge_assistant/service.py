@@ -118,12 +118,13 @@ def has_microphone(config: Config, options: RunOptions) -> bool:
 
 def load_checked(config_path: str | None) -> Config:
     """The config, with what `config check` checks: its models are on disk, its files exist.
-    Raises `ConfigError` naming every problem."""
+    Writes nothing (the embedded model is assembled where it is loaded). Raises `ConfigError`
+    naming every problem."""
     config = config_module.load(config_path)
     problems = []
     state_dir = config.state_dir()
     for resolve in (
-        lambda: models.resolve_llm(config.llm.model, state_dir),
+        lambda: models.check_llm(config.llm.model, state_dir),
         lambda: models.resolve_voice(config.tts.voice, state_dir),
         lambda: models.resolve_stt(config.stt.model, state_dir, config.stt.engine),
     ):

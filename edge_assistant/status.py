@@ -40,6 +40,17 @@ class ServiceUnreachable(Exception):
     """No running service answers on any of the socket paths."""
 
 
+class NotAllowed(ServiceUnreachable):
+    """A socket is there, but this user may not open it (or the folder it is in)."""
+
+    fix = ("run it with sudo, or join the group edge-assistant "
+           "(sudo usermod -aG edge-assistant $USER, then log in again)")
+
+    def __init__(self, paths: list[Path]):
+        self.problem = f"may not ask the service on {', '.join(map(str, paths))} (permission denied)"
+        super().__init__(f"{self.problem}: {self.fix}")
+
+
 def server_path(config: Config) -> Path:
     """Where the service listens: service.status_socket, else $RUNTIME_DIRECTORY (systemd),
     else the state directory."""
@@ -63,20 +74,21 @@ def ask(config: Config, request: str = "status", timeout: float = REQUEST_TIMEOU
     `TimeoutError` when the service took the request and did not answer within `timeout`."""
     if request not in REQUESTS:
         raise ValueError(f"unknown request {request!r}")
-    problems = []
+    problems, denied = [], []
     for path in client_paths(config):
-        if not path.exists():
-            problems.append(f"{path}: no such socket")
-            continue
         try:
+            if not path.exists():  # raises PermissionError in a folder this user may not enter
+                problems.append(f"{path}: no such socket")
+                continue
             return _ask(path, request, timeout)
         except TimeoutError:
             raise  # it answers, slowly: not a reason to ask elsewhere
         except PermissionError:
-            problems.append(f"{path}: permission denied (run it as root or as a member of the group "
-                            "edge-assistant)")
+            denied.append(path)
         except (OSError, ValueError) as error:
             problems.append(f"{path}: {error}")
+    if denied:
+        raise NotAllowed(denied)
     raise ServiceUnreachable("no running edge-assistant answers: " + "; ".join(problems))
 
 

@@ -1,11 +1,19 @@
-"""The text commands as a user runs them: `ask`, `prompt`, on real GGUFs."""
+"""The commands as a user runs them: `ask`, `prompt` on real GGUFs; `config check` and
+`status` as the administrator of an installed service meets them."""
 
+import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
+from pathlib import Path
 
 import pytest
+
+from edge_assistant import cli, config as config_module, models
 
 
 def run(*args, config=None, stdin=None, env=None, timeout=180):
@@ -113,3 +121,137 @@ def test_ask_on_the_embedded_default_model(tmp_path):
     # Structure, not facts (the model's answer is checked once, in test_llm's model-quality test).
     assert reply["text"].strip() and reply["sentences"]
     assert reply["completion_tokens"] > 0 and reply["prompt_tokens"] > reply["completion_tokens"]
+
+
+# --- config check and the service's state directory ---------------------------------------
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*"))
+
+
+def test_config_check_writes_nothing(tmp_path):
+    # The embedded defaults (the 241 MiB Gemma among them) in the state directory of a person
+    # with an empty home: checked, not assembled there.
+    home = tmp_path / "home"
+    home.mkdir()
+    config = tmp_path / "c.toml"
+    config.write_text("[mqtt]\nenabled = false\n")
+    env = {**{k: v for k, v in os.environ.items() if k not in ("STATE_DIRECTORY", "EDGE_ASSISTANT_SERVICE_STATE_DIR")},
+           "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "XDG_DATA_HOME": str(home / ".local" / "share")}
+    result = subprocess.run([sys.executable, "-m", "edge_assistant.cli", "-c", str(config), "config", "check"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{config}: OK"
+    assert files_under(home) == []
+    assert files_under(tmp_path) == [config, home]
+
+
+def test_config_check_still_refuses_a_model_that_is_not_on_disk(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(f"[llm]\nmodel = 'tinyllama-1.1b-chat-q4'\n[service]\nstate_dir = '{tmp_path / 'state'}'\n")
+    result = run("config", "check", str(config))
+    assert result.returncode == 1
+    assert b"llm.model: model 'tinyllama-1.1b-chat-q4' is not pulled yet" in result.stderr
+    assert not (tmp_path / "state").exists()
+
+
+@pytest.fixture
+def system_config(tmp_path, monkeypatch):
+    """The service's config and state directory of an installed device, moved under tmp_path."""
+    etc, var_lib = tmp_path / "etc" / "edge-assistant", tmp_path / "var" / "lib" / "edge-assistant"
+    etc.mkdir(parents=True)
+    var_lib.mkdir(parents=True)
+    monkeypatch.setattr(config_module, "SYSTEM_CONFIG", etc / "edge-assistant.toml")
+    monkeypatch.setattr(config_module, "SYSTEM_STATE_DIR", var_lib)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.delenv("EDGE_ASSISTANT_SERVICE_STATE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return config_module.SYSTEM_CONFIG, var_lib
+
+
+def pulled_in(state_dir: Path, name: str) -> Path:
+    """A registry model as `models pull` leaves it (the file and its verified marker)."""
+    model = models.entry(name)
+    folder = models.models_dir(state_dir) / name
+    folder.mkdir(parents=True)
+    (folder / model.main_file).write_bytes(b"GGUF")
+    (folder / ".verified").write_text("ok\n")
+    return folder / model.main_file
+
+
+def test_commands_on_the_system_config_use_the_service_state_dir(system_config, tmp_path, capsys):
+    path, var_lib = system_config
+    path.write_text("[llm]\nmodel = 'tinyllama-1.1b-chat-q4'\n[mqtt]\nenabled = false\n")
+    pulled = pulled_in(var_lib, "tinyllama-1.1b-chat-q4")
+    assert cli.main(["-c", str(path), "config", "check"]) == 0
+    assert cli.main(["-c", str(path), "models", "path", "tinyllama-1.1b-chat-q4"]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{path}: OK", str(pulled)]
+    # The same file elsewhere is a person's config: their own state directory.
+    copy = tmp_path / "mine.toml"
+    copy.write_text(path.read_text())
+    assert cli.main(["-c", str(copy), "config", "check"]) == 1
+    assert "is not pulled yet" in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()
+
+
+# --- status as a user who may not ask ------------------------------------------------------
+
+
+@pytest.fixture
+def status_socket():
+    """A real status socket, in a folder of /tmp that another user can reach (pytest's tmp_path
+    is root's alone), as the service makes it: mode 0660, owned by the service (here root)."""
+    from edge_assistant.status import StatusServer
+
+    folder = Path(tempfile.mkdtemp(prefix="edge-assistant-status-", dir="/tmp"))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="status-server", daemon=True)
+    thread.start()
+    server = StatusServer(folder / "status.sock",
+                          lambda: {"device": "probe", "state": "idle", "problem": False, "parts": {}}, None)
+    try:
+        assert asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
+        yield server.path
+    finally:
+        asyncio.run_coroutine_threadsafe(server.aclose(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def as_nobody(*args):
+    command = [sys.executable, "-m", "edge_assistant.cli", *args]
+    if os.geteuid() == 0:
+        command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", *command]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "HOME": "/nonexistent"}, cwd="/")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv, to ask as the user nobody")
+@pytest.mark.parametrize("folder_mode", [0o750, 0o755], ids=["folder-closed", "socket-closed"])
+def test_status_by_a_user_who_may_not_ask_says_so_in_one_line(status_socket, folder_mode):
+    # /run/edge-assistant is RuntimeDirectoryMode=0750; with the folder open, the socket's 0660
+    # still keeps others out.
+    status_socket.parent.chmod(folder_mode)
+    # The config, as /etc/edge-assistant/edge-assistant.toml: root:edge-assistant 0640.
+    config = status_socket.parent / "edge-assistant.toml"
+    config.write_text("[mqtt]\nenabled = false\n")
+    config.chmod(0o640)
+    allowed = run("status", "--socket", str(status_socket), config=config)
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout.decode().startswith("probe: idle, every part works")
+    refused = as_nobody("-c", str(config), "status", "--socket", str(status_socket))
+    assert refused.stdout == ""
+    assert refused.stderr.splitlines() == [
+        f"edge-assistant: may not ask the service on {status_socket} (permission denied): run it with "
+        "sudo, or join the group edge-assistant (sudo usermod -aG edge-assistant $USER, then log in again)"]
+    assert refused.returncode == 4 == cli.EXIT_NOT_ALLOWED
+
+
+def test_status_exit_codes_are_documented():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `edge-assistant status"))
+    assert "1 when a part fails" in row and "3 when none runs" in row and "4 when this user may not ask" in row

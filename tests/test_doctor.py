@@ -1,8 +1,12 @@
 """`edge-assistant doctor` against real devices, a real broker and real model files."""
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 
 def doctor(config_path, env=None):
@@ -78,3 +82,46 @@ def test_bad_config_is_reported_not_raised(tmp_path):
     path.write_text("[llm]\nn_ctx = 'x'\n")
     code, out = doctor(path)
     assert code == 1 and "llm.n_ctx: must be an integer" in out
+
+
+# --- a broker name that does not resolve ----------------------------------------------------
+
+
+def test_name_fix_finds_what_is_wrong_with_the_hosts_file(tmp_path):
+    from edge_assistant.doctor import name_fix
+
+    hosts = tmp_path / "hosts"
+    missing = name_fix("localhost", hosts)
+    assert missing.startswith(f"{hosts} is missing (a root file system built by debootstrap has none)")
+    assert "'127.0.0.1 localhost'" in missing and 'mqtt.host = "127.0.0.1"' in missing
+    hosts.write_text("127.0.1.1 pi\n# 127.0.0.1 localhost\n")
+    assert name_fix("localhost", hosts).startswith(f"{hosts} does not name localhost: add the line")
+    hosts.write_text("127.0.0.1\tlocalhost\n")
+    assert name_fix("localhost", hosts).startswith(f"localhost is in {hosts}: check the hosts line")
+    assert name_fix("broker.lan", hosts) == \
+        f"check the name (DNS, {hosts}), or set mqtt.host to the broker's IP address"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="needs root and unshare, to hide /etc/hosts in a mount namespace of its own")
+def test_doctor_on_a_root_file_system_without_etc_hosts(tmp_path, tiny_gguf):
+    # As a debootstrap image boots: /etc without hosts, the default mqtt.host = "localhost".
+    etc = tmp_path / "etc"
+    shutil.copytree("/etc", etc, symlinks=True)
+    (etc / "hosts").unlink()
+    config = tmp_path / "c.toml"
+    config.write_text(f"[llm]\nmodel = '{tiny_gguf}'\n[audio]\ninput_device = 'none'\n"
+                      f"[service]\nstate_dir = '{tmp_path / 'state'}'\n")
+    hide = 'mount --bind "$0" /etc && exec "$@"'
+    result = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", hide, str(etc),
+         sys.executable, "-m", "edge_assistant.cli", "-c", str(config), "doctor"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.split()[1:2] == ["mqtt"])
+    assert lines[at].startswith("FAIL") and "localhost:1883: localhost does not resolve: " in lines[at], lines[at]
+    assert lines[at + 1].strip() == (
+        "fix: /etc/hosts is missing (a root file system built by debootstrap has none): create it with "
+        "the lines '127.0.0.1 localhost' and '::1 localhost', or set mqtt.host = \"127.0.0.1\"")
+    assert Path("/etc/hosts").exists()  # the machine's own is untouched
