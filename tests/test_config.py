@@ -160,3 +160,28 @@ def test_config_check_cli_fails_with_one_line(tmp_path, text, message):
     assert result.returncode == 1
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_state_dir_of_the_system_config_is_the_services(tmp_path, monkeypatch):
+    load = config_module.load
+    system = tmp_path / "etc" / "edge-assistant.toml"
+    system.parent.mkdir()
+    system.write_text("[mqtt]\nenabled = false\n")
+    monkeypatch.setattr(config_module, "SYSTEM_CONFIG", system)
+    monkeypatch.setattr(config_module, "SYSTEM_STATE_DIR", tmp_path / "var-lib")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    assert load(system, environ={}).state_dir() == tmp_path / "var-lib"
+    # The same file through a link is the same config.
+    (tmp_path / "link.toml").symlink_to(system)
+    assert load(tmp_path / "link.toml", environ={}).state_dir() == tmp_path / "var-lib"
+    # Another file, or none, is a person's: their home.
+    copy = tmp_path / "copy.toml"
+    copy.write_text(system.read_text())
+    assert load(copy, environ={}).state_dir() == tmp_path / "home" / ".local" / "share" / "edge-assistant"
+    assert Config().state_dir() == tmp_path / "home" / ".local" / "share" / "edge-assistant"
+    # The service's own $STATE_DIRECTORY, and service.state_dir above all, still win.
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "systemd-state"))
+    assert load(system, environ={}).state_dir() == tmp_path / "systemd-state"
+    explicit = load(system, environ={"EDGE_ASSISTANT_SERVICE_STATE_DIR": str(tmp_path / "mine")})
+    assert explicit.state_dir() == tmp_path / "mine"
