@@ -178,7 +178,7 @@ def _broker(config: Config) -> Finding:
     try:
         socket.create_connection((mqtt.host, mqtt.port), timeout=5).close()
     except socket.gaierror as error:
-        return Finding(False, "mqtt", f"{where}: {mqtt.host} does not resolve: {error.strerror}",
+        return Finding(False, "mqtt", f"{where}: {mqtt.host} does not resolve: {error.strerror or error}",
                        name_fix(mqtt.host))
     except OSError as error:
         return Finding(False, "mqtt", f"{where}: {error}", BROKER_DOWN_FIX)
