@@ -201,3 +201,77 @@ def test_reload_with_a_broken_config_logs_a_warning_and_an_error(real_journal, t
     entries = real_journal.entries(identifier, "no running edge-assistant answers", "-p", "warning")
     assert any(p == 4 and "llm.n_ctx: must be an integer" in m for p, m in entries), entries
     assert any(p == 3 and m.startswith("edge-assistant: no running edge-assistant answers") for p, m in entries), entries
+
+
+# --- under a real systemd ----------------------------------------------------------------
+
+# In a mount namespace of its own, with /run and the journal's folder on fresh tmpfs: a
+# systemd-journald and a systemd user manager (the manager wants /run/systemd/system, as on a
+# booted machine), which run each command as a transient service (systemd-run), its stdout and
+# stderr connected to the journal as for the real unit. The entries come back as JSON lines.
+UNDER_SYSTEMD = r"""
+set -eu
+out=$1; shift
+mount -t tmpfs tmpfs /run
+mkdir -p /var/log/journal && mount -t tmpfs tmpfs /var/log/journal
+mkdir -p /run/systemd/journal /run/systemd/system /run/user/0
+/lib/systemd/systemd-journald & journald=$!
+for _ in $(seq 100); do [ -S /run/systemd/journal/stdout ] && break; sleep 0.1; done
+export XDG_RUNTIME_DIR=/run/user/0
+/lib/systemd/systemd --user >/dev/null 2>&1 & manager=$!
+for _ in $(seq 100); do
+  case $(systemctl --user is-system-running 2>/dev/null) in running|degraded) break ;; esac
+  sleep 0.1
+done
+n=0
+for command in "$@"; do
+  n=$((n + 1))
+  systemd-run --user --quiet --wait --collect --unit="edge-assistant-probe-$n" \
+    -p Environment="PYTHONPATH=$PYTHONPATH" /bin/sh -c "$command" || true
+done
+journalctl --no-pager -o json >"$out" 2>/dev/null || true
+systemctl --user exit 2>/dev/null || true
+kill $manager $journald 2>/dev/null || true
+wait
+"""
+
+SYSTEMD = next((p for p in ("/lib/systemd/systemd", "/usr/lib/systemd/systemd") if Path(p).exists()), None)
+
+
+def test_under_a_systemd_manager_the_journal_has_each_line_at_its_priority(tmp_path):
+    if os.geteuid() != 0 or SYSTEMD is None or JOURNALD is None or shutil.which("unshare") is None \
+            or shutil.which("systemd-run") is None:
+        pytest.skip("needs root, unshare and systemd (its manager, journald and systemd-run)")
+    config = tmp_path / "broken.toml"
+    config.write_text("[llm]\nn_ctx = 'many'\n")
+    probe = tmp_path / "probe.py"
+    probe.write_text(LOGS)
+    out = tmp_path / "entries.json"
+    commands = [
+        f"exec {sys.executable} -m edge_assistant.cli reload -c {config} --socket {tmp_path / 'absent.sock'}",
+        f"exec {sys.executable} {probe}",
+    ]
+    result = subprocess.run(
+        ["timeout", "120", "unshare", "--mount", "--propagation", "private", "sh", "-c", UNDER_SYSTEMD, "sh",
+         str(out), *commands], capture_output=True, text=True, timeout=180, cwd=ROOT)
+    entries = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    # journald names the unit from the process's cgroup: a user unit, or under a container
+    # runtime that shows no user slice, a system one.
+    found = [(int(entry["PRIORITY"]), entry["MESSAGE"]) for entry in entries
+             if (entry.get("_SYSTEMD_USER_UNIT") or entry.get("_SYSTEMD_UNIT") or "").startswith("edge-assistant-probe")
+             and isinstance(entry.get("MESSAGE"), str)]
+    if not found:
+        pytest.skip(f"no systemd user manager here: {result.stderr[-500:]}")
+    priorities = dict((message, priority) for priority, message in found)
+    assert priorities["WARNING edge_assistant: llm.n_ctx: must be an integer, got 'many'; "
+                      "looking for the service where it runs by default"] == 4
+    assert priorities[f"edge-assistant: no running edge-assistant answers: {tmp_path / 'absent.sock'}: "
+                      "no such socket"] == 3
+    assert priorities["INFO edge_assistant.probe: probe info"] == 6
+    assert priorities["WARNING edge_assistant.probe: probe warning: microphone missing"] == 4
+    assert priorities["ZeroDivisionError: division by zero"] == 3
+    assert priorities["KeyError: 'probe thread key'"] == 3
+    assert priorities["CRITICAL edge_assistant: uncaught exception"] == 2
+    assert priorities["RuntimeError: probe uncaught"] == 2
+    assert all(priority <= 4 for message, priority in priorities.items()
+               if message.startswith(("Traceback", "  File ", "    ")))
