@@ -57,6 +57,7 @@ def test_word_error_rate():
     # Numbers count as the words the clip texts spell them with.
     assert word_error_rate("Dim the lights to fifty percent.", "Dim the lights to 50%.") == 0
     assert word_error_rate("Set it to twenty one degrees.", "set it to 21 degrees") == 0
+    assert word_error_rate("See you tomorrow at fifty percent", "See you to-morrow at fifty per cent.") == 0
     assert corpus_wer([("a b c d", "a b c d"), ("e f", "x f")]) == pytest.approx(1 / 6)
 
 
@@ -142,7 +143,7 @@ def test_transcribe_file_resamples_and_serializes(tmp_path, speech):
     result = transcribe_file(path, SttConfig(n_threads=2))
     assert word_error_rate("Turn on the kitchen lights.", result.text) <= 0.25
     payload = json.loads(json.dumps(result.to_json_dict()))
-    assert payload["engine"] == "whisper"
+    assert payload["engine"] == "moonshine"  # English, no model configured
     assert set(payload) >= {"text", "confidence", "duration_s", "latency_s"}
 
 
@@ -184,7 +185,7 @@ def hangul(text: str) -> str:
 def test_auto_picks_vosk_for_a_vosk_folder(korean_model):
     assert isinstance(create_transcriber(SttConfig(model=str(korean_model))), VoskTranscriber)
     assert isinstance(create_transcriber(SttConfig(), model_path=korean_model), VoskTranscriber)
-    assert isinstance(create_transcriber(SttConfig(n_threads=2)), WhisperTranscriber)
+    assert isinstance(create_transcriber(SttConfig(n_threads=2)), MoonshineTranscriber)  # English
 
 
 def test_vosk_needs_a_model():
@@ -340,6 +341,13 @@ def test_moonshine_in_the_listener_keeps_the_last_word(make_speech_wav):
             assert normalize(transcript.data["text"])[-1] == last, transcript.data
     finally:
         listener.close()
+
+
+def test_auto_picks_moonshine_for_english_and_whisper_for_other_languages():
+    assert select_engine(SttConfig(), None) == "moonshine"
+    assert select_engine(SttConfig(language="en-GB"), None) == "moonshine"
+    assert select_engine(SttConfig(language="de"), None) == "whisper"
+    assert select_engine(SttConfig(), models.embedded_whisper_path()) == "whisper"
 
 
 def test_auto_picks_moonshine_for_a_moonshine_folder():

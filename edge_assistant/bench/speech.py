@@ -5,8 +5,11 @@ first audio) and `wake` (CPU of the listening front end)."""
 from __future__ import annotations
 
 import math
-import multiprocessing
+import pickle
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -76,14 +79,28 @@ def bench_stt(loaded: LoadedModels, report: Report, options: BenchOptions) -> No
     report.add("stt.clip_voices", ", ".join(dict.fromkeys(c.voice.name for c in clips)))
     for name, reason in skipped.items():
         report.add(f"stt.{name}.skipped", reason)
-    context = multiprocessing.get_context("spawn")
     for name, folder in folders.items():
-        with context.Pool(1) as pool:
-            figures = pool.apply(engine_figures, (config.stt, name, folder, utterance, clips, options.runs))
+        figures = _in_own_process(config.stt, name, folder, utterance, clips, options.runs)
         _report_engine(report, name, figures, clips, is_primary=name == primary)
     whisper, moonshine = (report.values.get(f"stt.{n}.clip_latency_s") for n in ("whisper", "moonshine"))
     if whisper and moonshine:
         report.add_ratio("stt.moonshine_latency_ratio", moonshine, whisper)
+
+
+def _in_own_process(*arguments) -> dict:
+    """`engine_figures(*arguments)` in a fresh Python process (arguments and result pickled)."""
+    with tempfile.TemporaryDirectory() as directory:
+        job, result = Path(directory) / "job.pickle", Path(directory) / "result.pickle"
+        job.write_bytes(pickle.dumps(arguments))
+        code = ("import pickle, sys; from edge_assistant.bench.speech import engine_figures; "
+                "arguments = pickle.loads(open(sys.argv[1], 'rb').read()); "
+                "open(sys.argv[2], 'wb').write(pickle.dumps(engine_figures(*arguments)))")
+        done = subprocess.run([sys.executable, "-c", code, str(job), str(result)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"the {arguments[1]} engine's process failed: {last}")
+        return pickle.loads(result.read_bytes())
 
 
 def engine_figures(stt_config, name: str, folder: Path, utterance: np.ndarray,

@@ -122,12 +122,17 @@ def utterance(speech: np.ndarray) -> np.ndarray:
 
 # --- word error rate ------------------------------------------------------------------------------
 
-_NUMBERS = {"21": "twenty one", "10": "ten", "50": "fifty", "50%": "fifty percent", "%": " percent"}
+_NUMBERS = {"21": "twenty one", "10": "ten", "50": "fifty"}
+# Spellings that differ, not words: Moonshine writes the older British ones.
+_SPELLINGS = (("to-morrow", "tomorrow"), ("per cent", "percent"))
 
 
 def normalize(text: str) -> list[str]:
-    """Lower-case words without punctuation; digits as the words the texts spell them with."""
+    """Lower-case words without punctuation; digits as the words the texts spell them with, and
+    one spelling for words that have two."""
     text = unicodedata.normalize("NFKC", text).lower()
+    for variant, spelling in _SPELLINGS:
+        text = text.replace(variant, spelling)
     text = re.sub(r"(\d+)\s*%", r"\1 percent", text)
     words = re.sub(r"[^\w\s']", " ", text).split()
     return [part for word in words for part in _NUMBERS.get(word, word).split()]
