@@ -400,3 +400,36 @@ def test_a_missing_embedded_moonshine_falls_back_to_whisper(tmp_path, monkeypatc
     missing = tmp_path / "share" / models.MOONSHINE_DIR / "encoder_model.ort"
     assert f"{missing} is missing" in line and "install-moonshine-model.sh" in line and "Whisper" in line
     assert transcriber.fallback == line
+
+
+@pytest.mark.slow
+def test_the_service_hears_through_whisper_and_says_why(tmp_path, scripted_gguf, make_speech_wav, caplog):
+    """A broken Moonshine model in the daemon: one line in the log, the question is still heard
+    and answered, and the health (status, MQTT) says Whisper stands in."""
+    import asyncio
+
+    from edge_assistant.config import from_mapping
+    from edge_assistant.service import RunOptions, Service, SystemdNotifier
+
+    folder = tmp_path / "moonshine"
+    shutil.copytree(models.embedded_moonshine_path(), folder)
+    (folder / "decoder_model_merged.ort").write_bytes(b"not a model")
+    config = from_mapping({
+        "mqtt": {"enabled": False},
+        "llm": {"model": str(scripted_gguf), "max_tokens": 6},
+        "stt": {"engine": "moonshine", "model": str(folder)},
+        "service": {"state_dir": str(tmp_path / "state"), "earcons": False},
+        "home": {"enabled": False},
+    })
+    question = make_speech_wav("Hey Jarvis. What is the weather like today?", sentence_gap_s=0.6)
+    daemon = Service(None, config, RunOptions(input_wav=question, output_wav=tmp_path / "reply.wav"),
+                     notifier=SystemdNotifier(""))
+    with caplog.at_level(logging.INFO):
+        assert asyncio.run(daemon.run()) == 0
+    fallbacks = [r.getMessage() for r in caplog.records if "decoder_model_merged.ort" in r.getMessage()]
+    assert len(fallbacks) == 1 and "Whisper" in fallbacks[0] and "correct stt.model" in fallbacks[0]
+    models_part = daemon.health.to_json()["parts"]["models"]
+    assert models_part["state"] == "ok" and fallbacks[0] in models_part["detail"]
+    transcripts = [r.getMessage() for r in caplog.records if "weather" in r.getMessage().lower()]
+    assert transcripts, "the question was not heard"
+    assert read_wav(tmp_path / "reply.wav").size > 0
