@@ -433,3 +433,16 @@ def test_the_service_hears_through_whisper_and_says_why(tmp_path, scripted_gguf,
     transcripts = [r.getMessage() for r in caplog.records if "weather" in r.getMessage().lower()]
     assert transcripts, "the question was not heard"
     assert read_wav(tmp_path / "reply.wav").size > 0
+
+
+def test_doctor_checks_the_default_english_model(tmp_path, monkeypatch):
+    from edge_assistant import doctor
+    from edge_assistant.config import Config
+
+    found = doctor._speech_model(Config())
+    assert found.ok and found.detail.startswith("moonshine, ")
+    monkeypatch.setattr(models, "SHARE_DIR", tmp_path)
+    missing = doctor._speech_model(Config())
+    assert not missing.ok and "encoder_model.ort is missing" in missing.detail
+    assert "Whisper listens meanwhile" in missing.detail and "install-moonshine-model.sh" in missing.fix
+    assert doctor._speech_model(Config(stt=SttConfig(engine="whisper"))).ok
