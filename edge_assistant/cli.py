@@ -577,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     transcribe = commands.add_parser("transcribe", help="speech to text from a WAV file")
     transcribe.add_argument("file", metavar="FILE.wav")
-    transcribe.add_argument("--engine", choices=["vosk", "whisper"], help="override stt.engine")
+    transcribe.add_argument("--engine", choices=["vosk", "whisper", "moonshine"], help="override stt.engine")
     transcribe.add_argument("--json", action="store_true", help="text, confidence, duration, latency")
     transcribe.set_defaults(handler=cmd_transcribe)
 

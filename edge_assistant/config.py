@@ -126,13 +126,15 @@ class VadConfig:
 
 @dataclass(frozen=True)
 class SttConfig:
-    engine: str = field(default="auto", metadata=_one_of("auto", "vosk", "whisper"))
+    # "auto": vosk or Moonshine for such a stt.model folder, else stt.DEFAULT_ENGINE.
+    engine: str = field(default="auto", metadata=_one_of("auto", "vosk", "whisper", "moonshine"))
     # A registry name, a model folder, or "" for the default of the engine.
     model: str = ""
     language: str = "en"
     # vosk only: restrict recognition to these phrases (plus "[unk]").
     grammar: tuple[str, ...] = ()
     beam_size: int = field(default=1, metadata=_between(1, 10))
+    # 0: Whisper takes the physical cores, Moonshine 2.
     n_threads: int = field(default=0, metadata=_at_least(0))
     # Transcribe the utterance so far at each pause (vad.pause_s), while listening goes on:
     # if no speech follows, that is the final text (Whisper), and a turn whose words end

@@ -106,6 +106,14 @@ def _speech_model(config: Config) -> Finding:
         if config.stt.engine == "vosk":
             return Finding(False, "speech", "stt.engine is vosk but no vosk model is configured or pulled",
                            "edge-assistant models pull vosk-model-small-en-us")
+        from .stt import select_engine
+
+        if select_engine(config.stt, None) == "moonshine":
+            try:
+                folder = models.embedded_moonshine_path(verify=True)
+            except models.ModelError as error:
+                return Finding(False, "speech", f"{error} (Whisper listens meanwhile)", models.MOONSHINE_FIX)
+            return Finding(True, "speech", f"moonshine, {folder}")
         return Finding(True, "speech", f"whisper, {models.embedded_whisper_path()}")
     if any(part.name == "am" for part in path.iterdir()):
         try:

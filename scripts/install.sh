@@ -263,6 +263,8 @@ EOF
   fi
   # The end-of-turn model (Smart Turn v3.2), taken out of the pipecat-ai wheel.
   run bash "$src/scripts/install-turn-end-model.sh" "$venv/bin/python"
+  # The English speech model (Moonshine tiny), taken out of the moonshine-voice wheel.
+  run bash "$src/scripts/install-moonshine-model.sh" "$venv/bin/python"
   if ((!dry_run)); then
     printf 'source=%s\ncmake_args=%s\n' "$fingerprint" "$CMAKE_ARGS" >"$stamp"
   fi

@@ -42,4 +42,6 @@ python=${PYTHON:-python3}
 
 # The end-of-turn model (Smart Turn v3.2), taken out of the pipecat-ai wheel.
 bash scripts/install-turn-end-model.sh .venv/bin/python
+# The English speech model (Moonshine tiny), taken out of the moonshine-voice wheel.
+bash scripts/install-moonshine-model.sh .venv/bin/python
 .venv/bin/edge-assistant --version

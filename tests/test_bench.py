@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_assistant import bench
+from edge_assistant import bench, stt
 from edge_assistant.bench import runner
 from edge_assistant.bench.barge_in import wake_phrase
 from edge_assistant.config import Config, LlmConfig, WakeConfig
@@ -89,9 +89,24 @@ def test_model_sections_report_plausible_figures(tmp_path, scripted_gguf):
     # The second turn found the first one in the KV cache.
     assert 0 < values["kv_reuse.cached_tokens"] < values["kv_reuse.prompt_tokens"]
     assert "capital" in values["stt.whisper.text"].lower() and "france" in values["stt.whisper.text"].lower()
-    assert values["stt.engine"] == "whisper"
+    assert "capital" in values["stt.moonshine.text"].lower() and "france" in values["stt.moonshine.text"].lower()
+    assert values["stt.engine"] == stt.DEFAULT_ENGINE
     assert "no vosk model" in values["stt.vosk.skipped"]
     assert 1 < values["stt.audio_s"] < 5 and 3 < values["tts.audio_s"] < 15
+    # The clip set: three questions and three commands, by a piper and an espeak-ng voice.
+    assert values["stt.clips"] == 12 and "espeak" in values["stt.clip_voices"]
+    for engine in ("whisper", "moonshine"):
+        bounds = {
+            f"stt.{engine}.wer": (0, 0.6), f"stt.{engine}.wer_piper": (0, 0.3),
+            f"stt.{engine}.wer_espeak_commands": (0, 1.5), f"stt.{engine}.clip_latency_s": (1e-4, 30),
+            f"stt.{engine}.clip_latency_p90_s": (1e-4, 30), f"stt.{engine}.clip_rtf": (1e-4, 10),
+            # Each engine ran in a process of its own: its peak is its model and Python, no LLM.
+            f"stt.{engine}.peak_rss_mb": (50, 2000), f"stt.{engine}.added_mb": (1, 1500),
+        }
+        for key, (low, high) in bounds.items():
+            assert low <= values[key] < high, (key, values[key])
+    assert values["stt.whisper.clip_latency_p90_s"] >= values["stt.whisper.clip_latency_s"]
+    assert 0 < values["stt.moonshine_latency_ratio"] < 10
 
     assert values["models.llm"] == str(scripted_gguf)
     assert values["models.llm_quantization"] == "F32"

@@ -60,6 +60,10 @@ def test_endpoint_section_compares_silence_with_smart_turn(tmp_path, scripted_gg
     assert 0 < values["endpoint.smart_turn.transcript_s"] < values["endpoint.silence.transcript_s"]
     assert values["endpoint.transcript_sooner_s"] > 0
     assert "no vosk model" in values["endpoint.vosk.skipped"]
+    # The default engine ends the turns of `smart_turn`; the other one gets a way of its own.
+    assert values["endpoint.engine"] == "moonshine"
+    assert values["endpoint.whisper.false_cutoffs"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert 0 < values["endpoint.whisper.transcript_s"] < 10
     check_figures(values, {"endpoint.smart_turn.delay_s": (0, 10)})
     check_targets(values)
     assert "endpoint.smart_turn.false_cutoffs" in done.stdout

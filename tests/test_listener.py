@@ -69,10 +69,12 @@ def test_wake_word_then_question(make_speech_wav):
     wake, _, end, transcript = events
     # At least openWakeWord's cutoff (the default engine; piper's sampling noise moves the score).
     assert wake.data["model"] == "hey_jarvis" and wake.data["score"] >= 0.5
-    assert end.data["reason"] == "silence" and end.data["duration_s"] > 1.0
+    # Moonshine's text of the pause is often ready before vad.silence_s runs out: then the
+    # end-of-turn model ends the turn there.
+    assert end.data["reason"] in ("silence", "end_of_turn") and end.data["duration_s"] > 1.0
     text = transcript.data["text"].lower()
     assert "capital" in text and "france" in text and "jarvis" not in text
-    assert transcript.data["engine"] == "whisper"
+    assert transcript.data["engine"] == "moonshine"  # stt.engine "auto", English
     assert {"confidence", "duration_s", "latency_s"} <= set(transcript.data)
     assert len({e.turn_id for e in events}) == 1 and wake.turn_id
     # The models ran off the event loop's thread.

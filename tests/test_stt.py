@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import re
+import logging
+import shutil
 import subprocess
-import unicodedata
 import wave
 from dataclasses import replace
 from pathlib import Path
@@ -15,14 +15,18 @@ import numpy as np
 import pytest
 
 from edge_assistant.audio.pcm import SAMPLE_RATE, resample
+from edge_assistant import models
 from edge_assistant.audio.wav import AudioFormatError, read_wav
+from edge_assistant.bench.stt_clips import corpus_wer, normalize, word_error_rate
 from edge_assistant.config import SttConfig
 from edge_assistant.stt import (
+    MoonshineTranscriber,
     SttError,
     Transcript,
     VoskTranscriber,
     WhisperTranscriber,
     create_transcriber,
+    select_engine,
     transcribe_file,
 )
 
@@ -46,29 +50,15 @@ def speech(make_speech_wav):
     return spoken
 
 
-def normalize(text: str) -> list[str]:
-    text = unicodedata.normalize("NFKC", text).lower()
-    return re.sub(r"[^\w\s']", " ", text).split()
-
-
-def edit_distance(reference: list, hypothesis: list) -> int:
-    row = list(range(len(hypothesis) + 1))
-    for i, ref in enumerate(reference, 1):
-        previous, row[0] = row[0], i
-        for j, hyp in enumerate(hypothesis, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (ref != hyp))
-    return row[-1]
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    words = normalize(reference)
-    return edit_distance(words, normalize(hypothesis)) / max(1, len(words))
-
-
 def test_word_error_rate():
     assert word_error_rate("What is the capital of France?", "what is the capital of france") == 0
     assert word_error_rate("turn on the lights", "turn the light") == pytest.approx(0.5)
     assert word_error_rate("a b", "c d e f") == pytest.approx(2.0)
+    # Numbers count as the words the clip texts spell them with.
+    assert word_error_rate("Dim the lights to fifty percent.", "Dim the lights to 50%.") == 0
+    assert word_error_rate("Set it to twenty one degrees.", "set it to 21 degrees") == 0
+    assert word_error_rate("See you tomorrow at fifty percent", "See you to-morrow at fifty per cent.") == 0
+    assert corpus_wer([("a b c d", "a b c d"), ("e f", "x f")]) == pytest.approx(1 / 6)
 
 
 # --- Whisper ---------------------------------------------------------------------------------------
@@ -153,7 +143,7 @@ def test_transcribe_file_resamples_and_serializes(tmp_path, speech):
     result = transcribe_file(path, SttConfig(n_threads=2))
     assert word_error_rate("Turn on the kitchen lights.", result.text) <= 0.25
     payload = json.loads(json.dumps(result.to_json_dict()))
-    assert payload["engine"] == "whisper"
+    assert payload["engine"] == "moonshine"  # English, no model configured
     assert set(payload) >= {"text", "confidence", "duration_s", "latency_s"}
 
 
@@ -195,7 +185,7 @@ def hangul(text: str) -> str:
 def test_auto_picks_vosk_for_a_vosk_folder(korean_model):
     assert isinstance(create_transcriber(SttConfig(model=str(korean_model))), VoskTranscriber)
     assert isinstance(create_transcriber(SttConfig(), model_path=korean_model), VoskTranscriber)
-    assert isinstance(create_transcriber(SttConfig(n_threads=2)), WhisperTranscriber)
+    assert isinstance(create_transcriber(SttConfig(n_threads=2)), MoonshineTranscriber)  # English
 
 
 def test_vosk_needs_a_model():
@@ -269,3 +259,190 @@ def test_transcript_json_dict_rounds():
         "text": "hi", "confidence": 0.123, "duration_s": 1.0, "latency_s": 0.012,
         "engine": "whisper",
     }
+
+
+# --- Moonshine (the model scripts/setup.sh installs) -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moonshine() -> MoonshineTranscriber:
+    transcriber = create_transcriber(SttConfig(engine="moonshine"))
+    assert isinstance(transcriber, MoonshineTranscriber), transcriber.fallback
+    return transcriber
+
+
+def test_moonshine_round_trip_word_error_rate(moonshine, speech):
+    rates = []
+    for sentence in SENTENCES:
+        result = moonshine.transcribe(speech(sentence))
+        assert result.engine == "moonshine" and not result.speculative
+        rates.append(word_error_rate(sentence, result.text))
+    assert sum(rates) / len(rates) <= 0.25, rates
+
+
+def test_moonshine_streaming_draft_and_confidence(moonshine, speech):
+    question = speech("What is the capital of France?").tobytes()
+    moonshine.start()
+    partials = [moonshine.accept(question[i : i + 3200]) for i in range(0, len(question), 3200)]
+    assert partials == [None] * len(partials)  # it decodes at pauses and at the end
+    decode = moonshine.draft()
+    moonshine.accept(bytes(SAMPLE_RATE))  # half a second of silence while the draft runs
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        draft = pool.submit(decode)
+        result = moonshine.finish(draft)
+    assert result.speculative and result.text == draft.result().text
+    assert normalize(result.text) == normalize("What is the capital of France?")
+    assert 0.5 < result.confidence <= 1.0
+    assert result.duration_s == pytest.approx(len(question) / 2 / SAMPLE_RATE + 0.5)
+    assert moonshine.finish().text == ""  # the next utterance starts afresh
+
+
+def test_moonshine_silence_is_empty(moonshine):
+    # Moonshine makes up a word for silence; the transcriber knows there is no speech in it.
+    assert moonshine.transcribe(np.zeros(SAMPLE_RATE, np.int16)).text == ""
+    assert moonshine.transcribe(np.zeros(0, np.int16)).text == ""
+
+
+def test_moonshine_token_limit_follows_the_audio(moonshine, speech):
+    model = moonshine._model.model
+    clip = speech("Please remind me to call my mother tomorrow morning.").astype(np.float32) / 32768
+    whole, _ = model.transcribe(clip)
+    cut, _ = model.transcribe(clip, max_tokens=3)
+    assert len(normalize(whole)) >= 8 and 1 <= len(normalize(cut)) <= 3
+    assert normalize(whole)[: len(normalize(cut)) - 1] == normalize(cut)[:-1]
+    # About 6.5 tokens a second, and a few more, so that a short command is never cut.
+    assert model.token_limit(SAMPLE_RATE) == 11 and model.token_limit(4 * SAMPLE_RATE) == 30
+
+
+def test_moonshine_tokenizer_decodes_as_hugging_face_does(moonshine):
+    tokenizers = pytest.importorskip("tokenizers")
+    files = moonshine._model.model.files
+    reference = tokenizers.Tokenizer.from_file(str(files.tokenizer))
+    for text in ("Turn on the kitchen lights.", "It's 21°C in Zürich, naïve café 😀"):
+        ids = reference.encode(text).ids
+        assert moonshine._model.model.tokenizer.decode(ids) == reference.decode(ids) == text
+
+
+def test_moonshine_in_the_listener_keeps_the_last_word(make_speech_wav):
+    import asyncio
+
+    from edge_assistant.audio.wav import WavSource
+    from edge_assistant.config import Config
+    from edge_assistant.listener import Listener
+
+    listener = Listener(Config(stt=SttConfig(engine="moonshine")))
+    try:
+        for text, last in (("Turn on the kitchen lights.", "lights"), ("How far away is the moon?", "moon")):
+            path = make_speech_wav(text, lead_silence_s=0.5, tail_silence_s=1.5)
+            events = []
+            asyncio.run(listener.run(WavSource(path).frames(), events.append, skip_wake=True, max_turns=1))
+            transcript = events[-1]
+            assert transcript.type == "transcript" and transcript.data["engine"] == "moonshine"
+            assert normalize(transcript.data["text"])[-1] == last, transcript.data
+    finally:
+        listener.close()
+
+
+def test_auto_picks_moonshine_for_english_and_whisper_for_other_languages():
+    assert select_engine(SttConfig(), None) == "moonshine"
+    assert select_engine(SttConfig(language="en-GB"), None) == "moonshine"
+    assert select_engine(SttConfig(language="de"), None) == "whisper"
+    assert select_engine(SttConfig(), models.embedded_whisper_path()) == "whisper"
+
+
+def test_auto_picks_moonshine_for_a_moonshine_folder():
+    folder = models.embedded_moonshine_path()
+    assert select_engine(SttConfig(), folder) == "moonshine"
+    assert select_engine(SttConfig(engine="whisper"), folder) == "whisper"
+    transcriber = create_transcriber(SttConfig(), model_path=folder)
+    assert isinstance(transcriber, MoonshineTranscriber)
+    transcriber.close()
+
+
+def test_cli_transcribes_with_moonshine(tmp_path, speech):
+    path = tmp_path / "lights.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(speech("Turn on the kitchen lights.").tobytes())
+    done = subprocess.run([".venv/bin/edge-assistant", "transcribe", "--engine", "moonshine", "--json", str(path)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["engine"] == "moonshine" and word_error_rate("Turn on the kitchen lights.", payload["text"]) <= 0.25
+
+
+def test_a_corrupt_moonshine_file_falls_back_to_whisper(tmp_path, speech, caplog):
+    folder = tmp_path / "moonshine"
+    shutil.copytree(models.embedded_moonshine_path(), folder)
+    encoder = folder / "encoder_model.ort"
+    encoder.write_bytes(encoder.read_bytes()[: 100_000])  # a download cut short
+    with caplog.at_level(logging.WARNING, logger="edge_assistant"):
+        transcriber = create_transcriber(SttConfig(engine="moonshine"), model_path=folder)
+    assert isinstance(transcriber, WhisperTranscriber)
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    line = record.getMessage()
+    assert "\n" not in line and str(encoder) in line and "pull it again" in line and "Whisper" in line
+    assert transcriber.fallback == line
+    # Not deaf: Whisper hears the question.
+    result = transcriber.transcribe(speech("Turn on the kitchen lights."))
+    assert result.engine == "whisper" and word_error_rate("Turn on the kitchen lights.", result.text) <= 0.25
+
+
+def test_a_missing_embedded_moonshine_falls_back_to_whisper(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(models, "SHARE_DIR", tmp_path / "share")
+    with caplog.at_level(logging.WARNING, logger="edge_assistant"):
+        transcriber = create_transcriber(SttConfig(engine="moonshine"))
+    assert isinstance(transcriber, WhisperTranscriber)
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    line = record.getMessage()
+    missing = tmp_path / "share" / models.MOONSHINE_DIR / "encoder_model.ort"
+    assert f"{missing} is missing" in line and "install-moonshine-model.sh" in line and "Whisper" in line
+    assert transcriber.fallback == line
+
+
+@pytest.mark.slow
+def test_the_service_hears_through_whisper_and_says_why(tmp_path, scripted_gguf, make_speech_wav, caplog):
+    """A broken Moonshine model in the daemon: one line in the log, the question is still heard
+    and answered, and the health (status, MQTT) says Whisper stands in."""
+    import asyncio
+
+    from edge_assistant.config import from_mapping
+    from edge_assistant.service import RunOptions, Service, SystemdNotifier
+
+    folder = tmp_path / "moonshine"
+    shutil.copytree(models.embedded_moonshine_path(), folder)
+    (folder / "decoder_model_merged.ort").write_bytes(b"not a model")
+    config = from_mapping({
+        "mqtt": {"enabled": False},
+        "llm": {"model": str(scripted_gguf), "max_tokens": 6},
+        "stt": {"engine": "moonshine", "model": str(folder)},
+        "service": {"state_dir": str(tmp_path / "state"), "earcons": False},
+        "home": {"enabled": False},
+    })
+    question = make_speech_wav("Hey Jarvis. What is the weather like today?", sentence_gap_s=0.6)
+    daemon = Service(None, config, RunOptions(input_wav=question, output_wav=tmp_path / "reply.wav"),
+                     notifier=SystemdNotifier(""))
+    with caplog.at_level(logging.INFO):
+        assert asyncio.run(daemon.run()) == 0
+    fallbacks = [r.getMessage() for r in caplog.records if "decoder_model_merged.ort" in r.getMessage()]
+    assert len(fallbacks) == 1 and "Whisper" in fallbacks[0] and "correct stt.model" in fallbacks[0]
+    models_part = daemon.health.to_json()["parts"]["models"]
+    assert models_part["state"] == "ok" and fallbacks[0] in models_part["detail"]
+    transcripts = [r.getMessage() for r in caplog.records if "weather" in r.getMessage().lower()]
+    assert transcripts, "the question was not heard"
+    assert read_wav(tmp_path / "reply.wav").size > 0
+
+
+def test_doctor_checks_the_default_english_model(tmp_path, monkeypatch):
+    from edge_assistant import doctor
+    from edge_assistant.config import Config
+
+    found = doctor._speech_model(Config())
+    assert found.ok and found.detail.startswith("moonshine, ")
+    monkeypatch.setattr(models, "SHARE_DIR", tmp_path)
+    missing = doctor._speech_model(Config())
+    assert not missing.ok and "encoder_model.ort is missing" in missing.detail
+    assert "Whisper listens meanwhile" in missing.detail and "install-moonshine-model.sh" in missing.fix
+    assert doctor._speech_model(Config(stt=SttConfig(engine="whisper"))).ok

@@ -1,7 +1,7 @@
 """The `endpoint` section: where spoken turns end, the old way and the new, in the same run on
 the same clips.
 
-- `silence`: the turn ends after `vad.silence_s` of silence, then Whisper transcribes it all.
+- `silence`: the turn ends after `vad.silence_s` of silence, then the engine transcribes it all.
 - `smart_turn`: Smart Turn v3 judges each pause of `vad.pause_s`, held while the transcript
   made at that pause stops mid-phrase (`vad.smart_turn`, `stt.speculative`).
 
@@ -18,8 +18,9 @@ before the clip's last speech was heard. Per way::
 and for `smart_turn`, the share of turns ended by the model (`by_model`), of transcripts that
 were the draft of the last pause (`speculative`), and of paused questions where the model
 judged the pause in mid-sentence the end (`model_alone_cutoffs`: without the words to hold it,
-those would have been cut off). With a vosk model configured or pulled,
-`smart_turn` also runs with the other engine (`endpoint.<engine>.*`).
+those would have been cut off). `smart_turn` runs with the default engine (`endpoint.engine`),
+and again with each other engine that can run here: Whisper or Moonshine, and vosk when a
+model is configured or pulled (`endpoint.<engine>.*`).
 """
 
 from __future__ import annotations

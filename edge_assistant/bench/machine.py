@@ -131,6 +131,8 @@ def model_info(config: Config, loaded: LoadedModels) -> dict[str, Any]:
         engine_name = stt.select_engine(config.stt, folder)
         if engine_name == "whisper" and (folder is None or not stt.is_whisper_model(folder)):
             folder = models.embedded_whisper_path()
+        elif engine_name == "moonshine" and folder is None:
+            folder = models.embedded_moonshine_path()
         info["models.stt_engine"] = engine_name
         info["models.stt"] = str(folder)
     except Exception as error:

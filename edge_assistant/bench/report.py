@@ -38,6 +38,7 @@ TARGETS = (
     Target("kv_reuse.first_turn_ratio", "<=", 0.25,
            "first-turn prompt evaluation after the warm-up at most 25% of a cold first turn"),
     Target("e2e.ratio", "<=", 0.30, "time to first audio at most 30% of the sequential baseline"),
+    Target("stt.latency_s", "<=", 0.1, "the default engine's text within 0.1 s of the end of speech"),
     Target("endpoint.smart_turn.false_cutoffs", "<=", 0.05,
            "at most 5% of questions with a pause in mid-sentence cut off"),
     Target("endpoint.extra_false_cutoffs", "<=", 0.0, "no more cut-offs than vad.silence_s alone"),

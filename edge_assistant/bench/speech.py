@@ -1,15 +1,24 @@
-"""The speech sections: `stt` (real-time factor and latency per engine), `tts` (real-time
-factor and time to first audio) and `wake` (CPU of the listening front end)."""
+"""The speech sections: `stt` (per engine: real-time factor, latency after the end of speech,
+peak memory, word error rate on the project's clip set), `tts` (real-time factor and time to
+first audio) and `wake` (CPU of the listening front end)."""
 
 from __future__ import annotations
 
 import math
+import pickle
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from ..audio import pcm
 from .. import models
 from ..config import Config
+from . import stt_clips
 from .clips import room_noise
 from .loaded import LoadedModels, stt_model_path
 from .options import BenchOptions, SectionSkipped
@@ -35,8 +44,15 @@ def stt_engines(config: Config) -> tuple[str, dict[str, Path], dict[str, str]]:
     else:
         try:
             folders["whisper"] = models.embedded_whisper_path()
-        except stt.SttError as error:
+        except models.ModelError as error:
             skipped["whisper"] = str(error)
+    if folder is not None and stt.is_moonshine_model(folder):
+        folders["moonshine"] = folder
+    else:
+        try:
+            folders["moonshine"] = models.embedded_moonshine_path()
+        except models.ModelError as error:
+            skipped["moonshine"] = str(error)
     vosk_folder = folder if folder is not None and stt.is_vosk_model(folder) else None
     vosk_folder = vosk_folder or models.pulled_vosk_model(config.state_dir())
     if vosk_folder is not None:
@@ -48,37 +64,103 @@ def stt_engines(config: Config) -> tuple[str, dict[str, Path], dict[str, str]]:
 
 
 def bench_stt(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
-    from .. import stt
-
+    """Per engine, in a process of its own (so that its peak memory is its own): the question's
+    real-time factor and latency, then the project's clip set (`stt_clips`): word error rate
+    and the latency after the end of speech."""
     config = loaded.config
     primary, folders, skipped = stt_engines(config)
     clip = loaded.clip(options.question)
     margin = int(0.2 * pcm.SAMPLE_RATE)
     utterance = clip.samples[max(0, clip.speech_start - margin) : clip.speech_end + margin]
-    duration_s = utterance.size / pcm.SAMPLE_RATE
-    step = int(0.1 * pcm.SAMPLE_RATE)  # the listener's batches
+    clips = stt_clips.make_clips(config, loaded.voice_path, quick=options.quick)
     report.add("stt.engine", primary)
-    report.add("stt.audio_s", duration_s)
+    report.add("stt.audio_s", utterance.size / pcm.SAMPLE_RATE)
+    report.add("stt.clips", len(clips))
+    report.add("stt.clip_voices", ", ".join(dict.fromkeys(c.voice.name for c in clips)))
     for name, reason in skipped.items():
         report.add(f"stt.{name}.skipped", reason)
     for name, folder in folders.items():
-        transcriber = stt.create_transcriber(config.stt, engine=name, model_path=folder)
-        transcriber.transcribe(utterance)  # warm-up: first-call allocations
-        rtfs, latencies = [], []
-        for _ in range(options.runs):
-            start = time.perf_counter()
-            transcriber.start()
-            for offset in range(0, utterance.size, step):
-                transcriber.accept(utterance[offset : offset + step].tobytes())
-            transcript = transcriber.finish()
-            rtfs.append((time.perf_counter() - start) / duration_s)
-            latencies.append(transcript.latency_s)
-        report.add(f"stt.{name}.text", transcript.text)
-        for figure, samples in (("rtf", rtfs), ("latency_s", latencies)):
-            report.add_series(f"stt.{name}.{figure}", samples)
-            if name == primary:
-                # The engine the daemon would use also goes under the plain names.
-                report.add_series(f"stt.{figure}", samples)
+        figures = _in_own_process(config.stt, name, folder, utterance, clips, options.runs)
+        _report_engine(report, name, figures, clips, is_primary=name == primary)
+    whisper, moonshine = (report.values.get(f"stt.{n}.clip_latency_s") for n in ("whisper", "moonshine"))
+    if whisper and moonshine:
+        report.add_ratio("stt.moonshine_latency_ratio", moonshine, whisper)
+
+
+def _in_own_process(*arguments) -> dict:
+    """`engine_figures(*arguments)` in a fresh Python process (arguments and result pickled)."""
+    with tempfile.TemporaryDirectory() as directory:
+        job, result = Path(directory) / "job.pickle", Path(directory) / "result.pickle"
+        job.write_bytes(pickle.dumps(arguments))
+        code = ("import pickle, sys; from edge_assistant.bench.speech import engine_figures; "
+                "arguments = pickle.loads(open(sys.argv[1], 'rb').read()); "
+                "open(sys.argv[2], 'wb').write(pickle.dumps(engine_figures(*arguments)))")
+        done = subprocess.run([sys.executable, "-c", code, str(job), str(result)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"the {arguments[1]} engine's process failed: {last}")
+        return pickle.loads(result.read_bytes())
+
+
+def engine_figures(stt_config, name: str, folder: Path, utterance: np.ndarray,
+                   clips: list[stt_clips.SttClip], runs: int) -> dict:
+    """One engine's figures, run in a process of its own (see `bench_stt`)."""
+    import resource
+
+    import psutil
+
+    from .. import stt
+
+    before_mb = psutil.Process().memory_info().rss / 2**20
+    transcriber = stt.create_transcriber(stt_config, engine=name, model_path=folder)
+    transcriber.transcribe(utterance)  # warm-up: first-call allocations
+    step = int(0.1 * pcm.SAMPLE_RATE)  # the listener's batches
+    rtfs, latencies = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        transcriber.start()
+        for offset in range(0, utterance.size, step):
+            transcriber.accept(utterance[offset : offset + step].tobytes())
+        transcript = transcriber.finish()
+        rtfs.append((time.perf_counter() - start) / (utterance.size / pcm.SAMPLE_RATE))
+        latencies.append(transcript.latency_s)
+    heard = []
+    for spoken in clips:
+        result = transcriber.transcribe(spoken.samples)
+        heard.append((result.text, result.latency_s))
+    transcriber.close()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"text": transcript.text, "rtf": rtfs, "latency_s": latencies, "heard": heard,
+            "fallback": transcriber.fallback, "peak_rss_mb": peak_mb, "added_mb": peak_mb - before_mb}
+
+
+def _report_engine(report: Report, name: str, figures: dict, clips: list, is_primary: bool) -> None:
+    if figures["fallback"]:
+        report.add(f"stt.{name}.skipped", figures["fallback"])
+        return
+    report.add(f"stt.{name}.text", figures["text"])
+    for figure in ("rtf", "latency_s"):
+        report.add_series(f"stt.{name}.{figure}", figures[figure])
+        if is_primary:
+            # The engine the daemon would use also goes under the plain names.
+            report.add_series(f"stt.{figure}", figures[figure])
+    heard = figures["heard"]
+    latencies = sorted(latency for _text, latency in heard)
+    report.add(f"stt.{name}.clip_latency_s", statistics.median(latencies))
+    report.add(f"stt.{name}.clip_latency_p90_s", latencies[int(0.9 * (len(latencies) - 1))])
+    audio_s = sum(c.samples.size for c in clips) / pcm.SAMPLE_RATE
+    report.add(f"stt.{name}.clip_rtf", sum(latencies) / audio_s)
+    pairs = [(c, text) for c, (text, _latency) in zip(clips, heard)]
+    report.add(f"stt.{name}.wer", stt_clips.corpus_wer((c.text, t) for c, t in pairs))
+    for family in dict.fromkeys(c.voice.family for c, _t in pairs):
+        for kind in ("question", "command"):
+            chosen = [(c.text, t) for c, t in pairs if c.voice.family == family and c.kind == kind]
+            report.add(f"stt.{name}.wer_{family}_{kind}s", stt_clips.corpus_wer(chosen))
+        report.add(f"stt.{name}.wer_{family}",
+                   stt_clips.corpus_wer((c.text, t) for c, t in pairs if c.voice.family == family))
+    report.add(f"stt.{name}.peak_rss_mb", figures["peak_rss_mb"])
+    report.add(f"stt.{name}.added_mb", figures["added_mb"])
 
 
 def bench_tts(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
