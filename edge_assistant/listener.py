@@ -34,11 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterable, Awaitable, Callable
 
+import numpy as np
+
 from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
+from . import models
 from .config import Config
 from .events import Event, new_id
-from .stop_word import StopWordDetector
-from .stt import Transcriber, create_transcriber
+from .stop_word import CheckedStopWord, StopWordDetector
+from .moonshine import MoonshineModelError
+from .stt import MoonshineTranscriber, Transcriber, create_transcriber
 from .turn_end import TurnEndModel, ends_mid_phrase, load_configured
 from .vad import REASON_TIMEOUT, EndpointEvent, Endpointer, VoiceActivityDetector
 from .wake import WakeDetector
@@ -89,6 +93,17 @@ class _TimedJudge:
         return probability
 
 
+def _stop_word_reader(config: Config, stt_model_path: Path | None) -> Transcriber:
+    """Moonshine, whose text for a second of audio is ready in tens of milliseconds; where its
+    files are missing, the configured recognizer (Whisper: half a second more to stop)."""
+    try:
+        return MoonshineTranscriber(models.embedded_moonshine_path())
+    except (models.ModelError, MoonshineModelError) as error:
+        log.warning("wake.stop_word: %s; the configured recognizer confirms each \"stop\" meanwhile "
+                    "(slower to stop)", error)
+    return create_transcriber(config.stt, model_path=stt_model_path)
+
+
 class Listener:
     """Holds the loaded models; `run()` one audio stream at a time.
 
@@ -102,11 +117,18 @@ class Listener:
         stt_model_path: Path | None = None,
         transcriber: Transcriber | None = None,
         turn_end: TurnEndModel | None = None,
+        stop_word_reader: Transcriber | None = None,
     ) -> None:
         self.config = config
         self.wake = WakeDetector(config.wake) if config.wake.enabled else None
-        self.stop_word = (StopWordDetector(cutoff=config.wake.stop_word_threshold)
-                          if config.wake.stop_word else None)
+        # stop_word_reader: the recognizer that reads each stop word detection back; None
+        # loads Moonshine (the configured recognizer where its files are missing).
+        self._stop_word_reader = None
+        self.stop_word: CheckedStopWord | None = None
+        if config.wake.stop_word:
+            self._stop_word_reader = stop_word_reader or _stop_word_reader(config, stt_model_path)
+            self.stop_word = CheckedStopWord(StopWordDetector(cutoff=config.wake.stop_word_threshold),
+                                             self._read_back)
         # The stop word only hears while the assistant speaks: when that starts, it is first
         # fed the last second, so that its context is fresh and a "stop" is heard whole.
         self._stop_word_wanted = False
@@ -132,6 +154,8 @@ class Listener:
         except BaseException:
             if turn_end is not None:
                 turn_end.close()
+            if self._stop_word_reader is not None:
+                self._stop_word_reader.close()
             raise
         self.timing = TurnTiming()
         speculative = config.stt.speculative
@@ -160,8 +184,14 @@ class Listener:
         after a speculative transcript still running."""
         self._drafter.shutdown(wait=True)
         self.transcriber.close()
+        if self._stop_word_reader is not None:
+            self._stop_word_reader.close()
         if self.turn_end is not None:
             self.turn_end.close()
+
+    def _read_back(self, audio: bytes) -> str:
+        assert self._stop_word_reader is not None
+        return self._stop_word_reader.transcribe(np.frombuffer(audio, dtype=np.int16)).text
 
     # --- control, from any thread -----------------------------------------------------------
 

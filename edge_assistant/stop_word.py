@@ -13,19 +13,28 @@ It only runs while the assistant speaks or rings (the listener turns it on), whe
 ends what is playing is wanted, and where a false "stop" costs only the end of a reply. While
 the assistant says a word like "stop" itself, the listener is told to ignore it
 (`Listener.hold_stop_word`, from the text it speaks).
+
+What the echo canceller leaves of the assistant's own voice can still score high: the model hears
+sounds, and a leftover that sounds like "stop" for a moment looks like one to it. So each
+detection is read back (`CheckedStopWord`): a fast recognizer (Moonshine) transcribes the last
+`CHECK_S` of audio, and only a "stop" in its words stops the assistant. A leftover is read as the
+assistant's own words, or as nothing; a person's "stop" is read as "stop".
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
 from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
+
+log = logging.getLogger(__name__)
 
 MODEL_FILE = "stop_word.npz"
 # openWakeWord's feature models take 80 ms at a time.
@@ -39,6 +48,11 @@ EMBEDDING_SIZE = 96
 # What the assistant may say that the model takes for "stop" ("stop", "stopped", "stops"; and
 # "stock" or "stuff" ending a sentence, in its voice).
 _STOP_LIKE = re.compile(r"\b(stop|stock|stuff)", re.IGNORECASE)
+# What the recognizer must read in the audio of a detection: "stop", "stopped", "stop it".
+_READ_AS_STOP = re.compile(r"\bstop", re.IGNORECASE)
+# The audio read back: the word ends at most 0.3 s before a detection, and lasts about half a
+# second; more audio only gives the recognizer more of the leftovers to read.
+CHECK_S = 1.2
 
 
 def says_stop(text: str) -> bool:
@@ -166,3 +180,52 @@ class StopWordDetector:
             self._filled = 0
             self._last_detection = None
             self._run = 0
+
+
+def read_as_stop(text: str) -> bool:
+    """Whether a recognizer's words for a detection's audio say "stop"."""
+    return bool(_READ_AS_STOP.search(text))
+
+
+class CheckedStopWord:
+    """`StopWordDetector` whose detections a recognizer confirms: `process(frame)` gives a score
+    only when the last `CHECK_S` of audio is read as "stop".
+
+    `read(audio)`: 16 kHz mono int16 audio in, its words out (blocking, tens of milliseconds
+    with Moonshine). None reads nothing back: every detection counts, as the model alone gives.
+    """
+
+    def __init__(self, detector: StopWordDetector, read: Callable[[bytes], str] | None) -> None:
+        self.detector = detector
+        self.read = read
+        self.vetoed = 0  # detections the recognizer did not read as "stop"
+        self._audio = bytearray()
+        self._check_bytes = int(CHECK_S * SAMPLE_RATE) * SAMPLE_WIDTH
+
+    @property
+    def context_bytes(self) -> int:
+        return self.detector.context_bytes
+
+    def prime(self, audio: bytes) -> None:
+        self.detector.prime(audio)
+        self._keep(audio)
+
+    def process(self, frame: bytes) -> float | None:
+        self._keep(frame)
+        score = self.detector.process(frame)
+        if score is None or self.read is None:
+            return score
+        words = self.read(bytes(self._audio))
+        if read_as_stop(words):
+            return score
+        self.vetoed += 1
+        log.debug("stop word (score %.3f) not confirmed: the audio reads %r", score, words)
+        return None
+
+    def reset(self) -> None:
+        self.detector.reset()
+        self._audio.clear()
+
+    def _keep(self, audio: bytes) -> None:
+        self._audio += audio
+        del self._audio[: max(0, len(self._audio) - self._check_bytes)]

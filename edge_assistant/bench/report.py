@@ -45,6 +45,8 @@ TARGETS = (
     Target("idle.cpu_percent", "<", 10.0, "idle listening under 10% of one core"),
     Target("stop.word_to_silence_s", "<=", 0.3, "a spoken \"stop\" silences a reply within 300 ms"),
     Target("stop.ring_word_to_stop_s", "<=", 0.3, "a spoken \"stop\" ends a ring within 300 ms"),
+    Target("stop.own_voice_stops", "<=", 0.0, "the assistant never stops its own replies"),
+    Target("stop.false_accepts_per_hour", "<=", 1.0, "at most one false stop per hour of others' talk"),
     # openWakeWord's own targets, for the configured engine.
     Target("wake_accuracy.recall_clean", ">=", 0.95, "the wake phrase heard from at least 95% of the voices"),
     Target("wake_accuracy.false_accepts_per_hour", "<=", 0.5,

@@ -18,6 +18,13 @@ temporary state directory).
 - `stop.recall_over_reply`, `stop.false_accepts_per_hour_own_voice`: what the detector really
   hears while the assistant speaks, in a simulated room (room.py) after the echo canceller: the
   held-out voices' "Stop." 6 s into the assistant's talk, and that talk alone.
+- `stop.own_voice_stops` over `stop.own_voice_replies` (100, 10 with --quick): replies spoken
+  in real time into the simulated room, through the echo canceller to the daemon's listener, as
+  the daemon wires them; a reply the assistant stopped itself counts. Run it with the CPU loaded
+  (`stress-ng --cpu 2`): that is when the canceller falls behind.
+
+Every figure but the `_raw` ones is of the detector as the listener runs it: each detection read
+back by the recognizer (stop_word.CheckedStopWord), `stop.vetoed` the detections it dropped.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from .options import TURN_TIMEOUT_S, BenchOptions, SectionSkipped
 from .report import Report
 
 RING_TIMEOUT_S = 30.0
+REPLY_TIMEOUT_S = 60.0
 # The voices the stop word model is measured on, and never trained on.
 HELD_OUT_DIALECT = "en-gb-scotland"
 HELD_OUT_VARIANTS = ("f5", "m7")
@@ -115,11 +123,13 @@ async def _stopped_ring(loaded: LoadedModels, config: Config, folder: Path, inde
 
 
 def _accuracy(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
-    from ..stop_word import StopWordDetector
+    from ..stop_word import CheckedStopWord, StopWordDetector
     from .wake_accuracy import SNRS_DB, false_accept_audio, with_noise
 
     frame = pcm.frame_bytes(loaded.config.audio.frame_ms)
-    detector = StopWordDetector(cutoff=loaded.config.wake.stop_word_threshold)
+    # The listener's recognizer reads each detection back, as in the daemon.
+    detector = CheckedStopWord(StopWordDetector(cutoff=loaded.config.wake.stop_word_threshold),
+                               loaded.listener.stop_word.read)
 
     def detections(samples: np.ndarray) -> int:
         data = samples.astype("<i2").tobytes()
@@ -151,10 +161,11 @@ def _accuracy(loaded: LoadedModels, report: Report, options: BenchOptions) -> No
         if count:
             report.add(f"stop.false_accepts_{kind}", count)
     report.add("stop.false_accepts_per_hour", sum(accepts.values()) / hours)
-    _over_own_voice(detector, detections, spoken, other["piper"], report)
+    _over_own_voice(detector, detections, spoken, other["piper"], loaded.config.audio.echo_canceller, report)
 
 
-def _over_own_voice(detector, detections, spoken: list[np.ndarray], talk: np.ndarray, report: Report) -> None:
+def _over_own_voice(detector, detections, spoken: list[np.ndarray], talk: np.ndarray, canceller: str,
+                    report: Report) -> None:
     from .room import play_through_room
 
     rate = pcm.SAMPLE_RATE
@@ -165,14 +176,78 @@ def _over_own_voice(detector, detections, spoken: list[np.ndarray], talk: np.nda
         played = talk[start : start + int((word_at_s + 3.0) * rate)]
         voice = (samples.astype(np.float64) * 3000.0 / max(1.0, float(np.std(samples)))).astype(np.int16)
         _, _, cleaned, _ = play_through_room(played, delay_s=0.12, noise_rms=30.0, voice=voice,
-                                             voice_at_s=word_at_s, seed=index)
+                                             voice_at_s=word_at_s, seed=index, engine=canceller)
         detector.reset()
         detections(cleaned[: int((word_at_s - 0.5) * rate)])  # the reply so far: context
         heard += detections(cleaned[int((word_at_s - 0.5) * rate) : int((word_at_s + after_s) * rate)]) > 0
     report.add("stop.recall_over_reply", heard / len(spoken))
-    _, _, cleaned, _ = play_through_room(talk, delay_s=0.12, noise_rms=30.0)
+    _, _, cleaned, _ = play_through_room(talk, delay_s=0.12, noise_rms=30.0, engine=canceller)
     detector.reset()
     report.add("stop.false_accepts_per_hour_own_voice", detections(cleaned) / (cleaned.size / rate / 3600))
+    report.add("stop.vetoed", detector.vetoed)
+
+
+# The assistant's own talk for stop.own_voice_stops: two of these a reply, in changing pairs.
+OWN_TALK = (
+    "The capital of France is Paris.", "It will be sunny tomorrow, with a light breeze.",
+    "Your timer for ten minutes is set.", "The kitchen light is now off.",
+    "I could not find that song.", "It is twenty past seven in the evening.",
+    "Rain is expected in the afternoon, so take an umbrella.", "The oven timer has two minutes left.",
+    "You called Jarvis. The lights are off.", "Hey Jarvis is the phrase that wakes me.",
+    "The top shelf is in the shop.", "Scott has a new job at the bus station.",
+    "A kilometre is a little over half a mile.", "Fifteen times twelve is one hundred and eighty.",
+    "The front door is locked.", "Good morning! The coffee machine is warming up.",
+    "The bedroom lamp is at fifty percent.", "Spot the dog is asleep on the step.",
+    "The garage door is closed.", "I set an alarm for six thirty tomorrow morning.",
+    "The music is paused.", "Tea is best steeped for three to five minutes.",
+    "The thermostat is set to twenty one degrees.", "The film starts at eight.",
+)
+
+
+def own_voice_replies(count: int) -> list[str]:
+    return [f"{OWN_TALK[i % len(OWN_TALK)]} {OWN_TALK[(i * 7 + 3) % len(OWN_TALK)]}" for i in range(count)]
+
+
+async def _own_voice_in_room(loaded: LoadedModels, config: Config, folder: Path, count: int) -> tuple[int, float]:
+    """Replies spoken into a simulated room in real time, heard back through the echo canceller
+    by the daemon's listener: how many of them the assistant stopped itself, and the hours of
+    talk."""
+    from ..audio.wav import WavSink
+    from ..echo import with_echo_cancellation
+    from ..events import Command
+    from ..pipeline import Assistant
+    from ..service import connect_echo_cancellation
+    from .room import SimulatedRoom
+
+    replies = own_voice_replies(count)
+    room = SimulatedRoom(delay_s=0.12, duration_s=12.0 * count + 60.0)
+    sink = WavSink(folder / "own-voice.wav", sample_rate=pcm.SAMPLE_RATE, realtime=True)
+    sink.taps.append(room.speaker_tap)
+    source = with_echo_cancellation(room.microphone(config.audio.frame_ms), sink, config.audio)
+    connect_echo_cancellation(source, loaded.listener)
+    assistant = Assistant(config, session=loaded.session, synthesizer=loaded.synthesizer, sink=sink,
+                          listener=loaded.listener, source=source, earcons={})
+    events = EventLog()
+    assistant.subscribers.append(events)
+    assistant.start()
+    talk_s = 0.0
+    try:
+        for index, reply in enumerate(replies):
+            since = len(events.events)
+            assistant.handle_command(Command("announce", {"text": reply, "chime": False}, f"own-{index}"))
+            deadline = time.monotonic() + REPLY_TIMEOUT_S
+            while not any(e.type == "tts_stop" for _, e in events.events[since:]):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"reply {index} was not over within {REPLY_TIMEOUT_S:.0f} s")
+                await asyncio.sleep(0.02)
+            await asyncio.wait_for(assistant.idle(), TURN_TIMEOUT_S)
+            times = {e.type: t for t, e in events.events[since:] if e.type in ("tts_start", "tts_stop")}
+            talk_s += times.get("tts_stop", 0.0) - times.get("tts_start", 0.0)
+    finally:
+        await assistant.stop()
+        sink.close()
+    stopped = sum(1 for _, e in events.events if e.type == "tts_stop" and e.data.get("cancelled"))
+    return stopped, talk_s / 3600
 
 
 def bench_stop(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
@@ -203,3 +278,9 @@ def bench_stop(loaded: LoadedModels, report: Report, options: BenchOptions) -> N
     report.add_series("stop.ring_word_to_stop_s", rings)
     report.add_series("stop.between_rings_word_to_stop_s", between)
     _accuracy(loaded, report, options)
+    count = 10 if options.quick else 100
+    with tempfile.TemporaryDirectory() as folder:
+        stopped, hours = asyncio.run(_own_voice_in_room(loaded, config, Path(folder), count))
+    report.add("stop.own_voice_replies", count)
+    report.add("stop.own_voice_hours", hours)
+    report.add("stop.own_voice_stops", stopped)
