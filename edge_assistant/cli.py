@@ -421,6 +421,8 @@ def cmd_home(args: argparse.Namespace) -> int:
               f"  exposed={exposed}  state={row['state'].get('state', 'unknown')}  {available}")
         if row["read_only_reason"]:
             print(f"    read-only: {row['read_only_reason']}")
+        for key, problem in row.get("template_problems", {}).items():
+            print(f"    {key} not used: {problem}")
     for key, reason in control.home.rejected.items():
         print(f"not used: {key}: {reason}")
     exposed_count = sum(row["exposed"] for row in rows)

@@ -33,7 +33,7 @@ from typing import Any, Callable
 from ..config import HomeConfig
 from .entities import ACTION_ARGUMENTS, COLORS, Entity, supported_actions
 from .registry import Home
-from .templates import CommandTemplate
+from .templates import CommandTemplate, TemplateFailed
 
 OUTCOMES = ("done", "sent", "no_answer", "offline", "not_exposed", "read_only", "unsupported",
             "rate_limited", "not_found", "dry_run")
@@ -93,10 +93,17 @@ def payloads(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[st
     return builder(entity, action, args)
 
 
-def _apply(entity: Entity, template_key: str, value: Any) -> str:
+def _apply(entity: Entity, template_key: str, value: Any, **variables: Any) -> str:
+    """`value` through the entity's command template for `template_key`, given the variables
+    Home Assistant gives that key; `value` as text when there is none."""
+    if template_key in entity.broken_templates:
+        raise Unsupported(f"its {template_key} cannot be used: {entity.broken_templates[template_key]}")
     template = entity.templates.get(template_key)
     if isinstance(template, CommandTemplate):
-        return template.render(value)
+        try:
+            return template.render(value, entity_id=entity.entity_id, name=entity.name, **variables)
+        except TemplateFailed as error:
+            raise Unsupported(f"its {template_key} failed: {error}") from None
     return value if isinstance(value, str) else _text(value)
 
 
@@ -163,13 +170,47 @@ def _light(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str,
         value = _kelvin_value(entity, args["color_temp_kelvin"])
         extra = (topics["color_temp_command_topic"], _apply(entity, "color_temp_command_template", value))
     else:  # set_color
-        if "rgb_command_template" in entity.templates:
-            raise Unsupported("its rgb_command_template is not understood")
-        extra = (topics["rgb_command_topic"], ",".join(str(c) for c in _rgb(args)))
+        extra = _color_message(entity, _rgb(args))
     order = options.get("on_command_type", "last")
     if order == "brightness" and action == "set_brightness":
         return [extra]
     return [on, extra] if order == "first" else [extra, on]
+
+
+# Colour command topics of a default-schema light, in the order they are preferred.
+COLOR_TOPICS = ("rgb", "rgbw", "rgbww", "hs", "xy")
+
+
+def color_topic(entity: Entity) -> str | None:
+    """The colour mode a default-schema light is sent colours in: the first it has a topic
+    and a usable template for."""
+    for mode in COLOR_TOPICS:
+        if f"{mode}_command_topic" in entity.topics and f"{mode}_command_template" not in entity.broken_templates:
+            return mode
+    return None
+
+
+def _color_message(entity: Entity, rgb: tuple[int, int, int]) -> tuple[str, str]:
+    mode = color_topic(entity)
+    if mode is None:
+        raise Unsupported(f"{entity.entity_id} has no usable colour topic")
+    red, green, blue = rgb
+    if mode in ("rgb", "rgbw", "rgbww"):
+        channels = {"red": red, "green": green, "blue": blue}
+        if mode == "rgbw":
+            channels["white"] = 0
+        elif mode == "rgbww":
+            channels.update(cold_white=0, warm_white=0)
+        value = ",".join(str(c) for c in channels.values())
+    elif mode == "hs":
+        h, s, _ = colorsys.rgb_to_hsv(red / 255, green / 255, blue / 255)
+        channels = {"hue": round(h * 360, 1), "sat": round(s * 100, 1)}
+        value = f"{channels['hue']},{channels['sat']}"
+    else:
+        x, y = _rgb_to_xy(red, green, blue)
+        channels = {"x": x, "y": y}
+        value = f"{x},{y}"
+    return entity.topics[f"{mode}_command_topic"], _apply(entity, f"{mode}_command_template", value, **channels)
 
 
 def _light_json(entity: Entity, action: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -214,7 +255,7 @@ def _switch(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str
     if action == "toggle":
         action = "turn_off" if _is_on(entity) else "turn_on"
     key = "payload_on" if action == "turn_on" else "payload_off"
-    return [(entity.command_topic, entity.options[key])]
+    return [(entity.command_topic, _apply(entity, "command_template", entity.options[key]))]
 
 
 def _fan(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
@@ -235,11 +276,24 @@ def _position_value(entity: Entity, percent: float) -> int:
     return round(closed + percent * (opened - closed) / 100)
 
 
+def _cover_variables(entity: Entity) -> dict[str, Any]:
+    options = entity.options
+    return {key: options.get(key) for key in ("position_open", "position_closed", "tilt_min", "tilt_max")}
+
+
 def _cover(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
     options = entity.options
     if action == "set_position":
-        value = _position_value(entity, _percent(args, "position"))
-        return [(entity.topics["set_position_topic"], _apply(entity, "set_position_template", value))]
+        percent = _percent(args, "position")
+        value = _position_value(entity, percent)
+        variables = {**_cover_variables(entity), "position": int(percent) if percent.is_integer() else percent}
+        return [(entity.topics["set_position_topic"], _apply(entity, "set_position_template", value, **variables))]
+    if action == "set_tilt_position":
+        percent = _percent(args, "tilt_position")
+        low, high = float(options.get("tilt_min", 0)), float(options.get("tilt_max", 100))
+        value = round(low + percent * (high - low) / 100)
+        variables = {**_cover_variables(entity), "tilt_position": int(percent) if percent.is_integer() else percent}
+        return [(entity.topics["tilt_command_topic"], _apply(entity, "tilt_command_template", value, **variables))]
     key = {"open": "payload_open", "close": "payload_close", "stop": "payload_stop"}[action]
     return [(entity.command_topic, options[key])]
 
@@ -258,7 +312,7 @@ def _valve(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str,
 
 def _lock(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
     key = {"lock": "payload_lock", "unlock": "payload_unlock", "open": "payload_open"}[action]
-    return [(entity.command_topic, _apply(entity, "command_template", entity.options[key]))]
+    return [(entity.command_topic, _apply(entity, "command_template", entity.options[key], code=None))]
 
 
 def _scene(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
@@ -291,7 +345,8 @@ def _climate(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[st
 
 
 def _alarm(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(entity.command_topic, entity.options[f"payload_{action}"])]
+    payload = entity.options[f"payload_{action}"]
+    return [(entity.command_topic, _apply(entity, "command_template", payload, action=payload, code=None))]
 
 
 _BUILDERS: dict[str, Callable[[Entity, str, dict[str, Any]], list[tuple[str, str]]]] = {
@@ -308,7 +363,9 @@ _BUILDERS: dict[str, Callable[[Entity, str, dict[str, Any]], list[tuple[str, str
 def expectation(entity: Entity, action: str, args: dict[str, Any]) -> Callable[[Entity], bool] | None:
     """The state that confirms `action`, or None when the entity has no state to show it."""
     topics = entity.topics
-    if not entity.state_topic and not any(k.endswith("state_topic") or k == "position_topic" for k in topics):
+    if not entity.state_topic and not any(
+        k.endswith("state_topic") or k in ("position_topic", "tilt_status_topic") for k in topics
+    ):
         return None
     state = lambda *wanted: (lambda e: e.state.get("state") in wanted)  # noqa: E731
     near = lambda key, value, tolerance: (  # noqa: E731
@@ -344,6 +401,10 @@ def expectation(entity: Entity, action: str, args: dict[str, Any]) -> Callable[[
             return state("open", "opening")
         if action == "close":
             return state("closed", "closing")
+        if action == "set_tilt_position":
+            if "tilt_status_topic" in topics:
+                return near("tilt_position", args["tilt_position"], 2)
+            return lambda e: True
         if action == "set_position":
             if "position_topic" in topics or (domain == "valve" and entity.options.get("reports_position")):
                 return near("position", args["position"], 2)

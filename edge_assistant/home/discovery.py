@@ -97,6 +97,29 @@ ABBREVIATIONS = {
     "min_temp": "min_temp", "max_temp": "max_temp", "temp_step": "temp_step",
     "temp_unit": "temperature_unit", "precision": "precision",
     "pow_cmd_t": "power_command_topic", "pow_cmd_tpl": "power_command_template",
+    # light colour modes beyond rgb, and the template schema
+    "hs_cmd_t": "hs_command_topic", "hs_cmd_tpl": "hs_command_template", "hs_stat_t": "hs_state_topic",
+    "hs_val_tpl": "hs_value_template", "xy_cmd_t": "xy_command_topic", "xy_cmd_tpl": "xy_command_template",
+    "xy_stat_t": "xy_state_topic", "xy_val_tpl": "xy_value_template",
+    "rgbw_cmd_t": "rgbw_command_topic", "rgbw_cmd_tpl": "rgbw_command_template",
+    "rgbw_stat_t": "rgbw_state_topic", "rgbw_val_tpl": "rgbw_value_template",
+    "rgbww_cmd_t": "rgbww_command_topic", "rgbww_cmd_tpl": "rgbww_command_template",
+    "rgbww_stat_t": "rgbww_state_topic", "rgbww_val_tpl": "rgbww_value_template",
+    "clrm_stat_t": "color_mode_state_topic", "clrm_val_tpl": "color_mode_value_template",
+    "fx_cmd_t": "effect_command_topic", "fx_cmd_tpl": "effect_command_template",
+    "fx_stat_t": "effect_state_topic", "fx_val_tpl": "effect_value_template",
+    "bri_tpl": "brightness_template", "r_tpl": "red_template", "g_tpl": "green_template",
+    "b_tpl": "blue_template", "clr_temp_tpl": "color_temp_template",
+    # cover tilt
+    "tilt_cmd_t": "tilt_command_topic", "tilt_cmd_tpl": "tilt_command_template",
+    "tilt_status_t": "tilt_status_topic", "tilt_status_tpl": "tilt_status_template",
+    "tilt_clsd_val": "tilt_closed_value", "tilt_opnd_val": "tilt_opened_value",
+    "tilt_min": "tilt_min", "tilt_max": "tilt_max",
+    # presets (fan, climate)
+    "pr_mode_cmd_t": "preset_mode_command_topic", "pr_mode_cmd_tpl": "preset_mode_command_template",
+    "pr_mode_stat_t": "preset_mode_state_topic", "pr_mode_val_tpl": "preset_mode_value_template",
+    "pr_modes": "preset_modes",
+    "act_t": "action_topic", "act_tpl": "action_template",
 }
 DEVICE_ABBREVIATIONS = {
     "ids": "identifiers", "cns": "connections", "name": "name", "mf": "manufacturer",
@@ -110,12 +133,16 @@ VALUE_TEMPLATE_KEYS = (
     "value_template", "state_value_template", "brightness_value_template",
     "color_temp_value_template", "rgb_value_template", "percentage_value_template",
     "position_template", "temperature_state_template", "current_temperature_template",
-    "mode_state_template",
+    "mode_state_template", "tilt_status_template", "preset_mode_value_template",
+    "hs_value_template", "xy_value_template", "rgbw_value_template", "rgbww_value_template",
+    "color_mode_value_template", "effect_value_template", "action_template", "state_template",
 )
 COMMAND_TEMPLATE_KEYS = (
     "command_template", "brightness_command_template", "color_temp_command_template",
     "rgb_command_template", "percentage_command_template", "set_position_template",
     "temperature_command_template", "mode_command_template", "power_command_template",
+    "tilt_command_template", "preset_mode_command_template", "hs_command_template",
+    "xy_command_template", "rgbw_command_template", "rgbww_command_template", "effect_command_template",
 )
 
 # Default payloads and options per component, as Home Assistant has them.
@@ -128,7 +155,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "cover": {"payload_open": "OPEN", "payload_close": "CLOSE", "payload_stop": "STOP",
               "state_open": "open", "state_opening": "opening", "state_closed": "closed",
               "state_closing": "closing", "state_stopped": "stopped",
-              "position_open": 100, "position_closed": 0},
+              "position_open": 100, "position_closed": 0, "tilt_min": 0, "tilt_max": 100,
+              "tilt_closed_value": 0, "tilt_opened_value": 100},
     "valve": {"payload_open": "OPEN", "payload_close": "CLOSE", "state_open": "open",
               "state_opening": "opening", "state_closed": "closed", "state_closing": "closing",
               "position_open": 100, "position_closed": 0},
@@ -149,6 +177,7 @@ NUMERIC_OPTIONS = (
     "brightness_scale", "min_mireds", "max_mireds", "min_kelvin", "max_kelvin",
     "speed_range_min", "speed_range_max", "position_open", "position_closed",
     "min_temp", "max_temp", "temp_step", "precision", "qos",
+    "tilt_min", "tilt_max", "tilt_closed_value", "tilt_opened_value",
 )
 FLAG_OPTIONS = ("brightness", "color_temp", "color_temp_kelvin", "rgb", "hs", "xy",
                 "reports_position", "color_mode")
@@ -367,30 +396,21 @@ def entity_from_config(domain: str, config: Mapping[str, Any], *, source: str, o
         options["supported_color_modes"] = tuple(
             m for m in config["supported_color_modes"][:MAX_LIST_ITEMS] if m in COLOR_MODES
         )
-    if isinstance(config.get("modes"), list):
-        options["modes"] = tuple(clean_text(m, 32) for m in config["modes"][:MAX_LIST_ITEMS] if isinstance(m, str))
+    for key in ("modes", "preset_modes"):
+        if isinstance(config.get(key), list):
+            options[key] = tuple(clean_text(m, 32) for m in config[key][:MAX_LIST_ITEMS] if isinstance(m, str))
     topics: dict[str, str] = {}
     for key, value in config.items():
         if key.endswith("_topic") and key != "availability_topic" and value is not None:
             topics[key] = _topic(key, value)
-    templates: dict[str, ValueTemplate | CommandTemplate] = {}
-    for key in VALUE_TEMPLATE_KEYS + COMMAND_TEMPLATE_KEYS:
-        if config.get(key) is None:
-            continue
-        try:
-            if key in VALUE_TEMPLATE_KEYS:
-                templates[key] = parse_value_template(config[key])
-            else:
-                templates[key] = parse_command_template(config[key])
-        except UnsupportedTemplate as error:
-            reasons.append(f"{key}: {error}")
+    templates, broken = _templates(config)
     schema = clean_text(config.get("schema") or "default", 16)
     if domain == "light" and schema not in ("default", "basic", "json"):
         reasons.append(f"light schema {schema!r} is not supported (only default and json)")
     schema = "json" if schema == "json" else "default"
     if domain in ("lock", "alarm_control_panel") and (config.get("code_format") or config.get("code")):
         reasons.append("needs a code, which is not spoken to devices")
-    availability = _availability(config, reasons)
+    availability = _availability(config, broken)
     mode = config.get("availability_mode", "latest")
     qos = int(options.pop("qos", 0) or 0)
     entity = Entity(
@@ -410,6 +430,7 @@ def entity_from_config(domain: str, config: Mapping[str, Any], *, source: str, o
         topics=topics,
         options=options,
         templates=templates,
+        broken_templates=broken,
         availability=availability,
         availability_mode=mode if mode in ("latest", "all", "any") else "latest",
         qos=min(max(qos, 0), 2),
@@ -424,6 +445,24 @@ def entity_from_config(domain: str, config: Mapping[str, Any], *, source: str, o
         reasons.append("no command topic")
     entity.read_only_reason = "; ".join(reasons)[:200]
     return entity
+
+
+def _templates(config: Mapping[str, Any]) -> tuple[dict[str, ValueTemplate | CommandTemplate], dict[str, str]]:
+    """The config's templates by key, and why each unusable one is (it disables only what it
+    serves: a state it reads, or the actions that send it)."""
+    templates: dict[str, ValueTemplate | CommandTemplate] = {}
+    broken: dict[str, str] = {}
+    for key in VALUE_TEMPLATE_KEYS + COMMAND_TEMPLATE_KEYS:
+        if config.get(key) is None:
+            continue
+        try:
+            if key in VALUE_TEMPLATE_KEYS:
+                templates[key] = parse_value_template(config[key])
+            else:
+                templates[key] = parse_command_template(config[key])
+        except UnsupportedTemplate as error:
+            broken[key] = str(error)[:120]
+    return templates, broken
 
 
 def _entity_name(config: Mapping[str, Any], device_name: str, object_id: str) -> str:
@@ -455,7 +494,7 @@ def _topic(key: str, value: Any) -> str:
     return value
 
 
-def _availability(config: Mapping[str, Any], reasons: list[str]) -> tuple[Availability, ...]:
+def _availability(config: Mapping[str, Any], broken: dict[str, str]) -> tuple[Availability, ...]:
     items: list[Mapping[str, Any]] = []
     if config.get("availability_topic"):
         items.append({
@@ -474,7 +513,9 @@ def _availability(config: Mapping[str, Any], reasons: list[str]) -> tuple[Availa
             try:
                 template = parse_value_template(item["value_template"])
             except UnsupportedTemplate as error:
-                reasons.append(f"availability template: {error}")
+                # Its availability cannot be read: it is taken as available rather than lost.
+                broken["availability_template"] = str(error)[:120]
+                continue
         result.append(Availability(
             topic=_topic("availability topic", item["topic"]),
             payload_available=clean_text(item.get("payload_available", "online"), MAX_PAYLOAD_CHARS),
@@ -486,6 +527,7 @@ def _availability(config: Mapping[str, Any], reasons: list[str]) -> tuple[Availa
 
 _LIGHT_TOPIC_CAPABILITIES = {
     "brightness_command_topic": "brightness", "color_temp_command_topic": "color_temp", "rgb_command_topic": "rgb",
+    "rgbw_command_topic": "rgb", "rgbww_command_topic": "rgb", "hs_command_topic": "rgb", "xy_command_topic": "rgb",
 }
 _CLIMATE_TOPIC_CAPABILITIES = {
     "temperature_command_topic": "temperature", "mode_command_topic": "hvac_mode", "power_command_topic": "power",
@@ -511,11 +553,15 @@ def _capabilities(entity: Entity) -> frozenset[str]:
         caps.add("on_off")
         if "percentage_command_topic" in topics:
             caps.add("percentage")
+        if "preset_mode_command_topic" in topics and options.get("preset_modes"):
+            caps.add("preset")
     elif domain in ("cover", "valve"):
         if options.get("payload_stop") is not None and entity.command_topic:
             caps.add("stop")
         if "set_position_topic" in topics or (domain == "valve" and options.get("reports_position")):
             caps.add("position")
+        if domain == "cover" and "tilt_command_topic" in topics:
+            caps.add("tilt")
     elif domain == "lock":
         if "payload_open" in options and options["payload_open"] is not None:
             caps.add("open")
