@@ -29,7 +29,7 @@ from .connection import HomeConnection
 from .entities import Entity
 from .intents import NO_TARGET_INTENTS, Match, Recognizer
 from .registry import Home
-from .responses import OUTCOME_SENTENCES, Speech, TemplateState, is_yes, past_tense, question, sentence
+from .responses import OUTCOME_SENTENCES, Speech, TemplateState, is_no, is_yes, past_tense, question, sentence
 from .tools import ToolCall, Toolbox
 
 log = logging.getLogger(__name__)
@@ -226,16 +226,20 @@ class HomeControl:
         return await self._act([Step(call.entity_id, call.tool, dict(call.args))], intent, None, call.args, dry_run)
 
     async def confirm(self, answer: str) -> HomeResult:
-        """The answer to the last question: a yes performs it, anything else cancels it."""
+        """The answer to the last question: a yes performs it, a no cancels it. Anything else
+        is a new request: the question is dropped unanswered (nothing done) and the result
+        says ``nothing_pending``, for the caller to handle the request on its own."""
         pending, self._pending = self._pending, None
         if pending is None:
             return HomeResult("", outcome="nothing_pending", handled=False)
         if self._clock() >= pending.deadline:
             return HomeResult("No answer in time; I did nothing.", pending.intent,
                               outcome="expired")
-        if not is_yes(answer):
+        if is_yes(answer):
+            return await self._perform(pending.steps, pending.intent, pending.match, pending.args, dry_run=False)
+        if is_no(answer):
             return HomeResult("Okay, I won't.", pending.intent, outcome="cancelled")
-        return await self._perform(pending.steps, pending.intent, pending.match, pending.args, dry_run=False)
+        return HomeResult("", outcome="nothing_pending", handled=False)
 
     def toolbox(self) -> Toolbox:
         """The LLM's tools for the devices now known; the same object until they change."""

@@ -217,8 +217,32 @@ _YES = re.compile(
 )
 
 
+_NO_WORDS = ("no", "nope", "nah", "negative")
+_NO_PHRASES = ("cancel", "stop", "wait", "don't", "dont", "do not", "never mind", "nevermind", "not now",
+               "forget it", "leave it")
+_FILLER = frozenset("it that this please thanks thank you do don't no now anything nothing mind never".split())
+
+
+def _words(answer: str) -> str:
+    return " ".join(re.sub(r"[^\w\s']", " ", answer.casefold()).split())
+
+
+def is_no(answer: str) -> bool:
+    """A spoken refusal: "no", "no thanks", "cancel that", "don't"; not a new request that
+    happens to start like one ("stop the kitchen blinds")."""
+    text = _words(answer)
+    if not text:
+        return False
+    if text.split()[0] in _NO_WORDS:
+        return True
+    for phrase in _NO_PHRASES:
+        if text == phrase or text.startswith(phrase + " ") and set(text[len(phrase):].split()) <= _FILLER:
+            return True
+    return False
+
+
 def is_yes(answer: str) -> bool:
     """A spoken confirmation: "yes", "yeah, do it", "okay go ahead"; anything with a no in it
     ("yes, no wait") is not one."""
-    text = " ".join(re.sub(r"[^\w\s']", " ", answer.casefold()).split())
+    text = _words(answer)
     return bool(_YES.match(text)) and not _NO.search(text)
