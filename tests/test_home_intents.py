@@ -141,3 +141,16 @@ def test_matching_stays_reasonable_with_five_thousand_entities():
     assert recognizer.recognize("turn on lamp 4321").entities == ("light.lamp_4321",)
     for text in SENTENCES:
         assert median_ms(recognizer, text, runs=3) < 250, text
+
+
+def test_the_best_ranked_reading_wins_as_in_home_assistant():
+    configs = dict(SAMPLE_HOME)
+    configs["fan/ceiling_fan"] = {"name": "Ceiling Fan", "cmd_t": "lf/set", "stat_t": "lf/state",
+                                  "dev": {"sa": "Living Room"}}
+    recognizer = Recognizer("en", home_from_configs(configs, expose=["*"]))
+    # hassil also reads this as "are all living room fans on?"; Home Assistant's ranking
+    # (recognize_best) prefers the command, which matches more of the sentence literally.
+    match = recognizer.recognize("all living room fans on")
+    assert (match.intent, match.entities) == ("HassTurnOn", ("fan.ceiling_fan",))
+    match = recognizer.recognize("is the ceiling fan on")
+    assert (match.intent, match.entities) == ("HassGetState", ("fan.ceiling_fan",))

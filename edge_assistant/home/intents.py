@@ -16,7 +16,6 @@ without entities, for the caller to route.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
 import re
@@ -25,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from hassil import Intents, recognize_all
+from hassil import Intents, recognize_ranked
 from hassil.expression import TextChunk
 from hassil.filter import filter_intents
 from hassil.intents import SlotList, TextSlotList, TextSlotValue
@@ -178,33 +177,32 @@ class Recognizer:
         return self.choose(self.candidates(text, self.slot_lists()), started)
 
     def candidates(self, text: str, slot_lists: dict[str, SlotList]) -> list[Any]:
-        """hassil's results for `text`, at most `MAX_RESULTS`. Touches no registry state, so it
-        may run in a worker thread (one at a time: slot lists index themselves lazily)."""
+        """hassil's results for `text`, best first as Home Assistant ranks them
+        (`recognize_ranked`, as under `recognize_best`: a device named beats an area, then more
+        literal text and fewer wildcards), at most `MAX_RESULTS`. Touches no registry state, so
+        it may run in a worker thread (one at a time: slot lists index themselves lazily)."""
         text = text.strip()[:MAX_TEXT_CHARS]
         if not text:
             return []
         with self._matching:
-            results = recognize_all(
+            results = recognize_ranked(
                 text, self.language.intents, slot_lists=slot_lists,
-                intent_context=self._intent_context, language=self.language.code,
+                intent_context=self._intent_context, language=self.language.code, best_slot_name="name",
             )
-            return list(itertools.islice(results, MAX_RESULTS))
+            return results[:MAX_RESULTS]
 
     def choose(self, results: list[Any], started: float) -> Match | None:
-        """The best reading among hassil's results, resolved against the registry."""
+        """The best reading among hassil's ranked results, resolved against the registry: the
+        first that can be acted on, else the first (whose error is then said)."""
         best: Match | None = None
-        # Like Home Assistant: a match naming an entity beats one naming only an area; and one
-        # that can be acted on beats one that cannot.
-        best_rank = (False, False)
         for result in results:
             match = self._resolve(result)
             if match is None:
                 continue
-            named = "name" in result.entities or match.intent in NO_TARGET_INTENTS or not match.handled_here
-            rank = (not match.error, named)
-            if best is None or rank > best_rank:
-                best, best_rank = match, rank
-            if rank == (True, True):
+            if best is None:
+                best = match
+            if not match.error:
+                best = match
                 break
         if best is None:
             return None
