@@ -38,6 +38,15 @@ def test_prompt_context_lists_devices_without_states():
     assert Toolbox(home.exposed_entities(), [e for e in home.entities.values() if home.visible(e)]).key == key
 
 
+def test_prompt_context_has_floors_and_aliases():
+    home = home_from_configs(SAMPLE_HOME, expose=["*"], areas=[{"name": "Kitchen", "floor": "First floor"}],
+                             aliases=[{"name": "light.counter_light", "aliases": ["worktop light"]}])
+    box = Toolbox(home.exposed_entities(), [], home.places)
+    lines = box.prompt_context().splitlines()
+    assert ("light.counter_light; Counter Light (also worktop light); Kitchen (First floor); light; "
+            "turn_on, turn_off, toggle, get_state") in lines
+
+
 def test_hostile_names_stay_one_bounded_line_of_plain_text():
     box, _ = toolbox(extra={"switch/evil": {"name": EVIL, "cmd_t": "evil/set", "dev": {"sa": EVIL}}})
     (line,) = [line for line in box.prompt_context().splitlines() if line.startswith("switch.im_end")]

@@ -245,7 +245,7 @@ class HomeControl:
         """The LLM's tools for the devices now known; the same object until they change."""
         if self._toolbox is None or self._toolbox_version != self.home.version:
             visible = [e for e in self.home.entities.values() if self.home.visible(e)]
-            self._toolbox = Toolbox(self.home.exposed_entities(), visible)
+            self._toolbox = Toolbox(self.home.exposed_entities(), visible, self.home.places)
             self._toolbox_version = self.home.version
         return self._toolbox
 

@@ -217,7 +217,8 @@ class Recognizer:
                 slots["name"] = entity.text_clean or str(entity.value)
                 slots["name_id"] = entity.value
             elif entity.name in ("area", "floor"):
-                slots[entity.name] = entity.text_clean or str(entity.value)
+                # The value is the area's (floor's) own name, also when an alias was said.
+                slots[entity.name] = str(entity.value or entity.text_clean)
             else:
                 slots[entity.name] = entity.value
         response = result.response or "default"
@@ -278,27 +279,45 @@ _SPOKEN = re.compile(r"[^\w\s'-]+")
 
 
 def build_slot_lists(home: Home) -> dict[str, SlotList]:
-    """``name``, ``area`` and ``floor`` lists from the entities that can be asked about."""
+    """``name``, ``area`` and ``floor`` lists from the entities that can be asked about: every
+    name as people say it (aliases, singular and plural, no article; a form that is another
+    entity's own name is left to that one), areas and floors with their aliases."""
+    places = home.places
+    visible = [e for e in home.entities.values() if home.visible(e)]
+    own_names = {normalize_name(_spoken(e.name)) for e in visible}
     names: list[TextSlotValue] = []
-    areas: dict[str, str] = {}
-    floors: dict[str, str] = {}
-    for entity in home.entities.values():
-        if not home.visible(entity):
-            continue
-        spoken = _spoken(entity.name)
-        if spoken:
+    areas: dict[str, tuple[str, str]] = {}
+    floors: dict[str, tuple[str, str]] = {}
+    for entity in visible:
+        said: set[str] = set()
+        for index, name in enumerate(places.names_of(entity)):
+            spoken = _spoken(name)
+            key = normalize_name(spoken)
+            if not spoken or key in said or (index and key in own_names and key != normalize_name(_spoken(entity.name))):
+                continue
+            said.add(key)
             names.append(TextSlotValue(TextChunk(spoken), entity.entity_id, context={"domain": entity.domain}))
-        for text, table in ((entity.area, areas), (entity.floor, floors)):
-            spoken = _spoken(text)
-            if spoken:
-                table.setdefault(normalize_name(spoken), spoken)
+        _add_place(areas, entity.area, places.area_aliases(entity.area))
+        _add_place(floors, entity.floor, places.floor_aliases(entity.floor))
     if home.cfg.area.strip():
-        areas.setdefault(normalize_name(home.cfg.area), home.cfg.area.strip())
+        _add_place(areas, home.cfg.area.strip(), places.area_aliases(home.cfg.area))
+    for floor in places.floors:
+        _add_place(floors, floor, places.floor_aliases(floor))
     return {
         "name": TextSlotList(name="name", values=names),
-        "area": TextSlotList(name="area", values=[TextSlotValue(TextChunk(t), t) for t in areas.values()]),
-        "floor": TextSlotList(name="floor", values=[TextSlotValue(TextChunk(t), t) for t in floors.values()]),
+        "area": TextSlotList(name="area", values=[TextSlotValue(TextChunk(t), v) for t, v in areas.values()]),
+        "floor": TextSlotList(name="floor", values=[TextSlotValue(TextChunk(t), v) for t, v in floors.values()]),
     }
+
+
+def _add_place(table: dict[str, tuple[str, str]], name: str, aliases: Iterable[str]) -> None:
+    """An area or floor and its aliases as (spoken text, the place's own name), once each."""
+    own = _spoken(name)
+    if not own:
+        return
+    for text in (own, *(_spoken(a) for a in aliases)):
+        if text:
+            table.setdefault(normalize_name(text), (text, own))
 
 
 def _spoken(text: str) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from .entities import ACTION_ARGUMENTS, COLORS, Entity, clean_text
+from .places import Places
 
 MAX_ANSWER_CHARS = 300
 MAX_CONTEXT_NAME_CHARS = 48
@@ -79,7 +80,9 @@ class _Target:
 
 
 class Toolbox:
-    def __init__(self, exposed: Iterable[Entity], visible: Iterable[Entity] = ()) -> None:
+    def __init__(self, exposed: Iterable[Entity], visible: Iterable[Entity] = (), places: Places | None = None) -> None:
+        # Aliases come from the config's [home] names; floors are on the entities already.
+        self.places = places
         self.entities: dict[str, Entity] = {}
         # Tool -> the entities it may name, sorted by id.
         self.targets: dict[str, list[_Target]] = {}
@@ -109,13 +112,20 @@ class Toolbox:
     # -- prompt --------------------------------------------------------------------------------
 
     def prompt_context(self) -> str:
-        """One line per device: ``id; name; area; component; actions``. Names are network
-        data: cleaned of control characters and cut; the prompt builder keeps markup such as
-        ``<|im_end|>`` from becoming control tokens."""
+        """One line per device: ``id; name (aliases); area (floor); component; actions``.
+        Names are network data: cleaned of control characters and cut; the prompt builder keeps
+        markup such as ``<|im_end|>`` from becoming control tokens."""
         lines = []
         for entity in self.entities.values():
-            fields = (entity.entity_id, _context_text(entity.name), _context_text(entity.area) or "-",
-                      entity.domain, ", ".join(self.tools_of.get(entity.entity_id, ())) or "-")
+            name = _context_text(entity.name)
+            aliases = self.places.device_aliases(entity) if self.places is not None else ()
+            if aliases:
+                name += " (also " + ", ".join(_context_text(a) for a in aliases[:4]) + ")"
+            area = _context_text(entity.area) or "-"
+            if entity.floor:
+                area += f" ({_context_text(entity.floor)})"
+            fields = (entity.entity_id, name, area, entity.domain,
+                      ", ".join(self.tools_of.get(entity.entity_id, ())) or "-")
             lines.append("; ".join(fields))
         return "\n".join(lines)
 

@@ -306,11 +306,12 @@ def home_devices() -> Iterator[Callable[[Broker], Devices]]:
 
 def home_from_configs(configs: dict[str, dict[str, Any]], **home_options: Any):
     """A `Home` (no broker) that has seen these discovery configs: {"light/kitchen": {...}}."""
-    from edge_assistant.config import HomeConfig
+    from edge_assistant.config import from_mapping
     from edge_assistant.home.discovery import parse_discovery
     from edge_assistant.home.registry import Home
 
-    home = Home(HomeConfig(**home_options), PREFIX)
+    options = {k: list(v) if isinstance(v, tuple) else v for k, v in home_options.items()}
+    home = Home(from_mapping({"home": options}).home, PREFIX)
     for where, config in configs.items():
         topic = f"{PREFIX}/{where}/config"
         home.apply_discovery(parse_discovery(topic, json.dumps(config).encode(), PREFIX))
