@@ -331,3 +331,23 @@ async def test_tool_calls_and_hostile_device_names(mosquitto, home_devices, mqtt
         assert row["exposed"] and len(row["name"]) == 64
     finally:
         await control.aclose()
+
+
+def test_numbers_are_spoken_as_people_say_them():
+    from edge_assistant.home.actions import Step, StepResult
+    from edge_assistant.home.intents import Recognizer
+    from edge_assistant.home.responses import Speech, past_tense, question
+    from tests.support.home_fixtures import SAMPLE_HOME
+
+    assert question([Step("valve.main", "set_position", {"position": 100.0})], {"valve.main": "Main Valve"}) == \
+        "Set the Main Valve to 100 percent?"
+    done = StepResult("climate.t", "Thermostat", "set_temperature", "done")
+    assert past_tense(done, None, {"temperature": 22.0}) == "Set the Thermostat to 22 degrees"
+    assert past_tense(done, None, {"temperature": 22.5}) == "Set the Thermostat to 22.5 degrees"
+    home = home_from_configs(SAMPLE_HOME, expose=["*"])
+    recognizer = Recognizer("en", home)
+    speech = Speech(recognizer.language)
+    for text, said in (("set the thermostat to 22 degrees", "Temperature set to 22 degrees"),
+                       ("set the thermostat to 22.5 degrees", "Temperature set to 22.5 degrees")):
+        match = recognizer.recognize(text)
+        assert speech.intent_response(match, [home.get(match.entities[0])]) == said

@@ -76,6 +76,22 @@ def _compiled(text: str) -> Any:
     return _environment().from_string(text)
 
 
+def spoken_number(value: Any) -> Any:
+    """A number as people say it: 100, 22, 22.5, never 100.0; anything else as it is."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return value
+        rounded = round(value, 1)
+        return int(rounded) if rounded.is_integer() else rounded
+    return value
+
+
+def _spoken_values(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: spoken_number(v) for k, v in values.items()}
+
+
 def bounded(text: str) -> str:
     text = " ".join(text.split())
     if len(text) > MAX_SPEECH_CHARS:
@@ -122,7 +138,7 @@ def spoken_state(entity: Entity) -> str:
             if entity.device_class in classes:
                 return words[0] if state == "on" else words[1]
     if entity.domain == "climate" and "current_temperature" in entity.state and state == "unknown":
-        return str(entity.state["current_temperature"])
+        return str(spoken_number(entity.state["current_temperature"]))
     return state
 
 
@@ -147,7 +163,7 @@ class Speech:
         first = (matched or unmatched or [None])[0]
         return self.render(
             template,
-            slots={**match.slots, **slots},
+            slots=_spoken_values({**match.slots, **slots}),
             state=TemplateState.of(first) if first is not None else None,
             query={"matched": [TemplateState.of(e) for e in matched],
                    "unmatched": [TemplateState.of(e) for e in unmatched]},
@@ -190,6 +206,7 @@ def past_tense(result: StepResult, match: Match | None = None, args: dict[str, A
     values = {"name": result.name, **(args or {})}
     if match is not None:
         values.update({k: v for k, v in match.slots.items() if k != "name"})
+    values = _spoken_values(values)
     try:
         return PAST.get(result.action, "Done: {name}").format(**values)
     except (KeyError, IndexError):
@@ -200,7 +217,7 @@ def question(steps: Iterable[Step], names: dict[str, str]) -> str:
     """"Unlock the front door?" for the first step needing a yes; more steps are counted."""
     steps = list(steps)
     first = steps[0]
-    values = {"name": names.get(first.entity_id, first.entity_id), **first.args}
+    values = _spoken_values({"name": names.get(first.entity_id, first.entity_id), **first.args})
     try:
         text = QUESTION.get(first.action, "Go ahead with the {name}?").format(**values)
     except (KeyError, IndexError):
