@@ -319,10 +319,11 @@ async def test_tool_calls_and_hostile_device_names(mosquitto, home_devices, mqtt
     control = await start_control(mosquitto, expose=["*"], confirm_timeout_s=0.3)
     try:
         (entity_id,) = control.home.entities
-        toolbox = control.toolbox()
-        assert toolbox is control.toolbox() and entity_id in toolbox.gbnf()
+        toolbox = control.toolbox("turn on the switch")
+        assert toolbox.key == control.toolbox().key and entity_id in toolbox.gbnf()
+        assert entity_id not in control.toolbox("what is the weather like").gbnf()
         call = toolbox.parse(json.dumps({"tool": "turn_on", "entity_id": entity_id}))
-        result = await control.run_tool_call(call)
+        result = await control.run_tool_call(call, request="turn on the switch")
         assert result.intent["source"] == "llm" and result.outcome == "no_answer"
         assert len(result.speech) <= 400 and "\n" not in result.speech
         received = probe.wait_for("evil/set")
