@@ -93,6 +93,13 @@ class Response:
     intent: dict[str, Any] | None = None
     actions: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def for_history(self) -> bool:
+        """Whether the LLM's history keeps this turn: only what the model answered. A turn of
+        the templates (home, timers) would lengthen every later prompt for nothing, so a
+        fallback costs the same after a hundred commands as after the first."""
+        return self.source == "llm"
+
 
 class Responder:
     def __init__(self, session: ChatSession, *, home: Home | None = None, timers: Timers | None = None,

@@ -154,3 +154,33 @@ def test_smollm2_never_acts_on_a_device_the_sentence_does_not_mean(mosquitto, ho
         session.engine.close()
     for sentence, allowed, acted, _source, said in outcomes:
         assert acted <= allowed, (sentence, acted, said)
+
+
+@run_async
+async def test_template_turns_stay_out_of_the_llm_history(mosquitto, home_devices):
+    """After a hundred template commands a fallback's prompt is as long as in a fresh
+    conversation: the pipeline remembers only turns whose `Response.for_history` holds."""
+    from edge_assistant.config import from_mapping
+    from edge_assistant.llm import load_session
+    from edge_assistant.respond import Responder, Response
+    from tests.test_home_tools import smollm2_path
+
+    home_devices(mosquitto).zigbee_light("Desk Lamp", "Office")
+    control = await start_control(mosquitto, expose=["light"])
+    session = load_session(from_mapping({"llm": {"model": str(smollm2_path()), "n_ctx": 2048}}))
+    try:
+        responder = Responder(session, home=control)
+        context, _ = responder.tool_context()
+        fresh = len(session.prepare("it is too dark in the office", context).tokens)
+        for index in range(100):
+            text = f"turn {'on' if index % 2 else 'off'} the desk lamp"
+            response = Response()
+            said = [s async for s in responder.sentences(text, threading.Event(), response, lambda *_: None)]
+            assert said and response.source == "home" and not response.for_history
+            if response.for_history:  # what the pipeline does with each finished turn
+                session.remember(text, response.text)
+        assert len(session.prepare("it is too dark in the office", context).tokens) == fresh
+        assert Response(source="llm").for_history and not Response(source="timers").for_history
+    finally:
+        session.engine.close()
+        await control.aclose()

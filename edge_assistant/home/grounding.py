@@ -25,14 +25,14 @@ from .places import Places, any_mentioned, mentions, words_in
 
 # Words for a device's kind, by component and by device class (singular, lower case).
 DOMAIN_WORDS: dict[str, tuple[str, ...]] = {
-    "light": ("light", "lamp", "lighting", "bulb", "lamp", "chandelier", "spotlight"),
+    "light": ("light", "lamp", "lighting", "bulb", "chandelier", "spotlight", "dark", "bright", "dim"),
     "switch": ("switch", "plug", "socket", "outlet", "power"),
-    "fan": ("fan", "ventilation", "ventilator"),
-    "cover": ("cover", "blind", "shade", "curtain", "shutter", "awning"),
+    "fan": ("fan", "ventilation", "ventilator", "breeze", "hot"),
+    "cover": ("cover", "blind", "shade", "curtain", "shutter", "awning", "daylight", "sunlight", "darken"),
     "lock": ("lock", "door"),
     "valve": ("valve", "water", "tap"),
     "climate": ("thermostat", "heating", "heater", "radiator", "temperature", "ac", "air conditioning",
-                "air conditioner", "climate"),
+                "air conditioner", "climate", "degree", "warm", "cold"),
     "scene": ("scene",),
     "button": ("button",),
     "alarm_control_panel": ("alarm", "security"),
