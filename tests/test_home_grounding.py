@@ -61,6 +61,12 @@ def test_calls_the_sentence_asks_for(home, sentence, tool, entities):
     ("it is cold in the hall", "unlock", ["lock.front_door"]),     # a place alone implies nothing
     ("turn on the light", "turn_on", ["light.kitchen_lights"]),    # which light? one of many
     ("open the front door", "close", ["lock.front_door"]),
+    # Found by the bench with SmolLM2: the only device able to do an odd action is not "the"
+    # device of its kind; "stop" and "kill" are not "on"; a value asked is not a switch.
+    ("open the blinds", "set_tilt_position", ["cover.living_curtain"]),
+    ("the ceiling fan can stop now", "turn_on", ["fan.ceiling_fan"]),
+    ("please kill the garden pump", "toggle", ["switch.garden_pump"]),
+    ("warm the bedroom radiator up to 22 degrees", "turn_off", ["climate.bedroom_radiator"]),
 ])
 def test_calls_the_sentence_does_not_ask_for(home, sentence, tool, entities):
     assert verdict(home, sentence, tool, *entities) is not None

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..config import HomeConfig
-from .entities import ACTION_ARGUMENTS, COLORS, Entity, supported_actions
+from .colors import color_topic, rgb_of, rgb_to_xy
+from .entities import ACTION_ARGUMENTS, Entity, supported_actions
 from .registry import Home
 from .templates import CommandTemplate, TemplateFailed
 
@@ -135,14 +136,10 @@ def _kelvin_value(entity: Entity, kelvin: Any) -> int:
 
 
 def _rgb(args: dict[str, Any]) -> tuple[int, int, int]:
-    color = args["color"]
-    if isinstance(color, str) and color.strip().lower() in COLORS:
-        return COLORS[color.strip().lower()]
-    if isinstance(color, (list, tuple)) and len(color) == 3 and all(
-        isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in color
-    ):
-        return (color[0], color[1], color[2])
-    raise Unsupported(f"unknown color {str(color)[:30]!r}")
+    try:
+        return rgb_of(args["color"])
+    except ValueError as error:
+        raise Unsupported(str(error)) from None
 
 
 def _brightness_value(entity: Entity, percent: float) -> int:
@@ -177,19 +174,6 @@ def _light(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str,
     return [on, extra] if order == "first" else [extra, on]
 
 
-# Colour command topics of a default-schema light, in the order they are preferred.
-COLOR_TOPICS = ("rgb", "rgbw", "rgbww", "hs", "xy")
-
-
-def color_topic(entity: Entity) -> str | None:
-    """The colour mode a default-schema light is sent colours in: the first it has a topic
-    and a usable template for."""
-    for mode in COLOR_TOPICS:
-        if f"{mode}_command_topic" in entity.topics and f"{mode}_command_template" not in entity.broken_templates:
-            return mode
-    return None
-
-
 def _color_message(entity: Entity, rgb: tuple[int, int, int]) -> tuple[str, str]:
     mode = color_topic(entity)
     if mode is None:
@@ -207,7 +191,7 @@ def _color_message(entity: Entity, rgb: tuple[int, int, int]) -> tuple[str, str]
         channels = {"hue": round(h * 360, 1), "sat": round(s * 100, 1)}
         value = f"{channels['hue']},{channels['sat']}"
     else:
-        x, y = _rgb_to_xy(red, green, blue)
+        x, y = rgb_to_xy(red, green, blue)
         channels = {"x": x, "y": y}
         value = f"{x},{y}"
     return entity.topics[f"{mode}_command_topic"], _apply(entity, f"{mode}_command_template", value, **channels)
@@ -230,25 +214,9 @@ def _light_json(entity: Entity, action: str, args: dict[str, Any]) -> dict[str, 
             h, s, _ = colorsys.rgb_to_hsv(red / 255, green / 255, blue / 255)
             body["color"] = {"h": round(h * 360, 1), "s": round(s * 100, 1)}
         else:
-            x, y = _rgb_to_xy(red, green, blue)
+            x, y = rgb_to_xy(red, green, blue)
             body["color"] = {"x": x, "y": y}
     return body
-
-
-def _rgb_to_xy(red: int, green: int, blue: int) -> tuple[float, float]:
-    """sRGB to CIE 1931 xy (the Philips Hue formula)."""
-    def linear(c: float) -> float:
-        c /= 255
-        return ((c + 0.055) / 1.055) ** 2.4 if c > 0.04045 else c / 12.92
-
-    r, g, b = linear(red), linear(green), linear(blue)
-    x = r * 0.4124 + g * 0.3576 + b * 0.1805
-    y = r * 0.2126 + g * 0.7152 + b * 0.0722
-    z = r * 0.0193 + g * 0.1192 + b * 0.9505
-    total = x + y + z
-    if total == 0:
-        return 0.3127, 0.329  # white point for black
-    return round(x / total, 4), round(y / total, 4)
 
 
 def _switch(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:

@@ -215,7 +215,8 @@ class HomeControl:
         if match.error:
             # A template fitted but found no such device ("close the garage door" said of a
             # cover of class garage): the LLM may still know, limited to the devices named.
-            log.info("home: %s matched %s but found no device (%s); trying the LLM", text[:60], match.intent, match.error)
+            log.info("home: %s matched %s but found no device (%s); trying the LLM",
+                     text[:60], match.intent, match.error)
             return None
         if match.intent in NO_TARGET_INTENTS:
             text = "" if match.intent == "HassNevermind" else speech.time_or_date(match, datetime.datetime.now())

@@ -252,7 +252,8 @@ def action_templates(entity: Entity, action: str) -> tuple[str, ...]:
     """The command template keys an action renders (an unusable one disables the action)."""
     domain = entity.domain
     if domain == "light":
-        return {"set_brightness": ("brightness_command_template",), "set_color_temp": ("color_temp_command_template",)}.get(action, ())
+        return {"set_brightness": ("brightness_command_template",),
+                "set_color_temp": ("color_temp_command_template",)}.get(action, ())
     if domain == "fan":
         if action == "set_percentage":
             return ("percentage_command_template",)

@@ -7,16 +7,18 @@ devices to begin with (`Grounding.allowed`). A device counts as meant when the s
 - says its name or one of its aliases ("the desk lamp"), singular or plural; or
 - says its area or floor (or their aliases) and a word for its kind ("the kitchen lights",
   "the blinds downstairs"); or
-- says a word for its kind, and no place, and it is the only device of that kind that can do
-  the action, or it stands in the assistant's own area (``home.area``).
+- says a word for its kind, and no place, and it is the only device of that kind, or it
+  stands in the assistant's own area (``home.area``).
 
 An area alone ("it is cold in the hall") implies no device.
 
-The action must not contradict the words either ("lights off" never turns anything on).
+The action must not contradict the words either ("lights off" never turns anything on, "to 22
+degrees" never just switches).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -47,8 +49,9 @@ CLASS_WORDS: dict[str, tuple[str, ...]] = {
 }
 # Words that contradict an action: present without a word for the action itself, it is refused.
 _OPPOSITES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "turn_on": (("off",), ("on",)),
-    "turn_off": (("on",), ("off",)),
+    "turn_on": (("off", "stop", "kill"), ("on", "start")),
+    "turn_off": (("on", "start"), ("off", "stop", "kill")),
+    "toggle": (("on", "off", "start", "stop", "kill"), ("toggle",)),
     "open": (("close", "shut"), ("open",)),
     "close": (("open",), ("close", "shut")),
     "lock": (("unlock",), ("lock",)),
@@ -56,7 +59,18 @@ _OPPOSITES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+# Words for any cover over a window, whatever its class.
+_WINDOW_WORDS = ("cover", "daylight", "sunlight", "darken")
+# Actions that take no number: a sentence asking for one ("to 22 degrees") does not mean them.
+_VALUE = re.compile(r"\b\d+(\.\d+)?\s*(%|percent|degrees?)")
+_NO_VALUE_TOOLS = ("turn_on", "turn_off", "toggle", "open", "close", "stop", "lock", "unlock")
+
+
 def kind_words(entity: Entity) -> tuple[str, ...]:
+    if entity.domain == "cover" and entity.device_class in CLASS_WORDS:
+        # A curtain is not a blind: the class says which kind of cover it is.
+        return CLASS_WORDS[entity.device_class] + (() if entity.device_class in ("garage", "door", "gate")
+                                                   else _WINDOW_WORDS)
     return DOMAIN_WORDS.get(entity.domain, ()) + CLASS_WORDS.get(entity.device_class, ())
 
 
@@ -64,6 +78,7 @@ def kind_words(entity: Entity) -> tuple[str, ...]:
 class Grounding:
     """What one sentence says about the home's devices."""
 
+    text: str
     words: frozenset[str]
     # Entity ids named by their name or an alias.
     named: frozenset[str]
@@ -88,8 +103,8 @@ class Grounding:
         if self.placed & able:
             return set()  # a place said, but nothing there of the kind said
         kind = self.kinds & able
-        if len(kind) == 1:
-            return kind
+        if len(self.kinds) == 1:
+            return kind  # the one device of the kind said (whatever else could do the action)
         return kind & self.here
 
 
@@ -109,7 +124,8 @@ def ground(sentence: str, entities: Iterable[Entity], places: Places, here: str 
             kinds.add(entity.entity_id)
         if here_key and entity.area.casefold() == here_key:
             local.add(entity.entity_id)
-    return Grounding(frozenset(words), frozenset(named), frozenset(placed), frozenset(kinds), frozenset(local))
+    return Grounding(sentence.casefold(), frozenset(words), frozenset(named), frozenset(placed),
+                     frozenset(kinds), frozenset(local))
 
 
 def check_call(tool: str, entity_ids: Iterable[str], grounding: Grounding, able: Iterable[str]) -> str | None:
@@ -122,6 +138,8 @@ def check_call(tool: str, entity_ids: Iterable[str], grounding: Grounding, able:
     contradicting, supporting = _OPPOSITES.get(tool, ((), ()))
     if any(w in grounding.words for w in contradicting) and not any(w in grounding.words for w in supporting):
         return f"the sentence does not ask to {tool.replace('_', ' ')}"
+    if tool in _NO_VALUE_TOOLS and _VALUE.search(grounding.text):
+        return f"the sentence asks for a value, not to {tool.replace('_', ' ')}"
     allowed = grounding.allowed(tool, able)
     for entity_id in ids:
         if entity_id not in allowed:

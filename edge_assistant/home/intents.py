@@ -293,7 +293,8 @@ def build_slot_lists(home: Home) -> dict[str, SlotList]:
         for index, name in enumerate(places.names_of(entity)):
             spoken = _spoken(name)
             key = normalize_name(spoken)
-            if not spoken or key in said or (index and key in own_names and key != normalize_name(_spoken(entity.name))):
+            taken = index and key in own_names and key != normalize_name(_spoken(entity.name))
+            if not spoken or key in said or taken:
                 continue
             said.add(key)
             names.append(TextSlotValue(TextChunk(spoken), entity.entity_id, context={"domain": entity.domain}))

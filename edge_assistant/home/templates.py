@@ -191,7 +191,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         if operator_name == "**":
-            if isinstance(right, (int, float)) and abs(right) > 64 or isinstance(left, (int, float)) and abs(left) > 1e9:
+            too_big = isinstance(right, (int, float)) and abs(right) > 64
+            if too_big or isinstance(left, (int, float)) and abs(left) > 1e9:
                 raise TemplateFailed("power too large")
             return _bounded(left ** right)
         if operator_name == "%":
