@@ -106,7 +106,7 @@ async def test_the_grammar_offers_only_what_the_request_names_and_a_miss_reaches
 SMOLLM2_CASES = [
     # (sentence, devices the model may act on; () = it must not act)
     ("Switch the reading light on", {"light.desk_bulb"}),
-    ("Make it bright on the first floor", set()),
+    ("Make it bright on the first floor", {"light.hue_strip", "light.kitchen_lights"}),  # "bright": lights
     ("first floor lights off", {"light.hue_strip", "light.kitchen_lights"}),
     ("bedroom lamp brightness to max", {"light.bedroom_lamp"}),
     ("unlock all the doors", {"lock.front_door"}),
