@@ -33,7 +33,7 @@ from .registry import Home
 from .responses import (
     OUTCOME_SENTENCES, Speech, TemplateState, bounded, is_no, is_yes, past_tense, question, sentence,
 )
-from .tools import ToolCall, Toolbox
+from .tools import READ_TOOL, ToolCall, Toolbox
 
 log = logging.getLogger(__name__)
 
@@ -212,12 +212,14 @@ class HomeControl:
             return HomeResult("", intent, handled=False, outcome="routed", match=match)
         if match.error.endswith("exposed"):
             return HomeResult(speech.error(match.error, match.error_slots), intent, outcome="not_exposed", match=match)
-        if match.error:
+        if match.error and self._llm_may_act(text):
             # A template fitted but found no such device ("close the garage door" said of a
-            # cover of class garage): the LLM may still know, limited to the devices named.
+            # cover of class garage), yet the words imply one: the LLM may try, limited to it.
             log.info("home: %s matched %s but found no device (%s); trying the LLM",
                      text[:60], match.intent, match.error)
             return None
+        if match.error:
+            return HomeResult(speech.error(match.error, match.error_slots), intent, outcome="not_found", match=match)
         if match.intent in NO_TARGET_INTENTS:
             text = "" if match.intent == "HassNevermind" else speech.time_or_date(match, datetime.datetime.now())
             return HomeResult(text, intent, outcome="answered", match=match)
@@ -278,6 +280,10 @@ class HomeControl:
         grounding = self._ground(self._request if request is None else request, toolbox)
         return toolbox.focused({tool: grounding.allowed(tool, [t.entity_id for t in targets])
                                 for tool, targets in toolbox.targets.items()})
+
+    def _llm_may_act(self, request: str) -> bool:
+        """Whether the request names or implies a device the LLM could act on."""
+        return any(tool != READ_TOOL for tool in self.toolbox(request).offered())
 
     def _full_toolbox(self) -> Toolbox:
         if self._toolbox is None or self._toolbox_version != self.home.version:
