@@ -66,11 +66,16 @@ def _question(args: argparse.Namespace) -> str:
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:
+    import asyncio
+
     from .llm import load_session
 
     config = _load_config(args)
     session = load_session(config)
-    prompt = session.prepare(_question(args))
+    question = _question(args)
+    # As the daemon asks: the home's devices and tools follow the system prompt.
+    context, toolbox = asyncio.run(_tool_context_for_cli(config, session, question))
+    prompt = session.prepare(question, context)
     if args.tokens:
         tokenizer = session.engine.tokenizer
         for position, token_id in enumerate(prompt.tokens):
@@ -86,7 +91,27 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         f" trimmed_chars={prompt.trimmed_chars}",
         file=sys.stderr,
     )
+    if toolbox is not None:
+        offered = toolbox.offered()
+        print(f"# tools for this request: {', '.join(sorted(offered)) or 'none (an answer only)'}", file=sys.stderr)
+        if args.grammar:
+            sys.stdout.write(toolbox.gbnf())
     return 0
+
+
+async def _tool_context_for_cli(config, session, question: str):
+    """The device and tool part of the prompt and the toolbox for `question`, as the daemon
+    would have them; ("", None) without a reachable home."""
+    from .respond import Responder
+
+    home = await _start_home_for_cli(config, "prompt")
+    if home is None:
+        return "", None
+    try:
+        context, toolbox = Responder(session, home=home).tool_context()
+        return context, home.toolbox(question) if toolbox is not None else None
+    finally:
+        await home.aclose()
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -438,6 +463,8 @@ def cmd_home(args: argparse.Namespace) -> int:
               f"  exposed={exposed}  state={row['state'].get('state', 'unknown')}  {available}")
         if row["read_only_reason"]:
             print(f"    read-only: {row['read_only_reason']}")
+        for key, problem in row.get("template_problems", {}).items():
+            print(f"    {key} not used: {problem}")
     for key, reason in control.home.rejected.items():
         print(f"not used: {key}: {reason}")
     exposed_count = sum(row["exposed"] for row in rows)
@@ -556,6 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     prompt = commands.add_parser("prompt", help="print the exact prompt the model would get")
     prompt.add_argument("text", nargs="*", help="the user's message ('-' or none: stdin)")
     prompt.add_argument("--tokens", action="store_true", help="print token ids, special tokens marked")
+    prompt.add_argument("--grammar", action="store_true",
+                        help="also print the grammar the model's reply is bound to (with devices)")
     prompt.set_defaults(handler=cmd_prompt)
 
     ask = commands.add_parser("ask", help="answer a question in text, streaming the reply")

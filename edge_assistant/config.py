@@ -339,6 +339,59 @@ class HomeDeviceConfig:
         return None
 
 
+def _names() -> dict:
+    return _check(lambda v: len(v) <= 16 and all(0 < len(a.strip()) <= 64 for a in v),
+                  "must be at most 16 names of 1 to 64 characters")
+
+
+def _unique_names(what: str) -> dict:
+    # Two entries for one name would make it mean two things.
+    return _check(lambda v: len({" ".join(e.name.split()).casefold() for e in v}) == len(v),
+                  f"names the same {what} twice")
+
+
+@dataclass(frozen=True)
+class HomeAreaConfig:
+    """One `[[home.areas]]` entry: the floor an area is on and other names people use for it."""
+
+    name: str = field(default="", metadata=_check(lambda v: 0 < len(v.strip()) <= 64, "must be 1 to 64 characters"))
+    floor: str = field(default="", metadata=_check(lambda v: len(v) <= 64, "must be at most 64 characters"))
+    aliases: tuple[str, ...] = field(default=(), metadata=_names())
+
+    def problem(self) -> tuple[str, str] | None:
+        if not self.name.strip():
+            return "name", "an area needs a name"
+        return None
+
+
+@dataclass(frozen=True)
+class HomeFloorConfig:
+    """One `[[home.floors]]` entry: other names for a floor ("downstairs")."""
+
+    name: str = field(default="", metadata=_check(lambda v: 0 < len(v.strip()) <= 64, "must be 1 to 64 characters"))
+    aliases: tuple[str, ...] = field(default=(), metadata=_names())
+
+    def problem(self) -> tuple[str, str] | None:
+        if not self.name.strip():
+            return "name", "a floor needs a name"
+        return None
+
+
+@dataclass(frozen=True)
+class HomeAliasConfig:
+    """One `[[home.aliases]]` entry: other names for a device, given by entity id or name."""
+
+    name: str = field(default="", metadata=_check(lambda v: 0 < len(v.strip()) <= 96, "must be 1 to 96 characters"))
+    aliases: tuple[str, ...] = field(default=(), metadata=_names())
+
+    def problem(self) -> tuple[str, str] | None:
+        if not self.name.strip():
+            return "name", "an alias entry needs the entity id or name it is for"
+        if not self.aliases:
+            return "aliases", "an alias entry needs at least one alias"
+        return None
+
+
 @dataclass(frozen=True)
 class HomeConfig:
     enabled: bool = True
@@ -359,6 +412,11 @@ class HomeConfig:
     # Longest wait at start for the retained discovery configs and states.
     settle_s: float = field(default=3.0, metadata=_between(0.0, 60.0))
     devices: tuple[HomeDeviceConfig, ...] = ()
+    # Areas on floors, and other names for areas, floors and devices: "turn off the lights on
+    # the first floor", "the cooker light" for light.kitchen_ceiling.
+    areas: tuple[HomeAreaConfig, ...] = field(default=(), metadata=_unique_names("area"))
+    floors: tuple[HomeFloorConfig, ...] = field(default=(), metadata=_unique_names("floor"))
+    aliases: tuple[HomeAliasConfig, ...] = field(default=(), metadata=_unique_names("device"))
 
 
 @dataclass(frozen=True)

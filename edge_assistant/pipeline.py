@@ -668,7 +668,7 @@ class Assistant:
                 self.emit(Event("announce_end", {"text": request.text, "cancelled": turn.cancelled},
                                 turn_id=request.turn_id, request_id=request.request_id))
             response = turn.response
-            if request.kind == "ask" and (response.text or response.reply is not None):
+            if request.kind == "ask" and response.for_history and (response.text or response.reply is not None):
                 heard = " ".join(turn.spoken) if (turn.cancelled and request.speak) else response.text
                 self.session.remember(request.text, heard, cut_short=turn.cancelled, epoch=turn.epoch)
             if turn.failed and not turn.cancelled:

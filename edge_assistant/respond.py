@@ -30,9 +30,12 @@ log = logging.getLogger(__name__)
 NOT_UNDERSTOOD = "Sorry, I did not understand that."
 # Appended to the system prompt, before the device list, when the model may act.
 TOOL_INSTRUCTIONS = (
-    "You can control the devices listed below. To act on one, reply with only a JSON object "
-    'such as {"tool": "turn_on", "entity_id": "light.kitchen"}. Otherwise reply with '
-    '{"answer": "your short spoken answer"}.\nDevices (id; name; area; type; actions):\n'
+    "You can control the devices listed below, only those the request names or clearly means "
+    "(by name, area, floor or kind of device). To act, reply with only a JSON object such as "
+    '{"tool": "turn_off", "entity_id": ["light.kitchen", "light.hall"]}. If it is not clear '
+    'which device is meant, ask, e.g. {"answer": "Which light do you mean?"}. To answer without '
+    'acting, reply {"answer": ...} with what you would say.\n'
+    "Devices (id; name; area (floor); type; actions):\n"
 )
 
 Emit = Callable[[str, dict[str, Any]], None]
@@ -89,6 +92,13 @@ class Response:
     listen_for_answer: bool = False
     intent: dict[str, Any] | None = None
     actions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def for_history(self) -> bool:
+        """Whether the LLM's history keeps this turn: only what the model answered. A turn of
+        the templates (home, timers) would lengthen every later prompt for nothing, so a
+        fallback costs the same after a hundred commands as after the first."""
+        return self.source == "llm"
 
 
 class Responder:

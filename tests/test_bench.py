@@ -335,14 +335,22 @@ def test_verdicts_follow_the_limits():
 @pytest.mark.slow
 def test_home_section_matches_every_template_command_and_says_how_the_llm_did(tmp_path, scripted_gguf):
     out = tmp_path / "home.json"
-    result = run_bench(write_config(tmp_path, scripted_gguf), "--only", "home", "--quick", "--json", str(out))
+    config = write_config(tmp_path, scripted_gguf)
+    # The scripted model's tokenizer spends many tokens on the list of 34 devices.
+    Path(config).write_text(Path(config).read_text().replace("max_tokens = 12", "max_tokens = 12\nn_ctx = 8192"))
+    result = run_bench(config, "--only", "home", "--quick", "--json", str(out))
     assert result.returncode == 0, result.stderr
     values = json.loads(out.read_text())
-    assert values["home.entities"] >= 10 and values["home.commands"] == 20
-    # Every template command changes the right device; no free phrasing does by templates.
-    assert values["home.template_accuracy"] == 0.5
-    # The LLM only adds to what the templates did (its tool calls are grammar-bound and dry).
-    assert 0.5 <= values["home.llm_accuracy"] <= 1.0
+    assert "home.entities" in values, result.stdout[-2000:]
+    assert values["home.entities"] >= 30 and values["home.commands"] >= 150
+    # The templates do what they match right; whatever the model writes, no device the
+    # sentence did not mean is touched.
+    assert values["home.template_accuracy"] >= 0.95 and values["home.template_sentences"] >= 100
+    assert values["home.wrong_device_actions"] == 0
+    assert values["home.llm_sentences"] == 8 and 0.0 <= values["home.llm_accuracy"] <= 1.0
+    assert values["home.fallback_s"] > 0 and values["home.fallback_after_100_s"] > 0
+    # 100 template commands later, the fallback's prompt is the same length.
+    assert values["home.fallback_after_100_prompt_tokens"] == values["home.fallback_prompt_tokens"] > 0
     assert 0 < values["home.match_ms"] < 1000 and 0 < values["home.publish_ms"] < 1000
     check_targets(values)
 

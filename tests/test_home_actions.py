@@ -3,13 +3,14 @@ mosquitto with simulated devices (HomeControl: intents -> actions -> the device 
 
 import asyncio
 import json
+import threading
 
 import pytest
 
 from edge_assistant.config import from_mapping
 from edge_assistant.home.actions import Unsupported, expectation, payloads
 from edge_assistant.home.assistant import HomeControl
-from edge_assistant.home.responses import is_yes
+from edge_assistant.home.responses import is_no, is_yes
 from edge_assistant.home.tools import ToolCall
 from tests.support.home_fixtures import home_from_configs
 from tests.support.mqtt_fixtures import eventually, run_async
@@ -81,6 +82,16 @@ def test_fan_cover_climate_lock_payloads():
 ])
 def test_is_yes(answer, yes):
     assert is_yes(answer) is yes
+
+
+@pytest.mark.parametrize("answer, no", [
+    ("no", True), ("No thanks.", True), ("nope", True), ("cancel that", True), ("don't", True),
+    ("stop", True), ("never mind", True), ("no, leave it", True), ("wait", True),
+    ("stop the kitchen blinds", False), ("turn on the bedroom lamp", False), ("yes", False), ("", False),
+    ("cancel the timer", False), ("nobody is home", False),
+])
+def test_is_no(answer, no):
+    assert is_no(answer) is no
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,11 +210,40 @@ async def test_a_lock_exposed_by_id_needs_a_spoken_yes(mosquitto, home_devices):
         result = await control.confirm("yes, do it")
         assert result.speech == "Unlocking." and result.actions[0]["confirmed"] is True
         assert lock.state["state"] == "UNLOCKED" and not control.awaiting_confirmation
-        # Anything else cancels.
+        # A no cancels.
         assert (await control.handle("lock the front door")).awaiting_confirmation
         result = await control.confirm("no, leave it")
         assert result.outcome == "cancelled" and result.actions == []
         assert len(lock.commands) == 1
+    finally:
+        await control.aclose()
+
+
+@run_async
+async def test_a_new_request_drops_an_unanswered_question_and_is_handled(mosquitto, home_devices):
+    from edge_assistant.respond import Responder, Response
+
+    devices = home_devices(mosquitto)
+    lock = devices.door_lock()
+    lamp = devices.zigbee_light("Bedroom Lamp", "Bedroom")
+    control = await start_control(mosquitto, expose=["lock.front_door", "light"])
+    responder = Responder(None, home=control)
+
+    async def say(text):
+        response = Response()
+        said = [s async for s in responder.sentences(text, threading.Event(), response, lambda *_: None)]
+        return " ".join(said), response
+
+    try:
+        said, response = await say("unlock the front door")
+        assert said == "Unlock the Front Door?" and response.listen_for_answer
+        said, response = await say("turn on the bedroom lamp")
+        assert said == "Turned on the light." and response.source == "home"
+        assert lamp.state["state"] == "ON" and not control.awaiting_confirmation
+        # The question is gone: a yes now unlocks nothing.
+        assert (await control.confirm("yes")).outcome == "nothing_pending"
+        await no_command(lock, 0.3)
+        assert lock.state["state"] == "LOCKED"
     finally:
         await control.aclose()
 
@@ -279,10 +319,11 @@ async def test_tool_calls_and_hostile_device_names(mosquitto, home_devices, mqtt
     control = await start_control(mosquitto, expose=["*"], confirm_timeout_s=0.3)
     try:
         (entity_id,) = control.home.entities
-        toolbox = control.toolbox()
-        assert toolbox is control.toolbox() and entity_id in toolbox.gbnf()
+        toolbox = control.toolbox("turn on the switch")
+        assert toolbox.key == control.toolbox().key and entity_id in toolbox.gbnf()
+        assert entity_id not in control.toolbox("what is the weather like").gbnf()
         call = toolbox.parse(json.dumps({"tool": "turn_on", "entity_id": entity_id}))
-        result = await control.run_tool_call(call)
+        result = await control.run_tool_call(call, request="turn on the switch")
         assert result.intent["source"] == "llm" and result.outcome == "no_answer"
         assert len(result.speech) <= 400 and "\n" not in result.speech
         received = probe.wait_for("evil/set")
@@ -291,3 +332,23 @@ async def test_tool_calls_and_hostile_device_names(mosquitto, home_devices, mqtt
         assert row["exposed"] and len(row["name"]) == 64
     finally:
         await control.aclose()
+
+
+def test_numbers_are_spoken_as_people_say_them():
+    from edge_assistant.home.actions import Step, StepResult
+    from edge_assistant.home.intents import Recognizer
+    from edge_assistant.home.responses import Speech, past_tense, question
+    from tests.support.home_fixtures import SAMPLE_HOME
+
+    assert question([Step("valve.main", "set_position", {"position": 100.0})], {"valve.main": "Main Valve"}) == \
+        "Set the Main Valve to 100 percent?"
+    done = StepResult("climate.t", "Thermostat", "set_temperature", "done")
+    assert past_tense(done, None, {"temperature": 22.0}) == "Set the Thermostat to 22 degrees"
+    assert past_tense(done, None, {"temperature": 22.5}) == "Set the Thermostat to 22.5 degrees"
+    home = home_from_configs(SAMPLE_HOME, expose=["*"])
+    recognizer = Recognizer("en", home)
+    speech = Speech(recognizer.language)
+    for text, said in (("set the thermostat to 22 degrees", "Temperature set to 22 degrees"),
+                       ("set the thermostat to 22.5 degrees", "Temperature set to 22.5 degrees")):
+        match = recognizer.recognize(text)
+        assert speech.intent_response(match, [home.get(match.entities[0])]) == said

@@ -45,3 +45,19 @@ def test_home_without_a_broker_fails_with_one_line(tmp_path, mosquitto):
     result = run("home", "--wait", "1", config=config)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"edge-assistant: cannot reach the MQTT broker {mosquitto.host}:{mosquitto.port}"
+
+
+def test_prompt_shows_the_device_and_tool_part(tmp_path, mosquitto, home_devices, tiny_gguf):
+    home_devices(mosquitto).zigbee_light()
+    config = write_config(tmp_path, mosquitto, "expose = ['Kitchen']\n"
+                          "[[home.areas]]\nname = 'Kitchen'\nfloor = 'First floor'\n"
+                          f"[llm]\nmodel = '{tiny_gguf}'\nn_ctx = 2048\n"
+                          f"[service]\nstate_dir = '{tmp_path / 'state'}'\n")
+    result = run("prompt", "--grammar", "turn on the kitchen ceiling", config=config)
+    assert result.returncode == 0, result.stderr
+    assert "Devices (id; name; area (floor); type; actions):" in result.stdout
+    assert ("light.kitchen_ceiling; Kitchen Ceiling; Kitchen (First floor); light; "
+            "turn_on, turn_off, toggle, set_brightness, set_color, set_color_temp, get_state") in result.stdout
+    assert "turn on the kitchen ceiling" in result.stdout
+    assert 'id-turn-on ::= "\\"light.kitchen_ceiling\\""' in result.stdout
+    assert "# tools for this request: " in result.stderr and "turn_on" in result.stderr

@@ -32,7 +32,34 @@ state_topic = "porch/state"
     assert porch.component == "light" and porch.state_topic == "porch/state"
 
 
+def test_areas_floors_and_aliases(tmp_path):
+    config = load_text(tmp_path, """
+[[home.areas]]
+name = "Kitchen"
+floor = "First floor"
+aliases = ["cooking area"]
+[[home.floors]]
+name = "First floor"
+aliases = ["downstairs"]
+[[home.aliases]]
+name = "light.kitchen_ceiling"
+aliases = ["cooker light", "big light"]
+""")
+    (kitchen,) = config.home.areas
+    assert (kitchen.name, kitchen.floor, kitchen.aliases) == ("Kitchen", "First floor", ("cooking area",))
+    assert config.home.floors[0].aliases == ("downstairs",)
+    assert config.home.aliases[0].aliases == ("cooker light", "big light")
+
+
 @pytest.mark.parametrize("text, message", [
+    ("[[home.areas]]\nfloor = 'x'\n", "home.areas[0].name: an area needs a name"),
+    ("[[home.areas]]\nname = 'Kitchen'\n[[home.areas]]\nname = 'kitchen'\n", "home.areas: names the same area twice"),
+    ("[[home.areas]]\nname = 'Kitchen'\naliases = 'cooker'\n", "home.areas[0].aliases: must be a list of strings"),
+    ("[[home.areas]]\nname = 'Kitchen'\naliases = ['']\n", "home.areas[0].aliases: must be at most 16 names"),
+    ("[[home.floors]]\nname = 'Up'\n[[home.floors]]\nname = 'up'\n", "home.floors: names the same floor twice"),
+    ("[[home.aliases]]\nname = 'light.x'\n", "home.aliases[0].aliases: an alias entry needs at least one alias"),
+    ("[home]\nareas = ['Kitchen']\n", "home.areas: must be an array of tables"),
+
     ("[home]\nconfirm_timeout_s = 0\n", "home.confirm_timeout_s: must be between"),
     ("[home]\nexpose = 'kitchen'\n", "home.expose: must be a list of strings"),
     ("[home]\ndevices = ['lamp']\n", "home.devices: must be an array of tables"),

@@ -8,7 +8,6 @@ import pytest
 
 from edge_assistant.home import discovery
 from edge_assistant.home.entities import clean_text, supported_actions
-from edge_assistant.home.templates import UnsupportedTemplate, parse_command_template, parse_value_template
 
 PREFIX = "homeassistant"
 
@@ -39,7 +38,7 @@ def test_abbreviated_tasmota_switch_with_topic_base():
     assert entity.area == "Garden"
     assert entity.command_topic == "tasmota_A1B2C3/cmnd/POWER"
     assert entity.state_topic == "tasmota_A1B2C3/tele/STATE"
-    assert entity.templates["value_template"].path == ("POWER",)
+    assert entity.templates["value_template"].evaluate('{"POWER": "ON"}') == "ON"
     (availability,) = entity.availability
     assert (availability.topic, availability.payload_available) == ("tasmota_A1B2C3/tele/LWT", "Online")
     assert entity.unique_id == "A1B2C3_RL_1" and entity.device_id == "A1B2C3"
@@ -75,7 +74,7 @@ def test_device_based_discovery_zigbee2mqtt_style():
     assert light.schema == "json" and light.area == "Kitchen"
     assert light.state_topic == "zigbee2mqtt/Kitchen Ceiling"  # shared option
     assert light.capabilities == {"on_off", "brightness", "color_temp", "rgb"}
-    assert light.availability[0].template.path == ("state",)
+    assert light.availability[0].template.evaluate('{"state": "online"}') == "online"
     assert light.source == f"{PREFIX}/device/0x00158d0001#light"
     assert sensor.name == "Kitchen Ceiling Linkquality" and sensor.options["unit_of_measurement"] == "lqi"
     assert supported_actions(sensor) == ()
@@ -92,50 +91,18 @@ def test_empty_payload_removes():
     assert result.key == f"{PREFIX}/switch/A1B2C3_RL_1" and result.entities == ()
 
 
-def test_templates_beyond_value_json_make_the_entity_read_only():
-    config = dict(TASMOTA_SWITCH, val_tpl="{{ value_json.POWER | lower }}")
+def test_an_unusable_template_disables_only_what_it_serves():
+    config = dict(TASMOTA_SWITCH, val_tpl="{{ value_json.POWER | no_such_filter }}")
     entity = only(parse(f"{PREFIX}/switch/a/config", config))
-    assert "value_template" in entity.read_only_reason and "safely" in entity.read_only_reason
-    assert supported_actions(entity) == ()
-    config = dict(TASMOTA_SWITCH, avty_tpl="{% if value %}online{% endif %}")
+    assert "no_such_filter" in entity.broken_templates["value_template"] and entity.read_only_reason == ""
+    assert supported_actions(entity) == ("turn_on", "turn_off", "toggle")
+    config = dict(TASMOTA_SWITCH, cmd_tpl="{% for x in value %}{{ x }}{% endfor %}")
     entity = only(parse(f"{PREFIX}/switch/a/config", config))
-    assert entity.read_only_reason.startswith("availability template")
-
-
-@pytest.mark.parametrize("text, path", [
-    ("{{ value_json.a }}", ("a",)),
-    ("{{value_json['a b']}}", ("a b",)),
-    ('{{ value_json["x"]["y"] }}', ("x", "y")),
-    ("{{ value_json.color.r }}", ("color", "r")),
-    ("{{ value_json.list[1] }}", ("list", 1)),
-])
-def test_value_templates_understood(text, path):
-    assert parse_value_template(text).path == path
-
-
-@pytest.mark.parametrize("text", [
-    "{{ value_json.a | int }}", "{{ value_json.__class__.__mro__ }}x", "{% set x = 1 %}",
-    "{{ states('light.x') }}", "{{ value_json.a }}{{ value_json.b }}", "{{ value_json }}",
-    "{{ value_json.a.__globals__ ", "{{ 7*7 }}", "{{ value_json.a if value_json else 1 }}",
-])
-def test_value_templates_refused(text):
-    with pytest.raises(UnsupportedTemplate):
-        parse_value_template(text)
-
-
-def test_value_template_evaluation():
-    template = parse_value_template("{{ value_json.state.on }}")
-    assert template.evaluate('{"state": {"on": true}}') == "True"
-    assert template.evaluate('{"state": 1}') is None
-    assert template.evaluate("not json") is None
-    assert parse_value_template("{{ value }}").evaluate("ON") == "ON"
-
-
-def test_command_templates_only_insert_the_value():
-    assert parse_command_template('{"volume": {{ value }}}').render(40) == '{"volume": 40}'
-    for text in ("{{ value | int }}", "{{ (value * 2.55) | round }}", "{% if 1 %}x{% endif %}"):
-        with pytest.raises(UnsupportedTemplate):
-            parse_command_template(text)
+    assert set(entity.broken_templates) == {"command_template"} and supported_actions(entity) == ()
+    config = dict(TASMOTA_SWITCH, avty_tpl="{% include 'x' %}")
+    entity = only(parse(f"{PREFIX}/switch/a/config", config))
+    assert "availability_template" in entity.broken_templates and entity.availability == ()
+    assert supported_actions(entity) == ("turn_on", "turn_off", "toggle")
 
 
 def test_light_json_schema_legacy_flags_and_default_schema_topics():

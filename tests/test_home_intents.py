@@ -45,7 +45,8 @@ def test_slots_and_response_keys(recognizer):
     match = recognizer.recognize("set the brightness of the counter light to 40%")
     assert match.slots == {"name": "counter light", "brightness": 40} and match.response_key == "brightness"
     match = recognizer.recognize("turn on the lights in the kitchen")
-    assert match.slots == {"area": "kitchen", "domain": "light"} and match.response_key == "lights_area"
+    # The area's own name, whatever form of it was said.
+    assert match.slots == {"area": "Kitchen", "domain": "light"} and match.response_key == "lights_area"
     assert match.event_data()["source"] == "template" and match.event_data()["match_ms"] >= 0
 
 
@@ -141,3 +142,57 @@ def test_matching_stays_reasonable_with_five_thousand_entities():
     assert recognizer.recognize("turn on lamp 4321").entities == ("light.lamp_4321",)
     for text in SENTENCES:
         assert median_ms(recognizer, text, runs=3) < 250, text
+
+
+def test_the_best_ranked_reading_wins_as_in_home_assistant():
+    configs = dict(SAMPLE_HOME)
+    configs["fan/ceiling_fan"] = {"name": "Ceiling Fan", "cmd_t": "lf/set", "stat_t": "lf/state",
+                                  "dev": {"sa": "Living Room"}}
+    recognizer = Recognizer("en", home_from_configs(configs, expose=["*"]))
+    # hassil also reads this as "are all living room fans on?"; Home Assistant's ranking
+    # (recognize_best) prefers the command, which matches more of the sentence literally.
+    match = recognizer.recognize("all living room fans on")
+    assert (match.intent, match.entities) == ("HassTurnOn", ("fan.ceiling_fan",))
+    match = recognizer.recognize("is the ceiling fan on")
+    assert (match.intent, match.entities) == ("HassGetState", ("fan.ceiling_fan",))
+
+
+PLACES = {
+    "areas": [{"name": "Kitchen", "floor": "First floor", "aliases": ["cooking area"]},
+              {"name": "Living Room", "floor": "First floor", "aliases": ["lounge"]},
+              {"name": "Bedroom", "floor": "Second floor"}, {"name": "Office", "floor": "Second floor"}],
+    "floors": [{"name": "First floor", "aliases": ["downstairs", "ground floor"]}],
+    "aliases": [{"name": "light.desk_bulb", "aliases": ["reading light"]}],
+}
+
+
+@pytest.fixture
+def placed():
+    from tests.support.home_fixtures import TASMOTA_PAYLOADS, Z2M_PAYLOADS
+
+    return Recognizer("en", home_from_configs({**Z2M_PAYLOADS, **TASMOTA_PAYLOADS}, expose=["*"], **PLACES))
+
+
+@pytest.mark.parametrize("text, intent, entities", [
+    ("turn off the lights on the first floor", "HassTurnOff", ["light.hue_strip", "light.kitchen_lights"]),
+    ("turn off all the lights downstairs", "HassTurnOff", ["light.hue_strip", "light.kitchen_lights"]),
+    ("turn off the lights on the second floor", "HassTurnOff",
+     ["light.bedroom_lamp", "light.desk_bulb", "light.desk_lamp"]),
+    ("turn on the lights in the lounge", "HassTurnOn", ["light.hue_strip"]),
+    ("turn on the reading light", "HassTurnOn", ["light.desk_bulb"]),
+    # Names as people say them: singular or plural, whatever the device is called.
+    ("Is the kitchen light on?", "HassGetState", ["light.kitchen_lights"]),
+    ("is the kitchen lights on", "HassGetState", ["light.kitchen_lights"]),
+    ("turn off the bedroom lamps", "HassTurnOff", ["light.bedroom_lamp"]),
+])
+def test_floors_aliases_and_names_as_said(placed, text, intent, entities):
+    match = placed.recognize(text)
+    assert match is not None and not match.error, text
+    assert (match.intent, list(match.entities)) == (intent, entities)
+
+
+def test_a_plural_that_is_another_devices_name_stays_that_device():
+    configs = {"light/one": {"name": "Desk Light", "cmd_t": "a"}, "light/two": {"name": "Desk Lights", "cmd_t": "b"}}
+    recognizer = Recognizer("en", home_from_configs(configs, expose=["*"]))
+    assert recognizer.recognize("turn on the desk light").entities == ("light.desk_light",)
+    assert recognizer.recognize("turn on the desk lights").entities == ("light.desk_lights",)

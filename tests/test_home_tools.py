@@ -38,6 +38,15 @@ def test_prompt_context_lists_devices_without_states():
     assert Toolbox(home.exposed_entities(), [e for e in home.entities.values() if home.visible(e)]).key == key
 
 
+def test_prompt_context_has_floors_and_aliases():
+    home = home_from_configs(SAMPLE_HOME, expose=["*"], areas=[{"name": "Kitchen", "floor": "First floor"}],
+                             aliases=[{"name": "light.counter_light", "aliases": ["worktop light"]}])
+    box = Toolbox(home.exposed_entities(), [], home.places)
+    lines = box.prompt_context().splitlines()
+    assert ("light.counter_light; Counter Light (also worktop light); Kitchen (First floor); light; "
+            "turn_on, turn_off, toggle, get_state") in lines
+
+
 def test_hostile_names_stay_one_bounded_line_of_plain_text():
     box, _ = toolbox(extra={"switch/evil": {"name": EVIL, "cmd_t": "evil/set", "dev": {"sa": EVIL}}})
     (line,) = [line for line in box.prompt_context().splitlines() if line.startswith("switch.im_end")]
@@ -68,15 +77,45 @@ def test_parse_accepts_exactly_what_the_grammar_allows():
             box.parse(bad)
 
 
+def test_one_call_may_name_several_entities():
+    box, _ = toolbox()
+    call = box.parse('{"tool": "turn_off", "entity_id": ["light.ceiling_light", "light.counter_light"]}')
+    assert call.targets == ("light.ceiling_light", "light.counter_light")
+    with pytest.raises(ToolError):
+        box.parse('{"tool": "turn_off", "entity_id": ["light.ceiling_light", "lock.front_door"]}')
+    with pytest.raises(ToolError):
+        box.parse('{"tool": "turn_off", "entity_id": []}')
+
+
+def test_a_focused_toolbox_offers_only_the_devices_allowed():
+    box, _ = toolbox()
+    focused = box.focused({"turn_on": {"light.counter_light"}})
+    assert focused.prompt_context() == box.prompt_context() and focused.key == box.key
+    assert set(focused.offered()) == {"turn_on"}
+    assert "light.ceiling_light" not in focused.gbnf() and "light.counter_light" in focused.gbnf()
+    assert focused.parse('{"tool": "turn_on", "entity_id": "light.counter_light"}').entity_id == "light.counter_light"
+    for bad in ('{"tool": "turn_on", "entity_id": "light.ceiling_light"}',
+                '{"tool": "turn_off", "entity_id": "light.counter_light"}'):
+        with pytest.raises(ToolError):
+            focused.parse(bad)
+    # Nothing allowed: only an answer.
+    assert box.focused({}).gbnf().startswith("root ::= answer\n")
+
+
 def test_json_schema_and_openai_tools_agree_with_the_grammar():
     box, _ = toolbox()
     schema = box.json_schema()
     tools = {tool["function"]["name"]: tool["function"] for tool in box.openai_tools()}
     assert set(tools) == set(box.targets)
-    assert tools["set_brightness"]["parameters"]["properties"]["entity_id"]["enum"] == ["light.ceiling_light"]
-    assert tools["unlock"]["parameters"]["properties"]["entity_id"]["enum"] == ["lock.front_door"]
+    def ids(tool):
+        one, several = tools[tool]["parameters"]["properties"]["entity_id"]["anyOf"]
+        assert several["items"] == one
+        return one["enum"]
+
+    assert ids("set_brightness") == ["light.ceiling_light"]
+    assert ids("unlock") == ["lock.front_door"]
     # The garage door is seen by "*" but not exposed: only the blinds can be opened.
-    assert tools["open"]["parameters"]["properties"]["entity_id"]["enum"] == ["cover.blinds"]
+    assert ids("open") == ["cover.blinds"]
     assert len(schema["oneOf"]) == len(box.targets) + 1
     assert box.parse_openai("set_brightness", '{"entity_id": "light.ceiling_light", "brightness": 10}').args == {"brightness": 10}
     with pytest.raises(ToolError):

@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..config import HomeConfig
-from .entities import ACTION_ARGUMENTS, COLORS, Entity, supported_actions
+from .colors import color_topic, rgb_of, rgb_to_xy
+from .entities import ACTION_ARGUMENTS, Entity, supported_actions
 from .registry import Home
-from .templates import CommandTemplate
+from .templates import CommandTemplate, TemplateFailed
 
 OUTCOMES = ("done", "sent", "no_answer", "offline", "not_exposed", "read_only", "unsupported",
             "rate_limited", "not_found", "dry_run")
@@ -93,10 +94,17 @@ def payloads(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[st
     return builder(entity, action, args)
 
 
-def _apply(entity: Entity, template_key: str, value: Any) -> str:
+def _apply(entity: Entity, template_key: str, value: Any, **variables: Any) -> str:
+    """`value` through the entity's command template for `template_key`, given the variables
+    Home Assistant gives that key; `value` as text when there is none."""
+    if template_key in entity.broken_templates:
+        raise Unsupported(f"its {template_key} cannot be used: {entity.broken_templates[template_key]}")
     template = entity.templates.get(template_key)
     if isinstance(template, CommandTemplate):
-        return template.render(value)
+        try:
+            return template.render(value, entity_id=entity.entity_id, name=entity.name, **variables)
+        except TemplateFailed as error:
+            raise Unsupported(f"its {template_key} failed: {error}") from None
     return value if isinstance(value, str) else _text(value)
 
 
@@ -128,14 +136,10 @@ def _kelvin_value(entity: Entity, kelvin: Any) -> int:
 
 
 def _rgb(args: dict[str, Any]) -> tuple[int, int, int]:
-    color = args["color"]
-    if isinstance(color, str) and color.strip().lower() in COLORS:
-        return COLORS[color.strip().lower()]
-    if isinstance(color, (list, tuple)) and len(color) == 3 and all(
-        isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in color
-    ):
-        return (color[0], color[1], color[2])
-    raise Unsupported(f"unknown color {str(color)[:30]!r}")
+    try:
+        return rgb_of(args["color"])
+    except ValueError as error:
+        raise Unsupported(str(error)) from None
 
 
 def _brightness_value(entity: Entity, percent: float) -> int:
@@ -163,13 +167,34 @@ def _light(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str,
         value = _kelvin_value(entity, args["color_temp_kelvin"])
         extra = (topics["color_temp_command_topic"], _apply(entity, "color_temp_command_template", value))
     else:  # set_color
-        if "rgb_command_template" in entity.templates:
-            raise Unsupported("its rgb_command_template is not understood")
-        extra = (topics["rgb_command_topic"], ",".join(str(c) for c in _rgb(args)))
+        extra = _color_message(entity, _rgb(args))
     order = options.get("on_command_type", "last")
     if order == "brightness" and action == "set_brightness":
         return [extra]
     return [on, extra] if order == "first" else [extra, on]
+
+
+def _color_message(entity: Entity, rgb: tuple[int, int, int]) -> tuple[str, str]:
+    mode = color_topic(entity)
+    if mode is None:
+        raise Unsupported(f"{entity.entity_id} has no usable colour topic")
+    red, green, blue = rgb
+    if mode in ("rgb", "rgbw", "rgbww"):
+        channels = {"red": red, "green": green, "blue": blue}
+        if mode == "rgbw":
+            channels["white"] = 0
+        elif mode == "rgbww":
+            channels.update(cold_white=0, warm_white=0)
+        value = ",".join(str(c) for c in channels.values())
+    elif mode == "hs":
+        h, s, _ = colorsys.rgb_to_hsv(red / 255, green / 255, blue / 255)
+        channels = {"hue": round(h * 360, 1), "sat": round(s * 100, 1)}
+        value = f"{channels['hue']},{channels['sat']}"
+    else:
+        x, y = rgb_to_xy(red, green, blue)
+        channels = {"x": x, "y": y}
+        value = f"{x},{y}"
+    return entity.topics[f"{mode}_command_topic"], _apply(entity, f"{mode}_command_template", value, **channels)
 
 
 def _light_json(entity: Entity, action: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -189,32 +214,16 @@ def _light_json(entity: Entity, action: str, args: dict[str, Any]) -> dict[str, 
             h, s, _ = colorsys.rgb_to_hsv(red / 255, green / 255, blue / 255)
             body["color"] = {"h": round(h * 360, 1), "s": round(s * 100, 1)}
         else:
-            x, y = _rgb_to_xy(red, green, blue)
+            x, y = rgb_to_xy(red, green, blue)
             body["color"] = {"x": x, "y": y}
     return body
-
-
-def _rgb_to_xy(red: int, green: int, blue: int) -> tuple[float, float]:
-    """sRGB to CIE 1931 xy (the Philips Hue formula)."""
-    def linear(c: float) -> float:
-        c /= 255
-        return ((c + 0.055) / 1.055) ** 2.4 if c > 0.04045 else c / 12.92
-
-    r, g, b = linear(red), linear(green), linear(blue)
-    x = r * 0.4124 + g * 0.3576 + b * 0.1805
-    y = r * 0.2126 + g * 0.7152 + b * 0.0722
-    z = r * 0.0193 + g * 0.1192 + b * 0.9505
-    total = x + y + z
-    if total == 0:
-        return 0.3127, 0.329  # white point for black
-    return round(x / total, 4), round(y / total, 4)
 
 
 def _switch(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
     if action == "toggle":
         action = "turn_off" if _is_on(entity) else "turn_on"
     key = "payload_on" if action == "turn_on" else "payload_off"
-    return [(entity.command_topic, entity.options[key])]
+    return [(entity.command_topic, _apply(entity, "command_template", entity.options[key]))]
 
 
 def _fan(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
@@ -235,11 +244,24 @@ def _position_value(entity: Entity, percent: float) -> int:
     return round(closed + percent * (opened - closed) / 100)
 
 
+def _cover_variables(entity: Entity) -> dict[str, Any]:
+    options = entity.options
+    return {key: options.get(key) for key in ("position_open", "position_closed", "tilt_min", "tilt_max")}
+
+
 def _cover(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
     options = entity.options
     if action == "set_position":
-        value = _position_value(entity, _percent(args, "position"))
-        return [(entity.topics["set_position_topic"], _apply(entity, "set_position_template", value))]
+        percent = _percent(args, "position")
+        value = _position_value(entity, percent)
+        variables = {**_cover_variables(entity), "position": int(percent) if percent.is_integer() else percent}
+        return [(entity.topics["set_position_topic"], _apply(entity, "set_position_template", value, **variables))]
+    if action == "set_tilt_position":
+        percent = _percent(args, "tilt_position")
+        low, high = float(options.get("tilt_min", 0)), float(options.get("tilt_max", 100))
+        value = round(low + percent * (high - low) / 100)
+        variables = {**_cover_variables(entity), "tilt_position": int(percent) if percent.is_integer() else percent}
+        return [(entity.topics["tilt_command_topic"], _apply(entity, "tilt_command_template", value, **variables))]
     key = {"open": "payload_open", "close": "payload_close", "stop": "payload_stop"}[action]
     return [(entity.command_topic, options[key])]
 
@@ -258,7 +280,7 @@ def _valve(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str,
 
 def _lock(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
     key = {"lock": "payload_lock", "unlock": "payload_unlock", "open": "payload_open"}[action]
-    return [(entity.command_topic, _apply(entity, "command_template", entity.options[key]))]
+    return [(entity.command_topic, _apply(entity, "command_template", entity.options[key], code=None))]
 
 
 def _scene(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
@@ -291,7 +313,8 @@ def _climate(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[st
 
 
 def _alarm(entity: Entity, action: str, args: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(entity.command_topic, entity.options[f"payload_{action}"])]
+    payload = entity.options[f"payload_{action}"]
+    return [(entity.command_topic, _apply(entity, "command_template", payload, action=payload, code=None))]
 
 
 _BUILDERS: dict[str, Callable[[Entity, str, dict[str, Any]], list[tuple[str, str]]]] = {
@@ -308,7 +331,9 @@ _BUILDERS: dict[str, Callable[[Entity, str, dict[str, Any]], list[tuple[str, str
 def expectation(entity: Entity, action: str, args: dict[str, Any]) -> Callable[[Entity], bool] | None:
     """The state that confirms `action`, or None when the entity has no state to show it."""
     topics = entity.topics
-    if not entity.state_topic and not any(k.endswith("state_topic") or k == "position_topic" for k in topics):
+    if not entity.state_topic and not any(
+        k.endswith("state_topic") or k in ("position_topic", "tilt_status_topic") for k in topics
+    ):
         return None
     state = lambda *wanted: (lambda e: e.state.get("state") in wanted)  # noqa: E731
     near = lambda key, value, tolerance: (  # noqa: E731
@@ -344,6 +369,10 @@ def expectation(entity: Entity, action: str, args: dict[str, Any]) -> Callable[[
             return state("open", "opening")
         if action == "close":
             return state("closed", "closing")
+        if action == "set_tilt_position":
+            if "tilt_status_topic" in topics:
+                return near("tilt_position", args["tilt_position"], 2)
+            return lambda e: True
         if action == "set_position":
             if "position_topic" in topics or (domain == "valve" and entity.options.get("reports_position")):
                 return near("position", args["position"], 2)

@@ -27,12 +27,18 @@ from ..config import Config, sanitize_device_id
 from .actions import Executor, Step, StepResult
 from .connection import HomeConnection
 from .entities import Entity
+from .grounding import Grounding, check_call, ground
 from .intents import NO_TARGET_INTENTS, Match, Recognizer
 from .registry import Home
-from .responses import OUTCOME_SENTENCES, Speech, TemplateState, is_yes, past_tense, question, sentence
-from .tools import ToolCall, Toolbox
+from .responses import (
+    OUTCOME_SENTENCES, Speech, TemplateState, bounded, is_no, is_yes, past_tense, question, sentence,
+)
+from .tools import READ_TOOL, ToolCall, Toolbox
 
 log = logging.getLogger(__name__)
+
+# Said when the model chose a device the request did not name or imply.
+NOT_SURE = "Sorry, I'm not sure which device you mean."
 
 
 @dataclass
@@ -142,6 +148,7 @@ class HomeControl:
         self._lock = asyncio.Lock()
         self._toolbox: Toolbox | None = None
         self._toolbox_version = -1
+        self._request = ""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -189,6 +196,8 @@ class HomeControl:
         """Act on `text` if a template matches; None if none does (ask the LLM)."""
         recognizer = self._recognizer()
         started = time.perf_counter()
+        # The request an LLM fallback answers next: its tools are limited to what this names.
+        self._request = text
         # Slot lists and the choice read the registry, on the loop; the matching itself runs
         # in a worker thread, so a large home does not hold the loop up.
         slot_lists = recognizer.slot_lists()
@@ -201,9 +210,16 @@ class HomeControl:
         speech = self._speech()
         if not match.handled_here:
             return HomeResult("", intent, handled=False, outcome="routed", match=match)
+        if match.error.endswith("exposed"):
+            return HomeResult(speech.error(match.error, match.error_slots), intent, outcome="not_exposed", match=match)
+        if match.error and self._llm_may_act(text):
+            # A template fitted but found no such device ("close the garage door" said of a
+            # cover of class garage), yet the words imply one: the LLM may try, limited to it.
+            log.info("home: %s matched %s but found no device (%s); trying the LLM",
+                     text[:60], match.intent, match.error)
+            return None
         if match.error:
-            outcome = "not_exposed" if match.error.endswith("exposed") else "not_found"
-            return HomeResult(speech.error(match.error, match.error_slots), intent, outcome=outcome, match=match)
+            return HomeResult(speech.error(match.error, match.error_slots), intent, outcome="not_found", match=match)
         if match.intent in NO_TARGET_INTENTS:
             text = "" if match.intent == "HassNevermind" else speech.time_or_date(match, datetime.datetime.now())
             return HomeResult(text, intent, outcome="answered", match=match)
@@ -212,38 +228,72 @@ class HomeControl:
         steps = intent_steps(match, self.home)
         return await self._act(steps, intent, match, {}, dry_run)
 
-    async def run_tool_call(self, call: ToolCall, *, dry_run: bool = False) -> HomeResult:
-        """Perform a tool call the LLM made (already validated by `tools.parse`)."""
+    async def run_tool_call(self, call: ToolCall, *, dry_run: bool = False, request: str | None = None) -> HomeResult:
+        """Perform a tool call the LLM made (already validated by `tools.parse`) for `request`
+        (default: the text `handle` saw last, the one the LLM is answering), if that request
+        names or clearly implies every device of the call (`grounding.check_call`); otherwise
+        nothing is done and the speech asks which device is meant."""
         self._pending = None
-        intent = {"name": call.tool, "slots": dict(call.args), "entities": [call.entity_id],
+        targets = call.targets
+        intent = {"name": call.tool, "slots": dict(call.args), "entities": list(targets),
                   "source": "llm", "match_ms": None}
+        request = self._request if request is None else request
+        toolbox = self._full_toolbox()
+        able = [t.entity_id for t in toolbox.targets.get(call.tool, ())]
+        # What is not exposed is refused as such by the executor, whatever was said.
+        exposed = [i for i in targets if i in able]
+        refused = check_call(call.tool, exposed, self._ground(request, toolbox), able) if exposed else None
+        if refused is not None:
+            log.warning("home: the model's %s on %s refused: %s", call.tool, ", ".join(targets), refused)
+            return HomeResult(NOT_SURE, intent, outcome="not_found")
         if call.tool == "get_state":
-            entity = self.home.get(call.entity_id)
-            if entity is None or not self.home.visible(entity):
+            entities = [self.home.get(i) for i in targets]
+            if any(e is None or not self.home.visible(e) for e in entities):
                 return HomeResult("Sorry, I don't know that device.", intent, outcome="not_found")
-            text = sentence(f"{entity.name} is {TemplateState.of(entity).state_with_unit}")
-            return HomeResult(text, intent, outcome="answered")
-        return await self._act([Step(call.entity_id, call.tool, dict(call.args))], intent, None, call.args, dry_run)
+            text = " ".join(sentence(f"{e.name} is {TemplateState.of(e).state_with_unit}") for e in entities)
+            return HomeResult(bounded(text), intent, outcome="answered")
+        steps = [Step(entity_id, call.tool, dict(call.args)) for entity_id in targets]
+        return await self._act(steps, intent, None, call.args, dry_run)
 
     async def confirm(self, answer: str) -> HomeResult:
-        """The answer to the last question: a yes performs it, anything else cancels it."""
+        """The answer to the last question: a yes performs it, a no cancels it. Anything else
+        is a new request: the question is dropped unanswered (nothing done) and the result
+        says ``nothing_pending``, for the caller to handle the request on its own."""
         pending, self._pending = self._pending, None
         if pending is None:
             return HomeResult("", outcome="nothing_pending", handled=False)
         if self._clock() >= pending.deadline:
             return HomeResult("No answer in time; I did nothing.", pending.intent,
                               outcome="expired")
-        if not is_yes(answer):
+        if is_yes(answer):
+            return await self._perform(pending.steps, pending.intent, pending.match, pending.args, dry_run=False)
+        if is_no(answer):
             return HomeResult("Okay, I won't.", pending.intent, outcome="cancelled")
-        return await self._perform(pending.steps, pending.intent, pending.match, pending.args, dry_run=False)
+        return HomeResult("", outcome="nothing_pending", handled=False)
 
-    def toolbox(self) -> Toolbox:
-        """The LLM's tools for the devices now known; the same object until they change."""
+    def toolbox(self, request: str | None = None) -> Toolbox:
+        """The LLM's tools for `request` (default: the text `handle` saw last): every device in
+        the prompt's list (which stays the same, and cached, until the devices change), but the
+        grammar and the parsing offer each action only on the devices the request names or
+        implies."""
+        toolbox = self._full_toolbox()
+        grounding = self._ground(self._request if request is None else request, toolbox)
+        return toolbox.focused({tool: grounding.allowed(tool, [t.entity_id for t in targets])
+                                for tool, targets in toolbox.targets.items()})
+
+    def _llm_may_act(self, request: str) -> bool:
+        """Whether the request names or implies a device the LLM could act on."""
+        return any(tool != READ_TOOL for tool in self.toolbox(request).offered())
+
+    def _full_toolbox(self) -> Toolbox:
         if self._toolbox is None or self._toolbox_version != self.home.version:
             visible = [e for e in self.home.entities.values() if self.home.visible(e)]
-            self._toolbox = Toolbox(self.home.exposed_entities(), visible)
+            self._toolbox = Toolbox(self.home.exposed_entities(), visible, self.home.places)
             self._toolbox_version = self.home.version
         return self._toolbox
+
+    def _ground(self, request: str, toolbox: Toolbox) -> Grounding:
+        return ground(request, toolbox.entities.values(), self.home.places, self.config.home.area)
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every known entity with area, component, exposure, state and availability."""

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from .discovery_keys import ABBREVIATIONS, DEVICE_ABBREVIATIONS, ORIGIN_ABBREVIATIONS
 from .entities import DOMAINS, MAX_ENTITY_ID_CHARS, Availability, Entity, clean_text, slugify
 from .templates import (
     CommandTemplate,
@@ -40,82 +41,21 @@ OWN_ORIGIN = "edge-assistant"
 
 _ID = re.compile(r"[a-zA-Z0-9_-]{1,128}")
 
-# Abbreviated discovery keys -> full keys: the ones that matter for the components we read.
-ABBREVIATIONS = {
-    # common
-    "~": "~", "name": "name", "uniq_id": "unique_id", "obj_id": "object_id",
-    "def_ent_id": "default_entity_id", "dev": "device", "o": "origin", "p": "platform",
-    "cmps": "components", "dev_cla": "device_class", "ent_cat": "entity_category",
-    "qos": "qos", "ret": "retain", "opt": "optimistic", "ic": "icon", "en": "enabled_by_default",
-    "e": "encoding", "json_attr_t": "json_attributes_topic", "json_attr_tpl": "json_attributes_template",
-    "unit_of_meas": "unit_of_measurement", "stat_cla": "state_class", "exp_aft": "expire_after",
-    "frc_upd": "force_update", "sug_dsp_prc": "suggested_display_precision",
-    # availability
-    "avty": "availability", "avty_mode": "availability_mode", "avty_t": "availability_topic",
-    "avty_tpl": "availability_template", "pl_avail": "payload_available",
-    "pl_not_avail": "payload_not_available", "t": "topic", "val_tpl": "value_template",
-    # command and state
-    "cmd_t": "command_topic", "cmd_tpl": "command_template", "stat_t": "state_topic",
-    "stat_tpl": "state_template", "stat_val_tpl": "state_value_template",
-    "pl_on": "payload_on", "pl_off": "payload_off", "stat_on": "state_on", "stat_off": "state_off",
-    "pl_prs": "payload_press", "pl_open": "payload_open", "pl_cls": "payload_close",
-    "pl_stop": "payload_stop", "pl_lock": "payload_lock", "pl_unlk": "payload_unlock",
-    "pl_arm_away": "payload_arm_away", "pl_arm_home": "payload_arm_home",
-    "pl_arm_nite": "payload_arm_night", "pl_disarm": "payload_disarm",
-    "stat_open": "state_open", "stat_opening": "state_opening", "stat_clsd": "state_closed",
-    "stat_closing": "state_closing", "stat_stopped": "state_stopped",
-    "stat_locked": "state_locked", "stat_unlocked": "state_unlocked",
-    "stat_locking": "state_locking", "stat_unlocking": "state_unlocking",
-    "stat_jam": "state_jammed", "cod_form": "code_format", "code": "code",
-    # light
-    "schema": "schema", "bri_cmd_t": "brightness_command_topic",
-    "bri_cmd_tpl": "brightness_command_template", "bri_stat_t": "brightness_state_topic",
-    "bri_val_tpl": "brightness_value_template", "bri_scl": "brightness_scale", "bri": "brightness",
-    "clr_temp_cmd_t": "color_temp_command_topic", "clr_temp_cmd_tpl": "color_temp_command_template",
-    "clr_temp_stat_t": "color_temp_state_topic", "clr_temp_val_tpl": "color_temp_value_template",
-    "clr_temp": "color_temp", "clr_temp_k": "color_temp_kelvin", "min_mirs": "min_mireds",
-    "max_mirs": "max_mireds", "min_k": "min_kelvin", "max_k": "max_kelvin",
-    "rgb_cmd_t": "rgb_command_topic", "rgb_cmd_tpl": "rgb_command_template",
-    "rgb_stat_t": "rgb_state_topic", "rgb_val_tpl": "rgb_value_template",
-    "sup_clrm": "supported_color_modes", "clrm": "color_mode", "on_cmd_type": "on_command_type",
-    "fx_list": "effect_list", "cmd_on_tpl": "command_on_template", "cmd_off_tpl": "command_off_template",
-    # fan
-    "pct_cmd_t": "percentage_command_topic", "pct_cmd_tpl": "percentage_command_template",
-    "pct_stat_t": "percentage_state_topic", "pct_val_tpl": "percentage_value_template",
-    "spd_rng_min": "speed_range_min", "spd_rng_max": "speed_range_max",
-    "pl_rst_pct": "payload_reset_percentage",
-    # cover and valve
-    "pos_t": "position_topic", "pos_tpl": "position_template", "set_pos_t": "set_position_topic",
-    "set_pos_tpl": "set_position_template", "pos_open": "position_open",
-    "pos_clsd": "position_closed", "rpt_pos": "reports_position",
-    # climate
-    "temp_cmd_t": "temperature_command_topic", "temp_cmd_tpl": "temperature_command_template",
-    "temp_stat_t": "temperature_state_topic", "temp_stat_tpl": "temperature_state_template",
-    "curr_temp_t": "current_temperature_topic", "curr_temp_tpl": "current_temperature_template",
-    "mode_cmd_t": "mode_command_topic", "mode_cmd_tpl": "mode_command_template",
-    "mode_stat_t": "mode_state_topic", "mode_stat_tpl": "mode_state_template", "modes": "modes",
-    "min_temp": "min_temp", "max_temp": "max_temp", "temp_step": "temp_step",
-    "temp_unit": "temperature_unit", "precision": "precision",
-    "pow_cmd_t": "power_command_topic", "pow_cmd_tpl": "power_command_template",
-}
-DEVICE_ABBREVIATIONS = {
-    "ids": "identifiers", "cns": "connections", "name": "name", "mf": "manufacturer",
-    "mdl": "model", "mdl_id": "model_id", "sw": "sw_version", "hw": "hw_version",
-    "sa": "suggested_area", "cu": "configuration_url", "via_device": "via_device",
-}
-ORIGIN_ABBREVIATIONS = {"name": "name", "sw": "sw_version", "url": "support_url"}
-
 # Keys whose templates read a state payload / build a command payload.
 VALUE_TEMPLATE_KEYS = (
     "value_template", "state_value_template", "brightness_value_template",
     "color_temp_value_template", "rgb_value_template", "percentage_value_template",
     "position_template", "temperature_state_template", "current_temperature_template",
-    "mode_state_template",
+    "mode_state_template", "tilt_status_template", "preset_mode_value_template",
+    "hs_value_template", "xy_value_template", "rgbw_value_template", "rgbww_value_template",
+    "color_mode_value_template", "effect_value_template", "action_template", "state_template",
 )
 COMMAND_TEMPLATE_KEYS = (
     "command_template", "brightness_command_template", "color_temp_command_template",
     "rgb_command_template", "percentage_command_template", "set_position_template",
     "temperature_command_template", "mode_command_template", "power_command_template",
+    "tilt_command_template", "preset_mode_command_template", "hs_command_template",
+    "xy_command_template", "rgbw_command_template", "rgbww_command_template", "effect_command_template",
 )
 
 # Default payloads and options per component, as Home Assistant has them.
@@ -128,7 +68,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "cover": {"payload_open": "OPEN", "payload_close": "CLOSE", "payload_stop": "STOP",
               "state_open": "open", "state_opening": "opening", "state_closed": "closed",
               "state_closing": "closing", "state_stopped": "stopped",
-              "position_open": 100, "position_closed": 0},
+              "position_open": 100, "position_closed": 0, "tilt_min": 0, "tilt_max": 100,
+              "tilt_closed_value": 0, "tilt_opened_value": 100},
     "valve": {"payload_open": "OPEN", "payload_close": "CLOSE", "state_open": "open",
               "state_opening": "opening", "state_closed": "closed", "state_closing": "closing",
               "position_open": 100, "position_closed": 0},
@@ -149,6 +90,7 @@ NUMERIC_OPTIONS = (
     "brightness_scale", "min_mireds", "max_mireds", "min_kelvin", "max_kelvin",
     "speed_range_min", "speed_range_max", "position_open", "position_closed",
     "min_temp", "max_temp", "temp_step", "precision", "qos",
+    "tilt_min", "tilt_max", "tilt_closed_value", "tilt_opened_value",
 )
 FLAG_OPTIONS = ("brightness", "color_temp", "color_temp_kelvin", "rgb", "hs", "xy",
                 "reports_position", "color_mode")
@@ -367,30 +309,21 @@ def entity_from_config(domain: str, config: Mapping[str, Any], *, source: str, o
         options["supported_color_modes"] = tuple(
             m for m in config["supported_color_modes"][:MAX_LIST_ITEMS] if m in COLOR_MODES
         )
-    if isinstance(config.get("modes"), list):
-        options["modes"] = tuple(clean_text(m, 32) for m in config["modes"][:MAX_LIST_ITEMS] if isinstance(m, str))
+    for key in ("modes", "preset_modes"):
+        if isinstance(config.get(key), list):
+            options[key] = tuple(clean_text(m, 32) for m in config[key][:MAX_LIST_ITEMS] if isinstance(m, str))
     topics: dict[str, str] = {}
     for key, value in config.items():
         if key.endswith("_topic") and key != "availability_topic" and value is not None:
             topics[key] = _topic(key, value)
-    templates: dict[str, ValueTemplate | CommandTemplate] = {}
-    for key in VALUE_TEMPLATE_KEYS + COMMAND_TEMPLATE_KEYS:
-        if config.get(key) is None:
-            continue
-        try:
-            if key in VALUE_TEMPLATE_KEYS:
-                templates[key] = parse_value_template(config[key])
-            else:
-                templates[key] = parse_command_template(config[key])
-        except UnsupportedTemplate as error:
-            reasons.append(f"{key}: {error}")
+    templates, broken = _templates(config)
     schema = clean_text(config.get("schema") or "default", 16)
     if domain == "light" and schema not in ("default", "basic", "json"):
         reasons.append(f"light schema {schema!r} is not supported (only default and json)")
     schema = "json" if schema == "json" else "default"
     if domain in ("lock", "alarm_control_panel") and (config.get("code_format") or config.get("code")):
         reasons.append("needs a code, which is not spoken to devices")
-    availability = _availability(config, reasons)
+    availability = _availability(config, broken)
     mode = config.get("availability_mode", "latest")
     qos = int(options.pop("qos", 0) or 0)
     entity = Entity(
@@ -410,6 +343,7 @@ def entity_from_config(domain: str, config: Mapping[str, Any], *, source: str, o
         topics=topics,
         options=options,
         templates=templates,
+        broken_templates=broken,
         availability=availability,
         availability_mode=mode if mode in ("latest", "all", "any") else "latest",
         qos=min(max(qos, 0), 2),
@@ -424,6 +358,24 @@ def entity_from_config(domain: str, config: Mapping[str, Any], *, source: str, o
         reasons.append("no command topic")
     entity.read_only_reason = "; ".join(reasons)[:200]
     return entity
+
+
+def _templates(config: Mapping[str, Any]) -> tuple[dict[str, ValueTemplate | CommandTemplate], dict[str, str]]:
+    """The config's templates by key, and why each unusable one is (it disables only what it
+    serves: a state it reads, or the actions that send it)."""
+    templates: dict[str, ValueTemplate | CommandTemplate] = {}
+    broken: dict[str, str] = {}
+    for key in VALUE_TEMPLATE_KEYS + COMMAND_TEMPLATE_KEYS:
+        if config.get(key) is None:
+            continue
+        try:
+            if key in VALUE_TEMPLATE_KEYS:
+                templates[key] = parse_value_template(config[key])
+            else:
+                templates[key] = parse_command_template(config[key])
+        except UnsupportedTemplate as error:
+            broken[key] = str(error)[:120]
+    return templates, broken
 
 
 def _entity_name(config: Mapping[str, Any], device_name: str, object_id: str) -> str:
@@ -455,7 +407,7 @@ def _topic(key: str, value: Any) -> str:
     return value
 
 
-def _availability(config: Mapping[str, Any], reasons: list[str]) -> tuple[Availability, ...]:
+def _availability(config: Mapping[str, Any], broken: dict[str, str]) -> tuple[Availability, ...]:
     items: list[Mapping[str, Any]] = []
     if config.get("availability_topic"):
         items.append({
@@ -474,7 +426,9 @@ def _availability(config: Mapping[str, Any], reasons: list[str]) -> tuple[Availa
             try:
                 template = parse_value_template(item["value_template"])
             except UnsupportedTemplate as error:
-                reasons.append(f"availability template: {error}")
+                # Its availability cannot be read: it is taken as available rather than lost.
+                broken["availability_template"] = str(error)[:120]
+                continue
         result.append(Availability(
             topic=_topic("availability topic", item["topic"]),
             payload_available=clean_text(item.get("payload_available", "online"), MAX_PAYLOAD_CHARS),
@@ -486,6 +440,7 @@ def _availability(config: Mapping[str, Any], reasons: list[str]) -> tuple[Availa
 
 _LIGHT_TOPIC_CAPABILITIES = {
     "brightness_command_topic": "brightness", "color_temp_command_topic": "color_temp", "rgb_command_topic": "rgb",
+    "rgbw_command_topic": "rgb", "rgbww_command_topic": "rgb", "hs_command_topic": "rgb", "xy_command_topic": "rgb",
 }
 _CLIMATE_TOPIC_CAPABILITIES = {
     "temperature_command_topic": "temperature", "mode_command_topic": "hvac_mode", "power_command_topic": "power",
@@ -511,11 +466,15 @@ def _capabilities(entity: Entity) -> frozenset[str]:
         caps.add("on_off")
         if "percentage_command_topic" in topics:
             caps.add("percentage")
+        if "preset_mode_command_topic" in topics and options.get("preset_modes"):
+            caps.add("preset")
     elif domain in ("cover", "valve"):
         if options.get("payload_stop") is not None and entity.command_topic:
             caps.add("stop")
         if "set_position_topic" in topics or (domain == "valve" and options.get("reports_position")):
             caps.add("position")
+        if domain == "cover" and "tilt_command_topic" in topics:
+            caps.add("tilt")
     elif domain == "lock":
         if "payload_open" in options and options["payload_open"] is not None:
             caps.add("open")

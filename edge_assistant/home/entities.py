@@ -37,6 +37,7 @@ ACTIONS = (
     "turn_on", "turn_off", "toggle", "set_brightness", "set_color", "set_color_temp",
     "set_percentage", "open", "close", "stop", "set_position", "lock", "unlock", "press",
     "activate", "set_temperature", "set_hvac_mode", "arm_away", "arm_home", "disarm",
+    "set_tilt_position",
 )
 ACTION_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "set_brightness": ("brightness",),
@@ -46,6 +47,7 @@ ACTION_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "set_position": ("position",),
     "set_temperature": ("temperature",),
     "set_hvac_mode": ("hvac_mode",),
+    "set_tilt_position": ("tilt_position",),
 }
 
 # Colour names the intents know, as RGB.
@@ -123,6 +125,8 @@ class Entity:
     options: dict[str, Any] = field(default_factory=dict)
     # Templates by the discovery key they came from (value_template, set_position_template...).
     templates: dict[str, ValueTemplate | CommandTemplate] = field(default_factory=dict)
+    # Templates that cannot be used, by key, with why: each disables only what it serves.
+    broken_templates: dict[str, str] = field(default_factory=dict)
     # Capabilities: on_off, brightness, color_temp, rgb, percentage, position, stop, temperature,
     # hvac_mode, open (a lock that can open its latch).
     capabilities: frozenset[str] = frozenset()
@@ -153,7 +157,8 @@ class Entity:
         return (
             self.entity_id, self.domain, self.name, self.area, self.floor, self.device_class,
             self.schema, self.command_topic, self.state_topic, tuple(sorted(self.topics.items())),
-            repr(sorted(self.options.items())), tuple(sorted(self.templates)), self.capabilities,
+            repr(sorted(self.options.items())), tuple(sorted((k, t.text) for k, t in self.templates.items())),
+            tuple(sorted(self.broken_templates)), self.capabilities,
             self.availability, self.availability_mode, self.qos, self.read_only_reason,
         )
 
@@ -177,6 +182,7 @@ class Entity:
             "state": dict(self.state),
             "available": self.available,
             "read_only_reason": self.read_only_reason,
+            "template_problems": dict(self.broken_templates),
             "source": self.source,
         }
 
@@ -224,6 +230,43 @@ def supported_actions(entity: Entity) -> tuple[str, ...]:
             actions.append("set_temperature")
         if "hvac_mode" in caps:
             actions.append("set_hvac_mode")
+    if domain == "cover" and "tilt" in caps:
+        actions.append("set_tilt_position")
     if domain == "alarm_control_panel" and has_command:
         actions += ["arm_away", "arm_home", "disarm"]
+    if entity.broken_templates:
+        actions = [a for a in actions if _templates_usable(entity, a)]
     return tuple(actions)
+
+
+def _templates_usable(entity: Entity, action: str) -> bool:
+    broken = entity.broken_templates
+    if entity.domain == "light" and action == "set_color" and entity.schema != "json":
+        # A colour goes out on whichever colour topic has a usable template.
+        return any(f"{mode}_command_topic" in entity.topics and f"{mode}_command_template" not in broken
+                   for mode in ("rgb", "rgbw", "rgbww", "hs", "xy"))
+    return not set(action_templates(entity, action)) & set(broken)
+
+
+def action_templates(entity: Entity, action: str) -> tuple[str, ...]:
+    """The command template keys an action renders (an unusable one disables the action)."""
+    domain = entity.domain
+    if domain == "light":
+        return {"set_brightness": ("brightness_command_template",),
+                "set_color_temp": ("color_temp_command_template",)}.get(action, ())
+    if domain == "fan":
+        if action == "set_percentage":
+            return ("percentage_command_template",)
+        return ("command_template",)
+    if domain == "cover":
+        return {"set_position": ("set_position_template",),
+                "set_tilt_position": ("tilt_command_template",)}.get(action, ())
+    if domain == "climate":
+        if action == "set_temperature":
+            return ("temperature_command_template",)
+        if action in ("turn_on", "turn_off") and "power" in entity.capabilities:
+            return ("power_command_template",)
+        return ("mode_command_template",)
+    if domain in ("switch", "lock", "valve", "button", "alarm_control_panel"):
+        return ("command_template",)
+    return ()

@@ -16,7 +16,6 @@ without entities, for the caller to route.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
 import re
@@ -25,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from hassil import Intents, recognize_all
+from hassil import Intents, recognize_ranked
 from hassil.expression import TextChunk
 from hassil.filter import filter_intents
 from hassil.intents import SlotList, TextSlotList, TextSlotValue
@@ -178,33 +177,32 @@ class Recognizer:
         return self.choose(self.candidates(text, self.slot_lists()), started)
 
     def candidates(self, text: str, slot_lists: dict[str, SlotList]) -> list[Any]:
-        """hassil's results for `text`, at most `MAX_RESULTS`. Touches no registry state, so it
-        may run in a worker thread (one at a time: slot lists index themselves lazily)."""
+        """hassil's results for `text`, best first as Home Assistant ranks them
+        (`recognize_ranked`, as under `recognize_best`: a device named beats an area, then more
+        literal text and fewer wildcards), at most `MAX_RESULTS`. Touches no registry state, so
+        it may run in a worker thread (one at a time: slot lists index themselves lazily)."""
         text = text.strip()[:MAX_TEXT_CHARS]
         if not text:
             return []
         with self._matching:
-            results = recognize_all(
+            results = recognize_ranked(
                 text, self.language.intents, slot_lists=slot_lists,
-                intent_context=self._intent_context, language=self.language.code,
+                intent_context=self._intent_context, language=self.language.code, best_slot_name="name",
             )
-            return list(itertools.islice(results, MAX_RESULTS))
+            return results[:MAX_RESULTS]
 
     def choose(self, results: list[Any], started: float) -> Match | None:
-        """The best reading among hassil's results, resolved against the registry."""
+        """The best reading among hassil's ranked results, resolved against the registry: the
+        first that can be acted on, else the first (whose error is then said)."""
         best: Match | None = None
-        # Like Home Assistant: a match naming an entity beats one naming only an area; and one
-        # that can be acted on beats one that cannot.
-        best_rank = (False, False)
         for result in results:
             match = self._resolve(result)
             if match is None:
                 continue
-            named = "name" in result.entities or match.intent in NO_TARGET_INTENTS or not match.handled_here
-            rank = (not match.error, named)
-            if best is None or rank > best_rank:
-                best, best_rank = match, rank
-            if rank == (True, True):
+            if best is None:
+                best = match
+            if not match.error:
+                best = match
                 break
         if best is None:
             return None
@@ -219,7 +217,8 @@ class Recognizer:
                 slots["name"] = entity.text_clean or str(entity.value)
                 slots["name_id"] = entity.value
             elif entity.name in ("area", "floor"):
-                slots[entity.name] = entity.text_clean or str(entity.value)
+                # The value is the area's (floor's) own name, also when an alias was said.
+                slots[entity.name] = str(entity.value or entity.text_clean)
             else:
                 slots[entity.name] = entity.value
         response = result.response or "default"
@@ -280,27 +279,46 @@ _SPOKEN = re.compile(r"[^\w\s'-]+")
 
 
 def build_slot_lists(home: Home) -> dict[str, SlotList]:
-    """``name``, ``area`` and ``floor`` lists from the entities that can be asked about."""
+    """``name``, ``area`` and ``floor`` lists from the entities that can be asked about: every
+    name as people say it (aliases, singular and plural, no article; a form that is another
+    entity's own name is left to that one), areas and floors with their aliases."""
+    places = home.places
+    visible = [e for e in home.entities.values() if home.visible(e)]
+    own_names = {normalize_name(_spoken(e.name)) for e in visible}
     names: list[TextSlotValue] = []
-    areas: dict[str, str] = {}
-    floors: dict[str, str] = {}
-    for entity in home.entities.values():
-        if not home.visible(entity):
-            continue
-        spoken = _spoken(entity.name)
-        if spoken:
+    areas: dict[str, tuple[str, str]] = {}
+    floors: dict[str, tuple[str, str]] = {}
+    for entity in visible:
+        said: set[str] = set()
+        for index, name in enumerate(places.names_of(entity)):
+            spoken = _spoken(name)
+            key = normalize_name(spoken)
+            taken = index and key in own_names and key != normalize_name(_spoken(entity.name))
+            if not spoken or key in said or taken:
+                continue
+            said.add(key)
             names.append(TextSlotValue(TextChunk(spoken), entity.entity_id, context={"domain": entity.domain}))
-        for text, table in ((entity.area, areas), (entity.floor, floors)):
-            spoken = _spoken(text)
-            if spoken:
-                table.setdefault(normalize_name(spoken), spoken)
+        _add_place(areas, entity.area, places.area_aliases(entity.area))
+        _add_place(floors, entity.floor, places.floor_aliases(entity.floor))
     if home.cfg.area.strip():
-        areas.setdefault(normalize_name(home.cfg.area), home.cfg.area.strip())
+        _add_place(areas, home.cfg.area.strip(), places.area_aliases(home.cfg.area))
+    for floor in places.floors:
+        _add_place(floors, floor, places.floor_aliases(floor))
     return {
         "name": TextSlotList(name="name", values=names),
-        "area": TextSlotList(name="area", values=[TextSlotValue(TextChunk(t), t) for t in areas.values()]),
-        "floor": TextSlotList(name="floor", values=[TextSlotValue(TextChunk(t), t) for t in floors.values()]),
+        "area": TextSlotList(name="area", values=[TextSlotValue(TextChunk(t), v) for t, v in areas.values()]),
+        "floor": TextSlotList(name="floor", values=[TextSlotValue(TextChunk(t), v) for t, v in floors.values()]),
     }
+
+
+def _add_place(table: dict[str, tuple[str, str]], name: str, aliases: Iterable[str]) -> None:
+    """An area or floor and its aliases as (spoken text, the place's own name), once each."""
+    own = _spoken(name)
+    if not own:
+        return
+    for text in (own, *(_spoken(a) for a in aliases)):
+        if text:
+            table.setdefault(normalize_name(text), (text, own))
 
 
 def _spoken(text: str) -> str:

@@ -25,6 +25,7 @@ from ..config import HomeConfig
 from .states import apply_availability, apply_state, availability_topics, state_topics
 from .discovery import Discovery, entities_from_declared, parse_discovery
 from .entities import DOMAINS, Entity, normalize_name
+from .places import Places
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class Home:
         self._by_topic: dict[str, set[str]] = collections.defaultdict(set)
         self._by_unique_id: dict[str, str] = {}
         self._expose_rules = _ExposeRules(cfg.expose)
+        # The config's floors of areas and other names ([[home.areas]], floors, aliases).
+        self.places = Places(cfg)
         # Topics gained and lost since the connection last asked (`take_subscription_changes`).
         self._subscribe: set[str] = set()
         self._unsubscribe: set[str] = set()
@@ -109,6 +112,8 @@ class Home:
     def _replace(self, source: str, entity: Entity | None) -> None:
         """Put `entity` in place of what `source` declared before (None: remove it)."""
         previous = self.entities.get(self._by_source.get(source, ""))
+        if entity is not None:
+            entity.floor = self.places.floor_of(entity)
         if entity is None:
             if previous is not None:
                 self._remove(previous)

@@ -45,7 +45,8 @@ PAST = {
     "set_color_temp": "Set the {name} to {color_temp_kelvin} kelvin",
     "set_percentage": "Set the {name} to {percentage} percent", "open": "Opened the {name}",
     "close": "Closed the {name}", "stop": "Stopped the {name}",
-    "set_position": "Set the {name} to {position} percent", "lock": "Locked the {name}",
+    "set_position": "Set the {name} to {position} percent",
+    "set_tilt_position": "Tilted the {name} to {tilt_position} percent", "lock": "Locked the {name}",
     "unlock": "Unlocked the {name}", "press": "Pressed the {name}", "activate": "Activated the {name}",
     "set_temperature": "Set the {name} to {temperature} degrees", "set_hvac_mode": "Set the {name} to {hvac_mode}",
     "arm_away": "Armed the {name}", "arm_home": "Armed the {name} in home mode", "disarm": "Disarmed the {name}",
@@ -73,6 +74,22 @@ def _environment() -> ImmutableSandboxedEnvironment:
 @functools.lru_cache(maxsize=256)
 def _compiled(text: str) -> Any:
     return _environment().from_string(text)
+
+
+def spoken_number(value: Any) -> Any:
+    """A number as people say it: 100, 22, 22.5, never 100.0; anything else as it is."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return value
+        rounded = round(value, 1)
+        return int(rounded) if rounded.is_integer() else rounded
+    return value
+
+
+def _spoken_values(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: spoken_number(v) for k, v in values.items()}
 
 
 def bounded(text: str) -> str:
@@ -121,7 +138,7 @@ def spoken_state(entity: Entity) -> str:
             if entity.device_class in classes:
                 return words[0] if state == "on" else words[1]
     if entity.domain == "climate" and "current_temperature" in entity.state and state == "unknown":
-        return str(entity.state["current_temperature"])
+        return str(spoken_number(entity.state["current_temperature"]))
     return state
 
 
@@ -146,7 +163,7 @@ class Speech:
         first = (matched or unmatched or [None])[0]
         return self.render(
             template,
-            slots={**match.slots, **slots},
+            slots=_spoken_values({**match.slots, **slots}),
             state=TemplateState.of(first) if first is not None else None,
             query={"matched": [TemplateState.of(e) for e in matched],
                    "unmatched": [TemplateState.of(e) for e in unmatched]},
@@ -189,6 +206,7 @@ def past_tense(result: StepResult, match: Match | None = None, args: dict[str, A
     values = {"name": result.name, **(args or {})}
     if match is not None:
         values.update({k: v for k, v in match.slots.items() if k != "name"})
+    values = _spoken_values(values)
     try:
         return PAST.get(result.action, "Done: {name}").format(**values)
     except (KeyError, IndexError):
@@ -199,7 +217,7 @@ def question(steps: Iterable[Step], names: dict[str, str]) -> str:
     """"Unlock the front door?" for the first step needing a yes; more steps are counted."""
     steps = list(steps)
     first = steps[0]
-    values = {"name": names.get(first.entity_id, first.entity_id), **first.args}
+    values = _spoken_values({"name": names.get(first.entity_id, first.entity_id), **first.args})
     try:
         text = QUESTION.get(first.action, "Go ahead with the {name}?").format(**values)
     except (KeyError, IndexError):
@@ -216,8 +234,32 @@ _YES = re.compile(
 )
 
 
+_NO_WORDS = ("no", "nope", "nah", "negative")
+_NO_PHRASES = ("cancel", "stop", "wait", "don't", "dont", "do not", "never mind", "nevermind", "not now",
+               "forget it", "leave it")
+_FILLER = frozenset("it that this please thanks thank you do don't no now anything nothing mind never".split())
+
+
+def _words(answer: str) -> str:
+    return " ".join(re.sub(r"[^\w\s']", " ", answer.casefold()).split())
+
+
+def is_no(answer: str) -> bool:
+    """A spoken refusal: "no", "no thanks", "cancel that", "don't"; not a new request that
+    happens to start like one ("stop the kitchen blinds")."""
+    text = _words(answer)
+    if not text:
+        return False
+    if text.split()[0] in _NO_WORDS:
+        return True
+    for phrase in _NO_PHRASES:
+        if text == phrase or text.startswith(phrase + " ") and set(text[len(phrase):].split()) <= _FILLER:
+            return True
+    return False
+
+
 def is_yes(answer: str) -> bool:
     """A spoken confirmation: "yes", "yeah, do it", "okay go ahead"; anything with a no in it
     ("yes, no wait") is not one."""
-    text = " ".join(re.sub(r"[^\w\s']", " ", answer.casefold()).split())
+    text = _words(answer)
     return bool(_YES.match(text)) and not _NO.search(text)

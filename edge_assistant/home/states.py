@@ -3,8 +3,8 @@
 States use Home Assistant's words ("on", "off", "open", "closed", "locked", "unlocked", a sensor's
 value), attributes beside them: ``brightness_pct``, ``color_temp_kelvin``, ``rgb_color``,
 ``percentage``, ``position`` (percent open), ``temperature`` (target), ``current_temperature``,
-``hvac_mode``. Payloads are data from the network: bounded, cleaned, never evaluated beyond the
-value templates `templates` understands.
+``hvac_mode``. Payloads are data from the network: bounded, cleaned, and read through the device's value
+templates in `templates`' sandbox only.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ MAX_STATE_BYTES = 16 * 1024
 STATE_TOPIC_KEYS = (
     "brightness_state_topic", "color_temp_state_topic", "rgb_state_topic",
     "percentage_state_topic", "position_topic", "temperature_state_topic",
-    "current_temperature_topic", "mode_state_topic",
+    "current_temperature_topic", "mode_state_topic", "tilt_status_topic", "preset_mode_state_topic",
 )
 
 
@@ -81,10 +81,14 @@ def apply_availability(entity: Entity, topic: str, payload: bytes) -> bool:
 
 
 def _value(entity: Entity, text: str, *template_keys: str) -> str | None:
+    """The payload through the first of the keys' templates; None when that template cannot
+    be used or fails on this payload (what it reads stays as it was)."""
     for key in template_keys:
+        if key in entity.broken_templates:
+            return None
         template = entity.templates.get(key)
         if isinstance(template, ValueTemplate):
-            value = template.evaluate(text)
+            value = template.evaluate(text, entity_id=entity.entity_id)
             return None if value is None else clean_text(value, MAX_STATE_CHARS)
     return clean_text(text, MAX_STATE_CHARS)
 
@@ -179,6 +183,10 @@ def _read_binary_sensor(entity: Entity, topic: str, text: str) -> None:
 
 
 def _read_fan(entity: Entity, topic: str, text: str) -> None:
+    if topic == entity.topics.get("preset_mode_state_topic"):
+        value = _value(entity, text, "preset_mode_value_template")
+        if value and value != "None":
+            entity.state["preset_mode"] = value
     if topic == entity.state_topic:
         _on_off(entity, _value(entity, text, "state_value_template", "value_template"), "payload_on", "payload_off")
     if topic == entity.topics.get("percentage_state_topic"):
@@ -200,19 +208,26 @@ def _read_cover(entity: Entity, topic: str, text: str) -> None:
         elif _number(value) is not None and (
             entity.domain == "valve" and options.get("reports_position") or "position_topic" not in entity.topics
         ):
-            _read_position(entity, _number(value))
+            _read_position(entity, _number(value), with_state=True)
     if topic == entity.topics.get("position_topic"):
-        _read_position(entity, _number(_value(entity, text, "position_template")))
+        # As in Home Assistant: the position sets the state only when no state topic does.
+        _read_position(entity, _number(_value(entity, text, "position_template")), with_state=not entity.state_topic)
+    if topic == entity.topics.get("tilt_status_topic"):
+        number = _number(_value(entity, text, "tilt_status_template"))
+        if number is not None:
+            low, high = float(options.get("tilt_min", 0)), float(options.get("tilt_max", 100))
+            entity.state["tilt_position"] = _percent_of(number, low, high)
 
 
-def _read_position(entity: Entity, number: float | None) -> None:
+def _read_position(entity: Entity, number: float | None, with_state: bool) -> None:
     if number is None:
         return
     closed = float(entity.options.get("position_closed", 0))
     opened = float(entity.options.get("position_open", 100))
     position = _percent_of(number, closed, opened)
     entity.state["position"] = position
-    entity.state["state"] = "open" if position > 0 else "closed"
+    if with_state or "state" not in entity.state:
+        entity.state["state"] = "open" if position > 0 else "closed"
 
 
 def _read_lock(entity: Entity, topic: str, text: str) -> None:

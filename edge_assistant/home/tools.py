@@ -6,9 +6,10 @@ to ask about) and gives, all from the same table of tools:
 - `prompt_context()`: a compact device list for the system prompt (id, name, area, component,
   actions); no states, so a cached prompt prefix changes only when the set of devices does;
 - `gbnf()` / `grammar()`: a llama.cpp grammar whose every output is exactly
-  ``{"tool": "<action>", "entity_id": "<an entity that supports it>", ...arguments}`` or
-  ``{"answer": "<text>"}``: no output can name a device that does not exist or an action it
-  does not support;
+  ``{"tool": "<action>", "entity_id": "<an entity that supports it>" | [several], ...arguments}``
+  or ``{"answer": "<text>"}``: no output can name a device that does not exist or an action it
+  does not support; `focused` narrows it to the devices a request names or implies
+  (`grounding`);
 - `json_schema()`: the same as a JSON schema (``response_format`` of a remote server);
 - `openai_tools()`: the same as OpenAI ``tools`` definitions;
 - `parse(text)` / `parse_openai(name, arguments)`: a `ToolCall` or an `Answer`, validated again
@@ -17,6 +18,7 @@ to ask about) and gives, all from the same table of tools:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -24,8 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from .entities import ACTION_ARGUMENTS, COLORS, Entity, clean_text
+from .places import Places
 
 MAX_ANSWER_CHARS = 300
+# Entities one call may name.
+MAX_CALL_ENTITIES = 16
 MAX_CONTEXT_NAME_CHARS = 48
 READ_TOOL = "get_state"
 
@@ -36,6 +41,7 @@ DESCRIPTIONS = {
     "set_percentage": "Set a fan's speed in percent (0-100)", "open": "Open a cover, valve or lock",
     "close": "Close a cover or valve", "stop": "Stop a moving cover or valve",
     "set_position": "Set a cover's or valve's position in percent open (0-100)",
+    "set_tilt_position": "Set a cover's slat tilt in percent open (0-100)",
     "lock": "Lock a lock", "unlock": "Unlock a lock", "press": "Press a button",
     "activate": "Activate a scene", "set_temperature": "Set a thermostat's target temperature in degrees",
     "set_hvac_mode": "Set a thermostat's mode", "arm_away": "Arm an alarm panel (away)",
@@ -48,6 +54,7 @@ ARGUMENT_SCHEMAS: dict[str, tuple[dict[str, Any], str]] = {
     "brightness": _PERCENT,
     "percentage": _PERCENT,
     "position": _PERCENT,
+    "tilt_position": _PERCENT,
     "color": ({"type": "string", "enum": sorted(COLORS)}, "color"),
     "color_temp_kelvin": ({"type": "integer", "minimum": 1000, "maximum": 12000}, "kelvin"),
     "temperature": ({"type": "number", "minimum": 0, "maximum": 99.5}, "degrees"),
@@ -63,6 +70,12 @@ class ToolCall:
     tool: str
     entity_id: str
     args: dict[str, Any] = field(default_factory=dict)
+    # Every entity the call names, the first being `entity_id` ("entity_id": [...] in the output).
+    entity_ids: tuple[str, ...] = ()
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return self.entity_ids or (self.entity_id,)
 
 
 @dataclass(frozen=True)
@@ -77,7 +90,9 @@ class _Target:
 
 
 class Toolbox:
-    def __init__(self, exposed: Iterable[Entity], visible: Iterable[Entity] = ()) -> None:
+    def __init__(self, exposed: Iterable[Entity], visible: Iterable[Entity] = (), places: Places | None = None) -> None:
+        # Aliases come from the config's [home] names; floors are on the entities already.
+        self.places = places
         self.entities: dict[str, Entity] = {}
         # Tool -> the entities it may name, sorted by id.
         self.targets: dict[str, list[_Target]] = {}
@@ -98,6 +113,27 @@ class Toolbox:
             self.targets[READ_TOOL] = [_Target(e.entity_id) for e in readable]
         for entity in readable:
             self.tools_of.setdefault(entity.entity_id, []).append(READ_TOOL)
+        # Tool -> the entity ids the grammar and parsing offer for this request (`focused`);
+        # None: all of them. The prompt's device list stays whole (and cached) either way.
+        self.focus: dict[str, frozenset[str]] | None = None
+
+    def focused(self, allowed: dict[str, set[str]]) -> "Toolbox":
+        """The same toolbox offering each tool only on the entities `allowed` for it (those the
+        request names or implies); a tool with none is not offered."""
+        narrowed = copy.copy(self)
+        narrowed.focus = {tool: frozenset(ids) for tool, ids in allowed.items()}
+        return narrowed
+
+    def offered(self) -> dict[str, list[_Target]]:
+        """The tools the model may call now, each with the entities it may name."""
+        if self.focus is None:
+            return self.targets
+        offered = {}
+        for tool, targets in self.targets.items():
+            kept = [t for t in targets if t.entity_id in self.focus.get(tool, ())]
+            if kept:
+                offered[tool] = kept
+        return offered
 
     @property
     def key(self) -> str:
@@ -107,13 +143,20 @@ class Toolbox:
     # -- prompt --------------------------------------------------------------------------------
 
     def prompt_context(self) -> str:
-        """One line per device: ``id; name; area; component; actions``. Names are network
-        data: cleaned of control characters and cut; the prompt builder keeps markup such as
-        ``<|im_end|>`` from becoming control tokens."""
+        """One line per device: ``id; name (aliases); area (floor); component; actions``.
+        Names are network data: cleaned of control characters and cut; the prompt builder keeps
+        markup such as ``<|im_end|>`` from becoming control tokens."""
         lines = []
         for entity in self.entities.values():
-            fields = (entity.entity_id, _context_text(entity.name), _context_text(entity.area) or "-",
-                      entity.domain, ", ".join(self.tools_of.get(entity.entity_id, ())) or "-")
+            name = _context_text(entity.name)
+            aliases = self.places.device_aliases(entity) if self.places is not None else ()
+            if aliases:
+                name += " (also " + ", ".join(_context_text(a) for a in aliases[:4]) + ")"
+            area = _context_text(entity.area) or "-"
+            if entity.floor:
+                area += f" ({_context_text(entity.floor)})"
+            fields = (entity.entity_id, name, area, entity.domain,
+                      ", ".join(self.tools_of.get(entity.entity_id, ())) or "-")
             lines.append("; ".join(fields))
         return "\n".join(lines)
 
@@ -122,7 +165,7 @@ class Toolbox:
     def gbnf(self) -> str:
         calls = []
         rules = []
-        for tool, targets in self.targets.items():
+        for tool, targets in self.offered().items():
             name = tool.replace("_", "-")
             arguments = ACTION_ARGUMENTS.get(tool, ())
             if tool == "set_hvac_mode":
@@ -135,7 +178,9 @@ class Toolbox:
                     calls.append(f"call-{name}-{index}")
                 continue
             ids = " | ".join(_literal(json.dumps(t.entity_id)) for t in targets)
-            rules.append(f"ids-{name} ::= {ids}")
+            rules.append(f"id-{name} ::= {ids}")
+            # One entity, or several: "entity_id": ["light.a", "light.b"].
+            rules.append(f'ids-{name} ::= id-{name} | "[" id-{name} (", " id-{name}){{0,{MAX_CALL_ENTITIES - 1}}} "]"')
             body = f'"{{\\"tool\\": \\"{tool}\\", \\"entity_id\\": " ids-{name}'
             for argument in arguments:
                 body += f' ", \\"{argument}\\": " {ARGUMENT_SCHEMAS[argument][1]}'
@@ -168,14 +213,15 @@ class Toolbox:
             "properties": {"answer": {"type": "string", "minLength": 1, "maxLength": MAX_ANSWER_CHARS}},
             "required": ["answer"], "additionalProperties": False,
         }]
-        for tool, targets in self.targets.items():
+        for tool, targets in self.offered().items():
             if tool == "set_hvac_mode":
                 for target in targets:
                     variants.append(_object({"tool": {"const": tool}, "entity_id": {"const": target.entity_id},
                                              "hvac_mode": {"type": "string", "enum": list(target.modes)}}))
                 continue
-            properties: dict[str, Any] = {"tool": {"const": tool},
-                                          "entity_id": {"type": "string", "enum": [t.entity_id for t in targets]}}
+            one = {"type": "string", "enum": [t.entity_id for t in targets]}
+            properties: dict[str, Any] = {"tool": {"const": tool}, "entity_id": {"anyOf": [
+                one, {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_CALL_ENTITIES}]}}
             for argument in ACTION_ARGUMENTS.get(tool, ()):
                 properties[argument] = ARGUMENT_SCHEMAS[argument][0]
             variants.append(_object(properties))
@@ -183,8 +229,10 @@ class Toolbox:
 
     def openai_tools(self) -> list[dict[str, Any]]:
         tools = []
-        for tool, targets in self.targets.items():
-            properties: dict[str, Any] = {"entity_id": {"type": "string", "enum": [t.entity_id for t in targets]}}
+        for tool, targets in self.offered().items():
+            one = {"type": "string", "enum": [t.entity_id for t in targets]}
+            properties: dict[str, Any] = {"entity_id": {"anyOf": [
+                one, {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_CALL_ENTITIES}]}}
             if tool == "set_hvac_mode":
                 properties["hvac_mode"] = {"type": "string", "enum": sorted({m for t in targets for m in t.modes})}
             for argument in ACTION_ARGUMENTS.get(tool, ()):
@@ -229,11 +277,22 @@ class Toolbox:
         return self._validated(name, arguments.get("entity_id"), args)
 
     def _validated(self, tool: Any, entity_id: Any, args: dict[str, Any]) -> ToolCall:
-        if not isinstance(tool, str) or tool not in self.targets:
+        offered = self.offered()
+        if not isinstance(tool, str) or tool not in offered:
             raise ToolError(f"unknown tool {str(tool)[:40]!r}")
-        target = next((t for t in self.targets[tool] if t.entity_id == entity_id), None)
-        if target is None:
-            raise ToolError(f"{tool} cannot be used on {str(entity_id)[:60]!r}")
+        wanted_ids = entity_id if isinstance(entity_id, list) else [entity_id]
+        if not wanted_ids or len(wanted_ids) > MAX_CALL_ENTITIES:
+            raise ToolError(f"a call names 1 to {MAX_CALL_ENTITIES} entities")
+        chosen: list[_Target] = []
+        for wanted in wanted_ids:
+            target = next((t for t in offered[tool] if t.entity_id == wanted), None)
+            if target is None:
+                raise ToolError(f"{tool} cannot be used on {str(wanted)[:60]!r}")
+            if target not in chosen:
+                chosen.append(target)
+        if tool == "set_hvac_mode" and len(chosen) > 1:
+            raise ToolError("set_hvac_mode names one entity")
+        target = chosen[0]
         wanted = ("hvac_mode",) if tool == "set_hvac_mode" else ACTION_ARGUMENTS.get(tool, ())
         if set(args) != set(wanted):
             raise ToolError(f"{tool} takes {', '.join(wanted) or 'no arguments'}, got {', '.join(sorted(args)) or 'none'}")
@@ -245,7 +304,8 @@ class Toolbox:
             schema = ARGUMENT_SCHEMAS[name][0]
             if not _fits(value, schema):
                 raise ToolError(f"{name} out of range: {str(value)[:20]!r}")
-        return ToolCall(tool, target.entity_id, dict(args))
+        several = tuple(t.entity_id for t in chosen) if len(chosen) > 1 else ()
+        return ToolCall(tool, target.entity_id, dict(args), several)
 
 
 _SAFE_MODE = re.compile(r"[a-z_]{1,24}")
