@@ -1,15 +1,18 @@
-"""One request answered: the home's templates and the timers first, then the LLM, which may
-act on the home through its tools.
+"""One request answered: what the device knows, the home's templates and the timers first,
+then the LLM, which may act on the home through its tools.
 
-    responder = Responder(session, home=home_control, timers=timer_intents)
+    responder = Responder(session, home=home_control, timers=timer_intents, facts=DeviceFacts())
     async for sentence in responder.sentences(text, cancel, response, emit):
         ...   # speak it
 
-A template match runs with no LLM call (fast on a Pi); only what no template matched reaches
-the model, and then, when devices are exposed, under a grammar (llama.cpp) or as OpenAI tools
-(a server) that can name nothing but an exposed device and an action it supports. What a
-device did is said as it happened (done, did not answer, offline), never as the model guessed.
-The daemon's pipeline and `edge-assistant ask` both answer through this.
+The time, the date, sums and conversions, the device's volume (facts.py), a template match and
+a timer run with no LLM call (fast on a Pi); a command for the home while the home cannot be
+reached is said to be out of reach. Only the rest reaches the model, and then, when devices are
+exposed, under a grammar (llama.cpp) or as OpenAI tools (a server) that can name nothing but an
+exposed device and an action it supports. What a device did is said as it happened (done, did
+not answer, offline), never as the model guessed, and a reply of the model's that claims what
+only the device knows, or repeats its prompt, is not spoken (reply_guard.py). The daemon, `ask`
+and `bench` build this the same way (assembly.py).
 """
 
 from __future__ import annotations
@@ -17,17 +20,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Callable, Protocol
 
 from .chat import ChatSession, Generation, Reply
 from .concurrency import iterate_in_thread
+from .facts import DeviceFacts, Fact, is_home_command
+from .reply_guard import ReplyGuard
 from .sentences import SentenceSplitter
 
 log = logging.getLogger(__name__)
 
 NOT_UNDERSTOOD = "Sorry, I did not understand that."
+HOME_UNREACHABLE = "Sorry, I can't reach your home's devices right now."
+NO_HOME = "Sorry, I have no home devices to control."
+NO_SUCH_DEVICE = "Sorry, I don't know that device."
 # Appended to the system prompt, before the device list, when the model may act.
 TOOL_INSTRUCTIONS = (
     "You can control the devices listed below. To act on one, reply with only a JSON object "
@@ -79,7 +89,7 @@ class Timers(Protocol):
 class Response:
     """What answering one request did, filled in as it goes."""
 
-    # "home", "timers" or "llm".
+    # "device" (facts), "home", "timers" or "llm".
     source: str = ""
     # The LLM's reply (counts, timings), when the model answered.
     reply: Reply | None = None
@@ -93,12 +103,19 @@ class Response:
 
 class Responder:
     def __init__(self, session: ChatSession, *, home: Home | None = None, timers: Timers | None = None,
-                 recognize_timers: Callable[[str], tuple[str, dict[str, Any]] | None] | None = None) -> None:
+                 recognize_timers: Callable[[str], tuple[str, dict[str, Any]] | None] | None = None,
+                 facts: DeviceFacts | None = None, home_configured: bool = False) -> None:
         self.session = session
         self.home = home
         self.timers = timers
         # Timer intents on their own, when there is no home to recognize them with.
         self.recognize_timers = recognize_timers
+        self.facts = facts
+        # The config asks for a home (over MQTT): without `home`, it is out of reach.
+        self.home_configured = home_configured
+        builder = getattr(session, "builder", None)
+        system_prompt = getattr(getattr(builder, "config", None), "system_prompt", "")
+        self.guard = ReplyGuard((system_prompt, TOOL_INSTRUCTIONS))
 
     def tool_context(self) -> tuple[str, Any]:
         """The device list for the system prompt and the toolbox; ("", None) with nothing to
@@ -120,6 +137,11 @@ class Responder:
                 for sentence in self._home_result(result, response, emit):
                     yield sentence
                 return
+        fact = self.facts.answer(text) if self.facts is not None else None
+        if fact is not None:
+            for sentence in self._fact(fact, response, emit):
+                yield sentence
+            return
         if self.home is not None:
             result = await self.home.handle(text, dry_run=dry_run)
             if result is not None and result.handled:
@@ -140,8 +162,45 @@ class Responder:
                 for sentence in self._timer_intent(name, slots, intent, response, emit):
                     yield sentence
                 return
+        refusal = self._out_of_reach(text)
+        if refusal is not None:
+            for sentence in self._fact(refusal, response, emit):
+                yield sentence
+            return
         async for sentence in self._llm(text, cancel, response, emit, dry_run):
             yield sentence
+
+    # -- what the device knows ----------------------------------------------------------------
+
+    def _fact(self, fact: Fact, response: Response, emit: Emit) -> list[str]:
+        response.source = "device"
+        response.intent = {"name": fact.intent, "slots": {}, "entities": [], "source": "device",
+                           "match_ms": None}
+        emit("intent", response.intent)
+        if fact.error:
+            emit("error", {"code": fact.error, "message": fact.text})
+        return self._said(fact.text, response)
+
+    def home_reachable(self) -> bool:
+        if self.home is None:
+            return False
+        connection = getattr(self.home, "connection", None)
+        return connection is None or bool(getattr(connection, "connected", True))
+
+    def _out_of_reach(self, text: str) -> Fact | None:
+        """A command for the home that nothing here can do: said so, never guessed at by the LLM
+        (which would claim it done)."""
+        if not is_home_command(text):
+            return None
+        if self.home is None and not self.home_configured:
+            return Fact(NO_HOME, "EdgeHomeCommand", "not_understood")
+        if not self.home_reachable():
+            return Fact(HOME_UNREACHABLE, "EdgeHomeCommand", "home_unreachable")
+        if self.home is not None and not _names_a_device(text, self.home.toolbox()):
+            # No template matched and no device or area of the home is named: the model would
+            # pick some device, or claim one.
+            return Fact(NO_SUCH_DEVICE, "EdgeHomeCommand", "not_understood")
+        return None
 
     # -- the home and the timers --------------------------------------------------------------
 
@@ -185,14 +244,27 @@ class Responder:
             prompt = replace(prompt, grammar=toolbox.gbnf(), tools=tuple(toolbox.openai_tools()))
         reply = Reply(prompt, Generation())
         response.reply = reply
-        sentences = self.session.sentences(prompt, cancel, reply)
+        # Leaving the stream early stops the model through this, not through the turn's `cancel`:
+        # a refused reply is not a barge-in.
+        stop = _Stop(cancel)
+        sentences = self.session.sentences(prompt, stop, reply)
+        spoken: list[str] = []
+        refused = None
         # Closed on every way out, so the worker has stopped writing `reply` before it is read.
-        async with contextlib.aclosing(iterate_in_thread(sentences, cancel)) as stream:
+        async with contextlib.aclosing(iterate_in_thread(sentences, stop)) as stream:
             async for sentence in stream:
                 if cancel.is_set():
                     break
+                refused = self.guard.refusal(sentence)
+                if refused is not None:
+                    break  # the rest is not generated: leaving the stream stops the model
+                spoken.append(sentence)
                 yield sentence
-        response.text = " ".join(reply.sentences)
+        response.text = " ".join(spoken)
+        if refused is not None:
+            for sentence in self._refused(refused, spoken, response, emit):
+                yield sentence
+            return
         if cancel.is_set() or not reply.tool_call:
             if not cancel.is_set() and not reply.sentences and toolbox is not None:
                 emit("error", {"code": "not_understood", "message": "the model gave no answer"})
@@ -211,6 +283,9 @@ class Responder:
             emit("error", {"code": "not_understood", "message": f"invalid tool call: {error}"})
             return self._said(NOT_UNDERSTOOD, response)
         if isinstance(call, Answer):
+            refused = self.guard.refusal(call.text)
+            if refused is not None:
+                return self._refused(refused, [], response, emit)
             return self._said(call.text, response)
         assert self.home is not None
         result = await self.home.run_tool_call(call, dry_run=dry_run)
@@ -218,11 +293,56 @@ class Responder:
         response.source = "llm"
         return said
 
+    def _refused(self, reason: str, spoken: list[str], response: Response, emit: Emit) -> list[str]:
+        """A reply the model must not give (reply_guard): not understood, said only if nothing of
+        the reply was spoken before it."""
+        log.info("the model's reply was not spoken: it %s", reason)
+        emit("error", {"code": "not_understood", "message": f"the model's reply {reason}"})
+        if spoken:
+            return []
+        return self._said(NOT_UNDERSTOOD, response)
+
     def _said(self, text: str, response: Response) -> list[str]:
         splitter = SentenceSplitter()
         sentences = [*splitter.feed(text), *splitter.flush()]
         response.text = " ".join(part for part in (response.text, *sentences) if part)
         return sentences
+
+
+def _names_a_device(text: str, toolbox: Any) -> bool:
+    """Whether `text` names a device or an area of those the model could act on (plurals
+    too: "the kitchen lights" names "Kitchen Light")."""
+    def words(value: str) -> str:
+        return " ".join(word.removesuffix("s") for word in re.findall(r"\w+", value.casefold()))
+
+    said = f" {words(text)} "
+    for entity in getattr(toolbox, "entities", {}).values():
+        for name in (entity.name, entity.area):
+            if name and words(name) and f" {words(name)} " in said:
+                return True
+    return False
+
+
+class _Stop(threading.Event):
+    """Set when the turn is cancelled or when this generation is left early."""
+
+    POLL_S = 0.05
+
+    def __init__(self, turn: threading.Event) -> None:
+        super().__init__()
+        self.turn = turn
+
+    def is_set(self) -> bool:
+        return super().is_set() or self.turn.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = self.POLL_S if deadline is None else min(self.POLL_S, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            super().wait(left)
+        return True
 
 
 def _plain(slots: dict[str, Any]) -> dict[str, Any]:

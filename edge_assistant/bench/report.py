@@ -50,6 +50,9 @@ TARGETS = (
            "at most one false wake per two hours of other speech and noise"),
     Target("home.match_ms", "<=", 50.0, "a spoken command matched by the templates within 50 ms"),
     Target("home.publish_ms", "<=", 150.0, "a template command handed to MQTT within 150 ms of the transcript"),
+    Target("answers.invented", "<=", 0, "no invented answer: no made-up time, timer, action or device"),
+    *(Target(f"answers.{category}", ">=", 1.0, f"every {category} question answered right (the device knows)")
+      for category in ("time", "date", "timers", "alarms", "devices", "device", "arithmetic", "conversions")),
     Target("memory.peak_rss_mb", "<", 1024.0, "peak RSS under 1 GB with the embedded default models",
            embedded_only=True),
     Target("memory.growth_mb", "<=", GROWTH_LIMIT_MB, "no memory growth over the turns"),
@@ -112,7 +115,8 @@ def _rounded(value: Any) -> Any:
 TEXT_KEYS = frozenset({"e2e.question", "e2e.transcript", "e2e.reply", "e2e.reply_sentences",
                        "e2e.sequential_reply", "stt.engine", "barge_in.wake_word",
                        "endpoint.pauses_s", "endpoint.engine",
-                       "wake_accuracy.phrase", "wake_accuracy.engine"})
+                       "wake_accuracy.phrase", "wake_accuracy.engine",
+                       "answers.model", "answers.misses", "answers.invented_answers"})
 
 
 def _is_figure(key: str, value: Any) -> bool:
