@@ -250,12 +250,17 @@ class Responder:
         sentences = self.session.sentences(prompt, stop, reply)
         spoken: list[str] = []
         refused = None
+        # A command or question for the home is answered by the home (a tool call), never in
+        # the model's own words: those would say a device did what nothing did, or is in a
+        # state nothing reported.
+        home_request = toolbox is not None and is_home_command(text)
         # Closed on every way out, so the worker has stopped writing `reply` before it is read.
         async with contextlib.aclosing(iterate_in_thread(sentences, stop)) as stream:
             async for sentence in stream:
                 if cancel.is_set():
                     break
-                refused = self.guard.refusal(sentence)
+                refused = self.guard.refusal(sentence) or (
+                    "answers a request for the home in its own words" if home_request else None)
                 if refused is not None:
                     break  # the rest is not generated: leaving the stream stops the model
                 spoken.append(sentence)
@@ -269,10 +274,10 @@ class Responder:
             if not cancel.is_set() and not reply.sentences and toolbox is not None:
                 emit("error", {"code": "not_understood", "message": "the model gave no answer"})
             return
-        for sentence in await self._tool_call(reply.tool_call, toolbox, response, emit, dry_run):
+        for sentence in await self._tool_call(text, reply.tool_call, toolbox, response, emit, dry_run):
             yield sentence
 
-    async def _tool_call(self, output: str, toolbox: Any, response: Response, emit: Emit,
+    async def _tool_call(self, text: str, output: str, toolbox: Any, response: Response, emit: Emit,
                          dry_run: bool) -> list[str]:
         from .home.tools import Answer, ToolError
 
@@ -284,9 +289,16 @@ class Responder:
             return self._said(NOT_UNDERSTOOD, response)
         if isinstance(call, Answer):
             refused = self.guard.refusal(call.text)
+            if refused is None and is_home_command(text):
+                refused = "answers a request for the home in its own words"
             if refused is not None:
                 return self._refused(refused, [], response, emit)
             return self._said(call.text, response)
+        entity = toolbox.entities.get(call.entity_id)
+        if entity is None or not _mentions(text, entity):
+            # A small model calls a tool for "who wrote Romeo and Juliet?" too.
+            return self._refused(f"acts on {call.entity_id}, which the request did not mention",
+                                 [], response, emit)
         assert self.home is not None
         result = await self.home.run_tool_call(call, dry_run=dry_run)
         said = self._home_result(result, response, emit)
@@ -309,16 +321,37 @@ class Responder:
         return sentences
 
 
+# Words that mention a kind of device without naming one ("it is too dark in here").
+DOMAIN_WORDS = {
+    "light": ("light", "lamp", "dark", "bright", "dim", "dimmer", "darken", "brighten"),
+    "fan": ("fan", "hot", "breeze"),
+    "climate": ("thermostat", "heating", "heat", "warm", "cold", "degree", "temperature"),
+    "cover": ("blind", "curtain", "shade", "shutter", "daylight", "darken", "cover"),
+    "lock": ("lock", "door", "unlock"),
+    "switch": ("switch", "plug", "socket"),
+    "sensor": ("temperature", "humidity", "sensor"),
+}
+
+
+def _words(value: str) -> str:
+    """Lower-case words without a plural s: "the Kitchen Lights" -> "the kitchen light"."""
+    return " ".join(word.removesuffix("s") for word in re.findall(r"\w+", value.casefold()))
+
+
+def _mentions(text: str, entity: Any) -> bool:
+    """Whether `text` names `entity`, its area, or its kind of device."""
+    said = f" {_words(text)} "
+    names = [entity.name, entity.area, *DOMAIN_WORDS.get(entity.domain, ())]
+    return any(_words(name) and f" {_words(name)} " in said for name in names if name)
+
+
 def _names_a_device(text: str, toolbox: Any) -> bool:
     """Whether `text` names a device or an area of those the model could act on (plurals
     too: "the kitchen lights" names "Kitchen Light")."""
-    def words(value: str) -> str:
-        return " ".join(word.removesuffix("s") for word in re.findall(r"\w+", value.casefold()))
-
-    said = f" {words(text)} "
+    said = f" {_words(text)} "
     for entity in getattr(toolbox, "entities", {}).values():
         for name in (entity.name, entity.area):
-            if name and words(name) and f" {words(name)} " in said:
+            if name and _words(name) and f" {_words(name)} " in said:
                 return True
     return False
 

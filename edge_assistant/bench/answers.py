@@ -184,6 +184,8 @@ def invented(question: Question, answer: Answer, asked_at: datetime.datetime, al
         return "a timer"
     if _ACTION_CLAIM.search(text):
         return "an action or a device"
+    if question.category == "devices" and not answer.actions and not _UNKNOWN.search(text):
+        return "a device state"
     return ""
 
 
@@ -280,15 +282,21 @@ async def ask_one(responder: Any, session: Any, scheduler: Any, question: Questi
     from ..respond import Response
 
     session.reset()
+    alarms = _alarm_times(scheduler)
     asked_at = datetime.datetime.now()
     response = Response()
     said = [sentence async for sentence in responder.sentences(question.text, threading.Event(), response,
                                                               lambda *_: None)]
     answer = Answer(question, " ".join(said), response.source, list(response.actions))
-    alarms = [datetime.datetime.fromtimestamp(t.ends_at) for t in scheduler.timers("alarm") if t.ends_at]
+    # An alarm's time may be said when it is set, asked about or cancelled.
+    alarms += _alarm_times(scheduler)
     answer.correct = correct(question, answer, asked_at)
     answer.invented = invented(question, answer, asked_at, alarms)
     return answer
+
+
+def _alarm_times(scheduler: Any) -> list[datetime.datetime]:
+    return [datetime.datetime.fromtimestamp(t.ends_at) for t in scheduler.timers("alarm") if t.ends_at]
 
 
 def summary(answers: list[Answer], model: str) -> dict[str, Any]:
