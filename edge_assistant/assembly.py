@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 
 from .config import Config
 from .facts import DeviceFacts
-from .respond import Responder
+from .respond import TEMPERATURE_INTENT, Responder
 from .timers import HANDLED_INTENTS as TIMER_INTENTS
 from .timers import TimerIntentHandler, TimerStore, Timer
 from .timers import recognize as recognize_timer_intent
@@ -65,7 +65,8 @@ def new_home(config: Config, *, client_id: str | None = None):
     """The home's devices, with the timer intents in its templates; not started."""
     from .home.assistant import HomeControl
 
-    return HomeControl(config, allow=TIMER_INTENTS, extra_intents=[timer_sentences()], client_id=client_id)
+    return HomeControl(config, allow=TIMER_INTENTS | {TEMPERATURE_INTENT}, extra_intents=[timer_sentences()],
+                       client_id=client_id)
 
 
 async def start_home(config: Config, *, client_id: str | None = None):

@@ -35,6 +35,8 @@ from .sentences import SentenceSplitter
 log = logging.getLogger(__name__)
 
 NOT_UNDERSTOOD = "Sorry, I did not understand that."
+# Home Assistant's intent for "what's the temperature in the kitchen", answered here.
+TEMPERATURE_INTENT = "HassClimateGetTemperature"
 HOME_UNREACHABLE = "Sorry, I can't reach your home's devices right now."
 NO_HOME = "Sorry, I have no home devices to control."
 NO_SUCH_DEVICE = "Sorry, I don't know that device."
@@ -148,6 +150,10 @@ class Responder:
                 for sentence in self._home_result(result, response, emit):
                     yield sentence
                 return
+            if result is not None and result.match.intent == TEMPERATURE_INTENT:
+                for sentence in self._temperature(result.match.slots, result.intent, response, emit):
+                    yield sentence
+                return
             if result is not None and self.timers is not None:
                 for sentence in self._timer_intent(result.match.intent, result.match.slots, result.intent,
                                                    response, emit):
@@ -230,6 +236,26 @@ class Responder:
             emit("error", {"code": reply.code, "message": reply.text})
         response.listen_for_answer = reply.follow_up
         return self._said(reply.text, response)
+
+    def _temperature(self, slots: dict[str, Any], intent: dict[str, Any] | None, response: Response,
+                     emit: Emit) -> list[str]:
+        """"What's the temperature in the living room?": read from the home's thermometers and
+        thermostats there, never guessed."""
+        assert self.home is not None
+        response.source = "home"
+        response.intent = intent
+        if intent is not None:
+            emit("intent", intent)
+        area = _words(str(slots.get("area") or ""))
+        for entity in self.home.toolbox().entities.values():
+            if area and _words(entity.area) != area:
+                continue
+            reading = _temperature_of(entity)
+            if reading is not None:
+                where = f" in the {slots['area']}" if area else ""
+                return self._said(f"It is {reading}{where}.", response)
+        emit("error", {"code": "not_understood", "message": "no thermometer there"})
+        return self._said("Sorry, I have no thermometer there.", response)
 
     # -- the LLM ------------------------------------------------------------------------------
 
@@ -343,6 +369,25 @@ def _mentions(text: str, entity: Any) -> bool:
     said = f" {_words(text)} "
     names = [entity.name, entity.area, *DOMAIN_WORDS.get(entity.domain, ())]
     return any(_words(name) and f" {_words(name)} " in said for name in names if name)
+
+
+def _temperature_of(entity: Any) -> str | None:
+    """A thermometer's or thermostat's reading with its unit ("21.5 °C"), or None."""
+    if entity.available is False:
+        return None
+    unit = entity.options.get("unit_of_measurement", "") or entity.options.get("temperature_unit", "")
+    if entity.domain == "sensor" and entity.device_class == "temperature":
+        value = entity.state.get("state")
+    elif entity.domain == "climate":
+        value = entity.state.get("current_temperature")
+    else:
+        return None
+    if value in (None, "", "unknown", "unavailable"):
+        return None
+    # Said as words: a voice reads "°C" as letters.
+    unit = {"°C": "degrees Celsius", "°F": "degrees Fahrenheit", "C": "degrees Celsius",
+            "F": "degrees Fahrenheit"}.get(unit, unit)
+    return f"{value} {unit}".strip()
 
 
 def _names_a_device(text: str, toolbox: Any) -> bool:
