@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from ..config import Config
-from .loaded import LoadedModels
+from .loaded import LoadedModels, llm_settings
 from .options import BenchOptions
 from .report import Report
 
@@ -236,7 +236,9 @@ async def simulated_home(config: Config):
 # -- the section ----------------------------------------------------------------------------------
 
 def bench_answers(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
-    answers = asyncio.run(ask_all(loaded.config, loaded.session, load_questions()))
+    # Greedy, so that two runs of the same model score alike.
+    with llm_settings(loaded.session.engine, temperature=0.0, seed=1):
+        answers = asyncio.run(ask_all(loaded.config, loaded.session, load_questions()))
     report.values.update(summary(answers, loaded.session.engine.info.name))
 
 
