@@ -347,15 +347,16 @@ class Responder:
         return sentences
 
 
-# Words that mention a kind of device without naming one ("it is too dark in here").
+# Words that name a kind of device ("the lamp", "the heating"). Not "hot" or "dark": a small
+# model switches a fan on for "what is the opposite of hot?".
 DOMAIN_WORDS = {
-    "light": ("light", "lamp", "dark", "bright", "dim", "dimmer", "darken", "brighten"),
-    "fan": ("fan", "hot", "breeze"),
-    "climate": ("thermostat", "heating", "heat", "warm", "cold", "degree", "temperature"),
-    "cover": ("blind", "curtain", "shade", "shutter", "daylight", "darken", "cover"),
-    "lock": ("lock", "door", "unlock"),
+    "light": ("light", "lamp"),
+    "fan": ("fan",),
+    "climate": ("thermostat", "heating", "heater", "degree"),
+    "cover": ("blind", "curtain", "shade", "shutter"),
+    "lock": ("lock", "door"),
     "switch": ("switch", "plug", "socket"),
-    "sensor": ("temperature", "humidity", "sensor"),
+    "sensor": ("thermometer", "sensor"),
 }
 
 

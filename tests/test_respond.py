@@ -98,3 +98,33 @@ def test_a_home_command_without_a_home_is_said_to_be_out_of_reach(claiming_gguf)
             assert said == [expected] and response.reply is None, command
             assert errors(events) == [code]
     session.engine.close()
+
+
+
+@pytest.mark.parametrize("request_text, acted", [
+    ("What is the opposite of hot?", False), ("What do bees make?", False),
+    ("it is too warm in the bedroom, the fan please", True), ("I need the Bedroom Fan", True),
+])
+def test_a_tool_call_must_concern_a_device_the_request_mentions(tmp_path, scripted_gguf, request_text, acted):
+    """What a small model did under the grammar for "what is the opposite of hot?": toggle a fan."""
+    from edge_assistant.assembly import build_responder
+    from edge_assistant.bench.answers import bench_config, simulated_home
+
+    session = session_for(scripted_gguf)
+    config = bench_config(from_mapping({}), tmp_path)
+
+    async def run():
+        home = await simulated_home(config)
+        responder = build_responder(config, session, home=home)
+        response, events = Response(), []
+        said = await responder._tool_call(request_text, '{"tool": "toggle", "entity_id": "fan.bedroom_fan"}',
+                                          home.toolbox(), response, lambda kind, data: events.append((kind, data)),
+                                          False)
+        return said, response, events
+
+    said, response, events = asyncio.run(run())
+    if acted:
+        assert [a["entity"] for a in response.actions] == ["fan.bedroom_fan"] and errors(events) == []
+    else:
+        assert said == [NOT_UNDERSTOOD] and response.actions == [] and errors(events) == ["not_understood"]
+    session.engine.close()
