@@ -13,6 +13,7 @@ action that was not asked for.
 
 - `answers.<category>`: the share of right answers per category;
 - `answers.score`: over all of them; `answers.invented`: the invented answers (target 0);
+  `answers.not_understood`: the answers that were "Sorry, I did not understand that.";
 - `answers.misses`, `answers.invented_answers`: which questions, and what was said.
 """
 
@@ -32,6 +33,7 @@ from typing import Any
 import yaml
 
 from ..config import Config
+from ..respond import NOT_UNDERSTOOD
 from .loaded import LoadedModels, llm_settings
 from .options import BenchOptions
 from .report import Report
@@ -309,6 +311,9 @@ def summary(answers: list[Answer], model: str) -> dict[str, Any]:
             values[f"answers.{category}"] = round(sum(a.correct for a in asked) / len(asked), 3)
     values["answers.score"] = round(sum(a.correct for a in answers) / len(answers), 3) if answers else None
     values["answers.invented"] = sum(bool(a.invented) for a in answers)
+    # Replies of the model's that were refused (reply_guard, a tool call on a device not asked
+    # about), or requests nothing could answer.
+    values["answers.not_understood"] = sum(a.text == NOT_UNDERSTOOD for a in answers)
     values["answers.misses"] = " | ".join(f"{a.question.text} -> {a.text!r}" for a in answers if not a.correct)
     values["answers.invented_answers"] = " | ".join(
         f"{a.question.text} -> {a.text!r} ({a.invented})" for a in answers if a.invented)
