@@ -305,7 +305,7 @@ class Responder:
 
     async def _tool_call(self, text: str, output: str, toolbox: Any, response: Response, emit: Emit,
                          dry_run: bool) -> list[str]:
-        from .home.tools import Answer, ToolError
+        from .home.tools import READ_TOOL, Answer, ToolError
 
         try:
             call = toolbox.parse(output)
@@ -321,7 +321,7 @@ class Responder:
                 return self._refused(refused, [], response, emit)
             return self._said(call.text, response)
         entity = toolbox.entities.get(call.entity_id)
-        if entity is None or not _mentions(text, entity):
+        if entity is None or not _mentions(text, entity, acting=call.tool != READ_TOOL):
             # A small model calls a tool for "who wrote Romeo and Juliet?" too.
             return self._refused(f"acts on {call.entity_id}, which the request did not mention",
                                  [], response, emit)
@@ -347,8 +347,7 @@ class Responder:
         return sentences
 
 
-# Words that name a kind of device ("the lamp", "the heating"). Not "hot" or "dark": a small
-# model switches a fan on for "what is the opposite of hot?".
+# Words that name a kind of device ("the lamp", "the heating").
 DOMAIN_WORDS = {
     "light": ("light", "lamp"),
     "fan": ("fan",),
@@ -358,6 +357,11 @@ DOMAIN_WORDS = {
     "switch": ("switch", "plug", "socket"),
     "sensor": ("thermometer", "sensor"),
 }
+# What a request for the home may say instead of a device ("it is too bright where I cook"):
+# enough for an action, not in a question ("What is the opposite of hot?" toggled a fan).
+FEELING_WORDS = ("dark", "bright", "dim", "hot", "cold", "warm", "cool", "chilly", "stuffy", "see")
+_QUESTION = re.compile(r"^(?:what|who|whom|whose|where|when|why|how|which|is|are|was|were|do|does|did|can|could|"
+                       r"would|will|should|shall|may|might|have|has)\b|\?\s*$")
 
 
 def _words(value: str) -> str:
@@ -365,11 +369,34 @@ def _words(value: str) -> str:
     return " ".join(word.removesuffix("s") for word in re.findall(r"\w+", value.casefold()))
 
 
-def _mentions(text: str, entity: Any) -> bool:
-    """Whether `text` names `entity`, its area, or its kind of device."""
+def _names(entity: Any) -> list[str]:
+    """How a request may name `entity`: its name, its area, and a long name without its last
+    word ("Front Door Lock": "front door")."""
+    name = _words(entity.name or "")
+    names = [name, _words(entity.area or "")]
+    if len(name.split()) >= 3:
+        names.append(name.rsplit(" ", 1)[0])
+    return [n for n in names if n]
+
+
+def _said(text: str, phrases: Any) -> bool:
     said = f" {_words(text)} "
-    names = [entity.name, entity.area, *DOMAIN_WORDS.get(entity.domain, ())]
-    return any(_words(name) and f" {_words(name)} " in said for name in names if name)
+    return any(f" {_words(phrase)} " in said for phrase in phrases if _words(phrase))
+
+
+def _mentions(text: str, entity: Any, acting: bool) -> bool:
+    """Whether the request `text` is about `entity`: names it, its area or its kind, or (for an
+    action asked for, not a question) says how the room feels."""
+    if _said(text, [*_names(entity), *DOMAIN_WORDS.get(entity.domain, ())]):
+        return True
+    question = _QUESTION.search(" ".join(text.casefold().split())) is not None
+    return acting and not question and _said(text, FEELING_WORDS)
+
+
+def _names_a_device(text: str, toolbox: Any) -> bool:
+    """Whether `text` names a device or an area of those the model could act on (plurals
+    too: "the kitchen lights" names "Kitchen Light")."""
+    return any(_said(text, _names(entity)) for entity in getattr(toolbox, "entities", {}).values())
 
 
 def _temperature_of(entity: Any) -> str | None:

@@ -104,6 +104,7 @@ def test_a_home_command_without_a_home_is_said_to_be_out_of_reach(claiming_gguf)
 @pytest.mark.parametrize("request_text, acted", [
     ("What is the opposite of hot?", False), ("What do bees make?", False),
     ("it is too warm in the bedroom, the fan please", True), ("I need the Bedroom Fan", True),
+    ("it is too hot in here", True), ("is it hot in here?", False),
 ])
 def test_a_tool_call_must_concern_a_device_the_request_mentions(tmp_path, scripted_gguf, request_text, acted):
     """What a small model did under the grammar for "what is the opposite of hot?": toggle a fan."""
