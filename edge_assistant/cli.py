@@ -155,10 +155,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 async def _answer(config, session, question: str, cancel: threading.Event, args: argparse.Namespace):
-    """Answer as the daemon does: the home's templates first, then the LLM with its tools."""
-    from .respond import Responder, Response
+    """Answer as the daemon does (assembly.build_responder): what the device knows, the home's
+    templates, the timers (read from the device's state, never changed from here), then the
+    LLM with its tools."""
+    from .assembly import ReadOnlyTimerStore, build_responder, timer_store
+    from .respond import Response
+    from .timers import TimerScheduler
 
     home = await _start_home_for_cli(config, "ask")
+    scheduler = TimerScheduler(ReadOnlyTimerStore(timer_store(config).path), config.timers)
     events: list[tuple[str, dict]] = []
 
     def emit(kind: str, data: dict) -> None:
@@ -168,7 +173,10 @@ async def _answer(config, session, question: str, cancel: threading.Event, args:
 
     response = Response()
     try:
-        responder = Responder(session, home=home)
+        await scheduler.start()
+        # The volume the device starts with; a running daemon may have been set louder since.
+        responder = build_responder(config, session, home=home, scheduler=scheduler, read_only_timers=True,
+                                    volume=lambda: config.audio.volume)
         spoken = 0
         async for sentence in responder.sentences(question, cancel, response, emit, dry_run=args.dry_run):
             if not args.json:
@@ -176,6 +184,7 @@ async def _answer(config, session, question: str, cancel: threading.Event, args:
                 sys.stdout.flush()
                 spoken += 1
     finally:
+        await scheduler.close()
         if home is not None:
             await home.aclose()
     return response, events
@@ -183,14 +192,13 @@ async def _answer(config, session, question: str, cancel: threading.Event, args:
 
 async def _start_home_for_cli(config, purpose: str):
     """The home for a one-off command, or None without MQTT or a reachable broker."""
-    if not (config.home.enabled and config.mqtt.enabled):
-        return None
-    from .home.assistant import HomeControl
+    from .assembly import start_home
 
     # Its own client id, so a running assistant is not disconnected by the broker.
     base = config.mqtt.client_id or f"edge-assistant-{config.device_id()}"
-    home = HomeControl(config, client_id=f"{base}-{purpose}-{os.getpid()}")
-    await home.start()
+    home = await start_home(config, client_id=f"{base}-{purpose}-{os.getpid()}")
+    if home is None:
+        return None
     if not home.connection.connects:
         logging.getLogger(__name__).warning(
             "home: the MQTT broker %s:%d cannot be reached; answering without devices",
@@ -480,6 +488,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from . import bench
 
     config = _load_config(args)
+    if args.model is not None:
+        if not args.model.strip():
+            raise CliError("--model: the model is empty")
+        # As llm.model: a registry name, a GGUF path, or "embedded".
+        config = dataclasses.replace(config, llm=dataclasses.replace(config.llm, model=args.model.strip()))
     sections = bench.SECTIONS
     if args.only is not None:
         sections = tuple(dict.fromkeys(name.strip() for name in args.only.split(",") if name.strip()))
@@ -646,11 +659,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_parser = commands.add_parser("bench", help="measure latency, throughput, CPU and memory on the configured models")
     bench_parser.add_argument("--runs", type=int, default=None, metavar="N", help="repetitions per figure, reported as median, min and max (default 5; 2 with --quick)")
-    bench_parser.add_argument("--only", metavar="SECTIONS", help="comma-separated sections: llm,kv_reuse,stt,tts,wake,wake_accuracy,idle,endpoint,e2e,barge_in,stop,home,memory (default: all)")
+    bench_parser.add_argument("--only", metavar="SECTIONS", help="comma-separated sections: llm,kv_reuse,stt,tts,wake,wake_accuracy,idle,endpoint,e2e,barge_in,stop,home,answers,memory (default: all)")
     bench_parser.add_argument("--quick", action="store_true", help="small workloads (fewer tokens, seconds and turns), for tests and smoke checks")
     bench_parser.add_argument("--json", metavar="FILE", help="write every figure, the machine and the models as flat JSON")
     bench_parser.add_argument("--plot", metavar="FILE.png", help="draw the e2e turn as a timeline, streaming above sequential")
     bench_parser.add_argument("--question", help="the spoken question of the stt and e2e sections (default: 'What is the capital of France?')")
+    bench_parser.add_argument("--model", metavar="NAME_OR_PATH", help="the LLM to measure instead of llm.model: a registry name, a GGUF path, or 'embedded'")
     bench_parser.set_defaults(handler=cmd_bench)
 
     mqtt_parser = commands.add_parser("mqtt", help="MQTT housekeeping")

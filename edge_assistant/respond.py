@@ -1,15 +1,18 @@
-"""One request answered: the home's templates and the timers first, then the LLM, which may
-act on the home through its tools.
+"""One request answered: what the device knows, the home's templates and the timers first,
+then the LLM, which may act on the home through its tools.
 
-    responder = Responder(session, home=home_control, timers=timer_intents)
+    responder = Responder(session, home=home_control, timers=timer_intents, facts=DeviceFacts())
     async for sentence in responder.sentences(text, cancel, response, emit):
         ...   # speak it
 
-A template match runs with no LLM call (fast on a Pi); only what no template matched reaches
-the model, and then, when devices are exposed, under a grammar (llama.cpp) or as OpenAI tools
-(a server) that can name nothing but an exposed device and an action it supports. What a
-device did is said as it happened (done, did not answer, offline), never as the model guessed.
-The daemon's pipeline and `edge-assistant ask` both answer through this.
+The time, the date, sums and conversions, the device's volume (facts.py), a template match and
+a timer run with no LLM call (fast on a Pi); a command for the home while the home cannot be
+reached is said to be out of reach. Only the rest reaches the model, and then, when devices are
+exposed, under a grammar (llama.cpp) or as OpenAI tools (a server) that can name nothing but an
+exposed device and an action it supports. What a device did is said as it happened (done, did
+not answer, offline), never as the model guessed, and a reply of the model's that claims what
+only the device knows, or repeats its prompt, is not spoken (reply_guard.py). The daemon, `ask`
+and `bench` build this the same way (assembly.py).
 """
 
 from __future__ import annotations
@@ -17,17 +20,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Callable, Protocol
 
 from .chat import ChatSession, Generation, Reply
 from .concurrency import iterate_in_thread
+from .facts import DeviceFacts, Fact, is_home_command
+from .reply_guard import ReplyGuard
 from .sentences import SentenceSplitter
 
 log = logging.getLogger(__name__)
 
 NOT_UNDERSTOOD = "Sorry, I did not understand that."
+# Home Assistant's intent for "what's the temperature in the kitchen", answered here.
+TEMPERATURE_INTENT = "HassClimateGetTemperature"
+HOME_UNREACHABLE = "Sorry, I can't reach your home's devices right now."
+NO_HOME = "Sorry, I have no home devices to control."
+NO_SUCH_DEVICE = "Sorry, I don't know that device."
 # Appended to the system prompt, before the device list, when the model may act.
 TOOL_INSTRUCTIONS = (
     "You can control the devices listed below, only those the request names or clearly means "
@@ -82,7 +94,7 @@ class Timers(Protocol):
 class Response:
     """What answering one request did, filled in as it goes."""
 
-    # "home", "timers" or "llm".
+    # "device" (facts), "home", "timers" or "llm".
     source: str = ""
     # The LLM's reply (counts, timings), when the model answered.
     reply: Reply | None = None
@@ -103,12 +115,19 @@ class Response:
 
 class Responder:
     def __init__(self, session: ChatSession, *, home: Home | None = None, timers: Timers | None = None,
-                 recognize_timers: Callable[[str], tuple[str, dict[str, Any]] | None] | None = None) -> None:
+                 recognize_timers: Callable[[str], tuple[str, dict[str, Any]] | None] | None = None,
+                 facts: DeviceFacts | None = None, home_configured: bool = False) -> None:
         self.session = session
         self.home = home
         self.timers = timers
         # Timer intents on their own, when there is no home to recognize them with.
         self.recognize_timers = recognize_timers
+        self.facts = facts
+        # The config asks for a home (over MQTT): without `home`, it is out of reach.
+        self.home_configured = home_configured
+        builder = getattr(session, "builder", None)
+        system_prompt = getattr(getattr(builder, "config", None), "system_prompt", "")
+        self.guard = ReplyGuard((system_prompt, TOOL_INSTRUCTIONS))
 
     def tool_context(self) -> tuple[str, Any]:
         """The device list for the system prompt and the toolbox; ("", None) with nothing to
@@ -130,10 +149,19 @@ class Responder:
                 for sentence in self._home_result(result, response, emit):
                     yield sentence
                 return
+        fact = self.facts.answer(text) if self.facts is not None else None
+        if fact is not None:
+            for sentence in self._fact(fact, response, emit):
+                yield sentence
+            return
         if self.home is not None:
             result = await self.home.handle(text, dry_run=dry_run)
             if result is not None and result.handled:
                 for sentence in self._home_result(result, response, emit):
+                    yield sentence
+                return
+            if result is not None and result.match.intent == TEMPERATURE_INTENT:
+                for sentence in self._temperature(result.match.slots, result.intent, response, emit):
                     yield sentence
                 return
             if result is not None and self.timers is not None:
@@ -150,8 +178,45 @@ class Responder:
                 for sentence in self._timer_intent(name, slots, intent, response, emit):
                     yield sentence
                 return
+        refusal = self._out_of_reach(text)
+        if refusal is not None:
+            for sentence in self._fact(refusal, response, emit):
+                yield sentence
+            return
         async for sentence in self._llm(text, cancel, response, emit, dry_run):
             yield sentence
+
+    # -- what the device knows ----------------------------------------------------------------
+
+    def _fact(self, fact: Fact, response: Response, emit: Emit) -> list[str]:
+        response.source = "device"
+        response.intent = {"name": fact.intent, "slots": {}, "entities": [], "source": "device",
+                           "match_ms": None}
+        emit("intent", response.intent)
+        if fact.error:
+            emit("error", {"code": fact.error, "message": fact.text})
+        return self._said(fact.text, response)
+
+    def home_reachable(self) -> bool:
+        if self.home is None:
+            return False
+        connection = getattr(self.home, "connection", None)
+        return connection is None or bool(getattr(connection, "connected", True))
+
+    def _out_of_reach(self, text: str) -> Fact | None:
+        """A command for the home that nothing here can do: said so, never guessed at by the LLM
+        (which would claim it done)."""
+        if not is_home_command(text):
+            return None
+        if self.home is None and not self.home_configured:
+            return Fact(NO_HOME, "EdgeHomeCommand", "not_understood")
+        if not self.home_reachable():
+            return Fact(HOME_UNREACHABLE, "EdgeHomeCommand", "home_unreachable")
+        if self.home is not None and not _names_a_device(text, self.home.toolbox()):
+            # No template matched and no device or area of the home is named: the model would
+            # pick some device, or claim one.
+            return Fact(NO_SUCH_DEVICE, "EdgeHomeCommand", "not_understood")
+        return None
 
     # -- the home and the timers --------------------------------------------------------------
 
@@ -182,6 +247,26 @@ class Responder:
         response.listen_for_answer = reply.follow_up
         return self._said(reply.text, response)
 
+    def _temperature(self, slots: dict[str, Any], intent: dict[str, Any] | None, response: Response,
+                     emit: Emit) -> list[str]:
+        """"What's the temperature in the living room?": read from the home's thermometers and
+        thermostats there, never guessed."""
+        assert self.home is not None
+        response.source = "home"
+        response.intent = intent
+        if intent is not None:
+            emit("intent", intent)
+        area = _words(str(slots.get("area") or ""))
+        for entity in self.home.toolbox().entities.values():
+            if area and _words(entity.area) != area:
+                continue
+            reading = _temperature_of(entity)
+            if reading is not None:
+                where = f" in the {slots['area']}" if area else ""
+                return self._said(f"It is {reading}{where}.", response)
+        emit("error", {"code": "not_understood", "message": "no thermometer there"})
+        return self._said("Sorry, I have no thermometer there.", response)
+
     # -- the LLM ------------------------------------------------------------------------------
 
     async def _llm(self, text: str, cancel: threading.Event, response: Response, emit: Emit,
@@ -195,24 +280,42 @@ class Responder:
             prompt = replace(prompt, grammar=toolbox.gbnf(), tools=tuple(toolbox.openai_tools()))
         reply = Reply(prompt, Generation())
         response.reply = reply
-        sentences = self.session.sentences(prompt, cancel, reply)
+        # Leaving the stream early stops the model through this, not through the turn's `cancel`:
+        # a refused reply is not a barge-in.
+        stop = _Stop(cancel)
+        sentences = self.session.sentences(prompt, stop, reply)
+        spoken: list[str] = []
+        refused = None
+        # A command or question for the home is answered by the home (a tool call), never in
+        # the model's own words: those would say a device did what nothing did, or is in a
+        # state nothing reported.
+        home_request = toolbox is not None and is_home_command(text)
         # Closed on every way out, so the worker has stopped writing `reply` before it is read.
-        async with contextlib.aclosing(iterate_in_thread(sentences, cancel)) as stream:
+        async with contextlib.aclosing(iterate_in_thread(sentences, stop)) as stream:
             async for sentence in stream:
                 if cancel.is_set():
                     break
+                refused = self.guard.refusal(sentence) or (
+                    "answers a request for the home in its own words" if home_request else None)
+                if refused is not None:
+                    break  # the rest is not generated: leaving the stream stops the model
+                spoken.append(sentence)
                 yield sentence
-        response.text = " ".join(reply.sentences)
+        response.text = " ".join(spoken)
+        if refused is not None:
+            for sentence in self._refused(refused, spoken, response, emit):
+                yield sentence
+            return
         if cancel.is_set() or not reply.tool_call:
             if not cancel.is_set() and not reply.sentences and toolbox is not None:
                 emit("error", {"code": "not_understood", "message": "the model gave no answer"})
             return
-        for sentence in await self._tool_call(reply.tool_call, toolbox, response, emit, dry_run):
+        for sentence in await self._tool_call(text, reply.tool_call, toolbox, response, emit, dry_run):
             yield sentence
 
-    async def _tool_call(self, output: str, toolbox: Any, response: Response, emit: Emit,
+    async def _tool_call(self, text: str, output: str, toolbox: Any, response: Response, emit: Emit,
                          dry_run: bool) -> list[str]:
-        from .home.tools import Answer, ToolError
+        from .home.tools import READ_TOOL, Answer, ToolError
 
         try:
             call = toolbox.parse(output)
@@ -221,18 +324,130 @@ class Responder:
             emit("error", {"code": "not_understood", "message": f"invalid tool call: {error}"})
             return self._said(NOT_UNDERSTOOD, response)
         if isinstance(call, Answer):
+            refused = self.guard.refusal(call.text)
+            if refused is None and is_home_command(text):
+                refused = "answers a request for the home in its own words"
+            if refused is not None:
+                return self._refused(refused, [], response, emit)
             return self._said(call.text, response)
+        entity = toolbox.entities.get(call.entity_id)
+        if entity is None or not _mentions(text, entity, acting=call.tool != READ_TOOL):
+            # A small model calls a tool for "who wrote Romeo and Juliet?" too.
+            return self._refused(f"acts on {call.entity_id}, which the request did not mention",
+                                 [], response, emit)
         assert self.home is not None
         result = await self.home.run_tool_call(call, dry_run=dry_run)
         said = self._home_result(result, response, emit)
         response.source = "llm"
         return said
 
+    def _refused(self, reason: str, spoken: list[str], response: Response, emit: Emit) -> list[str]:
+        """A reply the model must not give (reply_guard): not understood, said only if nothing of
+        the reply was spoken before it."""
+        log.info("the model's reply was not spoken: it %s", reason)
+        emit("error", {"code": "not_understood", "message": f"the model's reply {reason}"})
+        if spoken:
+            return []
+        return self._said(NOT_UNDERSTOOD, response)
+
     def _said(self, text: str, response: Response) -> list[str]:
         splitter = SentenceSplitter()
         sentences = [*splitter.feed(text), *splitter.flush()]
         response.text = " ".join(part for part in (response.text, *sentences) if part)
         return sentences
+
+
+# Words that name a kind of device ("the lamp", "the heating").
+DOMAIN_WORDS = {
+    "light": ("light", "lamp"),
+    "fan": ("fan",),
+    "climate": ("thermostat", "heating", "heater", "degree"),
+    "cover": ("blind", "curtain", "shade", "shutter"),
+    "lock": ("lock", "door"),
+    "switch": ("switch", "plug", "socket"),
+    "sensor": ("thermometer", "sensor"),
+}
+# What a request for the home may say instead of a device ("it is too bright where I cook"):
+# enough for an action, not in a question ("What is the opposite of hot?" toggled a fan).
+FEELING_WORDS = ("dark", "bright", "dim", "hot", "cold", "warm", "cool", "chilly", "stuffy", "see")
+_QUESTION = re.compile(r"^(?:what|who|whom|whose|where|when|why|how|which|is|are|was|were|do|does|did|can|could|"
+                       r"would|will|should|shall|may|might|have|has)\b|\?\s*$")
+
+
+def _words(value: str) -> str:
+    """Lower-case words without a plural s: "the Kitchen Lights" -> "the kitchen light"."""
+    return " ".join(word.removesuffix("s") for word in re.findall(r"\w+", value.casefold()))
+
+
+def _names(entity: Any) -> list[str]:
+    """How a request may name `entity`: its name, its area, its floor, and a long name without
+    its last word ("Front Door Lock": "front door")."""
+    name = _words(entity.name or "")
+    names = [name, _words(entity.area or ""), _words(getattr(entity, "floor", "") or "")]
+    if len(name.split()) >= 3:
+        names.append(name.rsplit(" ", 1)[0])
+    return [n for n in names if n]
+
+
+def _said(text: str, phrases: Any) -> bool:
+    said = f" {_words(text)} "
+    return any(f" {_words(phrase)} " in said for phrase in phrases if _words(phrase))
+
+
+def _mentions(text: str, entity: Any, acting: bool) -> bool:
+    """Whether the request `text` is about `entity`: names it, its area or its kind, or (for an
+    action asked for, not a question) says how the room feels."""
+    if _said(text, [*_names(entity), *DOMAIN_WORDS.get(entity.domain, ())]):
+        return True
+    question = _QUESTION.search(" ".join(text.casefold().split())) is not None
+    return acting and not question and _said(text, FEELING_WORDS)
+
+
+def _names_a_device(text: str, toolbox: Any) -> bool:
+    """Whether `text` names a device or an area of those the model could act on (plurals
+    too: "the kitchen lights" names "Kitchen Light")."""
+    return any(_said(text, _names(entity)) for entity in getattr(toolbox, "entities", {}).values())
+
+
+def _temperature_of(entity: Any) -> str | None:
+    """A thermometer's or thermostat's reading with its unit ("21.5 °C"), or None."""
+    if entity.available is False:
+        return None
+    unit = entity.options.get("unit_of_measurement", "") or entity.options.get("temperature_unit", "")
+    if entity.domain == "sensor" and entity.device_class == "temperature":
+        value = entity.state.get("state")
+    elif entity.domain == "climate":
+        value = entity.state.get("current_temperature")
+    else:
+        return None
+    if value in (None, "", "unknown", "unavailable"):
+        return None
+    # Said as words: a voice reads "°C" as letters.
+    unit = {"°C": "degrees Celsius", "°F": "degrees Fahrenheit", "C": "degrees Celsius",
+            "F": "degrees Fahrenheit"}.get(unit, unit)
+    return f"{value} {unit}".strip()
+
+
+class _Stop(threading.Event):
+    """Set when the turn is cancelled or when this generation is left early."""
+
+    POLL_S = 0.05
+
+    def __init__(self, turn: threading.Event) -> None:
+        super().__init__()
+        self.turn = turn
+
+    def is_set(self) -> bool:
+        return super().is_set() or self.turn.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = self.POLL_S if deadline is None else min(self.POLL_S, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            super().wait(left)
+        return True
 
 
 def _plain(slots: dict[str, Any]) -> dict[str, Any]:

@@ -37,18 +37,13 @@ from .health import BROKER_DOWN_FIX, BROKER_REFUSED_FIX, CONFIG_FIX, MODEL_FIX, 
 from .limits import LogLimiter
 from .echo import status_file as echo_status_file
 from .echo import EchoCancellingSource, with_echo_cancellation
-from .respond import Responder
+from .assembly import build_responder, start_home, timer_store
 from .status import StatusServer, server_path
 from .timers import (
-    HANDLED_INTENTS as TIMER_INTENTS,
-    TimerIntentHandler,
     TimerScheduler,
-    TimerStore,
     finished_announcement,
     missed_announcement,
 )
-from .timers import recognize as recognize_timer_intent
-from .timers import sentence_data as timer_sentences
 from .config import Config
 from .events import Event
 
@@ -478,8 +473,9 @@ class Service:
             session = loaded.session
             home = await self._start_home(config)
             scheduler = self._timer_scheduler(config, lambda: assistant)
-            responder = Responder(session, home=home, timers=TimerIntentHandler(scheduler),
-                                  recognize_timers=recognize_timer_intent)
+            responder = build_responder(
+                config, session, home=home, scheduler=scheduler, volume=lambda: sink.volume,
+                muted=lambda: assistant.muted if assistant is not None else None)
             context, _ = responder.tool_context()
             if context:
                 # The device list is part of every prompt: into the KV cache before a question.
@@ -562,17 +558,7 @@ class Service:
     @staticmethod
     async def _start_home(config: Config):
         """The home's devices and intents, learned from the broker; None without MQTT."""
-        if not (config.home.enabled and config.mqtt.enabled):
-            return None
-        from .home.assistant import HomeControl
-
-        home = HomeControl(config, allow=TIMER_INTENTS, extra_intents=[timer_sentences()])
-        try:
-            await home.start()
-        except BaseException:
-            await home.aclose()
-            raise
-        return home
+        return await start_home(config)
 
     @staticmethod
     def _timer_scheduler(config: Config, assistant) -> TimerScheduler:
@@ -586,7 +572,7 @@ class Service:
             if assistant() is not None:
                 assistant().ring(finished_announcement(timer), first=count == 1)
 
-        return TimerScheduler(TimerStore.in_state_dir(config.state_dir()), config.timers,
+        return TimerScheduler(timer_store(config), config.timers,
                               on_event=emit, on_ring=ring)
 
     def _on_event(self, event: Event) -> None:

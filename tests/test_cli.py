@@ -255,3 +255,66 @@ def test_status_exit_codes_are_documented():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     row = next(line for line in readme.splitlines() if line.startswith("| `edge-assistant status"))
     assert "1 when a part fails" in row and "3 when none runs" in row and "4 when this user may not ask" in row
+# --- ask answers as the daemon does -----------------------------------------------------------
+
+
+@pytest.fixture
+def no_broker_config(tmp_path, tiny_gguf):
+    """The tiny model, MQTT on but no broker listening."""
+    from tests.support.mqtt_fixtures import free_port
+
+    path = tmp_path / "no-broker.toml"
+    path.write_text(
+        f"[llm]\nmodel = '{tiny_gguf}'\nn_ctx = 512\nmax_tokens = 12\ntemperature = 0.0\nseed = 1\n"
+        f"[service]\nstate_dir = '{tmp_path / 'state'}'\n"
+        f"[mqtt]\nhost = '127.0.0.1'\nport = {free_port()}\n"
+    )
+    return path
+
+
+def ask_json(config, question: str) -> dict:
+    result = run("ask", "--json", question, config=config)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_ask_says_the_time_date_and_sums_from_the_device_without_a_broker(no_broker_config):
+    import datetime
+
+    before = datetime.datetime.now()
+    reply = ask_json(no_broker_config, "What time is it?")
+    after = datetime.datetime.now()
+    assert reply["source"] == "device" and "model" not in reply  # no LLM call
+    times = {f"{t.hour % 12 or 12}:{t.minute:02d} {'AM' if t.hour < 12 else 'PM'}" for t in (before, after)}
+    assert any(reply["text"] == f"It is {t}." for t in times), reply["text"]
+    assert before.strftime("%A") in ask_json(no_broker_config, "What's the date today?")["text"]
+    assert ask_json(no_broker_config, "What is 15 times 12?")["text"] == "15 times 12 is 180."
+    assert ask_json(no_broker_config, "convert 5 miles to kilometers")["text"] == "5 miles is 8.05 kilometers."
+
+
+def test_ask_says_a_home_command_cannot_reach_the_home(no_broker_config):
+    for command in ("Turn on the kitchen light", "Is the kitchen light on?"):
+        reply = ask_json(no_broker_config, command)
+        assert reply["text"] == "Sorry, I can't reach your home's devices right now.", command
+        assert reply["source"] == "device" and reply["actions"] == []
+        assert [error["code"] for error in reply["errors"]] == ["home_unreachable"]
+
+
+def test_ask_reads_the_devices_timers_and_never_changes_them(no_broker_config, tmp_path):
+    import time
+
+    from edge_assistant.timers import Timer, TimerStore
+
+    assert ask_json(no_broker_config, "How much time is left on my timer?")["text"] == "No timers."
+    # A daemon's timer, as it saved it: 10 minutes, started a minute ago.
+    store = TimerStore.in_state_dir(tmp_path / "state")
+    now = time.time()
+    store.save([Timer(id="t1", kind="timer", name=None, duration_s=600.0, total_s=600.0,
+                      ends_at=now + 540, created_at=now - 60)])
+    saved = store.path.read_bytes()
+    reply = ask_json(no_broker_config, "How much time is left on my timer?")
+    assert reply["source"] == "timers" and "9 minutes" in reply["text"], reply["text"]
+    refused = ask_json(no_broker_config, "set a timer for 5 minutes")
+    assert "ask the running assistant" in refused["text"]
+    assert [error["code"] for error in refused["errors"]] == ["timer_read_only"]
+    assert store.path.read_bytes() == saved

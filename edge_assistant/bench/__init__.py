@@ -18,6 +18,8 @@ Sections, each runnable alone, and the module that measures them::
                          the sequential way (wait out the silence, transcribe, generate all,
                          synthesize all, play)
     barge_in  barge_in.py  time from the wake word, spoken over a reply, to silence
+    answers   answers.py   right answers per category of a question set kept in the repo (the
+                         clock, timers, the home, sums, knowledge...) and the invented ones
     memory    daemon.py  RSS of a fresh process with every model loaded, and over many turns
 
 Every timed figure is a median over `runs` repetitions, with `.min` and `.max` beside it.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SECTIONS = ("llm", "kv_reuse", "stt", "tts", "wake", "wake_accuracy", "idle", "endpoint", "e2e", "barge_in",
-            "stop", "home", "memory")
+            "stop", "home", "answers", "memory")
 DEFAULT_RUNS = 5
 QUICK_RUNS = 2
 DEFAULT_QUESTION = "What is the capital of France?"

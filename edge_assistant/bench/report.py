@@ -56,6 +56,9 @@ TARGETS = (
     Target("home.template_accuracy", ">=", 0.95, "at least 95% of the sentences a template matched done right"),
     Target("home.wrong_device_actions", "<=", 0.0, "no action on a device the sentence did not mean"),
     Target("home.fallback_after_100_s", "<=", 1.5, "an LLM fallback within 1.5 s after 100 template commands"),
+    Target("answers.invented", "<=", 0, "no invented answer: no made-up time, timer, action or device"),
+    *(Target(f"answers.{category}", ">=", 1.0, f"every {category} question answered right (the device knows)")
+      for category in ("time", "date", "timers", "alarms", "devices", "device", "arithmetic", "conversions")),
     Target("memory.peak_rss_mb", "<", 1024.0, "peak RSS under 1 GB with the embedded default models",
            embedded_only=True),
     Target("memory.growth_mb", "<=", GROWTH_LIMIT_MB, "no memory growth over the turns"),
@@ -118,7 +121,8 @@ def _rounded(value: Any) -> Any:
 TEXT_KEYS = frozenset({"e2e.question", "e2e.transcript", "e2e.reply", "e2e.reply_sentences",
                        "e2e.sequential_reply", "stt.engine", "barge_in.wake_word",
                        "endpoint.pauses_s", "endpoint.engine",
-                       "wake_accuracy.phrase", "wake_accuracy.engine"})
+                       "wake_accuracy.phrase", "wake_accuracy.engine",
+                       "answers.model", "answers.misses", "answers.invented_answers"})
 
 
 def _is_figure(key: str, value: Any) -> bool:

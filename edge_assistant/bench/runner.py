@@ -10,6 +10,7 @@ from typing import Callable
 
 from .. import __version__, models
 from ..config import Config
+from .answers import bench_answers
 from .barge_in import bench_barge_in
 from .daemon import bench_idle, bench_memory
 from .e2e import bench_e2e
@@ -42,6 +43,7 @@ MEASURES: dict[str, Measure] = {
     "barge_in": bench_barge_in,
     "stop": bench_stop,
     "home": bench_home,
+    "answers": bench_answers,
     "memory": bench_memory,
 }
 
