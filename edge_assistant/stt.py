@@ -59,8 +59,8 @@ DEFAULT_ENGINE = "moonshine"
 MOONSHINE_THREADS = 2
 # vosk recomputes its best path for every partial result; five updates a second suffice.
 PARTIAL_INTERVAL_S = 0.2
-# Whisper keeps the whole utterance; the endpointer cuts utterances long before this.
-WHISPER_MAX_AUDIO_S = 300.0
+# Whisper and Moonshine keep the whole utterance; the endpointer cuts it long before this.
+BATCH_MAX_AUDIO_S = 300.0
 
 
 class SttError(RuntimeError):
@@ -386,10 +386,10 @@ class BatchTranscriber(Transcriber):
         self._audio = bytearray()
 
     def _accept(self, frame: bytes) -> str | None:
-        room = int(WHISPER_MAX_AUDIO_S * BYTES_PER_SECOND) - len(self._audio)
+        room = int(BATCH_MAX_AUDIO_S * BYTES_PER_SECOND) - len(self._audio)
         if room < len(frame):
             log.warning("utterance longer than %.0f s; the rest is not transcribed",
-                        WHISPER_MAX_AUDIO_S)
+                        BATCH_MAX_AUDIO_S)
         self._audio += frame[: max(0, room)]
         return None
 
