@@ -72,7 +72,7 @@ class Home(Protocol):
 
     async def confirm(self, answer: str) -> HomeResultLike: ...
 
-    async def run_tool_call(self, call: Any, *, dry_run: bool = False) -> HomeResultLike: ...
+    async def run_tool_call(self, call: Any, *, dry_run: bool = False, request: str | None = None) -> HomeResultLike: ...
 
     def toolbox(self) -> Any: ...
 
@@ -336,7 +336,7 @@ class Responder:
             return self._refused(f"acts on {call.entity_id}, which the request did not mention",
                                  [], response, emit)
         assert self.home is not None
-        result = await self.home.run_tool_call(call, dry_run=dry_run)
+        result = await self.home.run_tool_call(call, dry_run=dry_run, request=text)
         said = self._home_result(result, response, emit)
         response.source = "llm"
         return said

@@ -119,7 +119,8 @@ def test_a_tool_call_must_concern_a_device_the_request_mentions(tmp_path, script
         responder = build_responder(config, session, home=home)
         response, events = Response(), []
         said = await responder._tool_call(request_text, '{"tool": "toggle", "entity_id": "fan.bedroom_fan"}',
-                                          home.toolbox(), response, lambda kind, data: events.append((kind, data)),
+                                          home.toolbox(request_text), response,
+                                          lambda kind, data: events.append((kind, data)),
                                           False)
         return said, response, events
 
