@@ -239,8 +239,8 @@ class MqttConfig:
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    # Models, history and pulled files; "" means $STATE_DIRECTORY (systemd) or
-    # ~/.local/share/edge-assistant.
+    # Models, history, pulled files and timers; "" means $STATE_DIRECTORY (systemd) or
+    # ~/.local/share/edge-assistant, with timers in its <device_id>/ folder.
     state_dir: str = ""
     log_level: str = field(default="info", metadata=_one_of("debug", "info", "warning", "error"))
     # Seconds after a reply during which the user may speak again without the wake word.
@@ -382,12 +382,21 @@ class Config:
     source: str = field(default="<defaults>", compare=False)
 
     def state_dir(self) -> Path:
+        return self._set_state_dir() or shared_state_dir()
+
+    def device_state_dir(self) -> Path:
+        """What belongs to this device alone (its timers): the state directory when one is set
+        (service.state_dir, or systemd's per-service $STATE_DIRECTORY); otherwise a folder per
+        device id under the shared one, so that two daemons on one account keep apart."""
+        return self._set_state_dir() or shared_state_dir() / self.device_id()
+
+    def _set_state_dir(self) -> Path | None:
         if self.service.state_dir:
             return Path(self.service.state_dir).expanduser()
         systemd_state = os.environ.get("STATE_DIRECTORY")
         if systemd_state:
             return Path(systemd_state.split(":")[0])
-        return Path.home() / ".local" / "share" / "edge-assistant"
+        return None
 
     def device_id(self) -> str:
         return self.mqtt.device_id or sanitize_device_id(socket.gethostname())
@@ -396,6 +405,11 @@ class Config:
 TABLES: dict[str, type] = {
     name: hint for name, hint in typing.get_type_hints(Config).items() if name != "source"
 }
+
+
+def shared_state_dir() -> Path:
+    """Models and pulled files when no state directory is set, shared by every device id."""
+    return Path.home() / ".local" / "share" / "edge-assistant"
 
 
 def sanitize_device_id(name: str) -> str:

@@ -572,7 +572,7 @@ class Service:
 
     @staticmethod
     def _timer_scheduler(config: Config, assistant) -> TimerScheduler:
-        """Timers kept in the state directory; `assistant()` is the one they ring on."""
+        """Timers kept for this device id; `assistant()` is the one they ring on."""
 
         def emit(kind: str, data: dict[str, Any]) -> None:
             if assistant() is not None:
@@ -582,7 +582,7 @@ class Service:
             if assistant() is not None:
                 assistant().ring(finished_announcement(timer), first=count == 1)
 
-        return TimerScheduler(TimerStore.in_state_dir(config.state_dir()), config.timers,
+        return TimerScheduler(TimerStore.of_device(config), config.timers,
                               on_event=emit, on_ring=ring)
 
     def _on_event(self, event: Event) -> None:
