@@ -108,7 +108,7 @@ class VadConfig:
     silence_s: float = field(default=0.8, metadata=_between(0.1, 10.0))
     min_speech_s: float = field(default=0.25, metadata=_between(0.0, 10.0))
     max_utterance_s: float = field(default=15.0, metadata=_between(1.0, 300.0))
-    pre_roll_s: float = field(default=0.3, metadata=_between(0.0, 5.0))
+    pre_roll_s: float = field(default=0.6, metadata=_between(0.0, 5.0))
     no_speech_timeout_s: float = field(default=6.0, metadata=_between(0.5, 120.0))
     # A pause this long is where the end-of-turn model is asked and Whisper transcribes what
     # was said so far; silence_s still ends any turn.

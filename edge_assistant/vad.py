@@ -144,11 +144,14 @@ class Endpointer:
         self._max_bytes = _bytes(config.max_utterance_s)
         self.reset()
 
-    def reset(self, *, no_speech_timeout_s: float | None = None) -> None:
+    def reset(self, *, no_speech_timeout_s: float | None = None, after_word: bool = False) -> None:
         """Start looking for a new utterance; the detector keeps its context (same stream).
 
         `no_speech_timeout_s` replaces `vad.no_speech_timeout_s` for this utterance
-        (`math.inf`: wait for speech forever).
+        (`math.inf`: wait for speech forever). `after_word`: the audio starts at the end of a
+        word that is not part of the utterance (the wake word, whose end is only known to
+        within a tenth of a second); speech at its very start that stops before it is an
+        utterance is that word's last sound, and the pre-roll never reaches back into it.
         """
         timeout_s = no_speech_timeout_s
         if timeout_s is None:
@@ -166,10 +169,19 @@ class Endpointer:
         self._probability: float | None = None  # the model's verdict on this pause
         self._end_pending = False  # the model judged the turn complete; the words may hold it
         self._ended: EndpointEvent | None = None
+        # after_word: "pending" until the detector's first decision, "in" while that word's
+        # tail may still be sounding, then None.
+        self._word_tail: str | None = "pending" if after_word else None
 
     @property
     def in_speech(self) -> bool:
         return self._speech_start is not None and self._ended is None
+
+    @property
+    def hearing_speech(self) -> bool:
+        """Whether the last frame was judged speech (even before `min_speech_s` made it an
+        utterance)."""
+        return self._speaking and self._ended is None
 
     @property
     def done(self) -> bool:
@@ -204,6 +216,8 @@ class Endpointer:
         probability = self.vad.process(frame)
         if probability is not None:
             self._speaking = probability >= self.config.threshold
+            if self._word_tail == "pending":
+                self._word_tail = "in" if self._speaking else None
         frame_start = self._position
         self._position += len(frame)
         if self._speech_start is None:
@@ -213,6 +227,10 @@ class Endpointer:
     def _before_speech(self, frame: bytes, frame_start: int) -> list[EndpointEvent]:
         self._recent += frame
         if not self._speaking:
+            if self._word_tail == "in":
+                # The preceding word's tail, too short to be speech of its own: not pre-roll.
+                self._recent = bytearray(frame)
+                self._word_tail = None
             self._run_start = None
         elif self._run_start is None:
             self._run_start = frame_start
