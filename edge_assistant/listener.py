@@ -313,7 +313,8 @@ class Listener:
             # A gap in what the VAD heard: context from before it would only mislead it.
             self.endpointer.vad.reset()
             self._vad_in_sync = True
-        self.endpointer.reset(no_speech_timeout_s=no_speech_timeout_s, after_word=woken)
+        after_word_s = self.wake.phrase_end_margin_s if woken and self.wake is not None else 0.0
+        self.endpointer.reset(no_speech_timeout_s=no_speech_timeout_s, after_word_s=after_word_s)
         self._draft = None
         self.timing = TurnTiming()
 

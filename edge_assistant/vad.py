@@ -144,14 +144,14 @@ class Endpointer:
         self._max_bytes = _bytes(config.max_utterance_s)
         self.reset()
 
-    def reset(self, *, no_speech_timeout_s: float | None = None, after_word: bool = False) -> None:
+    def reset(self, *, no_speech_timeout_s: float | None = None, after_word_s: float = 0.0) -> None:
         """Start looking for a new utterance; the detector keeps its context (same stream).
 
         `no_speech_timeout_s` replaces `vad.no_speech_timeout_s` for this utterance
-        (`math.inf`: wait for speech forever). `after_word`: the audio starts at the end of a
-        word that is not part of the utterance (the wake word, whose end is only known to
-        within a tenth of a second); speech at its very start that stops before it is an
-        utterance is that word's last sound, and the pre-roll never reaches back into it.
+        (`math.inf`: wait for speech forever). `after_word_s`: the audio may start with this
+        much of the end of a word that is not part of the utterance (the wake word, whose end
+        is only known roughly). Speech there does not count towards `min_speech_s`, and if it
+        stops before it is an utterance, the pre-roll never reaches back into it.
         """
         timeout_s = no_speech_timeout_s
         if timeout_s is None:
@@ -169,9 +169,10 @@ class Endpointer:
         self._probability: float | None = None  # the model's verdict on this pause
         self._end_pending = False  # the model judged the turn complete; the words may hold it
         self._ended: EndpointEvent | None = None
-        # after_word: "pending" until the detector's first decision, "in" while that word's
+        # after_word_s: "pending" until the detector's first decision, "in" while that word's
         # tail may still be sounding, then None.
-        self._word_tail: str | None = "pending" if after_word else None
+        self._word_tail: str | None = "pending" if after_word_s > 0 else None
+        self._word_tail_bytes = _bytes(after_word_s)
 
     @property
     def in_speech(self) -> bool:
@@ -180,8 +181,8 @@ class Endpointer:
     @property
     def hearing_speech(self) -> bool:
         """Whether the last frame was judged speech (even before `min_speech_s` made it an
-        utterance)."""
-        return self._speaking and self._ended is None
+        utterance), other than the tail of the word before (`reset(after_word=True)`)."""
+        return bool(self._speaking) and self._ended is None and self._word_tail != "in"
 
     @property
     def done(self) -> bool:
@@ -235,7 +236,10 @@ class Endpointer:
         elif self._run_start is None:
             self._run_start = frame_start
         running = self._run_start is not None
-        if running and self._position - self._run_start >= self._min_speech_bytes:
+        counted_from = self._run_start
+        if running and self._word_tail == "in":
+            counted_from = max(self._run_start, self._word_tail_bytes)
+        if running and self._position - counted_from >= self._min_speech_bytes:
             return self._start_speech()
         keep = self._pre_roll_bytes + self._min_speech_bytes + 2 * len(frame)
         if len(self._recent) > keep:

@@ -290,6 +290,11 @@ class WakeDetector:
         return self._position_bytes / BYTES_PER_SECOND
 
     @property
+    def phrase_end_margin_s(self) -> float:
+        """How far before the wake phrase's true end `Detection.phrase_end_s` may be."""
+        return _RISE_STEPS * self._engine.step_s
+
+    @property
     def speaking(self) -> bool:
         return self._speaking
 
