@@ -272,7 +272,7 @@ def test_wake_earcon_and_error_notice(tmp_path, tiny_gguf, listener_models, synt
     played = read_wav(tmp_path / "speaker.wav")
     wake_tone, error_tone = earcon("wake").samples, earcon("error").samples
     assert played.size == wake_tone.size + error_tone.size
-    assert 600 < dominant_hz(played[: wake_tone.size], SAMPLE_RATE) < 950
+    assert 800 < dominant_hz(played[: wake_tone.size], SAMPLE_RATE) < 1400
     assert dominant_hz(played[wake_tone.size :], SAMPLE_RATE) < 800
 
 
