@@ -169,9 +169,7 @@ class Endpointer:
         self._probability: float | None = None  # the model's verdict on this pause
         self._end_pending = False  # the model judged the turn complete; the words may hold it
         self._ended: EndpointEvent | None = None
-        # after_word_s: "pending" until the detector's first decision, "in" while that word's
-        # tail may still be sounding, then None.
-        self._word_tail: str | None = "pending" if after_word_s > 0 else None
+        # A run of speech that starts before this may be the word before's last sound.
         self._word_tail_bytes = _bytes(after_word_s)
 
     @property
@@ -182,7 +180,10 @@ class Endpointer:
     def hearing_speech(self) -> bool:
         """Whether the last frame was judged speech (even before `min_speech_s` made it an
         utterance), other than the tail of the word before (`reset(after_word=True)`)."""
-        return bool(self._speaking) and self._ended is None and self._word_tail != "in"
+        return bool(self._speaking) and self._ended is None and not self._in_word_tail()
+
+    def _in_word_tail(self) -> bool:
+        return self._run_start is not None and self._run_start < self._word_tail_bytes
 
     @property
     def done(self) -> bool:
@@ -217,8 +218,6 @@ class Endpointer:
         probability = self.vad.process(frame)
         if probability is not None:
             self._speaking = probability >= self.config.threshold
-            if self._word_tail == "pending":
-                self._word_tail = "in" if self._speaking else None
         frame_start = self._position
         self._position += len(frame)
         if self._speech_start is None:
@@ -228,17 +227,16 @@ class Endpointer:
     def _before_speech(self, frame: bytes, frame_start: int) -> list[EndpointEvent]:
         self._recent += frame
         if not self._speaking:
-            if self._word_tail == "in":
-                # The preceding word's tail, too short to be speech of its own: not pre-roll.
+            if self._in_word_tail():
+                # The word before's last sound, too short to be speech of its own: not pre-roll.
                 self._recent = bytearray(frame)
-                self._word_tail = None
             self._run_start = None
         elif self._run_start is None:
             self._run_start = frame_start
         running = self._run_start is not None
         counted_from = self._run_start
-        if running and self._word_tail == "in":
-            counted_from = max(self._run_start, self._word_tail_bytes)
+        if running and self._in_word_tail():
+            counted_from = self._word_tail_bytes
         if running and self._position - counted_from >= self._min_speech_bytes:
             return self._start_speech()
         keep = self._pre_roll_bytes + self._min_speech_bytes + 2 * len(frame)
