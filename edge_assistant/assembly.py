@@ -30,8 +30,9 @@ READ_ONLY_TIMERS = ("I can only tell you about timers and alarms here; "
 
 
 def timer_store(config: Config) -> TimerStore:
-    """Where the device keeps its timers and alarms."""
-    return TimerStore.in_state_dir(config.state_dir())
+    """Where the device keeps its timers and alarms: its own, whatever other devices run on
+    this account."""
+    return TimerStore.of_device(config)
 
 
 class ReadOnlyTimerStore(TimerStore):

@@ -111,7 +111,7 @@ class VadConfig:
     silence_s: float = field(default=0.8, metadata=_between(0.1, 10.0))
     min_speech_s: float = field(default=0.25, metadata=_between(0.0, 10.0))
     max_utterance_s: float = field(default=15.0, metadata=_between(1.0, 300.0))
-    pre_roll_s: float = field(default=0.3, metadata=_between(0.0, 5.0))
+    pre_roll_s: float = field(default=0.6, metadata=_between(0.0, 5.0))
     no_speech_timeout_s: float = field(default=6.0, metadata=_between(0.5, 120.0))
     # A pause this long is where the end-of-turn model is asked and Whisper transcribes what
     # was said so far; silence_s still ends any turn.
@@ -244,8 +244,9 @@ class MqttConfig:
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    # Models, history and pulled files; "" means $STATE_DIRECTORY (systemd), else the service's
-    # /var/lib/edge-assistant with the system config, else ~/.local/share/edge-assistant.
+    # Models, history, pulled files and timers; "" means $STATE_DIRECTORY (systemd), else the
+    # service's /var/lib/edge-assistant with the system config, else ~/.local/share/edge-assistant
+    # with each device id's timers in its own <device_id>/ folder.
     state_dir: str = ""
     log_level: str = field(default="info", metadata=_one_of("debug", "info", "warning", "error"))
     # Seconds after a reply during which the user may speak again without the wake word.
@@ -445,6 +446,15 @@ class Config:
     source: str = field(default="<defaults>", compare=False)
 
     def state_dir(self) -> Path:
+        return self._set_state_dir() or shared_state_dir()
+
+    def device_state_dir(self) -> Path:
+        """What belongs to this device alone (its timers): the state directory when one is set
+        (service.state_dir, or systemd's per-service $STATE_DIRECTORY); otherwise a folder per
+        device id under the shared one, so that two daemons on one account keep apart."""
+        return self._set_state_dir() or shared_state_dir() / self.device_id()
+
+    def _set_state_dir(self) -> Path | None:
         if self.service.state_dir:
             return Path(self.service.state_dir).expanduser()
         systemd_state = os.environ.get("STATE_DIRECTORY")
@@ -454,7 +464,7 @@ class Config:
             # A command run on the service's config (`sudo edge-assistant ...`) finds and keeps
             # models where the service does, not in the home of whoever runs it.
             return SYSTEM_STATE_DIR
-        return Path.home() / ".local" / "share" / "edge-assistant"
+        return None
 
     def is_system_config(self) -> bool:
         return not self.source.startswith("<") and os.path.realpath(self.source) == os.path.realpath(SYSTEM_CONFIG)
@@ -466,6 +476,11 @@ class Config:
 TABLES: dict[str, type] = {
     name: hint for name, hint in typing.get_type_hints(Config).items() if name != "source"
 }
+
+
+def shared_state_dir() -> Path:
+    """Models and pulled files when no state directory is set, shared by every device id."""
+    return Path.home() / ".local" / "share" / "edge-assistant"
 
 
 def sanitize_device_id(name: str) -> str:

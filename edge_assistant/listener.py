@@ -54,6 +54,10 @@ _BATCH_BYTES = int(BATCH_S * SAMPLE_RATE) * SAMPLE_WIDTH
 # After the assistant said "stop": the device's buffer, the room's echo and the stop word's
 # own delay.
 _OWN_STOP_TAIL_S = 1.5
+# Audio kept while waiting for the wake word: the words said straight after it were heard
+# before the detector fired (from `Detection.phrase_end_s` on, they go to the endpointer).
+_WAKE_LOOKBACK_BYTES = int(1.0 * SAMPLE_RATE) * SAMPLE_WIDTH
+_REPLAY_FRAME_BYTES = SAMPLE_RATE // 100 * SAMPLE_WIDTH
 
 Emit = Callable[[Event], "Awaitable[None] | None"]
 
@@ -138,6 +142,7 @@ class Listener:
         # the room. Before, it leaves the assistant's voice loud enough to sound like "stop".
         self.echo_settled: Callable[[], bool] | None = None
         self._recent = bytearray()
+        self._before_wake = bytearray()  # the last _WAKE_LOOKBACK_BYTES while not listening
         # When the stream began, and how much of it was heard: a frame's capture time is
         # estimated from them, since frames may wait in the source's queue while the listener
         # catches up, and a hold is about when the sound was captured, not when it is processed.
@@ -237,6 +242,7 @@ class Listener:
             self.wake.reset()
         self._stop_word_on = False
         self._recent.clear()
+        self._before_wake.clear()
         self._began_at, self._heard_bytes = time.monotonic(), 0
         if skip_wake:
             self.listen_now()
@@ -256,17 +262,35 @@ class Listener:
             if not self._listening:
                 self._take_listen_request()
             if self._listening:
+                self._before_wake.clear()
                 self._follow_utterance(frame, events)
-            elif detection is not None:
-                self._start_turn(self.config.vad.no_speech_timeout_s, woken=True)
-                events.append(
-                    Event("wake", {"model": detection.model, "score": round(detection.score, 3)},
-                          turn_id=self._turn_id)
-                )
+                continue
+            self._before_wake += frame
+            del self._before_wake[: max(0, len(self._before_wake) - _WAKE_LOOKBACK_BYTES)]
+            if detection is not None:
+                self._wake(detection, events)
             else:
                 # The VAD only hears frames past the wake word.
                 self._vad_in_sync = False
         return events
+
+    def _wake(self, detection, events: list[Event]) -> None:
+        """Start the turn where the wake word ended, not where it was detected: what was said
+        since (people say the wake word and the request in one breath) goes to the endpointer."""
+        self._start_turn(self.config.vad.no_speech_timeout_s, woken=True)
+        since_wake = int(max(0.0, self.wake.time_s - detection.phrase_end_s) * SAMPLE_RATE) * SAMPLE_WIDTH
+        replay = bytes(self._before_wake[len(self._before_wake) - min(since_wake, len(self._before_wake)):])
+        self._before_wake.clear()
+        followed: list[Event] = []
+        for start in range(0, len(replay), _REPLAY_FRAME_BYTES):
+            if not self._listening:
+                break
+            self._follow_utterance(replay[start : start + _REPLAY_FRAME_BYTES], followed)
+        # "speaking": the person is talking on already (the wake earcon may be left out).
+        events.append(Event("wake", {"model": detection.model, "score": round(detection.score, 3),
+                                     "speaking": bool(self.endpointer.in_speech or self.endpointer.hearing_speech)},
+                            turn_id=self._turn_id))
+        events.extend(followed)
 
     def _hear_stop_word(self, frame: bytes, events: list[Event]) -> None:
         assert self.stop_word is not None
@@ -319,7 +343,8 @@ class Listener:
             # A gap in what the VAD heard: context from before it would only mislead it.
             self.endpointer.vad.reset()
             self._vad_in_sync = True
-        self.endpointer.reset(no_speech_timeout_s=no_speech_timeout_s)
+        after_word_s = self.wake.phrase_end_margin_s if woken and self.wake is not None else 0.0
+        self.endpointer.reset(no_speech_timeout_s=no_speech_timeout_s, after_word_s=after_word_s)
         self._draft = None
         self.timing = TurnTiming()
 

@@ -46,8 +46,6 @@ SENTENCE_QUEUE = 16
 AUDIO_QUEUE = 4
 
 ERROR_NOTICE = "Sorry, something went wrong."
-# After the wake earcon is handed to the speaker: the device still plays it and the room echoes.
-EARCON_TAIL_S = 0.3
 
 
 @dataclass
@@ -228,8 +226,10 @@ class Assistant:
         # Short tasks outside the stages (earcons, error notices): kept so that they can be
         # awaited on stop and their failures logged, never dropped.
         self.side_tasks: set[asyncio.Task] = set()
-        # Wake earcons playing or echoing (silenced for the listener when echo is not cancelled).
-        self._earcons_muting = 0
+        # Whether what the microphone hears of the assistant's own sound is silenced while
+        # listening (with echo cancellation): not after a wake word that came while nothing
+        # played, since then only the wake earcon sounds, over the person's words.
+        self._hide_own_sound = True
 
     # --- events and state ---------------------------------------------------------------------
 
@@ -340,29 +340,31 @@ class Assistant:
     async def _gated_frames(self, frames: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         """The microphone, minus what arrives while muted (still read, so nothing overflows).
 
-        While listening for a person's words, what the microphone heard of the assistant's
-        own sound is silence for the endpointer: the wake earcon, the end of a reply and its
-        echo. A source that cancels echo says when that was (`hears_own_sound`); otherwise the
-        wake earcon and its tail are silenced."""
+        While listening for a person's words, what is left of a reply's end and its echo after
+        cancelling is silence for the endpointer (a source that cancels echo says when that
+        was: `hears_own_sound`). The wake earcon is not: people talk straight on after the
+        wake word, and their words over it must be heard. Its echo is cancelled; without a
+        canceller it is not played over a person already speaking (`_on_wake`), and the
+        recognizer makes no words of the short tones."""
         async for frame in frames:
             if self.muted:
                 continue
-            if getattr(self.source, "cancels_echo", False):
+            if getattr(self.source, "cancels_echo", False) and self._hide_own_sound:
                 listening = self.state == State.LISTENING or self.listener.listening
                 if listening and self.source.hears_own_sound:
                     frame = bytes(len(frame))
-            elif self._earcons_muting:
-                frame = bytes(len(frame))
             yield frame
 
     def _on_listener_event(self, event: Event) -> None:
         self.emit(event)
         if event.type == "wake":
             self._stop_ringing("wake word")
+            # A reply cut short still echoes; otherwise only the wake earcon will sound.
+            self._hide_own_sound = self.active is not None
             if self.active is not None:
                 self.cancel_turn("wake word")
             self.set_state(State.LISTENING, event.turn_id)
-            self._play_earcon("wake")
+            self._on_wake(event)
         elif event.type == "stop_word":
             self._stop_ringing("stop word")
             self.cancel_turn("stop word")
@@ -391,20 +393,21 @@ class Assistant:
         if not task.cancelled() and task.exception() is not None:
             log_fault(log, f"{task.get_name()} failed", task.exception())
 
+    def _on_wake(self, event: Event) -> None:
+        """The wake earcon says "I am listening", unless the person is talking already: they
+        need no cue then, and a microphone that hears the speaker whole would hear it over
+        their words (with echo cancellation it is cancelled, so it plays all the same)."""
+        cancels_echo = getattr(self.source, "cancels_echo", False)
+        if event.data.get("speaking") and not cancels_echo:
+            log.debug("wake earcon left out: the person is already speaking")
+            return
+        self._play_earcon("wake")
+
     def _play_earcon(self, kind: str) -> None:
         sound = self.earcons.get(kind)
         if sound is None or not self.config.service.earcons:
             return
-        play = self.sink.play(sound.samples, sound.sample_rate)
-        self._start_side_task(self._muting(play) if kind == "wake" else play, f"earcon-{kind}")
-
-    async def _muting(self, play) -> None:
-        self._earcons_muting += 1
-        try:
-            await play
-            await asyncio.sleep(EARCON_TAIL_S)
-        finally:
-            self._earcons_muting -= 1
+        self._start_side_task(self.sink.play(sound.samples, sound.sample_rate), f"earcon-{kind}")
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -638,6 +641,7 @@ class Assistant:
             own_stop = self.listener is not None and says_stop(item.text)
             if own_stop:
                 self.listener.hold_stop_word(len(item.samples) / item.sample_rate)
+            self._hide_own_sound = True
             if not turn.speaking_started:
                 turn.speaking_started = True
                 if self.listener is not None:
@@ -692,6 +696,7 @@ class Assistant:
 
     async def _error_notice(self, turn_id: str | None) -> None:
         """Tell the person the turn failed: an earcon, or a spoken sentence without earcons."""
+        self._hide_own_sound = True
         self.set_state(State.ERROR, turn_id)
         try:
             sound = self.earcons.get("error")

@@ -562,7 +562,7 @@ class Service:
 
     @staticmethod
     def _timer_scheduler(config: Config, assistant) -> TimerScheduler:
-        """Timers kept in the state directory; `assistant()` is the one they ring on."""
+        """Timers kept for this device id; `assistant()` is the one they ring on."""
 
         def emit(kind: str, data: dict[str, Any]) -> None:
             if assistant() is not None:

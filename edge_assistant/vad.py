@@ -144,11 +144,14 @@ class Endpointer:
         self._max_bytes = _bytes(config.max_utterance_s)
         self.reset()
 
-    def reset(self, *, no_speech_timeout_s: float | None = None) -> None:
+    def reset(self, *, no_speech_timeout_s: float | None = None, after_word_s: float = 0.0) -> None:
         """Start looking for a new utterance; the detector keeps its context (same stream).
 
         `no_speech_timeout_s` replaces `vad.no_speech_timeout_s` for this utterance
-        (`math.inf`: wait for speech forever).
+        (`math.inf`: wait for speech forever). `after_word_s`: the audio may start with this
+        much of the end of a word that is not part of the utterance (the wake word, whose end
+        is only known roughly). Speech there does not count towards `min_speech_s`, and if it
+        stops before it is an utterance, the pre-roll never reaches back into it.
         """
         timeout_s = no_speech_timeout_s
         if timeout_s is None:
@@ -166,10 +169,21 @@ class Endpointer:
         self._probability: float | None = None  # the model's verdict on this pause
         self._end_pending = False  # the model judged the turn complete; the words may hold it
         self._ended: EndpointEvent | None = None
+        # A run of speech that starts before this may be the word before's last sound.
+        self._word_tail_bytes = _bytes(after_word_s)
 
     @property
     def in_speech(self) -> bool:
         return self._speech_start is not None and self._ended is None
+
+    @property
+    def hearing_speech(self) -> bool:
+        """Whether the last frame was judged speech (even before `min_speech_s` made it an
+        utterance), other than the tail of the word before (`reset(after_word=True)`)."""
+        return bool(self._speaking) and self._ended is None and not self._in_word_tail()
+
+    def _in_word_tail(self) -> bool:
+        return self._run_start is not None and self._run_start < self._word_tail_bytes
 
     @property
     def done(self) -> bool:
@@ -213,11 +227,17 @@ class Endpointer:
     def _before_speech(self, frame: bytes, frame_start: int) -> list[EndpointEvent]:
         self._recent += frame
         if not self._speaking:
+            if self._in_word_tail():
+                # The word before's last sound, too short to be speech of its own: not pre-roll.
+                self._recent = bytearray(frame)
             self._run_start = None
         elif self._run_start is None:
             self._run_start = frame_start
         running = self._run_start is not None
-        if running and self._position - self._run_start >= self._min_speech_bytes:
+        counted_from = self._run_start
+        if running and self._in_word_tail():
+            counted_from = self._word_tail_bytes
+        if running and self._position - counted_from >= self._min_speech_bytes:
             return self._start_speech()
         keep = self._pre_roll_bytes + self._min_speech_bytes + 2 * len(frame)
         if len(self._recent) > keep:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
@@ -40,6 +41,15 @@ OPENWAKEWORD_DEFAULT_CUTOFF = 0.5
 # openWakeWord computes a mel window per 80 ms; feeding it less only costs array shifts.
 _OPENWAKEWORD_CHUNK_BYTES = 1280 * SAMPLE_WIDTH
 DEFAULT_SPEAKING_TAIL_S = 0.5
+# Where the wake phrase ended: a detection comes 0.05 to 0.5 s after it (piper and espeak-ng
+# voices, openWakeWord), but the score first rises past _RISE_SCORE within about a step of the
+# end, even when the words go on without a pause. It is looked for _RISE_WINDOW_S back from
+# the detection (a wake phrase is about as long). The end is taken _RISE_STEPS steps before
+# the rise: Whisper makes nothing of the wake word's last sound, while a request whose first
+# word is cut short loses it ("turn on the light" heard as "on the light").
+_RISE_SCORE = 0.05
+_RISE_WINDOW_S = 0.5
+_RISE_STEPS = 2
 # A detection that may be the assistant's own voice waits this much more audio before it counts:
 # the echo canceller is at most a batch ahead of the listener, and the reference's detector
 # may cross its cutoff a few hundredths of a second after the microphone's does.
@@ -57,6 +67,9 @@ class Detection:
     score: float
     # End of the frame that triggered, in seconds of audio since the last reset.
     time_s: float
+    # Where the wake phrase ended, as near as the scores tell (at most time_s): what was said
+    # after it belongs to the request.
+    phrase_end_s: float = 0.0
     # True when it was let through while the assistant was speaking.
     barge_in: bool = False
 
@@ -64,6 +77,8 @@ class Detection:
 class _Engine(Protocol):
     name: str
     cutoff: float
+    # Audio each score moves on by: a score covers the audio up to its step's end.
+    step_s: float
 
     def scores(self, frame: bytes) -> Iterable[float]: ...
 
@@ -71,6 +86,8 @@ class _Engine(Protocol):
 
 
 class _MicroEngine:
+    step_s = 0.03  # microWakeWord's models stride 3 feature windows of 10 ms
+
     def __init__(self, model: str) -> None:
         from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
 
@@ -106,6 +123,8 @@ class _MicroEngine:
 
 
 class _OpenWakeWordEngine:
+    step_s = 0.08
+
     def __init__(self, model: str) -> None:
         from pyopen_wakeword import Model, OpenWakeWord, OpenWakeWordFeatures
 
@@ -249,6 +268,8 @@ class WakeDetector:
         self._engine = _engine(config)
         self.model_name = self._engine.name
         self.cutoff = config.threshold or self._engine.cutoff
+        # (position_s, score) of the last _RISE_WINDOW_S, to find where the wake phrase ended.
+        self._recent_scores: deque[tuple[float, float]] = deque()
         self.echo_cancelled = False
         self.barge_in_cutoff = self._barge_in_cutoff()
         # Set with echo cancellation: detections of the assistant's own voice are dropped.
@@ -267,6 +288,11 @@ class WakeDetector:
     def time_s(self) -> float:
         """Seconds of audio processed since the last reset."""
         return self._position_bytes / BYTES_PER_SECOND
+
+    @property
+    def phrase_end_margin_s(self) -> float:
+        """How far before the wake phrase's true end `Detection.phrase_end_s` may be."""
+        return _RISE_STEPS * self._engine.step_s
 
     @property
     def speaking(self) -> bool:
@@ -292,10 +318,12 @@ class WakeDetector:
 
     def process(self, frame: bytes) -> Detection | None:
         """Feed one frame of 16 kHz mono int16 audio (any length); a detection or None."""
-        best = max(self._engine.scores(frame), default=None)
+        scores = list(self._engine.scores(frame))
+        best = max(scores, default=None)
         with self._lock:
             self._position_bytes += len(frame)
             now = self.time_s
+            self._keep_scores(now, scores)
             confirmed = self._confirm_pending(now)
             # Whatever this frame scores, it is inside the confirmed detection's refractory time.
             if confirmed is not None or best is None or best < self.cutoff:
@@ -313,11 +341,22 @@ class WakeDetector:
                           self.model_name, best)
                 return None
             self._last_detection_s = now
-            detection = Detection(model=self.model_name, score=best, time_s=now, barge_in=self_voice)
+            detection = Detection(model=self.model_name, score=best, time_s=now,
+                                  phrase_end_s=self._phrase_end(now), barge_in=self_voice)
             if self.own_voice is not None and self_voice:
                 self._pending = (detection, now + OWN_VOICE_WAIT_S)
                 return None
         return detection
+
+    def _keep_scores(self, now: float, scores: list[float]) -> None:
+        self._recent_scores.extend((now, score) for score in scores)
+        while self._recent_scores and self._recent_scores[0][0] < now - _RISE_WINDOW_S:
+            self._recent_scores.popleft()
+
+    def _phrase_end(self, now: float) -> float:
+        """Where the wake phrase just detected ended, or a little before: see _RISE_STEPS."""
+        risen = next((at for at, score in self._recent_scores if score >= _RISE_SCORE), now)
+        return max(0.0, min(now, risen - _RISE_STEPS * self._engine.step_s))
 
     def _confirm_pending(self, now: float) -> Detection | None:
         if self._pending is None or now < self._pending[1]:
@@ -338,3 +377,4 @@ class WakeDetector:
             self._position_bytes = 0
             self._last_detection_s = None
             self._pending = None
+            self._recent_scores.clear()

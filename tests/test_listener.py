@@ -257,3 +257,45 @@ def test_the_words_of_a_pause_keep_the_person_from_being_cut_off(tmp_path):
     # whose transcript stops on "of".
     assert patient.timing.turn_end_calls[0][2] >= 0.5
     assert ends_mid_phrase(patient.timing.drafts[0].future.result().text)
+
+
+# Requests said straight after the wake word, with no pause (or a sentence's), and the voices
+# that said them: every word of the request must reach the recognizer, and none of the wake word.
+STRAIGHT_ON = [
+    ("espeak-en-gb-165", "Hey Jarvis, set a timer for ten minutes."),
+    ("espeak-en-us-175", "Hey Jarvis. Set a timer for five minutes."),
+    ("espeak-en-us-175", "Hey Jarvis, what is the capital of France?"),
+    ("espeak-en-gb-165", "Hey Jarvis, what is the capital of France?"),
+    ("espeak-en-us-m3-140", "Hey Jarvis, what is the capital of France?"),
+    ("piper", "Hey Jarvis turn on the kitchen light."),
+    ("piper-fast", "Hey Jarvis. Set a timer for five minutes."),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("voice, said", STRAIGHT_ON)
+def test_every_word_after_the_wake_word_is_heard(listener, tmp_path, voice, said):
+    from tests.support.speech_fixtures import spoken_words, voice_speech
+
+    path = tmp_path / "said.wav"
+    write_wav(path, voice_speech(voice, said), SAMPLE_RATE)
+    events = run(listener, path, max_turns=1)
+    assert types(events)[0] == "wake" and types(events)[-1] == "transcript", types(events)
+    request = said.split(" ", 2)[2]  # what follows "Hey Jarvis"
+    assert spoken_words(events[-1].data["text"]) == spoken_words(request)
+
+
+@pytest.mark.slow
+def test_a_question_after_cmd_listen_keeps_its_first_word(listener, make_speech_wav, tmp_path):
+    from tests.support.speech_fixtures import spoken_words
+
+    # "Is" was lost at 3 of 8 offsets with vad.pre_roll_s = 0.3, and the question became an
+    # order ("the kitchen light on.").
+    question = read_wav(make_speech_wav("Is the kitchen light on?", lead_silence_s=0.3, tail_silence_s=1.5))
+    for offset_ms in range(0, 32, 4):
+        path = tmp_path / f"listen-{offset_ms}.wav"
+        write_wav(path, np.concatenate([np.zeros(offset_ms * SAMPLE_RATE // 1000, np.int16), question]),
+                  SAMPLE_RATE)
+        events = run(listener, path, skip_wake=True, max_turns=1)
+        heard = events[-1].data["text"]
+        assert spoken_words(heard)[:3] == ["is", "the", "kitchen"], f"{offset_ms} ms later: {heard!r}"

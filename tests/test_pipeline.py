@@ -272,7 +272,7 @@ def test_wake_earcon_and_error_notice(tmp_path, tiny_gguf, listener_models, synt
     played = read_wav(tmp_path / "speaker.wav")
     wake_tone, error_tone = earcon("wake").samples, earcon("error").samples
     assert played.size == wake_tone.size + error_tone.size
-    assert 600 < dominant_hz(played[: wake_tone.size], SAMPLE_RATE) < 950
+    assert 800 < dominant_hz(played[: wake_tone.size], SAMPLE_RATE) < 1400
     assert dominant_hz(played[wake_tone.size :], SAMPLE_RATE) < 800
 
 
@@ -419,3 +419,48 @@ def test_a_ringing_timer_lets_other_turns_through_and_stops_on_command(tmp_path,
     ringing_after_reply, stopped, rings = asyncio.run(scenario())
     assert ringing_after_reply  # the question was answered between two rings
     assert stopped and rings == 1  # the ring heard before the stop, none after
+
+
+def test_a_timer_rings_when_it_ends_at_the_default_ring_interval(tmp_path, scripted_gguf, listener_models,
+                                                                  synthesizer):
+    """The daemon's own timer wiring, at the default timers.ring_interval_s (10 s): the first
+    sound of a finished timer, and of one restored late, comes with its end, not a ring later."""
+    from edge_assistant.config import TimersConfig
+    from edge_assistant.service import Service
+    from edge_assistant.timers import Timer, TimerStore
+
+    engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), scripted_gguf)
+    interval = TimersConfig().ring_interval_s
+
+    async def first_sound(state_dir, set_timer):
+        """Seconds to the first ring from the timer's end (`set_timer`), else from the start."""
+        assistant, _, events = make_assistant(tmp_path, engine, listener_models, synthesizer,
+                                              state_dir=str(state_dir))
+        assistant.earcons = {"ring": earcon("ring")}
+        scheduler = Service._timer_scheduler(assistant.config, lambda: assistant)
+        assistant.timers = scheduler
+        assistant.start()
+        try:
+            start = time.time()
+            await scheduler.start()
+            if set_timer:
+                start = time.time() + 0.5
+                scheduler.start_timer(0.5, "tea")
+            offset = time.monotonic() - time.time()
+            _, ring = await wait_for(events, lambda e: e.type == "tts_start", timeout=3 * interval)
+            rang_at = next(at for at, e in events if e is ring) - offset
+            return rang_at - start
+        finally:
+            await scheduler.close()
+            await assistant.stop()
+
+    live = asyncio.run(first_sound(tmp_path / "live", True))
+    restored_dir = tmp_path / "restored"
+    now = time.time()
+    # Ended 2 s ago while the assistant was restarting: it rings late, at once.
+    TimerStore.in_state_dir(restored_dir).save([Timer(id="t1", kind="timer", name="eggs", duration_s=60.0,
+                                                      total_s=60.0, ends_at=now - 2.0, created_at=now - 62.0)])
+    restored = asyncio.run(first_sound(restored_dir, False))
+    # The figure is about 0.1 s; the bound only has to come before the second ring would.
+    assert 0 <= live < interval / 2, f"the first ring came {live:.1f} s after the timer ended"
+    assert restored < interval / 2, f"the restored timer first rang {restored:.1f} s after the start"

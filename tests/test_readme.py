@@ -11,6 +11,7 @@ import pytest
 from edge_assistant.audio.wav import read_wav
 from edge_assistant.config import SttConfig
 from edge_assistant.stt import create_transcriber
+from tests.support.speech_fixtures import spoken_words
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,6 +39,12 @@ def test_quick_start_answers_the_spoken_question(tmp_path):
         argv[0] = str(ROOT / argv[0])
         result = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
+    # The whole question was heard, the words said straight after the wake word too (the wake
+    # earcon once silenced them: "Capital of France.").
+    logged = re.search(r"event transcript \{'text': '([^']*)'", result.stderr)
+    assert logged, result.stderr[-3000:]
+    said = re.search(r'"Hey Jarvis\. ([^"]*)"', steps[0]).group(1)
+    assert spoken_words(logged.group(1)) == spoken_words(said)
     reply = read_wav(tmp_path / "reply.wav")
     # The reply was spoken: words come back out of the speaker file (what the model answered is
     # checked once, in test_llm's model-quality test).

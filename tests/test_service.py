@@ -240,3 +240,25 @@ def test_file_input_exits_when_the_last_reply_is_spoken(tmp_path, mosquitto, scr
                      args=["--input", str(question), "--output", str(output)]).start()
     assert daemon.wait(180) == 0, daemon.log()
     assert "sunny" in transcribe(read_wav(output, sample_rate=22050), 22050).lower()
+
+
+def test_a_request_said_straight_after_the_wake_word_is_heard_whole(tmp_path, mosquitto, scripted_gguf, daemons):
+    """`run --input`, earcons on, a fast voice (espeak-ng en-gb at 165 wpm) and no pause after
+    the wake word: every word is transcribed and the timer is set (it was "for five minutes.",
+    answered "Three minutes." with no timer)."""
+    import re
+
+    from edge_assistant.audio.wav import write_wav
+    from tests.support.speech_fixtures import spoken_words, voice_speech
+
+    question = tmp_path / "question.wav"
+    write_wav(question, voice_speech("espeak-en-gb-165", "Hey Jarvis, set a timer for ten minutes."), SAMPLE_RATE)
+    text = config_text(tmp_path, mosquitto, llm_model=scripted_gguf, llm_extra="max_tokens = 6")
+    daemon = daemons(tmp_path, text.replace("earcons = false", "earcons = true"),
+                     args=["--input", str(question), "--output", str(tmp_path / "reply.wav")]).start()
+    assert daemon.wait(180) == 0, daemon.log()
+    log = daemon.log()
+    transcript = re.search(r"event transcript \{'text': '([^']*)'", log)
+    assert transcript, log[-3000:]
+    assert spoken_words(transcript.group(1)) == spoken_words("set a timer for ten minutes")
+    assert "event timer_started" in log

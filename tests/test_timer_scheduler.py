@@ -32,9 +32,13 @@ class Recorder:
         return TimerScheduler(
             store or TimerStore.in_state_dir(state_dir), config, clock=clock,
             on_event=lambda kind, data: self.events.append((kind, data)),
-            on_finished=lambda timer: self.finished.append(timer.name),
-            on_ring=lambda timer, number: self.rings.append((timer.name, number)),
+            on_ring=self._ring,
         )
+
+    def _ring(self, timer, number: int) -> None:
+        self.rings.append((timer.name, number))
+        if number == 1:
+            self.finished.append(timer.name)
 
     def types(self) -> list[str]:
         return [kind for kind, _ in self.events]
@@ -177,6 +181,39 @@ def test_a_timer_that_finished_while_off_is_reported_missed(tmp_path):
     asyncio.run(scenario())
 
 
+def test_the_first_ring_sounds_when_the_timer_ends_at_the_default_interval(tmp_path):
+    # The default interval (10 s): a first ring left to the repeats would come 10 s late.
+    async def scenario():
+        clock, seen = FakeClock(), Recorder()
+        async with seen.scheduler(tmp_path, clock, config=TimersConfig()) as timers:
+            timers.start_timer(60, "pasta")
+            await clock.advance(59)
+            assert seen.rings == []
+            await clock.advance(1)
+            assert seen.rings == [("pasta", 1)]
+            await clock.advance(9)
+            assert seen.rings == [("pasta", 1)]
+            await clock.advance(1)
+            assert seen.rings == [("pasta", 1), ("pasta", 2)]
+
+    asyncio.run(scenario())
+
+
+def test_a_timer_restored_late_rings_at_once_at_the_default_interval(tmp_path):
+    async def scenario():
+        clock = FakeClock()
+        async with Recorder().scheduler(tmp_path, clock, config=TimersConfig()) as timers:
+            timers.start_timer(60, "pasta")
+        await clock.advance(63)  # it ended while the assistant restarted
+        again = Recorder()
+        async with again.scheduler(tmp_path, clock, config=TimersConfig()):
+            assert again.rings == [("pasta", 1)]
+            await clock.advance(10)
+            assert again.rings == [("pasta", 1), ("pasta", 2)]
+
+    asyncio.run(scenario())
+
+
 def test_a_timer_that_finished_during_a_quick_restart_rings_late(tmp_path):
     async def scenario():
         clock, seen = FakeClock(), Recorder()
@@ -187,7 +224,7 @@ def test_a_timer_that_finished_during_a_quick_restart_rings_late(tmp_path):
         async with again.scheduler(tmp_path, clock) as timers:
             assert again.finished == ["pasta"] and [t.name for t in timers.ringing] == ["pasta"]
             await clock.advance(100)
-            assert again.rings == [("pasta", 2), ("pasta", 3), ("pasta", 4), ("pasta", 5)]
+            assert again.rings == [("pasta", n) for n in range(1, 6)]
 
     asyncio.run(scenario())
 
@@ -276,11 +313,11 @@ def test_ringing_repeats_until_stopped_or_ring_max(tmp_path):
             await clock.advance(60)
             assert seen.finished == ["pasta"]
             await clock.advance(25)
-            assert seen.rings == [("pasta", 2), ("eggs", 2), ("pasta", 3), ("eggs", 3)]
+            assert seen.rings == [("pasta", 1), ("eggs", 1), ("pasta", 2), ("eggs", 2), ("pasta", 3), ("eggs", 3)]
             assert timers.stop_ringing(pasta.id) == [pasta]
             await clock.advance(200)
             # eggs: rang at 65, then 75 ... 115; 125 is 60 s (ring_max_s) after it finished.
-            assert seen.rings[4:] == [("eggs", n) for n in range(4, 7)]
+            assert seen.rings[6:] == [("eggs", n) for n in range(4, 7)]
             assert timers.ringing == []
 
     asyncio.run(scenario())
@@ -351,17 +388,17 @@ def test_a_failing_callback_does_not_stop_the_timers(tmp_path, caplog):
         clock = FakeClock()
         finished = []
 
-        def explode(timer):
-            finished.append(timer.name)
+        def explode(timer, number):
+            finished.append((timer.name, number))
             raise RuntimeError("speaker on fire")
 
         timers = TimerScheduler(TimerStore.in_state_dir(tmp_path), CONFIG, clock=clock,
-                                on_finished=explode)
+                                on_ring=explode)
         async with timers:
             timers.start_timer(10, "one")
             timers.start_timer(20, "two")
             await clock.advance(20)
-        assert finished == ["one", "two"]
+        assert finished == [("one", 1), ("two", 1), ("one", 2)]
 
     with caplog.at_level(logging.ERROR):
         asyncio.run(scenario())
@@ -383,7 +420,7 @@ def test_the_real_clock_rings_a_short_timer(tmp_path):
     async def scenario():
         finished = asyncio.Event()
         timers = TimerScheduler(TimerStore.in_state_dir(tmp_path), CONFIG,
-                                on_finished=lambda timer: finished.set())
+                                on_ring=lambda timer, number: finished.set())
         async with timers:
             timers.start_timer(0.2, "quick")
             await asyncio.wait_for(finished.wait(), timeout=10)

@@ -67,3 +67,50 @@ def test_corrupt_file_is_set_aside_with_a_warning(tmp_path, caplog, content):
 def test_from_record_rejects_a_timer_both_paused_and_running():
     with pytest.raises(ValueError):
         Timer.from_record(dict(a_timer().to_record(), paused_remaining_s=3.0))
+
+
+def _device(device_id: str, state_dir: str = ""):
+    from edge_assistant import config as config_module
+
+    return config_module.from_mapping({"mqtt": {"device_id": device_id},
+                                       "service": {"state_dir": state_dir}})
+
+
+def test_two_device_ids_keep_their_timers_apart(tmp_path, monkeypatch, caplog):
+    """Two daemons run by one user without a state dir: the daemon's own timer wiring."""
+    import asyncio
+
+    from edge_assistant.service import Service
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    shared = tmp_path / ".local" / "share" / "edge-assistant"
+    # Kept by an earlier version for whichever daemon ran: nobody's now, and said so.
+    TimerStore.in_state_dir(shared).save([a_timer(id="old", name="unknown")])
+
+    async def set_and_list(config, name):
+        scheduler = Service._timer_scheduler(config, lambda: None)
+        async with scheduler:
+            seen = [timer.name for timer in scheduler.timers()]
+            if name:
+                scheduler.start_timer(600, name)
+        return seen
+
+    kitchen, office = _device("kitchen"), _device("office")
+    with caplog.at_level(logging.WARNING):
+        assert asyncio.run(set_and_list(kitchen, "pasta")) == []
+    assert str(shared / STATE_FILE) in caplog.text and str(shared / "kitchen" / STATE_FILE) in caplog.text
+    assert asyncio.run(set_and_list(office, "laundry")) == []
+    assert asyncio.run(set_and_list(kitchen, None)) == ["pasta"]
+    assert asyncio.run(set_and_list(office, None)) == ["laundry"]
+    assert kitchen.device_state_dir() == shared / "kitchen"
+    assert TimerStore.in_state_dir(shared).load()[0].name == "unknown"  # left as it was
+
+
+def test_a_state_dir_set_holds_the_timers_whatever_the_device_id(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    assert _device("kitchen", str(tmp_path / "state")).device_state_dir() == tmp_path / "state"
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "systemd"))
+    assert _device("kitchen").device_state_dir() == tmp_path / "systemd"
+    assert TimerStore.of_device(_device("kitchen")).path == tmp_path / "systemd" / STATE_FILE

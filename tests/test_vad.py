@@ -261,3 +261,22 @@ def test_ten_minutes_of_noise_and_babble_keep_memory_bounded(speech):
     assert most_buffered <= bound
     # Ten minutes of audio is 19 MB; what was held at once stays near one utterance.
     assert peak < 3 * bound
+
+
+def test_the_tail_of_the_word_before_is_not_pre_roll():
+    from tests.support.speech_fixtures import voice_speech
+
+    # Listening starts a little before the wake word ends (its end is only known roughly):
+    # "-rvis", a pause, then the request. The pre-roll must not reach back into "-rvis".
+    tail = voice_speech("piper", "Hey Jarvis", 0.0, 0.0)[-int(0.35 * SAMPLE_RATE):]
+    clip = np.concatenate([tail, silence(0.3), voice_speech("piper", "Set a timer.", 0.0, 1.5)])
+    starts = {}
+    for after_word_s in (0.0, 0.16):  # 0.35 s of the word: speech to the VAD
+        ep = endpointer(engine="silero", pre_roll_s=0.6)
+        ep.reset(after_word_s=after_word_s)
+        events = endpoint(ep, clip)
+        assert [e.type for e in events][0] == "speech_start" and events[-1].type == "speech_end"
+        starts[after_word_s] = int(round(events[-1].time_s * SAMPLE_RATE)) - ep.utterance_array().size
+    # Without after_word_s the pre-roll takes it all in; with it, the utterance starts where
+    # the detector stopped hearing the tail as speech (its last, faint sound is let be).
+    assert starts[0.0] < tail.size // 2 and starts[0.16] >= tail.size * 3 // 4

@@ -139,7 +139,7 @@ def test_barge_in_threshold_applies_only_while_speaking(speech):
 
 def test_a_barge_in_that_waited_for_the_canceller_is_not_lost_while_the_word_still_scores():
     class Confident:  # the model, certain at every 80 ms step
-        name, cutoff = "test", 0.5
+        name, cutoff, step_s = "test", 0.5, 0.08
 
         def scores(self, frame):
             return [0.99]
@@ -188,3 +188,29 @@ def test_custom_micro_model_from_its_json_config(speech):
 def test_unknown_model_names_the_key(engine, tmp_path):
     with pytest.raises(ConfigError, match="wake.model"):
         detector(engine, model=str(tmp_path / "missing.tflite"))
+
+
+def test_a_detection_says_where_the_wake_phrase_ended():
+    class Rising:  # a score every 80 ms: nothing, then rising from 1.20 s, over the cutoff at 1.36 s
+        name, cutoff, step_s = "test", 0.5, 0.08
+
+        def __init__(self):
+            self.frames = 0
+
+        def scores(self, frame):
+            self.frames += 1
+            if self.frames % 8:
+                return []
+            at = self.frames / 100
+            return [0.0 if at < 1.195 else 0.3 if at < 1.355 else 0.9]
+
+        def reset(self):
+            self.frames = 0
+
+    wake = WakeDetector(WakeConfig())
+    wake._engine = Rising()
+    frame = bytes(pcm.frame_bytes(10))
+    found = [d for _ in range(200) if (d := wake.process(frame)) is not None]
+    assert len(found) == 1 and found[0].time_s == pytest.approx(1.36)
+    # Two steps before the score rose: the wake word's last sound is no loss, the request's first is.
+    assert found[0].phrase_end_s == pytest.approx(1.20 - 2 * 0.08)

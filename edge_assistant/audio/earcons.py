@@ -41,7 +41,10 @@ def earcon(kind: str, path: str | Path = "") -> Sound:
     if path:
         return Sound(read_wav(path), SAMPLE_RATE)
     if kind == "wake":
-        return Sound(tones([(660.0, 0.08), (880.0, 0.12)]), SAMPLE_RATE)
+        # Short and above most of speech: people talk on over it, and a microphone without
+        # echo cancellation hears it with their first words (0.2 s of 660/880 Hz made Whisper
+        # hear "set a timer" as "set the timer").
+        return Sound(tones([(880.0, 0.05), (1320.0, 0.07)]), SAMPLE_RATE)
     if kind == "error":
         return Sound(tones([(180.0, 0.12), (0.0, 0.06), (180.0, 0.2)], harmonics=4), SAMPLE_RATE)
     if kind == "announce":

@@ -1,6 +1,6 @@
 """When finished timers and alarms ring again: a state machine with the time passed in.
 
-A timer rings first when it finishes (ring 1, the scheduler's ``on_finished``), then again
+A timer rings first when it finishes (ring 1, sounded by the scheduler), then again
 every `interval_s` (rings 2, 3, ...) until it is stopped or `max_s` has passed since it
 finished; a ring that would come at or after `max_s` does not sound. A loop that wakes late
 rings once, not once per interval missed.

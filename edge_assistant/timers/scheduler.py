@@ -14,9 +14,10 @@ Callbacks run on the event loop and must not block: schedule slow work (speech) 
 exception in one is logged and does not stop the scheduler.
 - ``on_event(type, data)``: `TIMER_EVENT_TYPES`, data as `Timer.event_data` (``timer_finished``
   adds ``missed``: true for one that finished while the assistant was off).
-- ``on_finished(timer)``: a timer or alarm finished now (ring 1).
-- ``on_ring(timer, ring_number)``: it rings again (2, 3, ...), until `stop_ringing` or
-  ``timers.ring_max_s``.
+- ``on_ring(timer, ring_number)``: a timer or alarm rings: 1 the moment it finishes (or, for
+  one restored late, the moment it is loaded), then 2, 3, ... every ``timers.ring_interval_s``
+  until `stop_ringing` or ``timers.ring_max_s``. One callback for every ring, so that no
+  caller can miss the first.
 
 On start, a timer that ended while the assistant was off rings late if its ringing would not
 be over yet (it ended less than ``ring_max_s`` ago, as after a quick restart); an older one is
@@ -79,14 +80,12 @@ class TimerScheduler:
         *,
         clock: Clock = SYSTEM_CLOCK,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
-        on_finished: Callable[[Timer], None] | None = None,
         on_ring: Callable[[Timer, int], None] | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
         self.on_event = on_event
-        self.on_finished = on_finished
         self.on_ring = on_ring
         self._ringer = Ringer(config.ring_interval_s, config.ring_max_s)
         self._timers: dict[str, Timer] = {}
@@ -345,10 +344,11 @@ class TimerScheduler:
             self._call(self.on_ring, timer, ring_number)
 
     def _finish(self, timer: Timer, monotonic: float, finished_at: float | None = None) -> None:
-        self._ringer.start(timer, monotonic, finished_at)
+        rings = self._ringer.start(timer, monotonic, finished_at)
         self._changed.set()
         self._emit("timer_finished", timer, remaining_s=0.0, missed=False)
-        self._call(self.on_finished, timer)
+        if rings:
+            self._call(self.on_ring, timer, 1)
 
     def _next_delay(self) -> float:
         wall, monotonic = self.clock.time(), self.clock.monotonic()

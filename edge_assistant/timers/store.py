@@ -1,4 +1,8 @@
-"""timers.json in the state directory: what survives a restart or a power cut.
+"""timers.json in the device's state directory: what survives a restart or a power cut.
+
+Timers belong to one device id (`Config.device_state_dir`): two daemons run by one user with no
+state directory set keep theirs apart. A timers.json that an earlier version kept in the shared
+folder is not read (whose it is cannot be known); a warning names it and where it would go.
 
 The file is replaced whole: written to a temporary file, flushed to the disk (fsync), renamed
 over the old one, and the directory flushed, so after a power cut it holds either the old or
@@ -17,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from ..config import Config
 from .timer import Timer
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,17 @@ class TimerStore:
     @classmethod
     def in_state_dir(cls, state_dir: str | Path) -> "TimerStore":
         return cls(Path(state_dir) / STATE_FILE)
+
+    @classmethod
+    def of_device(cls, config: Config) -> "TimerStore":
+        """The timers of `config`'s device (blocking: it looks for a shared file to warn of)."""
+        store = cls.in_state_dir(config.device_state_dir())
+        shared = cls.in_state_dir(config.state_dir()).path
+        if shared != store.path and shared.exists():
+            log.warning("%s holds timers an earlier version kept for every device id; they are not "
+                        "loaded. If they are %s's, move the file to %s", shared, config.device_id(),
+                        store.path)
+        return store
 
     def load(self) -> list[Timer]:
         """The saved timers; none if there is no file, or if it is corrupt (then set aside)."""

@@ -257,3 +257,41 @@ def smart_turn():
     model = TurnEndModel(models.embedded_turn_end_path())
     yield model
     model.close()
+
+
+_NUMBERS = {"1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six",
+            "7": "seven", "8": "eight", "9": "nine", "10": "ten"}
+
+
+def spoken_words(text: str) -> list[str]:
+    """`text`'s words as said: lower case, no punctuation, small numbers as words (Whisper
+    writes "ten minutes" as "10 minutes")."""
+    return [_NUMBERS.get(word, word) for word in re.findall(r"[a-z0-9']+", text.lower())]
+
+
+# Voices a request is said in straight after the wake word: piper's at its own pace and faster,
+# and espeak-ng's formant voices (en-gb at 165 words a minute lost "set a" before).
+VOICES = {
+    "piper": ("piper", 1.0),
+    "piper-fast": ("piper", 0.8),
+    "espeak-en-gb-165": ("espeak", "en-gb", 165),
+    "espeak-en-us-175": ("espeak", "en-us", 175),
+    "espeak-en-us-m3-140": ("espeak", "en-us+m3", 140),
+}
+
+
+def voice_speech(voice: str, text: str, lead_s: float = 0.5, tail_s: float = 1.5) -> np.ndarray:
+    """`text` in one of `VOICES`, as 16 kHz int16 with silence around it."""
+    kind, *settings = VOICES[voice]
+    if kind == "piper":
+        from edge_assistant.config import TtsConfig
+        from edge_assistant.tts import Synthesizer, spoken_samples
+
+        synthesizer = Synthesizer(TtsConfig(length_scale=settings[0], noise_scale=0.0, noise_w_scale=0.0))
+        speech = spoken_samples(synthesizer, text, SAMPLE_RATE)
+    else:
+        from edge_assistant.bench.clips import espeak_speech
+
+        speech = espeak_speech(text, settings[0], settings[1])
+    return np.concatenate([np.zeros(int(lead_s * SAMPLE_RATE), np.int16), speech,
+                           np.zeros(int(tail_s * SAMPLE_RATE), np.int16)])
