@@ -69,7 +69,7 @@ def setup(level: int, stream: IO | None = None, environ: Mapping[str, str] | Non
     # As logging.basicConfig: handlers someone set up before (a test's) are left alone.
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler(stream)
+        handler = logging.StreamHandler(_own_stream(stream))
         handler.setFormatter(JournalFormatter(LINE_FORMAT) if journal else logging.Formatter(LINE_FORMAT))
         root.addHandler(handler)
         root.setLevel(level)
@@ -78,6 +78,19 @@ def setup(level: int, stream: IO | None = None, environ: Mapping[str, str] | Non
         sys.excepthook = _log_uncaught
         threading.excepthook = _log_uncaught_in_thread
     return journal
+
+
+def _own_stream(stream: IO) -> IO:
+    """A stream on a descriptor of its own for the same file as `stream`. sounddevice points the
+    process's descriptor 2 at /dev/null while PortAudio starts (to hide ALSA's messages), which
+    `rescan_devices()` does on every retry of a missing device: a line another thread logged
+    to descriptor 2 meanwhile was lost, "speaker missing" among them."""
+    try:
+        descriptor = os.dup(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # a stream without a descriptor (a test's)
+        return stream
+    return os.fdopen(descriptor, "w", encoding=getattr(stream, "encoding", None) or "utf-8",
+                     errors="backslashreplace")
 
 
 def error_line(text: str, stream: IO | None = None) -> str:

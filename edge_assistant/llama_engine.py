@@ -29,6 +29,10 @@ GGUF_MAGIC = b"GGUF"
 GGML_LOG_LEVEL_ERROR = 4  # ggml_log_level: NONE, DEBUG, INFO, WARN, ERROR, CONT
 
 _llama_log_installed = False
+# Set on the thread loading a model: llama.cpp's errors then explain the LlmError that names
+# the model, and stay at debug level (llama-cpp-python's load used to send them to /dev/null
+# with all of stderr; the log now has a descriptor of its own, edge_assistant.journal).
+_loading = threading.local()
 
 
 def _route_llama_logs() -> None:
@@ -44,7 +48,8 @@ def _route_llama_logs() -> None:
     def forward(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
         message = text.decode("utf-8", "replace").rstrip()
         if message:
-            log.log(logging.WARNING if level == GGML_LOG_LEVEL_ERROR else logging.DEBUG, "%s", message)
+            loud = level == GGML_LOG_LEVEL_ERROR and not getattr(_loading, "active", False)
+            log.log(logging.WARNING if loud else logging.DEBUG, "%s", message)
 
     llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
     # ctypes callbacks must outlive their registration.
@@ -206,6 +211,7 @@ class LlamaEngine:
         _route_llama_logs()
 
         self.threads = config.n_threads or physical_cores()
+        _loading.active = True
         try:
             self.llama = Llama(
                 model_path=str(self.model_path),
@@ -221,6 +227,8 @@ class LlamaEngine:
             )
         except (ValueError, RuntimeError, OSError) as error:
             raise LlmError(f"{self.model_path}: cannot load model: {error}") from None
+        finally:
+            _loading.active = False
         self.internals = LlamaInternals(self.llama)
         self.info = self._read_info()
         self.tokenizer = LlamaTokenizer(self.llama, self.info)

@@ -24,6 +24,7 @@ SCRIPTS = [
     ROOT / "scripts" / "setup.sh",
     ROOT / "scripts" / "llama-cmake-args.sh",
     ROOT / "scripts" / "arm64-check.sh",
+    ROOT / "scripts" / "container-check.sh",
 ]
 DOC = ROOT / "docs" / "deployment.md"
 

@@ -78,6 +78,39 @@ def test_plain_lines_when_not_under_systemd(tmp_path):
     assert result.stderr.startswith("edge-assistant: "), result.stderr
 
 
+WHILE_PORTAUDIO_STARTS = """
+import logging, sys
+import sounddevice
+from edge_assistant import journal
+from edge_assistant.audio.devices import rescan_devices
+
+journal.setup(logging.INFO)
+log = logging.getLogger("edge_assistant.probe")
+# sounddevice checks Pa_Initialize's result before it gives descriptor 2 back: a line logged
+# there is logged while descriptor 2 is /dev/null, as another thread's line can be.
+check = sounddevice._check
+def check_and_log(error, message=""):
+    if "initializing" in message:  # Pa_Initialize's, not Pa_Terminate's
+        log.warning("speaker missing, retrying (logged while PortAudio starts)")
+    return check(error, message)
+sounddevice._check = check_and_log
+if not rescan_devices():
+    sys.exit("PortAudio was not restarted")
+log.info("after the restart")
+"""
+
+
+def test_a_line_logged_while_portaudio_restarts_is_not_lost():
+    # rescan_devices() runs on every retry of a missing microphone or speaker, in its thread;
+    # in a booted container the daemon's "speaker missing" warning went to /dev/null this way.
+    result = subprocess.run([sys.executable, "-c", WHILE_PORTAUDIO_STARTS],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "WARNING edge_assistant.probe: speaker missing, retrying (logged while PortAudio starts)" \
+        in result.stderr.splitlines(), result.stderr
+    assert "INFO edge_assistant.probe: after the restart" in result.stderr.splitlines()
+
+
 # --- under a real journal -----------------------------------------------------------------
 
 
