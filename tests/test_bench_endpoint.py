@@ -61,9 +61,9 @@ def test_endpoint_section_compares_silence_with_smart_turn(tmp_path, scripted_gg
     assert values["endpoint.transcript_sooner_s"] > 0
     assert "no vosk model" in values["endpoint.vosk.skipped"]
     # The default engine ends the turns of `smart_turn`; the other one gets a way of its own.
-    assert values["endpoint.engine"] == "moonshine"
-    assert values["endpoint.whisper.false_cutoffs"] in (0.0, 0.25, 0.5, 0.75, 1.0)
-    assert 0 < values["endpoint.whisper.transcript_s"] < 10
+    assert values["endpoint.engine"] == "whisper"
+    assert values["endpoint.moonshine.false_cutoffs"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert 0 < values["endpoint.moonshine.transcript_s"] < 10
     check_figures(values, {"endpoint.smart_turn.delay_s": (0, 10)})
     check_targets(values)
     assert "endpoint.smart_turn.false_cutoffs" in done.stdout

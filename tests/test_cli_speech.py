@@ -35,7 +35,7 @@ def test_say_to_a_file_then_transcribe_it(tmp_path):
     heard = run("transcribe", "--json", str(out))
     assert heard.returncode == 0, heard.stderr
     transcript = json.loads(heard.stdout)
-    assert "noon" in transcript["text"].lower() and transcript["engine"] == "moonshine"
+    assert "noon" in transcript["text"].lower() and transcript["engine"] == "whisper"
     assert {"confidence", "duration_s", "latency_s"} <= set(transcript)
 
 

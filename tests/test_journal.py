@@ -260,7 +260,7 @@ n=0
 for command in "$@"; do
   n=$((n + 1))
   systemd-run --user --quiet --wait --collect --unit="edge-assistant-probe-$n" \
-    -p Environment="PYTHONPATH=$PYTHONPATH" /bin/sh -c "$command" || true
+    -p Environment="PYTHONPATH=${PYTHONPATH:-}" /bin/sh -c "$command" || true
 done
 journalctl --no-pager -o json >"$out" 2>/dev/null || true
 systemctl --user exit 2>/dev/null || true

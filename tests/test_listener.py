@@ -74,7 +74,7 @@ def test_wake_word_then_question(make_speech_wav):
     assert end.data["reason"] in ("silence", "end_of_turn") and end.data["duration_s"] > 1.0
     text = transcript.data["text"].lower()
     assert "capital" in text and "france" in text and "jarvis" not in text
-    assert transcript.data["engine"] == "moonshine"  # stt.engine "auto", English
+    assert transcript.data["engine"] == "whisper"  # stt.engine "auto"
     assert {"confidence", "duration_s", "latency_s"} <= set(transcript.data)
     assert len({e.turn_id for e in events}) == 1 and wake.turn_id
     # The models ran off the event loop's thread.

@@ -143,7 +143,7 @@ def test_transcribe_file_resamples_and_serializes(tmp_path, speech):
     result = transcribe_file(path, SttConfig(n_threads=2))
     assert word_error_rate("Turn on the kitchen lights.", result.text) <= 0.25
     payload = json.loads(json.dumps(result.to_json_dict()))
-    assert payload["engine"] == "moonshine"  # English, no model configured
+    assert payload["engine"] == "whisper"  # no model configured
     assert set(payload) >= {"text", "confidence", "duration_s", "latency_s"}
 
 
@@ -185,7 +185,7 @@ def hangul(text: str) -> str:
 def test_auto_picks_vosk_for_a_vosk_folder(korean_model):
     assert isinstance(create_transcriber(SttConfig(model=str(korean_model))), VoskTranscriber)
     assert isinstance(create_transcriber(SttConfig(), model_path=korean_model), VoskTranscriber)
-    assert isinstance(create_transcriber(SttConfig(n_threads=2)), MoonshineTranscriber)  # English
+    assert isinstance(create_transcriber(SttConfig(n_threads=2)), WhisperTranscriber)
 
 
 def test_vosk_needs_a_model():
@@ -343,9 +343,10 @@ def test_moonshine_in_the_listener_keeps_the_last_word(make_speech_wav):
         listener.close()
 
 
-def test_auto_picks_moonshine_for_english_and_whisper_for_other_languages():
-    assert select_engine(SttConfig(), None) == "moonshine"
-    assert select_engine(SttConfig(language="en-GB"), None) == "moonshine"
+def test_auto_picks_whisper_unless_a_model_folder_says_otherwise():
+    # Moonshine misheard the words that decide an action in the tests of a request said straight
+    # after the wake word (docs/performance.md), so it is chosen, not the default.
+    assert select_engine(SttConfig(), None) == "whisper"
     assert select_engine(SttConfig(language="de"), None) == "whisper"
     assert select_engine(SttConfig(), models.embedded_whisper_path()) == "whisper"
 
@@ -435,14 +436,15 @@ def test_the_service_hears_through_whisper_and_says_why(tmp_path, scripted_gguf,
     assert read_wav(tmp_path / "reply.wav").size > 0
 
 
-def test_doctor_checks_the_default_english_model(tmp_path, monkeypatch):
+def test_doctor_checks_the_moonshine_model(tmp_path, monkeypatch):
     from edge_assistant import doctor
     from edge_assistant.config import Config
 
-    found = doctor._speech_model(Config())
+    moonshine = Config(stt=SttConfig(engine="moonshine"))
+    found = doctor._speech_model(moonshine)
     assert found.ok and found.detail.startswith("moonshine, ")
     monkeypatch.setattr(models, "SHARE_DIR", tmp_path)
-    missing = doctor._speech_model(Config())
+    missing = doctor._speech_model(moonshine)
     assert not missing.ok and "encoder_model.ort is missing" in missing.detail
     assert "Whisper listens meanwhile" in missing.detail and "install-moonshine-model.sh" in missing.fix
-    assert doctor._speech_model(Config(stt=SttConfig(engine="whisper"))).ok
+    assert doctor._speech_model(Config()).ok  # Whisper, the default

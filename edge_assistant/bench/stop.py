@@ -20,7 +20,8 @@ temporary state directory).
   held-out voices' "Stop." 6 s into the assistant's talk, and that talk alone.
 - `stop.own_voice_stops` over `stop.own_voice_replies` (100, 10 with --quick): replies spoken
   in real time into the simulated room, through the echo canceller to the daemon's listener, as
-  the daemon wires them; a reply the assistant stopped itself counts. Run it with the CPU loaded
+  the daemon wires them; each stop word heard in them counts (`stop.own_voice_wakes`: each wake
+  word, though some replies say "Jarvis"; `stop.own_voice_cut`: replies cut short by either). Run it with the CPU loaded
   (`stress-ng --cpu 2`): that is when the canceller falls behind.
 
 Every figure but the `_raw` ones is of the detector as the listener runs it: each detection read
@@ -32,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -208,10 +209,19 @@ def own_voice_replies(count: int) -> list[str]:
     return [f"{OWN_TALK[i % len(OWN_TALK)]} {OWN_TALK[(i * 7 + 3) % len(OWN_TALK)]}" for i in range(count)]
 
 
-async def _own_voice_in_room(loaded: LoadedModels, config: Config, folder: Path, count: int) -> tuple[int, float]:
+@dataclass
+class OwnVoice:
+    """What the assistant's own replies did to it through the room and the canceller."""
+
+    cut: int  # replies cut short
+    stop_words: int  # by the stop word
+    wakes: int  # by the wake word
+    hours: float  # of its talk
+
+
+async def _own_voice_in_room(loaded: LoadedModels, config: Config, folder: Path, count: int) -> OwnVoice:
     """Replies spoken into a simulated room in real time, heard back through the echo canceller
-    by the daemon's listener: how many of them the assistant stopped itself, and the hours of
-    talk."""
+    by the daemon's listener."""
     from ..audio.wav import WavSink
     from ..echo import with_echo_cancellation
     from ..events import Command
@@ -246,8 +256,9 @@ async def _own_voice_in_room(loaded: LoadedModels, config: Config, folder: Path,
     finally:
         await assistant.stop()
         sink.close()
-    stopped = sum(1 for _, e in events.events if e.type == "tts_stop" and e.data.get("cancelled"))
-    return stopped, talk_s / 3600
+    heard = [e.type for _, e in events.events if e.type in ("stop_word", "wake")]
+    return OwnVoice(cut=sum(1 for _, e in events.events if e.type == "tts_stop" and e.data.get("cancelled")),
+                    stop_words=heard.count("stop_word"), wakes=heard.count("wake"), hours=talk_s / 3600)
 
 
 def bench_stop(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
@@ -280,7 +291,9 @@ def bench_stop(loaded: LoadedModels, report: Report, options: BenchOptions) -> N
     _accuracy(loaded, report, options)
     count = 10 if options.quick else 100
     with tempfile.TemporaryDirectory() as folder:
-        stopped, hours = asyncio.run(_own_voice_in_room(loaded, config, Path(folder), count))
+        own = asyncio.run(_own_voice_in_room(loaded, config, Path(folder), count))
     report.add("stop.own_voice_replies", count)
-    report.add("stop.own_voice_hours", hours)
-    report.add("stop.own_voice_stops", stopped)
+    report.add("stop.own_voice_hours", own.hours)
+    report.add("stop.own_voice_stops", own.stop_words)
+    report.add("stop.own_voice_wakes", own.wakes)
+    report.add("stop.own_voice_cut", own.cut)
