@@ -362,6 +362,7 @@ def test_stop_section_stops_replies_and_rings_with_the_spoken_word(tmp_path, scr
     assert result.returncode == 0, result.stderr
     values = json.loads(out.read_text())
     assert "stop.error" not in values and "stop.skipped" not in values
+    assert 0 <= values["stop.missed"] <= 2  # a held-out voice missed is a miss, not a failure
     check_figures(values, {
         "stop.word_to_silence_s": (0.0, 5.0),
         "stop.heard_to_silence_s": (-0.001, 3.0),

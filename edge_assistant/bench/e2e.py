@@ -119,6 +119,10 @@ def _timed_synthesizer(config: Config, voice_path: Path):
     return TimedSynthesizer(config.tts, voice_path)
 
 
+class EventTimeout(RuntimeError):
+    """The event waited for did not come (a turn's error is a plain RuntimeError)."""
+
+
 class EventLog:
     """The assistant's events, each with the moment it reached the loop."""
 
@@ -149,7 +153,7 @@ class EventLog:
             if errors:
                 raise RuntimeError(f"the turn failed: {errors[0].data}")
             await asyncio.sleep(0.01)
-        raise RuntimeError(f"no {kind} event within {timeout:.0f} s")
+        raise EventTimeout(f"no {kind} event within {timeout:.0f} s")
 
 
 def silence_endpointing(config: Config) -> Config:
