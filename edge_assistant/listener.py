@@ -101,7 +101,9 @@ def _stop_word_reader(config: Config, stt_model_path: Path | None) -> Transcribe
     """Moonshine, whose text for a second of audio is ready in tens of milliseconds; where its
     files are missing, the configured recognizer (Whisper: half a second more to stop)."""
     try:
-        return MoonshineTranscriber(models.embedded_moonshine_path())
+        # One thread: a read-back is rare and short, and two would take both cores of a Pi
+        # from the echo canceller and the wake word for its tens of milliseconds.
+        return MoonshineTranscriber(models.embedded_moonshine_path(), threads=1)
     except (models.ModelError, MoonshineModelError) as error:
         log.warning("wake.stop_word: %s; the configured recognizer confirms each \"stop\" meanwhile "
                     "(slower to stop)", error)
