@@ -315,7 +315,7 @@ class Responder:
 
     async def _tool_call(self, text: str, output: str, toolbox: Any, response: Response, emit: Emit,
                          dry_run: bool) -> list[str]:
-        from .home.tools import READ_TOOL, Answer, ToolError
+        from .home.tools import Answer, ToolError
 
         try:
             call = toolbox.parse(output)
@@ -330,9 +330,7 @@ class Responder:
             if refused is not None:
                 return self._refused(refused, [], response, emit)
             return self._said(call.text, response)
-        entity = toolbox.entities.get(call.entity_id)
-        if entity is None or not _mentions(text, entity, acting=call.tool != READ_TOOL):
-            # A small model calls a tool for "who wrote Romeo and Juliet?" too.
+        if call.entity_id not in toolbox.entities:
             return self._refused(f"acts on {call.entity_id}, which the request did not mention",
                                  [], response, emit)
         assert self.home is not None
@@ -357,23 +355,6 @@ class Responder:
         return sentences
 
 
-# Words that name a kind of device ("the lamp", "the heating").
-DOMAIN_WORDS = {
-    "light": ("light", "lamp"),
-    "fan": ("fan",),
-    "climate": ("thermostat", "heating", "heater", "degree"),
-    "cover": ("blind", "curtain", "shade", "shutter"),
-    "lock": ("lock", "door"),
-    "switch": ("switch", "plug", "socket"),
-    "sensor": ("thermometer", "sensor"),
-}
-# What a request for the home may say instead of a device ("it is too bright where I cook"):
-# enough for an action, not in a question ("What is the opposite of hot?" toggled a fan).
-FEELING_WORDS = ("dark", "bright", "dim", "hot", "cold", "warm", "cool", "chilly", "stuffy", "see")
-_QUESTION = re.compile(r"^(?:what|who|whom|whose|where|when|why|how|which|is|are|was|were|do|does|did|can|could|"
-                       r"would|will|should|shall|may|might|have|has)\b|\?\s*$")
-
-
 def _words(value: str) -> str:
     """Lower-case words without a plural s: "the Kitchen Lights" -> "the kitchen light"."""
     return " ".join(word.removesuffix("s") for word in re.findall(r"\w+", value.casefold()))
@@ -392,15 +373,6 @@ def _names(entity: Any) -> list[str]:
 def _said(text: str, phrases: Any) -> bool:
     said = f" {_words(text)} "
     return any(f" {_words(phrase)} " in said for phrase in phrases if _words(phrase))
-
-
-def _mentions(text: str, entity: Any, acting: bool) -> bool:
-    """Whether the request `text` is about `entity`: names it, its area or its kind, or (for an
-    action asked for, not a question) says how the room feels."""
-    if _said(text, [*_names(entity), *DOMAIN_WORDS.get(entity.domain, ())]):
-        return True
-    question = _QUESTION.search(" ".join(text.casefold().split())) is not None
-    return acting and not question and _said(text, FEELING_WORDS)
 
 
 def _names_a_device(text: str, toolbox: Any) -> bool:

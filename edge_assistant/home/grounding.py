@@ -10,7 +10,9 @@ devices to begin with (`Grounding.allowed`). A device counts as meant when the s
 - says a word for its kind, and no place, and it is the only device of that kind, or it
   stands in the assistant's own area (``home.area``).
 
-An area alone ("it is cold in the hall") implies no device.
+An area alone ("it is cold in the hall") implies no device. A word for how the room feels
+("hot", "dark") stands for a kind in a request ("it is too dark where I cook"), not in a question:
+"What is the opposite of hot?" turns on no fan.
 
 The action must not contradict the words either ("lights off" never turns anything on, "to 22
 degrees" never just switches).
@@ -47,6 +49,11 @@ CLASS_WORDS: dict[str, tuple[str, ...]] = {
     "awning": ("awning",), "temperature": ("temperature",), "humidity": ("humidity",),
     "water": ("water",), "gas": ("gas",), "outlet": ("outlet", "socket", "plug"),
 }
+# Kind words that say how the room feels: a kind in a request, nothing in a question.
+FEELING_WORDS = frozenset({"dark", "bright", "dim", "hot", "warm", "cold", "breeze", "daylight", "sunlight",
+                           "darken"})
+_QUESTION = re.compile(r"^(?:what|who|whom|whose|where|when|why|how|which|is|are|was|were|do|does|did|can|"
+                       r"could|would|will|should|shall|may|might|have|has)\b|\?\s*$")
 # Words that contradict an action: present without a word for the action itself, it is refused.
 _OPPOSITES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "turn_on": (("off", "stop", "kill"), ("on", "start")),
@@ -110,6 +117,7 @@ class Grounding:
 
 def ground(sentence: str, entities: Iterable[Entity], places: Places, here: str = "") -> Grounding:
     words = words_in(sentence)
+    question = _QUESTION.search(" ".join(sentence.casefold().split())) is not None
     named, placed, kinds, local = set(), set(), set(), set()
     here_key = " ".join(here.split()).casefold()
     for entity in entities:
@@ -120,7 +128,7 @@ def ground(sentence: str, entities: Iterable[Entity], places: Places, here: str 
             spots += [entity.floor, *places.floor_aliases(entity.floor)]
         if any_mentioned(words, spots):
             placed.add(entity.entity_id)
-        if any(mentions(words, w) for w in kind_words(entity)):
+        if any(mentions(words, w) for w in kind_words(entity) if not (question and w in FEELING_WORDS)):
             kinds.add(entity.entity_id)
         if here_key and entity.area.casefold() == here_key:
             local.add(entity.entity_id)
