@@ -471,7 +471,7 @@ class Service:
             if isinstance(sink, SpeakerSink):
                 speaker_watch = asyncio.create_task(sink.watch(), name="speaker-watch")
             session = loaded.session
-            home = await self._start_home(config)
+            home = await start_home(config)
             scheduler = self._timer_scheduler(config, lambda: assistant)
             responder = build_responder(
                 config, session, home=home, scheduler=scheduler, volume=lambda: sink.volume,
@@ -554,11 +554,6 @@ class Service:
             self.health.failed("broker", "refused the connection, retrying", message or "", BROKER_REFUSED_FIX)
         else:
             self.health.failed("broker", "unreachable, retrying", message or "", BROKER_DOWN_FIX)
-
-    @staticmethod
-    async def _start_home(config: Config):
-        """The home's devices and intents, learned from the broker; None without MQTT."""
-        return await start_home(config)
 
     @staticmethod
     def _timer_scheduler(config: Config, assistant) -> TimerScheduler:
