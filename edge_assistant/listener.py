@@ -36,6 +36,7 @@ from typing import AsyncIterable, Awaitable, Callable
 
 import numpy as np
 
+from .audio.capture_clock import CaptureClock
 from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 from . import models
 from .config import Config
@@ -145,10 +146,10 @@ class Listener:
         self.echo_settled: Callable[[], bool] | None = None
         self._recent = bytearray()
         self._before_wake = bytearray()  # the last _WAKE_LOOKBACK_BYTES while not listening
-        # When the stream began, and how much of it was heard: a frame's capture time is
-        # estimated from them, since frames may wait in the source's queue while the listener
-        # catches up, and a hold is about when the sound was captured, not when it is processed.
-        self._began_at = time.monotonic()
+        # When each frame heard was captured: frames may wait in the source's queue while the
+        # listener catches up, and what happens in real time (a hold, a reply's end, a
+        # follow-up window) is about the sound captured then, not the frame being processed.
+        self._capture = CaptureClock()
         self._heard_bytes = 0
         vad = VoiceActivityDetector(config.vad.engine)
         # turn_end: the end-of-turn model; None loads vad.smart_turn_model if vad.smart_turn.
@@ -176,7 +177,8 @@ class Listener:
         # One speculative transcript at a time, off the listening thread.
         self._drafter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stt-draft")
         self._draft: Draft | None = None
-        self._listen_request: float | None = None  # no-speech timeout of a pending listen_now()
+        # A pending listen_now(): (no-speech timeout, when it was asked for).
+        self._listen_request: tuple[float, float] | None = None
         self._request_lock = threading.Lock()
         self._turn_id: str | None = None
         self._listening = False
@@ -205,7 +207,8 @@ class Listener:
     def set_speaking(self, speaking: bool) -> None:
         """The assistant is (not) speaking: its own voice must not wake it, and "stop" ends it."""
         if self.wake is not None:
-            self.wake.set_speaking(speaking)
+            # Frames up to this moment may still be queued: they hold the reply too.
+            self.wake.set_speaking(speaking, behind_s=max(0.0, time.monotonic() - self._captured_at()))
         self._stop_word_wanted = speaking
 
     def hold_stop_word(self, seconds: float) -> None:
@@ -220,7 +223,8 @@ class Listener:
         `no_speech_timeout_s` replaces `vad.no_speech_timeout_s` for that turn.
         """
         with self._request_lock:
-            self._listen_request = no_speech_timeout_s or self.config.vad.no_speech_timeout_s
+            self._listen_request = (no_speech_timeout_s or self.config.vad.no_speech_timeout_s,
+                                    time.monotonic())
 
     @property
     def listening(self) -> bool:
@@ -245,16 +249,19 @@ class Listener:
         self._stop_word_on = False
         self._recent.clear()
         self._before_wake.clear()
-        self._began_at, self._heard_bytes = time.monotonic(), 0
+        self._capture.restart()
+        self._heard_bytes = 0
         if skip_wake:
             self.listen_now()
 
     def process(self, frames: list[bytes]) -> list[Event]:
         """Feed frames; the events they caused, in order. Blocking (model calls)."""
         events: list[Event] = []
+        self._capture.observe((self._heard_bytes + sum(map(len, frames))) // SAMPLE_WIDTH, time.monotonic())
         for frame in frames:
             if self.finished:
                 break
+            self._heard_bytes += len(frame)
             # The wake detector hears every frame, so its context never goes stale (resetting
             # openWakeWord costs most of a second of CPU); while listening, its detections
             # are dropped.
@@ -296,7 +303,6 @@ class Listener:
 
     def _hear_stop_word(self, frame: bytes, events: list[Event]) -> None:
         assert self.stop_word is not None
-        self._heard_bytes += len(frame)
         if not self._stop_word_wanted:
             self._stop_word_on = False
             self._recent += frame
@@ -309,8 +315,7 @@ class Listener:
         score = self.stop_word.process(frame)
         if score is not None:
             # A source that drops frames makes this earlier than the truth: held longer.
-            captured_at = self._began_at + self._heard_bytes / (SAMPLE_RATE * SAMPLE_WIDTH)
-            if min(captured_at, time.monotonic()) < self._stop_word_held_until:
+            if self._captured_at() < self._stop_word_held_until:
                 log.debug("stop word ignored: the assistant says it (score %.3f)", score)
             elif self.echo_settled is not None and not self.echo_settled():
                 log.debug("stop word ignored: the echo canceller is still learning the room "
@@ -328,11 +333,20 @@ class Listener:
                 self._end_utterance(ended, events)
         return events
 
+    def _captured_at(self) -> float:
+        """When the frame being processed was captured (`time.monotonic()`)."""
+        captured_at = self._capture.time_at(self._heard_bytes // SAMPLE_WIDTH)
+        now = time.monotonic()
+        return now if captured_at is None else min(captured_at, now)
+
     def _take_listen_request(self) -> None:
         with self._request_lock:
-            timeout, self._listen_request = self._listen_request, None
-        if timeout is not None:
-            self._start_turn(timeout)
+            request, self._listen_request = self._listen_request, None
+        if request is not None:
+            timeout, asked_at = request
+            # A listener behind the microphone reaches the request's moment only later: the
+            # window is counted from the sound captured when it was asked for.
+            self._start_turn(timeout + max(0.0, asked_at - self._captured_at()))
         elif self.wake is None:
             # Always listening: waiting for speech is the normal state, not a timeout.
             self._start_turn(math.inf)

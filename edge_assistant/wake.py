@@ -310,10 +310,11 @@ class WakeDetector:
             return self.cutoff
         return stricter_cutoff(self.cutoff)
 
-    def set_speaking(self, speaking: bool) -> None:
+    def set_speaking(self, speaking: bool, *, behind_s: float = 0.0) -> None:
+        """`behind_s`: how much audio captured before this call is still to be processed."""
         with self._lock:
             if self._speaking and not speaking:
-                self._speaking_until_s = self.time_s + self.speaking_tail_s
+                self._speaking_until_s = self.time_s + behind_s + self.speaking_tail_s
             self._speaking = speaking
 
     def process(self, frame: bytes) -> Detection | None:

@@ -299,3 +299,36 @@ def test_a_question_after_cmd_listen_keeps_its_first_word(listener, make_speech_
         events = run(listener, path, skip_wake=True, max_turns=1)
         heard = events[-1].data["text"]
         assert spoken_words(heard)[:3] == ["is", "the", "kitchen"], f"{offset_ms} ms later: {heard!r}"
+
+
+def test_a_follow_up_window_opens_where_the_request_was_made_not_where_a_late_listener_is(make_speech_wav):
+    """A listener behind the microphone (frames waiting in its queue on a loaded machine) must
+    count a listen request's no-speech window from the moment the request was made: the person
+    answers the assistant they hear, not the frames the listener has reached."""
+    listener = Listener(config(vad=VadConfig(no_speech_timeout_s=1.5)))
+    frame_s, stall_from_s, stall_to_s = 0.01, 1.0, 3.5
+    # The answer begins 1 s after the request: inside the window, 3.5 s of audio after the
+    # frames the stalled listener reached.
+    answer = read_wav(make_speech_wav("What is the capital of France?", 0.0, 2.0))
+    audio = np.concatenate([np.zeros(int((stall_to_s + 1.0) * SAMPLE_RATE), np.int16), answer])
+    step = int(frame_s * SAMPLE_RATE)
+    frames = [audio[i:i + step].tobytes() for i in range(0, audio.size - step + 1, step)]
+
+    async def captured_in_real_time():
+        """Frames as a microphone delivers them, except that those of the stall arrive together
+        at its end, as they would from a queue the listener could not empty meanwhile."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        stall_from, stall_to = int(stall_from_s / frame_s), int(stall_to_s / frame_s)
+        for index, frame in enumerate(frames):
+            if index == stall_from:
+                await asyncio.sleep(max(0.0, began + stall_to_s - loop.time()))
+                listener.listen_now(no_speech_timeout_s=1.5)
+            if not stall_from <= index < stall_to:
+                await asyncio.sleep(max(0.0, began + index * frame_s - loop.time()))
+            yield frame
+
+    events: list[Event] = []
+    asyncio.run(listener.run(captured_in_real_time(), events.append, max_turns=1))
+    assert types(events) == ["speech_start", "speech_end", "transcript"], events
+    assert "france" in events[-1].data["text"].lower()

@@ -172,6 +172,21 @@ def test_speaking_tail_suppresses_right_after_speech_ends(speech):
     assert len(detections(no_tail, clip)) == 1
 
 
+def test_a_reply_end_still_queued_counts_as_speaking(speech):
+    """The reply ended while `behind_s` of audio captured before was still to be processed: that
+    audio holds the reply too, and the tail is counted from its end."""
+    clip = speech("Hey Jarvis, what time is it?", lead_s=1.5)
+    behind = detector(barge_in=False, speaking_tail_s=0.3)
+    behind.set_speaking(True)
+    behind.set_speaking(False, behind_s=3.0)
+    assert detections(behind, clip) == []
+
+    caught_up = detector(barge_in=False, speaking_tail_s=0.3)
+    caught_up.set_speaking(True)
+    caught_up.set_speaking(False)
+    assert len(detections(caught_up, clip)) == 1
+
+
 def test_custom_micro_model_from_its_json_config(speech):
     import pymicro_wakeword
 
