@@ -389,6 +389,7 @@ def test_stop_section_needs_the_stop_word(tmp_path):
     assert json.loads(out.read_text())["stop.skipped"].startswith("wake.stop_word is false")
 
 
+@pytest.mark.slow
 def test_wake_accuracy_measures_both_engines_on_the_same_voices(tmp_path):
     config = write_config(tmp_path, tmp_path / "unused.gguf")
     out = tmp_path / "bench.json"
