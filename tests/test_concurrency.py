@@ -180,3 +180,31 @@ def test_shared_models_hold_at_most_one_copy_under_concurrent_acquire_and_releas
     assert not errors and not any(thread.is_alive() for thread in threads)
     assert most[0] == 1, f"{most[0]} copies of one model were in memory at once"
     assert live[0] == 0 and len(cache) == 0 and loads[0] >= 1
+
+
+def test_to_thread_joined_outlasts_every_cancellation_of_its_caller():
+    from edge_assistant.concurrency import to_thread_joined
+
+    entered, may_go = threading.Event(), threading.Event()
+    order = []
+
+    def call():
+        entered.set()
+        may_go.wait(slack(10.0))
+        order.append("call returned")
+        return "result"
+
+    async def scenario():
+        assert await to_thread_joined(lambda: 42) == 42
+        caller = asyncio.create_task(to_thread_joined(call))
+        assert await asyncio.to_thread(entered.wait, slack(10.0))
+        caller.add_done_callback(lambda _: order.append("caller ended"))
+        for _ in range(3):  # a stop after a reload after a stop: each waits for the call
+            caller.cancel()
+            await asyncio.sleep(0.05)
+        may_go.set()
+        await asyncio.gather(caller, return_exceptions=True)
+        return caller.cancelled()
+
+    assert asyncio.run(scenario())
+    assert order == ["call returned", "caller ended"]

@@ -173,7 +173,7 @@ class MqttBridge:
 
         Blocks up to about `timeout` seconds: twice that at worst, plus paho's connect timeout
         (5 s) when a connection attempt is under way. A broker that answers nothing does not
-        hold it longer (tests/test_mqtt_resilience.py)."""
+        hold it longer: the DISCONNECT ends paho's thread even behind a full socket."""
         with self._lock:
             if self._stopping:
                 return
