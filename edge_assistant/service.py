@@ -534,7 +534,7 @@ class Service:
                 # Off the loop: the LLM's close waits for a generation to let go of its lock.
                 await asyncio.to_thread(loaded.close)
 
-    async def _connect_broker(self, config: Config):
+    async def _connect_broker(self, config: Config) -> Any:
         """The MQTT bridge for `config`, or None. A reload that leaves [mqtt] and the device id
         as they were keeps the running bridge: Home Assistant never sees the device go offline,
         and commands sent meanwhile wait in its queue for the next run."""
