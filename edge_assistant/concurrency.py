@@ -1,4 +1,4 @@
-"""The three ways work crosses time and threads here, each written once.
+"""The ways work crosses time and threads here, each written once.
 
 - `Backoff`: the pauses between retries of anything that keeps failing (a stage, a microphone,
   a server), growing to a cap and starting small again once things work.
@@ -6,6 +6,8 @@
 - `iterate_in_thread`: a blocking iterator (a generation, a synthesis) run in a worker thread
   with its items handed to the event loop through a bounded buffer, so a slow consumer holds the
   producer back instead of letting items pile up. Leaving early cancels and joins the worker.
+- `to_thread_joined`: one blocking call in a worker thread that a cancelled caller still waits
+  for, so the models it uses can be closed once the caller's task has ended.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from typing import AsyncIterator, Callable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Backoff:
@@ -138,3 +141,19 @@ async def iterate_in_thread(
             cancel.set()
             room.release()  # a worker waiting for room must wake to see the cancellation
         await asyncio.shield(worker)
+
+
+async def to_thread_joined(func: Callable[..., R], /, *args, **kwargs) -> R:
+    """`asyncio.to_thread`, except that a cancellation waits for the call to return before it
+    propagates: the thread never outlives the task that started it, and whoever closes the
+    models it uses after that task has ended does not close them under it."""
+    call = asyncio.ensure_future(asyncio.to_thread(func, *args, **kwargs))
+    try:
+        return await asyncio.shield(call)
+    except asyncio.CancelledError:
+        while not call.done():
+            try:
+                await asyncio.wait({call})
+            except asyncio.CancelledError:
+                pass  # cancelled again: the first cancellation is raised once the call returns
+        raise

@@ -28,7 +28,6 @@ libspeexdsp through ctypes); noise suppression and automatic gain come from the 
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import ctypes
 import ctypes.util
@@ -44,6 +43,7 @@ import numpy as np
 
 from .audio.capture_clock import CaptureClock
 from .audio.pcm import SAMPLE_RATE, as_int16, stream_resampler
+from .concurrency import to_thread_joined
 from .config import AudioConfig
 
 log = logging.getLogger(__name__)
@@ -482,7 +482,8 @@ class EchoCancellingSource:
     """A frame source (the microphone) with `CaptureProcessor` applied to its frames.
 
     Frames go to a worker thread in batches of `BATCH_S`, as the listener's do, and come back
-    with the same sizes in the same order.
+    with the same sizes in the same order. A cancelled reader waits for the batch in hand: the
+    canceller's thread never outlives the run that reads it.
     """
 
     def __init__(self, source: Any, processor: CaptureProcessor, clock: CaptureClock,
@@ -548,11 +549,11 @@ class EchoCancellingSource:
             batch_samples += len(frame) // 2
             if batch_samples < limit:
                 continue
-            for cleaned, self._own_sound in await asyncio.to_thread(self._process, batch, first_index):
+            for cleaned, self._own_sound in await to_thread_joined(self._process, batch, first_index):
                 yield cleaned
             batch, batch_samples = [], 0
         if batch:
-            for cleaned, self._own_sound in await asyncio.to_thread(self._process, batch, first_index):
+            for cleaned, self._own_sound in await to_thread_joined(self._process, batch, first_index):
                 yield cleaned
 
     def _process(self, batch: list[bytes], first_index: int) -> list[tuple[bytes, bool]]:

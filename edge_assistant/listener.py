@@ -19,6 +19,8 @@ final transcript, so Whisper has often finished by the time the turn is known to
 
 The model calls block, so `run()` hands frames to a worker thread in batches of `BATCH_S` of
 audio: the event loop stays free, and the thread hop is paid ten times a second, not per frame.
+A cancelled `run()` ends only once the batch in hand is processed, so the models can be closed
+after it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import numpy as np
 
 from .audio.capture_clock import CaptureClock
 from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
+from .concurrency import to_thread_joined
 from . import models
 from .config import Config
 from .events import Event, new_id
@@ -474,7 +477,7 @@ class Listener:
         `emit` receives each event (a plain function or a coroutine function).
         """
         # Resetting a wake engine can take a while (openWakeWord refills its window).
-        await asyncio.to_thread(self.begin, skip_wake=skip_wake, max_turns=max_turns)
+        await to_thread_joined(self.begin, skip_wake=skip_wake, max_turns=max_turns)
         batch: list[bytes] = []
         batch_bytes = 0
         async for frame in frames:
@@ -482,13 +485,13 @@ class Listener:
             batch_bytes += len(frame)
             if batch_bytes < _BATCH_BYTES:
                 continue
-            await _emit_all(emit, await asyncio.to_thread(self.process, batch))
+            await _emit_all(emit, await to_thread_joined(self.process, batch))
             batch, batch_bytes = [], 0
             if self.finished:
                 return
         if batch:
-            await _emit_all(emit, await asyncio.to_thread(self.process, batch))
-        await _emit_all(emit, await asyncio.to_thread(self.flush))
+            await _emit_all(emit, await to_thread_joined(self.process, batch))
+        await _emit_all(emit, await to_thread_joined(self.flush))
 
 
 async def _emit_all(emit: Emit, events: list[Event]) -> None:

@@ -9,9 +9,10 @@ cleanly.
 A reload (SIGHUP, or `edge-assistant reload` through the status socket) reads and checks the
 config first: a bad one is reported (STATUS=, the config's health, the reload's outcome) and
 the service goes on as it was. A good one is announced with RELOADING=1, the models and devices
-are rebuilt (the conversation starts afresh) and READY=1 says it is done. The health of every
-part (`health.Health`) outlives reloads and goes to STATUS=, the retained MQTT health topic and
-the status socket (`status.StatusServer`).
+are rebuilt (the conversation starts afresh) and READY=1 says it is done. The MQTT connection is
+kept unless [mqtt] or the device id changed: Home Assistant does not see the device go offline.
+The health of every part (`health.Health`) outlives reloads and goes to STATUS=, the retained
+MQTT health topic and the status socket (`status.StatusServer`).
 """
 
 from __future__ import annotations
@@ -260,7 +261,9 @@ class Service:
         self.notifier = notifier or SystemdNotifier()
         self.stopping = asyncio.Event()
         self.assistant = None
+        # The MQTT bridge outlives the runs that use it: see `_connect_broker`.
         self.bridge = None
+        self._bridge_for: tuple[Any, str] | None = None  # the [mqtt] and device id it serves
         self.health = Health()
         self.health.listeners.append(self._on_health)
         # What STATUS= starts with: the assistant's state once it runs.
@@ -395,6 +398,7 @@ class Service:
             if self._reload_check is not None:
                 self._reload_check.cancel()
                 await asyncio.gather(self._reload_check, return_exceptions=True)
+            await self._disconnect_broker()
             await status_server.aclose()
             if watchdog is not None:
                 watchdog.cancel()
@@ -430,24 +434,14 @@ class Service:
         self._set_state("loading models")
         self.health.starting("models", "loading")
         loop = asyncio.get_running_loop()
-        bridge = None
-        if config.mqtt.enabled:
-            from .mqtt import MqttBridge
-
-            self.health.starting("broker", f"connecting to {config.mqtt.host}:{config.mqtt.port}")
-            bridge = MqttBridge(config.mqtt, config.device_id(), loop, on_connection=self._on_broker)
-            self.bridge = bridge
-            self.health.announce()  # the bridge's retained health, before it connects
-            bridge.start()
-        else:
-            self.health.off("broker", "mqtt.enabled is false")
+        bridge = await self._connect_broker(config)
         loaded: LoadedModels | None = None
         source = sink = None
         assistant: Assistant | None = None
         metrics = speaker_watch = None
         home = scheduler = None
         try:
-            # A model that cannot load ends the service (MQTT says goodbye in `finally`).
+            # A model that cannot load ends the service (MQTT says goodbye as `run` ends).
             try:
                 loaded = await self._load(config)
             except Exception as error:
@@ -539,9 +533,32 @@ class Service:
             if loaded is not None:
                 # Off the loop: the LLM's close waits for a generation to let go of its lock.
                 await asyncio.to_thread(loaded.close)
-            if bridge is not None:
-                await bridge.aclose()
-                self.bridge = None
+
+    async def _connect_broker(self, config: Config) -> Any:
+        """The MQTT bridge for `config`, or None. A reload that leaves [mqtt] and the device id
+        as they were keeps the running bridge: Home Assistant never sees the device go offline,
+        and commands sent meanwhile wait in its queue for the next run."""
+        if self.bridge is not None and self._bridge_for == (config.mqtt, config.device_id()):
+            return self.bridge
+        await self._disconnect_broker()
+        if not config.mqtt.enabled:
+            self.health.off("broker", "mqtt.enabled is false")
+            return None
+        from .mqtt import MqttBridge
+
+        self.health.starting("broker", f"connecting to {config.mqtt.host}:{config.mqtt.port}")
+        bridge = MqttBridge(config.mqtt, config.device_id(), asyncio.get_running_loop(),
+                            on_connection=self._on_broker)
+        self.bridge, self._bridge_for = bridge, (config.mqtt, config.device_id())
+        self.health.announce()  # the bridge's retained health, before it connects
+        bridge.start()
+        return bridge
+
+    async def _disconnect_broker(self) -> None:
+        """Retained `offline`, and a clean disconnect, of the bridge there is."""
+        bridge, self.bridge, self._bridge_for = self.bridge, None, None
+        if bridge is not None:
+            await bridge.aclose()
 
     def _on_broker(self, status: str, message: str | None) -> None:
         """The bridge's `on_connection`, on paho's thread."""

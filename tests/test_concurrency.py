@@ -108,3 +108,103 @@ def test_shared_models_load_once_and_are_freed_with_the_last_user():
     assert "a" in cache and not freed
     second.release()
     assert "a" not in cache and freed == ["model a"] and len(cache) == 0
+
+
+
+def test_shared_models_load_no_second_copy_while_the_last_user_frees_the_first():
+    # A reload lets go of its models while the next run (or `say`) asks for them again: the
+    # new load waits for the old copy to be freed, so two never sit in memory together.
+    freeing, may_free = threading.Event(), threading.Event()
+    order = []
+
+    def evict(model):
+        freeing.set()
+        may_free.wait(slack(10.0))
+        order.append(f"freed {model}")
+
+    def load_second():
+        loading.set()
+        order.append("loaded second")
+        return "second"
+
+    cache = SharedModels("model", on_evict=evict)
+    lease = cache.acquire("a", lambda: "first")
+    releasing = threading.Thread(target=lease.release)
+    releasing.start()
+    assert freeing.wait(slack(10.0))
+    loading = threading.Event()
+    acquiring = threading.Thread(target=cache.acquire, args=("a", load_second))
+    acquiring.start()
+    # Unguarded, the load starts at once; guarded, it cannot start before the free ends.
+    loading.wait(0.5)
+    may_free.set()
+    releasing.join(slack(10.0))
+    acquiring.join(slack(10.0))
+    assert order == ["freed first", "loaded second"]
+    assert len(cache) == 1
+
+
+def test_shared_models_hold_at_most_one_copy_under_concurrent_acquire_and_release():
+    live, most, loads = [0], [0], [0]
+    count = threading.Lock()
+
+    def load():
+        with count:
+            live[0] += 1
+            loads[0] += 1
+            most[0] = max(most[0], live[0])
+        time.sleep(0.001)  # widens the windows a race needs
+        return object()
+
+    def evict(model):
+        time.sleep(0.001)
+        with count:
+            live[0] -= 1
+
+    cache = SharedModels("model", on_evict=evict)
+    errors = []
+
+    def user():
+        try:
+            for _ in range(200):
+                lease = cache.acquire("a", load)
+                lease.release()
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=user) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(slack(60.0))
+    assert not errors and not any(thread.is_alive() for thread in threads)
+    assert most[0] == 1, f"{most[0]} copies of one model were in memory at once"
+    assert live[0] == 0 and len(cache) == 0 and loads[0] >= 1
+
+
+def test_to_thread_joined_outlasts_every_cancellation_of_its_caller():
+    from edge_assistant.concurrency import to_thread_joined
+
+    entered, may_go = threading.Event(), threading.Event()
+    order = []
+
+    def call():
+        entered.set()
+        may_go.wait(slack(10.0))
+        order.append("call returned")
+        return "result"
+
+    async def scenario():
+        assert await to_thread_joined(lambda: 42) == 42
+        caller = asyncio.create_task(to_thread_joined(call))
+        assert await asyncio.to_thread(entered.wait, slack(10.0))
+        caller.add_done_callback(lambda _: order.append("caller ended"))
+        for _ in range(3):  # a stop after a reload after a stop: each waits for the call
+            caller.cancel()
+            await asyncio.sleep(0.05)
+        may_go.set()
+        await asyncio.gather(caller, return_exceptions=True)
+        return caller.cancelled()
+
+    assert asyncio.run(scenario())
+    assert order == ["call returned", "caller ended"]

@@ -8,6 +8,7 @@ computing; tests/test_echo_room.py runs the whole assistant in the room in real 
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from edge_assistant.echo import (
 )
 from edge_assistant.wake import OwnVoiceDetector, WakeDetector
 from edge_assistant.bench.room import ManualClock, SimulatedRoom, erle_db, play_through_room
+from tests.support.timing import slack
 
 ENGINES = ("speex", "webrtc")
 REPLY = ("The weather today is sunny with a high of twenty degrees. Rain is expected tomorrow "
@@ -268,3 +270,49 @@ def test_echo_cancelling_source_keeps_frames_whole_and_in_order():
     frames = asyncio.run(take())
     assert len(frames) == 12 and all(len(frame) == 960 for frame in frames)
     assert source.status.active and source.status.engine == "speex"
+
+
+def test_a_cancelled_reader_ends_only_after_the_cancellers_thread(monkeypatch):
+    # The run that reads the microphone ends before its models close: the canceller's batch in
+    # hand must be done by then, not go on in a thread nobody waits for.
+    entered, may_go = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    class Microphone:
+        frame_ms = 10
+
+        async def frames(self):
+            while True:
+                await asyncio.sleep(0)
+                yield bytes(2 * BLOCK)
+
+    clock = CaptureClock()
+    source = EchoCancellingSource(Microphone(), CaptureProcessor(AudioConfig(), PlaybackReference(clock)), clock)
+    process = source._process
+
+    def held_process(batch, first_index):
+        entered.set()
+        may_go.wait(slack(10.0))
+        try:
+            return process(batch, first_index)
+        finally:
+            order.append("canceller done")
+
+    monkeypatch.setattr(source, "_process", held_process)
+
+    async def scenario():
+        async def read():
+            async for _ in source.frames():
+                pass
+
+        reading = asyncio.create_task(read())
+        assert await asyncio.to_thread(entered.wait, slack(10.0))
+        reading.add_done_callback(lambda _: order.append("reader ended"))
+        reading.cancel()
+        await asyncio.sleep(0.1)
+        may_go.set()
+        await asyncio.gather(reading, return_exceptions=True)
+        return reading.cancelled()
+
+    assert asyncio.run(scenario())
+    assert order == ["canceller done", "reader ended"]

@@ -21,6 +21,7 @@ from edge_assistant.events import Event
 from edge_assistant.listener import Listener, listen
 from edge_assistant.stt import Transcriber
 from edge_assistant.turn_end import ends_mid_phrase
+from tests.support.timing import slack
 
 QUESTION = "Hey Jarvis. What is the capital of France?"
 
@@ -79,6 +80,42 @@ def test_wake_word_then_question(make_speech_wav):
     assert len({e.turn_id for e in events}) == 1 and wake.turn_id
     # The models ran off the event loop's thread.
     assert threads and loop_thread not in threads
+
+
+def test_a_cancelled_run_ends_only_after_the_batch_in_hand(listener, monkeypatch):
+    # The daemon closes the listener's models once its task has ended (a stop, a reload): the
+    # worker thread processing a batch must have returned by then.
+    entered, may_go = threading.Event(), threading.Event()
+    order: list[str] = []
+    process = listener.process
+
+    def held_process(frames):
+        entered.set()
+        may_go.wait(slack(10.0))
+        try:
+            return process(frames)
+        finally:
+            order.append("batch done")
+
+    monkeypatch.setattr(listener, "process", held_process)
+
+    async def silence():
+        while True:
+            await asyncio.sleep(0)
+            yield bytes(SAMPLE_RATE // 100 * 2)
+
+    async def scenario():
+        running = asyncio.create_task(listener.run(silence(), lambda event: None))
+        assert await asyncio.to_thread(entered.wait, slack(30.0))
+        running.add_done_callback(lambda _: order.append("run ended"))
+        running.cancel()
+        await asyncio.sleep(0.1)
+        may_go.set()
+        await asyncio.gather(running, return_exceptions=True)
+        return running.cancelled()
+
+    assert asyncio.run(scenario())
+    assert order == ["batch done", "run ended"]
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sys
 import threading
 import time
@@ -311,3 +312,42 @@ async def test_flood_of_commands_keeps_memory_bounded(mosquitto, mqtt_probe, mqt
         bridge.commands.get_nowait()
     probe.publish(bridge.topics.command("say"), '{"text": "hello again", "id": "after-flood"}')
     assert (await next_command(bridge)).request_id == "after-flood"
+
+
+async def stop_in_time(bridge: MqttBridge, timeout: float = 1.0) -> None:
+    """`bridge.stop(timeout)` returns, and leaves none of its threads behind. The limit is far
+    below the keepalive (3600 s): a stop that waited for the broker would miss it."""
+    stopping = threading.Thread(target=bridge.stop, args=(timeout,), name="stopping", daemon=True)
+    stopping.start()
+    await asyncio.to_thread(stopping.join, slack(30.0))
+    assert not stopping.is_alive(), "MqttBridge.stop hung"
+    left = [thread.name for thread in threading.enumerate() if thread.name.endswith(DEVICE)]
+    assert left == [], left
+
+
+@run_async
+async def test_stop_returns_while_the_broker_answers_nothing(mosquitto_factory, mqtt_bridges):
+    broker = mosquitto_factory()
+    bridge = await ready(mqtt_bridges, broker.mqtt_config(keepalive=3600))
+    broker.freeze()
+    try:
+        # More than the socket's buffers hold: the offline announce and the DISCONNECT queue
+        # behind what the broker never reads.
+        for seq in range(300):
+            bridge.publish_event(Event("metrics", {"seq": seq, "pad": "x" * 100_000}))
+        await eventually(lambda: bridge.stats["published"] >= 300, what="handed to paho")
+        await stop_in_time(bridge)
+    finally:
+        broker.thaw()
+
+
+@run_async
+async def test_stop_returns_while_a_tls_handshake_goes_unanswered(mqtt_bridges):
+    with socket.socket() as silent:  # accepts the connection (the kernel does), says nothing
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        host, port = silent.getsockname()
+        bridge = mqtt_bridges(MqttConfig(host=host, port=port, tls=True, tls_verify=False, keepalive=3600))
+        await asyncio.sleep(0.5)  # paho's thread is inside the handshake
+        assert not bridge.connected
+        await stop_in_time(bridge)

@@ -75,3 +75,67 @@ def test_a_bad_input_file_leaves_no_mqtt_thread_and_no_model_behind(tmp_path, mo
     alive = [thread.name for thread in threading.enumerate() if thread.name.startswith("mqtt-publisher")]
     assert alive == [] and (daemon.bridge is None or not daemon.bridge.connected)
     assert len(shared_voices) == voices_before  # the models loaded for the run were let go
+
+
+def test_a_reload_of_speech_and_llm_settings_keeps_the_device_online(tmp_path, mosquitto, mqtt_probe, scripted_gguf):
+    from edge_assistant.config import load
+
+    device = "keeponline"
+    availability = f"edge-assistant/{device}/availability"
+    config_path = tmp_path / "config.toml"
+
+    def write_config(temperature: float, length_scale: float, speculative: str, keepalive: int = 60) -> None:
+        config_path.write_text(f"""
+[audio]
+input_device = "none"
+[llm]
+model = "{scripted_gguf}"
+temperature = {temperature}
+max_tokens = 6
+[tts]
+length_scale = {length_scale}
+[stt]
+speculative = {speculative}
+[mqtt]
+host = "{mosquitto.host}"
+port = {mosquitto.port}
+device_id = "{device}"
+keepalive = {keepalive}
+[service]
+state_dir = "{tmp_path / 'state'}"
+earcons = false
+[home]
+enabled = false
+""")
+
+    write_config(0.0, 1.0, "true")
+    probe = mqtt_probe(mosquitto)
+    probe.subscribe(f"edge-assistant/{device}/#")
+    daemon = Service(str(config_path), load(str(config_path)),
+                     RunOptions(output_wav=tmp_path / "speaker.wav"), notifier=SystemdNotifier(""))
+
+    async def scenario():
+        running = asyncio.create_task(daemon.run())
+        await asyncio.to_thread(probe.wait_for, availability, lambda m: m.text == "online", 120)
+        bridge, mark = daemon.bridge, len(probe.messages)
+        write_config(0.7, 1.2, "false")
+        outcome = await asyncio.wait_for(daemon.request_reload(), 120)
+        reloaded = daemon.config
+        kept = daemon.bridge is bridge
+        connects = bridge.stats["connects"]
+        await asyncio.sleep(0.5)  # a goodbye said in the reload reaches the probe by then
+        between = [m.text for m in probe.messages[mark:] if m.topic == availability]
+        # A changed [mqtt] does need a new connection.
+        write_config(0.7, 1.2, "false", keepalive=30)
+        outcome_mqtt = await asyncio.wait_for(daemon.request_reload(), 120)
+        replaced = daemon.bridge is not bridge and daemon.bridge is not None and not bridge.connected
+        daemon._on_signal(service.signal.SIGTERM)
+        return await running, outcome, reloaded, kept, connects, between, outcome_mqtt["ok"] and replaced
+
+    status, outcome, reloaded, kept, connects, between, replaced = asyncio.run(scenario())
+    assert status == 0 and outcome["ok"] and replaced, outcome
+    assert reloaded.llm.temperature == 0.7 and reloaded.tts.length_scale == 1.2
+    # Home Assistant saw the device online through the reload: no goodbye, no new connection.
+    assert kept and connects == 1 and between == [], between
+    # The stop still says goodbye.
+    assert probe.retained(availability)[availability].text == "offline"

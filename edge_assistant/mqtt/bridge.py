@@ -171,7 +171,9 @@ class MqttBridge:
     def stop(self, timeout: float = 5.0) -> None:
         """Send what waits in the outbox, publish retained `offline`, disconnect cleanly.
 
-        Blocks up to about `timeout` seconds (twice that at worst)."""
+        Blocks up to about `timeout` seconds: twice that at worst, plus paho's connect timeout
+        (5 s) when a connection attempt is under way. A broker that answers nothing does not
+        hold it longer: the DISCONNECT ends paho's thread even behind a full socket."""
         with self._lock:
             if self._stopping:
                 return

@@ -218,6 +218,17 @@ class Broker:
         self.stop()
         self.start()
 
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open, and nothing on them is read or answered."""
+        if self.running:
+            assert self._process is not None
+            self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.running:
+            assert self._process is not None
+            self._process.send_signal(signal.SIGCONT)
+
     def set_users(self, users: dict[str, str]) -> None:
         """Rewrite the password file and make the running broker reload it."""
         self._write_users(users)
