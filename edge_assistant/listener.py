@@ -289,8 +289,9 @@ class Listener:
                 break
             self._follow_utterance(replay[start : start + _REPLAY_FRAME_BYTES], followed)
         # "speaking": the person is talking on already (the wake earcon may be left out).
-        events.append(Event(EventType.WAKE, {"model": detection.model, "score": round(detection.score, 3),
-                                             "speaking": bool(self.endpointer.in_speech or self.endpointer.hearing_speech)},
+        events.append(Event(EventType.WAKE,
+                            {"model": detection.model, "score": round(detection.score, 3),
+                             "speaking": bool(self.endpointer.in_speech or self.endpointer.hearing_speech)},
                             turn_id=self._turn_id))
         events.extend(followed)
 

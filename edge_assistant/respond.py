@@ -98,7 +98,7 @@ class ResponseSource(StrEnum):
 
     NONE = ""  # nobody yet (cancelled first)
     DEVICE = "device"  # what the device itself knows (facts.py)
-    HOME = "home"  # the home's templates
+    HOME = "home"  # the home: a template matched, a thermometer read
     TIMERS = "timers"
     LLM = "llm"  # the model, with or without a tool call
 
@@ -287,7 +287,8 @@ class Responder:
         context, toolbox = self.tool_context()
         prompt = await asyncio.to_thread(self.session.prepare, text, context)
         if prompt.dropped_turns or prompt.trimmed_chars:
-            emit(EventType.PROMPT_TRIMMED, {"dropped_turns": prompt.dropped_turns, "trimmed_chars": prompt.trimmed_chars})
+            emit(EventType.PROMPT_TRIMMED,
+                 {"dropped_turns": prompt.dropped_turns, "trimmed_chars": prompt.trimmed_chars})
         if toolbox is not None:
             prompt = replace(prompt, grammar=toolbox.gbnf(), tools=tuple(toolbox.openai_tools()))
         reply = Reply(prompt, Generation())

@@ -158,7 +158,8 @@ def correct(question: Question, answer: Answer, asked_at: datetime.datetime) -> 
     if "keywords" in expect:
         return all(word.casefold() in text for word in expect["keywords"])
     if "action" in expect:
-        return _actions(answer) == {expect["action"]} and all(a.get("outcome") == StepOutcome.DONE for a in answer.actions)
+        return (_actions(answer) == {expect["action"]}
+                and all(a.get("outcome") == StepOutcome.DONE for a in answer.actions))
     if "unknown" in expect:
         return not answer.actions and _UNKNOWN.search(text) is not None
     raise ValueError(f"no scorer for {question.text!r}")

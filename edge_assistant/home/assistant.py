@@ -212,7 +212,8 @@ class HomeControl:
         if not match.handled_here:
             return HomeResult("", intent, handled=False, outcome=HomeOutcome.ROUTED, match=match)
         if match.error.endswith("exposed"):
-            return HomeResult(speech.error(match.error, match.error_slots), intent, outcome=StepOutcome.NOT_EXPOSED, match=match)
+            return HomeResult(speech.error(match.error, match.error_slots), intent, outcome=StepOutcome.NOT_EXPOSED,
+                              match=match)
         if match.error and self._llm_may_act(text):
             # A template fitted but found no such device ("close the garage door" said of a
             # cover of class garage), yet the words imply one: the LLM may try, limited to it.
@@ -220,7 +221,8 @@ class HomeControl:
                      text[:60], match.intent, match.error)
             return None
         if match.error:
-            return HomeResult(speech.error(match.error, match.error_slots), intent, outcome=StepOutcome.NOT_FOUND, match=match)
+            return HomeResult(speech.error(match.error, match.error_slots), intent, outcome=StepOutcome.NOT_FOUND,
+                              match=match)
         if match.intent in NO_TARGET_INTENTS:
             text = "" if match.intent == "HassNevermind" else speech.time_or_date(match, datetime.datetime.now())
             return HomeResult(text, intent, outcome=HomeOutcome.ANSWERED, match=match)
@@ -314,7 +316,8 @@ class HomeControl:
                 result.speech, result.outcome = asked, HomeOutcome.NEEDS_CONFIRMATION
                 return result
             self._pending = _Pending(steps, self._clock() + self.config.home.confirmation_s, asked, intent, match, args)
-            return HomeResult(asked, intent, awaiting_confirmation=True, outcome=HomeOutcome.NEEDS_CONFIRMATION, match=match)
+            return HomeResult(asked, intent, awaiting_confirmation=True, outcome=HomeOutcome.NEEDS_CONFIRMATION,
+                              match=match)
         return await self._perform(steps, intent, match, args, dry_run)
 
     async def _perform(self, steps: list[Step], intent: dict[str, Any] | None, match: Match | None,
