@@ -117,6 +117,7 @@ async def _tool_context_for_cli(config, session, question: str):
 def cmd_ask(args: argparse.Namespace) -> int:
     import asyncio
 
+    from .events import EventType
     from .llm import load_session
 
     config = _load_config(args)
@@ -133,7 +134,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return 0
     result = {"text": response.text, "source": response.source, "intent": response.intent,
               "actions": response.actions, "dry_run": args.dry_run,
-              "errors": [data for kind, data in events if kind == "error"]}
+              "errors": [data for kind, data in events if kind == EventType.ERROR]}
     reply = response.reply
     if reply is not None:
         info, generation = session.engine.info, reply.generation
@@ -159,16 +160,17 @@ async def _answer(config, session, question: str, cancel: threading.Event, args:
     templates, the timers (read from the device's state, never changed from here), then the
     LLM with its tools."""
     from .assembly import ReadOnlyTimerStore, build_responder, timer_store
+    from .events import EventType
     from .respond import Response
     from .timers import TimerScheduler
 
     home = await _start_home_for_cli(config, "ask")
     scheduler = TimerScheduler(ReadOnlyTimerStore(timer_store(config).path), config.timers)
-    events: list[tuple[str, dict]] = []
+    events: list[tuple[EventType, dict]] = []
 
-    def emit(kind: str, data: dict) -> None:
+    def emit(kind: EventType, data: dict) -> None:
         events.append((kind, data))
-        if kind == "prompt_trimmed" and data.get("trimmed_chars"):
+        if kind == EventType.PROMPT_TRIMMED and data.get("trimmed_chars"):
             print(f"# question cut by {data['trimmed_chars']} characters to fit the context", file=sys.stderr)
 
     response = Response()
@@ -260,14 +262,14 @@ def cmd_listen(args: argparse.Namespace) -> int:
         # Without a handler the microphone logs its failures itself, each one once in a while.
         source = MicrophoneSource(config.audio)
 
-    from .events import Event
+    from .events import Event, EventType
 
     def show(event) -> None:
         if args.json:
             print(json.dumps(event.to_json_dict(), ensure_ascii=False), flush=True)
-        elif event.type == "transcript":
+        elif event.type == EventType.TRANSCRIPT:
             print(event.data.get("text", ""), flush=True)
-        elif event.type != "transcript_partial":
+        elif event.type != EventType.TRANSCRIPT_PARTIAL:
             print(f"# {event.type} {json.dumps(event.data, ensure_ascii=False)}", file=sys.stderr, flush=True)
 
     async def main() -> None:
@@ -278,14 +280,14 @@ def cmd_listen(args: argparse.Namespace) -> int:
         async def show_intent(text: str, turn_id: str | None) -> None:
             result = await home.handle(text, dry_run=True)
             if result is not None and result.intent is not None:
-                show(Event("intent", result.intent, turn_id=turn_id))
+                show(Event(EventType.INTENT, result.intent, turn_id=turn_id))
                 for action in result.actions:
-                    show(Event("action", action, turn_id=turn_id))
+                    show(Event(EventType.ACTION, action, turn_id=turn_id))
 
         def emit(event) -> None:
             show(event)
             text = str(event.data.get("text", "")).strip()
-            if home is not None and event.type == "transcript" and text:
+            if home is not None and event.type == EventType.TRANSCRIPT and text:
                 task = asyncio.ensure_future(show_intent(text, event.turn_id))
                 pending.add(task)
                 task.add_done_callback(pending.discard)

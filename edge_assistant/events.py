@@ -28,32 +28,36 @@ class State(StrEnum):
 
 STATES = tuple(State)
 
-# Event types; each maps to the MQTT topic <prefix>/<device_id>/event/<type>.
-EVENT_TYPES = (
-    "state",  # {"state": one of STATES}
-    "wake",  # {"model", "score"}
-    "stop_word",  # {"score"}: "stop" heard while the assistant spoke or rang
-    "speech_start",  # {}
-    "speech_end",  # {"duration_s", "reason": "silence" | "end_of_turn" | "max_length" | "timeout"}
-    "transcript_partial",  # {"text"}
-    "transcript",  # {"text", "confidence", "duration_s", "latency_s", "engine"}
-    "question",  # {"text", "origin"}: a typed question (command ask); spoken ones are transcripts
-    "prompt_trimmed",  # {"dropped_turns", "trimmed_chars"}
-    "reply_sentence",  # {"text", "index"}
-    "reply",  # {"text", "prompt_tokens", "completion_tokens", "timings", "cancelled"}
-    "tts_start",  # {"text"}
-    "tts_stop",  # {"text", "cancelled"}
-    "error",  # {"code", "message"}
-    "metrics",  # free-form counters
-    "intent",  # {"name", "slots", "entities", "source": "template" | "llm", "match_ms"}
-    "action",  # {"entity", "topic", "payload", "confirmed", "latency_ms", "outcome"}
-    "timer_started",  # {"id", "name", "total_s", "remaining_s", "ends_at"}
-    "timer_updated",  # the same
-    "timer_cancelled",  # the same
-    "timer_finished",  # the same, "missed": true if it ended while the device was off
-    "announce_start",  # {"text"}
-    "announce_end",  # {"text", "cancelled"}
-)
+
+class EventType(StrEnum):
+    """Event types; each maps to the MQTT topic <prefix>/<device_id>/event/<type>."""
+
+    STATE = "state"  # {"state": one of STATES}
+    WAKE = "wake"  # {"model", "score"}
+    STOP_WORD = "stop_word"  # {"score"}: "stop" heard while the assistant spoke or rang
+    SPEECH_START = "speech_start"  # {}
+    SPEECH_END = "speech_end"  # {"duration_s", "reason": "silence" | "end_of_turn" | "max_length" | "timeout"}
+    TRANSCRIPT_PARTIAL = "transcript_partial"  # {"text"}
+    TRANSCRIPT = "transcript"  # {"text", "confidence", "duration_s", "latency_s", "engine"}
+    QUESTION = "question"  # {"text", "origin"}: a typed question (command ask); spoken ones are transcripts
+    PROMPT_TRIMMED = "prompt_trimmed"  # {"dropped_turns", "trimmed_chars"}
+    REPLY_SENTENCE = "reply_sentence"  # {"text", "index"}
+    REPLY = "reply"  # {"text", "source", "prompt_tokens", "completion_tokens", "timings", "cancelled"}
+    TTS_START = "tts_start"  # {"text"}
+    TTS_STOP = "tts_stop"  # {"text", "cancelled"}
+    ERROR = "error"  # {"code", "message"}
+    METRICS = "metrics"  # free-form counters
+    INTENT = "intent"  # {"name", "slots", "entities", "source": "template" | "llm" | "device", "match_ms"}
+    ACTION = "action"  # {"entity", "topic", "payload", "confirmed", "latency_ms", "outcome"}
+    TIMER_STARTED = "timer_started"  # {"id", "name", "total_s", "remaining_s", "ends_at"}
+    TIMER_UPDATED = "timer_updated"  # the same
+    TIMER_CANCELLED = "timer_cancelled"  # the same
+    TIMER_FINISHED = "timer_finished"  # the same, "missed": true if it ended while the device was off
+    ANNOUNCE_START = "announce_start"  # {"text"}
+    ANNOUNCE_END = "announce_end"  # {"text", "cancelled"}
+
+
+EVENT_TYPES = tuple(EventType)
 
 
 def new_id() -> str:
@@ -62,7 +66,7 @@ def new_id() -> str:
 
 @dataclass(frozen=True)
 class Event:
-    type: str
+    type: EventType
     data: dict[str, Any] = field(default_factory=dict)
     turn_id: str | None = None
     request_id: str | None = None

@@ -43,7 +43,7 @@ from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 from .concurrency import to_thread_joined
 from . import models
 from .config import Config
-from .events import Event, new_id
+from .events import Event, EventType, new_id
 from .stop_word import CheckedStopWord, StopWordDetector
 from .moonshine import MoonshineModelError
 from .stt import MoonshineTranscriber, Transcriber, create_transcriber
@@ -299,8 +299,9 @@ class Listener:
                 break
             self._follow_utterance(replay[start : start + _REPLAY_FRAME_BYTES], followed)
         # "speaking": the person is talking on already (the wake earcon may be left out).
-        events.append(Event("wake", {"model": detection.model, "score": round(detection.score, 3),
-                                     "speaking": bool(self.endpointer.in_speech or self.endpointer.hearing_speech)},
+        events.append(Event(EventType.WAKE,
+                            {"model": detection.model, "score": round(detection.score, 3),
+                             "speaking": bool(self.endpointer.in_speech or self.endpointer.hearing_speech)},
                             turn_id=self._turn_id))
         events.extend(followed)
 
@@ -324,7 +325,7 @@ class Listener:
                 log.debug("stop word ignored: the echo canceller is still learning the room "
                           "(score %.3f)", score)
             else:
-                events.append(Event("stop_word", {"score": round(score, 3)}))
+                events.append(Event(EventType.STOP_WORD, {"score": round(score, 3)}))
 
     def flush(self) -> list[Event]:
         """The stream ended: close an utterance in progress."""
@@ -374,7 +375,7 @@ class Listener:
             self._feed(frame, events)
         for change in changes:
             if change.type == "speech_start":
-                events.append(Event("speech_start", {}, turn_id=self._turn_id))
+                events.append(Event(EventType.SPEECH_START, {}, turn_id=self._turn_id))
                 # The utterance so far: pre-roll and the speech that proved it is speech,
                 # this frame included.
                 self.transcriber.start()
@@ -433,24 +434,24 @@ class Listener:
             partial = self.transcriber.accept(data)
         except Exception as error:  # a recognizer failure must not end listening
             log.exception("speech recognition failed")
-            events.append(Event("error", {"code": "stt_failed", "message": str(error)},
+            events.append(Event(EventType.ERROR, {"code": "stt_failed", "message": str(error)},
                                 turn_id=self._turn_id))
             return
         if partial is not None:
-            events.append(Event("transcript_partial", {"text": partial}, turn_id=self._turn_id))
+            events.append(Event(EventType.TRANSCRIPT_PARTIAL, {"text": partial}, turn_id=self._turn_id))
 
     def _end_utterance(self, ended: EndpointEvent, events: list[Event]) -> None:
         data = {"duration_s": round(ended.duration_s, 3), "reason": ended.reason}
         if ended.probability is not None:
             data["probability"] = round(ended.probability, 3)
-        events.append(Event("speech_end", data, turn_id=self._turn_id))
+        events.append(Event(EventType.SPEECH_END, data, turn_id=self._turn_id))
         if ended.reason != REASON_TIMEOUT:
             draft = self._final_draft()
             try:
                 transcript = self.transcriber.finish(draft.future if draft is not None else None)
             except Exception as error:
                 log.exception("speech recognition failed")
-                events.append(Event("error", {"code": "stt_failed", "message": str(error)},
+                events.append(Event(EventType.ERROR, {"code": "stt_failed", "message": str(error)},
                                     turn_id=self._turn_id))
             else:
                 if draft is not None:
@@ -458,7 +459,7 @@ class Listener:
                 data = transcript.to_json_dict()
                 data.pop("words", None)
                 data["speculative"] = transcript.speculative
-                events.append(Event("transcript", data, turn_id=self._turn_id))
+                events.append(Event(EventType.TRANSCRIPT, data, turn_id=self._turn_id))
         self._turns += 1
         self._listening = False
 

@@ -24,12 +24,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, AsyncIterable, AsyncIterator, Callable, Protocol
 
 from .chat import ChatSession
 from .concurrency import Backoff
 from .config import Config
-from .events import Command, Event, State, new_id
+from .events import Command, Event, EventType, State, new_id
 from .health import log_fault
 from .respond import Responder, Response
 from .sentences import SentenceSplitter
@@ -48,9 +49,18 @@ AUDIO_QUEUE = 4
 ERROR_NOTICE = "Sorry, something went wrong."
 
 
+class TurnKind(StrEnum):
+    """What a turn does with its text."""
+
+    ASK = "ask"  # answered
+    SAY = "say"  # spoken as is
+    ANNOUNCE = "announce"  # a chime, then spoken as is
+    RING = "ring"  # a finished timer: its sound, then spoken as is, then listening for "stop"
+
+
 @dataclass
 class TurnRequest:
-    kind: str  # "ask" (answered), "say" (spoken as is), "announce" (a chime, then spoken as is)
+    kind: TurnKind
     text: str
     origin: str  # "voice", "mqtt", "hermes", "cli"
     turn_id: str = field(default_factory=new_id)
@@ -199,8 +209,6 @@ class Assistant:
         # Home intents and timers first, then the LLM; the LLM alone without a home.
         self.responder = responder or Responder(session)
         self.timers = timers
-        # The request id of the timer command being run: the timer events it causes carry it.
-        self.timer_request_id: str | None = None
         self.synthesizer = synthesizer
         self.sink = sink
         self.listener = listener
@@ -234,7 +242,7 @@ class Assistant:
     # --- events and state ---------------------------------------------------------------------
 
     def emit(self, event: Event) -> None:
-        if event.type == "error":
+        if event.type == EventType.ERROR:
             self.counters["errors"] += 1
         if self.bridge is not None:
             try:
@@ -252,7 +260,7 @@ class Assistant:
             return
         self.state = state
         log.info("state: %s", state)
-        self.emit(Event("state", {"state": state}, turn_id=turn_id))
+        self.emit(Event(EventType.STATE, {"state": state}, turn_id=turn_id))
 
     def _resting_state(self) -> State:
         if self.muted:
@@ -284,7 +292,7 @@ class Assistant:
                 self.bridge.set_volume(volume)
         for name, stage in stages.items():
             self.tasks[name] = asyncio.create_task(self._supervise(name, stage), name=name)
-        self.emit(Event("state", {"state": self.state}))
+        self.emit(Event(EventType.STATE, {"state": self.state}))
 
     async def _supervise(self, name: str, stage: Callable[[], Any]) -> None:
         """Run a stage for ever: log a crash, back off, start it again."""
@@ -298,7 +306,7 @@ class Assistant:
             except Exception as error:
                 delay = backoff.next()
                 log.exception("stage %s failed; restarting in %.1f s", name, delay)
-                self.emit(Event("error", {"code": f"{name}_failed", "message": str(error)}))
+                self.emit(Event(EventType.ERROR, {"code": f"{name}_failed", "message": str(error)}))
                 await asyncio.sleep(delay)
 
     async def stop(self) -> None:
@@ -357,7 +365,7 @@ class Assistant:
 
     def _on_listener_event(self, event: Event) -> None:
         self.emit(event)
-        if event.type == "wake":
+        if event.type == EventType.WAKE:
             self._stop_ringing("wake word")
             # A reply cut short still echoes; otherwise only the wake earcon will sound.
             self._hide_own_sound = self.active is not None
@@ -365,21 +373,21 @@ class Assistant:
                 self.cancel_turn("wake word")
             self.set_state(State.LISTENING, event.turn_id)
             self._on_wake(event)
-        elif event.type == "stop_word":
+        elif event.type == EventType.STOP_WORD:
             self._stop_ringing("stop word")
             self.cancel_turn("stop word")
-        elif event.type == "transcript":
+        elif event.type == EventType.TRANSCRIPT:
             text = str(event.data.get("text", "")).strip()
             if text:
-                self.submit(TurnRequest("ask", text, "voice", turn_id=event.turn_id or new_id()))
+                self.submit(TurnRequest(TurnKind.ASK, text, "voice", turn_id=event.turn_id or new_id()))
             elif self.active is None:
                 self.set_state(self._resting_state())
-        elif event.type == "speech_end" and event.data.get("reason") == "timeout":
+        elif event.type == EventType.SPEECH_END and event.data.get("reason") == "timeout":
             if self.active is None:
                 self.set_state(self._resting_state())
-        elif event.type == "speech_start" and self.active is None:
+        elif event.type == EventType.SPEECH_START and self.active is None:
             self.set_state(State.LISTENING, event.turn_id)
-        elif event.type == "error" and self.active is None:
+        elif event.type == EventType.ERROR and self.active is None:
             # Speech recognition failed: the person must not be left waiting for an answer.
             self._start_side_task(self._error_notice(event.turn_id), "error-notice")
 
@@ -418,23 +426,23 @@ class Assistant:
                 self.handle_command(command)
             except Exception as error:
                 log.exception("command %s failed", command.name)
-                self.emit(Event("error", {"code": "command_failed", "message": str(error)},
+                self.emit(Event(EventType.ERROR, {"code": "command_failed", "message": str(error)},
                                 request_id=command.request_id))
 
     def handle_command(self, command: Command) -> None:
         name, data, request_id = command.name, command.data, command.request_id
         if name in ("ask", "say"):
-            request = TurnRequest(name, data["text"], command.origin, request_id=request_id,
+            request = TurnRequest(TurnKind(name), data["text"], command.origin, request_id=request_id,
                                   speak=data.get("speak", True))
-            if self.submit(request) and name == "ask":
+            if self.submit(request) and request.kind == TurnKind.ASK:
                 # Typed questions leave the trace spoken ones leave with their transcript.
-                self.emit(Event("question", {"text": request.text, "origin": command.origin},
+                self.emit(Event(EventType.QUESTION, {"text": request.text, "origin": command.origin},
                                 turn_id=request.turn_id, request_id=request_id))
         elif name == "announce":
             urgent = data.get("priority") == "high"
             if urgent:
                 self.cancel_turn("urgent announcement")
-            self.submit(TurnRequest("announce", data["text"], command.origin, request_id=request_id,
+            self.submit(TurnRequest(TurnKind.ANNOUNCE, data["text"], command.origin, request_id=request_id,
                                     urgent=urgent, chime="announce" if data.get("chime", True) else "",
                                     then_listen=data.get("then_listen", False)))
         elif name in ("cancel", "stop"):
@@ -444,21 +452,18 @@ class Assistant:
         elif name == "timer":
             if self.timers is None:
                 raise RuntimeError("timers are not available")
-            self.timer_request_id = request_id
             try:
-                run_timer_command(self.timers, data["command"])
+                run_timer_command(self.timers, data["command"], request_id=request_id)
             except TimerError as error:
-                self.emit(Event("error", {"code": error.code, "message": str(error)}, request_id=request_id))
-            finally:
-                self.timer_request_id = None
+                self.emit(Event(EventType.ERROR, {"code": error.code, "message": str(error)}, request_id=request_id))
         elif name == "listen":
             self.cancel_turn("listen command")
             if self.listener is None or self.source is None:
-                self.emit(Event("error", {"code": "no_microphone", "message": "no audio input"},
+                self.emit(Event(EventType.ERROR, {"code": "no_microphone", "message": "no audio input"},
                                 request_id=request_id))
                 return
             if self.muted:
-                self.emit(Event("error", {"code": "muted", "message": "the microphone is muted"},
+                self.emit(Event(EventType.ERROR, {"code": "muted", "message": "the microphone is muted"},
                                 request_id=request_id))
                 return
             self.listener.listen_now()
@@ -490,14 +495,14 @@ class Assistant:
         is stopped). The first ring goes before anything waiting; repeats take their turn, so
         questions asked while it rings are answered."""
         if not self._ring_waiting:  # one in the queue is enough: rings do not pile up
-            self._ring_waiting = self.submit(TurnRequest("ring", text, "timer", urgent=first, chime="ring"))
+            self._ring_waiting = self.submit(TurnRequest(TurnKind.RING, text, "timer", urgent=first, chime="ring"))
 
     def _stop_ringing(self, reason: str) -> None:
         if self.timers is not None and self.timers.ringing:
             log.info("ringing stopped: %s", reason)
             self.timers.stop_ringing()
             active = self.active
-            if active is not None and active.request.kind == "ring":
+            if active is not None and active.request.kind == TurnKind.RING:
                 self.cancel_turn(reason)
 
     def submit(self, request: TurnRequest) -> bool:
@@ -507,7 +512,7 @@ class Assistant:
             self.turn_requests.put_nowait((0 if request.urgent else 1, self._arrivals, request))
             return True
         except asyncio.QueueFull:
-            self.emit(Event("error", {"code": "busy", "message": "too many requests waiting"},
+            self.emit(Event(EventType.ERROR, {"code": "busy", "message": "too many requests waiting"},
                             turn_id=request.turn_id, request_id=request.request_id))
             return False
 
@@ -525,7 +530,7 @@ class Assistant:
     async def _llm_stage(self) -> None:
         while True:
             _, _, request = await self.turn_requests.get()
-            if request.kind == "ring":
+            if request.kind == TurnKind.RING:
                 self._ring_waiting = False
                 if self.timers is not None and not self.timers.ringing:
                     continue  # stopped while it waited
@@ -539,7 +544,7 @@ class Assistant:
             except Exception as error:
                 log.exception("turn %s failed", request.turn_id)
                 turn.failed = f"{type(error).__name__}: {error}"
-                self.emit(Event("error", {"code": "llm_failed", "message": str(error)},
+                self.emit(Event(EventType.ERROR, {"code": "llm_failed", "message": str(error)},
                                 turn_id=request.turn_id, request_id=request.request_id))
             await self.sentences.put(TurnEnd(turn))
             # One turn at a time: the next prompt must see this turn in its history.
@@ -554,11 +559,11 @@ class Assistant:
         turn.epoch = self.session.epoch
         self.counters["turns"] += 1
         self.set_state(State.THINKING, request.turn_id)
-        if request.kind in ("say", "announce", "ring"):
-            if request.kind == "ring":
+        if request.kind in (TurnKind.SAY, TurnKind.ANNOUNCE, TurnKind.RING):
+            if request.kind == TurnKind.RING:
                 request.then_listen = True  # "stop" needs no wake word while it rings
-            if request.kind == "announce":
-                self.emit(Event("announce_start", {"text": request.text}, turn_id=request.turn_id,
+            if request.kind == TurnKind.ANNOUNCE:
+                self.emit(Event(EventType.ANNOUNCE_START, {"text": request.text}, turn_id=request.turn_id,
                                 request_id=request.request_id))
             chime = self.earcons.get(request.chime)
             if chime is not None:
@@ -569,7 +574,7 @@ class Assistant:
             return
         index = 0
 
-        def emit(kind: str, data: dict[str, Any]) -> None:
+        def emit(kind: EventType, data: dict[str, Any]) -> None:
             self.emit(Event(kind, data, turn_id=request.turn_id, request_id=request.request_id))
 
         response = turn.response
@@ -578,13 +583,14 @@ class Assistant:
             async for text in stream:
                 if turn.cancelled:
                     break
-                emit("reply_sentence", {"text": text, "index": index})
+                emit(EventType.REPLY_SENTENCE, {"text": text, "index": index})
                 index += 1
                 if request.speak:
                     await self.sentences.put(Sentence(turn, text))
         if response.listen_for_answer:
             request.then_listen = True
-        data: dict[str, Any] = {"text": response.text, "source": response.source, "cancelled": turn.cancelled}
+        # Plain strings in event data: the journal logs it as it is.
+        data: dict[str, Any] = {"text": response.text, "source": str(response.source), "cancelled": turn.cancelled}
         if response.reply is not None:
             generation = response.reply.generation
             data.update({
@@ -594,7 +600,7 @@ class Assistant:
                 "timings": generation.timings.as_dict(),
                 "model": self.session.engine.info.name,
             })
-        emit("reply", data)
+        emit(EventType.REPLY, data)
 
     # --- tts ----------------------------------------------------------------------------------
 
@@ -621,7 +627,7 @@ class Assistant:
             except Exception as error:
                 log.exception("speech synthesis failed")
                 turn.failed = turn.failed or f"{type(error).__name__}: {error}"
-                self.emit(Event("error", {"code": "tts_failed", "message": str(error)},
+                self.emit(Event(EventType.ERROR, {"code": "tts_failed", "message": str(error)},
                                 turn_id=turn.request.turn_id, request_id=turn.request.request_id))
 
     # --- speaker ------------------------------------------------------------------------------
@@ -647,7 +653,7 @@ class Assistant:
                 if self.listener is not None:
                     self.listener.set_speaking(True)
                 self.set_state(State.SPEAKING, request.turn_id)
-                self.emit(Event("tts_start", {"text": item.text}, turn_id=request.turn_id,
+                self.emit(Event(EventType.TTS_START, {"text": item.text}, turn_id=request.turn_id,
                                 request_id=request.request_id))
             if item.first_of_sentence:
                 turn.spoken.append(item.text)
@@ -659,20 +665,20 @@ class Assistant:
                 log_fault(log, "playback failed", error)
                 turn.failed = turn.failed or f"{type(error).__name__}: {error}"
                 turn.cancel.set()
-                self.emit(Event("error", {"code": "audio_output_failed", "message": str(error)},
+                self.emit(Event(EventType.ERROR, {"code": "audio_output_failed", "message": str(error)},
                                 turn_id=request.turn_id, request_id=request.request_id))
 
     async def _finish_turn(self, turn: Turn) -> None:
         request = turn.request
         try:
             if turn.speaking_started:
-                self.emit(Event("tts_stop", {"text": " ".join(turn.spoken), "cancelled": turn.cancelled},
+                self.emit(Event(EventType.TTS_STOP, {"text": " ".join(turn.spoken), "cancelled": turn.cancelled},
                                 turn_id=request.turn_id, request_id=request.request_id))
-            if request.kind == "announce":
-                self.emit(Event("announce_end", {"text": request.text, "cancelled": turn.cancelled},
+            if request.kind == TurnKind.ANNOUNCE:
+                self.emit(Event(EventType.ANNOUNCE_END, {"text": request.text, "cancelled": turn.cancelled},
                                 turn_id=request.turn_id, request_id=request.request_id))
             response = turn.response
-            if request.kind == "ask" and response.for_history and (response.text or response.reply is not None):
+            if request.kind == TurnKind.ASK and response.for_history and (response.text or response.reply is not None):
                 heard = " ".join(turn.spoken) if (turn.cancelled and request.speak) else response.text
                 self.session.remember(request.text, heard, cut_short=turn.cancelled, epoch=turn.epoch)
             if turn.failed and not turn.cancelled:

@@ -40,7 +40,7 @@ from . import __version__
 from .chat import ChatSession, Generation, LlmError, ModelInfo
 from .concurrency import Backoff
 from .config import ConfigError, LlmConfig, PromptConfig
-from .events import Event
+from .events import Event, EventType
 from .prompt import ChatMLFormat, Conversation, Message, Prompt, PromptBuilder, Turn
 
 log = logging.getLogger(__name__)
@@ -559,7 +559,7 @@ class FallbackEngine:
         message = f"{failure}; answered by the local model {local.info.name}"
         log.warning("%s", message)
         if self.on_event is not None:
-            self.on_event(Event("error", {"code": "llm_fallback", "message": message}))
+            self.on_event(Event(EventType.ERROR, {"code": "llm_fallback", "message": message}))
         result.clear()
         history, user_text = dialogue(getattr(prompt, "messages", ()))
         local_prompt = self.local.builder.build(user_text, Conversation(history))

@@ -24,11 +24,14 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any, AsyncIterator, Callable, Protocol
 
 from .chat import ChatSession, Generation, Reply
 from .concurrency import iterate_in_thread
+from .events import EventType
 from .facts import DeviceFacts, Fact, is_home_command
+from .home.outcomes import HomeOutcome, StepOutcome
 from .reply_guard import ReplyGuard
 from .sentences import SentenceSplitter
 
@@ -50,7 +53,7 @@ TOOL_INSTRUCTIONS = (
     "Devices (id; name; area (floor); type; actions):\n"
 )
 
-Emit = Callable[[str, dict[str, Any]], None]
+Emit = Callable[[EventType, dict[str, Any]], None]
 
 
 class HomeResultLike(Protocol):
@@ -59,7 +62,7 @@ class HomeResultLike(Protocol):
     actions: list[dict[str, Any]]
     awaiting_confirmation: bool
     handled: bool
-    outcome: str
+    outcome: StepOutcome | HomeOutcome
     match: Any
 
 
@@ -90,12 +93,21 @@ class Timers(Protocol):
     def handle_intent(self, intent_name: str, slots: dict[str, Any]) -> TimerReplyLike: ...
 
 
+class ResponseSource(StrEnum):
+    """Who answered a request (the `reply` event's `source`)."""
+
+    NONE = ""  # nobody yet (cancelled first)
+    DEVICE = "device"  # what the device itself knows (facts.py)
+    HOME = "home"  # the home: a template matched, a thermometer read
+    TIMERS = "timers"
+    LLM = "llm"  # the model, with or without a tool call
+
+
 @dataclass
 class Response:
     """What answering one request did, filled in as it goes."""
 
-    # "device" (facts), "home", "timers" or "llm".
-    source: str = ""
+    source: ResponseSource = ResponseSource.NONE
     # The LLM's reply (counts, timings), when the model answered.
     reply: Reply | None = None
     # What was said, for the history and the `reply` event.
@@ -110,7 +122,7 @@ class Response:
         """Whether the LLM's history keeps this turn: only what the model answered. A turn of
         the templates (home, timers) would lengthen every later prompt for nothing, so a
         fallback costs the same after a hundred commands as after the first."""
-        return self.source == "llm"
+        return self.source == ResponseSource.LLM
 
 
 class Responder:
@@ -145,7 +157,7 @@ class Responder:
         """The answer to `text`, sentence by sentence, as soon as each is known."""
         if self.home is not None and self.home.awaiting_confirmation:
             result = await self.home.confirm(text)
-            if result.outcome != "nothing_pending":
+            if result.outcome != HomeOutcome.NOTHING_PENDING:
                 for sentence in self._home_result(result, response, emit):
                     yield sentence
                 return
@@ -189,12 +201,12 @@ class Responder:
     # -- what the device knows ----------------------------------------------------------------
 
     def _fact(self, fact: Fact, response: Response, emit: Emit) -> list[str]:
-        response.source = "device"
+        response.source = ResponseSource.DEVICE
         response.intent = {"name": fact.intent, "slots": {}, "entities": [], "source": "device",
                            "match_ms": None}
-        emit("intent", response.intent)
+        emit(EventType.INTENT, response.intent)
         if fact.error:
-            emit("error", {"code": fact.error, "message": fact.text})
+            emit(EventType.ERROR, {"code": fact.error, "message": fact.text})
         return self._said(fact.text, response)
 
     def home_reachable(self) -> bool:
@@ -221,29 +233,29 @@ class Responder:
     # -- the home and the timers --------------------------------------------------------------
 
     def _home_result(self, result: HomeResultLike, response: Response, emit: Emit) -> list[str]:
-        response.source = "home"
+        response.source = ResponseSource.HOME
         response.intent = result.intent
         response.actions = list(result.actions)
         response.listen_for_answer = result.awaiting_confirmation
         if result.intent is not None:
-            emit("intent", result.intent)
+            emit(EventType.INTENT, result.intent)
         for action in result.actions:
-            emit("action", action)
-        if result.outcome == "not_found":
+            emit(EventType.ACTION, action)
+        if result.outcome == StepOutcome.NOT_FOUND:
             # A command for a device or area the home does not have.
-            emit("error", {"code": "not_understood", "message": result.speech})
+            emit(EventType.ERROR, {"code": "not_understood", "message": result.speech})
         return self._said(result.speech, response)
 
     def _timer_intent(self, name: str, slots: dict[str, Any], intent: dict[str, Any] | None,
                       response: Response, emit: Emit) -> list[str]:
         assert self.timers is not None
-        response.source = "timers"
+        response.source = ResponseSource.TIMERS
         response.intent = intent
         if intent is not None:
-            emit("intent", intent)
+            emit(EventType.INTENT, intent)
         reply = self.timers.handle_intent(name, slots)
         if not reply.ok and reply.code:
-            emit("error", {"code": reply.code, "message": reply.text})
+            emit(EventType.ERROR, {"code": reply.code, "message": reply.text})
         response.listen_for_answer = reply.follow_up
         return self._said(reply.text, response)
 
@@ -252,10 +264,10 @@ class Responder:
         """"What's the temperature in the living room?": read from the home's thermometers and
         thermostats there, never guessed."""
         assert self.home is not None
-        response.source = "home"
+        response.source = ResponseSource.HOME
         response.intent = intent
         if intent is not None:
-            emit("intent", intent)
+            emit(EventType.INTENT, intent)
         area = _words(str(slots.get("area") or ""))
         for entity in self.home.toolbox().entities.values():
             if area and _words(entity.area) != area:
@@ -264,18 +276,19 @@ class Responder:
             if reading is not None:
                 where = f" in the {slots['area']}" if area else ""
                 return self._said(f"It is {reading}{where}.", response)
-        emit("error", {"code": "not_understood", "message": "no thermometer there"})
+        emit(EventType.ERROR, {"code": "not_understood", "message": "no thermometer there"})
         return self._said("Sorry, I have no thermometer there.", response)
 
     # -- the LLM ------------------------------------------------------------------------------
 
     async def _llm(self, text: str, cancel: threading.Event, response: Response, emit: Emit,
                    dry_run: bool) -> AsyncIterator[str]:
-        response.source = "llm"
+        response.source = ResponseSource.LLM
         context, toolbox = self.tool_context()
         prompt = await asyncio.to_thread(self.session.prepare, text, context)
         if prompt.dropped_turns or prompt.trimmed_chars:
-            emit("prompt_trimmed", {"dropped_turns": prompt.dropped_turns, "trimmed_chars": prompt.trimmed_chars})
+            emit(EventType.PROMPT_TRIMMED,
+                 {"dropped_turns": prompt.dropped_turns, "trimmed_chars": prompt.trimmed_chars})
         if toolbox is not None:
             prompt = replace(prompt, grammar=toolbox.gbnf(), tools=tuple(toolbox.openai_tools()))
         reply = Reply(prompt, Generation())
@@ -308,7 +321,7 @@ class Responder:
             return
         if cancel.is_set() or not reply.tool_call:
             if not cancel.is_set() and not reply.sentences and toolbox is not None:
-                emit("error", {"code": "not_understood", "message": "the model gave no answer"})
+                emit(EventType.ERROR, {"code": "not_understood", "message": "the model gave no answer"})
             return
         for sentence in await self._tool_call(text, reply.tool_call, toolbox, response, emit, dry_run):
             yield sentence
@@ -321,7 +334,7 @@ class Responder:
             call = toolbox.parse(output)
         except ToolError as error:
             log.warning("the model's tool call was refused: %s", error)
-            emit("error", {"code": "not_understood", "message": f"invalid tool call: {error}"})
+            emit(EventType.ERROR, {"code": "not_understood", "message": f"invalid tool call: {error}"})
             return self._said(NOT_UNDERSTOOD, response)
         if isinstance(call, Answer):
             refused = self.guard.refusal(call.text)
@@ -336,14 +349,14 @@ class Responder:
         assert self.home is not None
         result = await self.home.run_tool_call(call, dry_run=dry_run, request=text)
         said = self._home_result(result, response, emit)
-        response.source = "llm"
+        response.source = ResponseSource.LLM
         return said
 
     def _refused(self, reason: str, spoken: list[str], response: Response, emit: Emit) -> list[str]:
         """A reply the model must not give (reply_guard): not understood, said only if nothing of
         the reply was spoken before it."""
         log.info("the model's reply was not spoken: it %s", reason)
-        emit("error", {"code": "not_understood", "message": f"the model's reply {reason}"})
+        emit(EventType.ERROR, {"code": "not_understood", "message": f"the model's reply {reason}"})
         if spoken:
             return []
         return self._said(NOT_UNDERSTOOD, response)

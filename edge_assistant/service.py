@@ -46,7 +46,7 @@ from .timers import (
     missed_announcement,
 )
 from .config import Config
-from .events import Event
+from .events import Event, EventType
 
 log = logging.getLogger(__name__)
 
@@ -429,7 +429,7 @@ class Service:
         return None
 
     async def _run_once(self, config: Config) -> int:
-        from .pipeline import Assistant, TurnRequest
+        from .pipeline import Assistant, TurnKind, TurnRequest
 
         self._set_state("loading models")
         self.health.starting("models", "loading")
@@ -458,7 +458,7 @@ class Service:
             source, sink = build_sources(
                 config, self.options, self.health,
                 on_microphone_fault=lambda error: assistant and assistant.emit(
-                    Event("error", {"code": "audio_input_failed", "message": str(error)})),
+                    Event(EventType.ERROR, {"code": "audio_input_failed", "message": str(error)})),
             )
             if loaded.listener is not None:
                 connect_echo_cancellation(source, loaded.listener)
@@ -487,10 +487,10 @@ class Service:
                 )
             assistant.start()
             for timer in await scheduler.start():
-                assistant.submit(TurnRequest("announce", missed_announcement(timer), "timer", chime="announce"))
+                assistant.submit(TurnRequest(TurnKind.ANNOUNCE, missed_announcement(timer), "timer", chime="announce"))
             for timer in scheduler.timers():
                 # The retained timers list is built from events: the restored ones go on it.
-                assistant.emit(Event("timer_updated", scheduler.event_data(timer)))
+                assistant.emit(Event(EventType.TIMER_UPDATED, scheduler.event_data(timer)))
             self.state = assistant.state
             reloaded, self._fallback = self._fallback is not None, None
             if reloaded:
@@ -576,9 +576,9 @@ class Service:
     def _timer_scheduler(config: Config, assistant) -> TimerScheduler:
         """Timers kept for this device id; `assistant()` is the one they ring on."""
 
-        def emit(kind: str, data: dict[str, Any]) -> None:
+        def emit(event: Event) -> None:
             if assistant() is not None:
-                assistant().emit(Event(kind, data, request_id=assistant().timer_request_id))
+                assistant().emit(event)
 
         def ring(timer, count: int) -> None:
             if assistant() is not None:
@@ -588,15 +588,15 @@ class Service:
                               on_event=emit, on_ring=ring)
 
     def _on_event(self, event: Event) -> None:
-        if event.type == "state":
+        if event.type == EventType.STATE:
             self._set_state(str(event.data.get("state")))
-        if event.type == "error":
+        if event.type == EventType.ERROR:
             code = event.data.get("code")
             if code in HEALTH_ERRORS:
                 log.debug("event error %s", event.data)
             else:
                 self._errors.log(logging.WARNING, f"{code} {event.data.get('message')}", "event error %s", event.data)
-        elif event.type != "transcript_partial":
+        elif event.type != EventType.TRANSCRIPT_PARTIAL:
             log.info("event %s %s", event.type, event.data)
 
     async def _publish_metrics(self, assistant, source) -> None:
@@ -615,7 +615,7 @@ class Service:
                 data["echo"] = echo.to_json_dict()
             if self.bridge is not None:
                 data["mqtt"] = self.bridge.stats
-            assistant.emit(Event("metrics", data))
+            assistant.emit(Event(EventType.METRICS, data))
 
 
 def _emit_in_turn(assistant, event: Event) -> None:

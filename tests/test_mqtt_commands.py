@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 
 from edge_assistant.config import MqttConfig
-from edge_assistant.events import COMMANDS, Command, Event
+from edge_assistant.events import COMMANDS, Command, Event, EventType
+from edge_assistant.home.outcomes import StepOutcome
 from edge_assistant.mqtt.commands import ERROR_CODES, CommandRejected, parse_command
 from edge_assistant.mqtt.discovery import discovery_configs
 from edge_assistant.mqtt.hermes import (
@@ -21,6 +23,7 @@ from edge_assistant.mqtt.hermes import (
     parse_hermes,
 )
 from edge_assistant.mqtt.topics import Topics
+from edge_assistant.respond import ResponseSource
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = MqttConfig(max_payload_bytes=4096, max_text_chars=50)
@@ -172,6 +175,32 @@ def test_error_codes_are_the_documented_ones():
     )
     documented = (REPO / "docs" / "mqtt.md").read_text()
     assert [code for code in ERROR_CODES if f"| `{code}` |" not in documented] == []
+
+
+def documented_events() -> dict[str, str]:
+    """docs/mqtt.md's table of event types: each type -> its fields cell."""
+    table = (REPO / "docs" / "mqtt.md").read_text().split("| Type | Fields |\n|---|---|\n", 1)[1]
+    events = {}
+    for row in table.split("\n\n", 1)[0].splitlines():
+        types, fields = row.strip("|").split(" | ", 1)
+        events.update({name: fields for name in re.findall(r"`([a-z_]+)`", types)})
+    return events
+
+
+def documented_values(fields: str, key: str) -> set[str]:
+    """The values a fields cell lists for `key`: `key` (`a`, `b` or `c`...)."""
+    listed = re.search(rf"`{key}` \(([^)]*)\)", fields).group(1)
+    return set(re.findall(r"`([a-z_]+)`", listed.split(":")[0]))
+
+
+def test_every_event_type_is_documented_and_nothing_else():
+    assert sorted(documented_events()) == sorted(EventType)
+
+
+def test_the_documented_reply_sources_and_action_outcomes_are_the_ones_given():
+    events = documented_events()
+    assert documented_values(events["reply"], "source") == {s for s in ResponseSource if s}
+    assert documented_values(events["action"], "outcome") == set(StepOutcome)
 
 
 # -- Hermes ------------------------------------------------------------------------------------

@@ -421,6 +421,39 @@ def test_a_ringing_timer_lets_other_turns_through_and_stops_on_command(tmp_path,
     assert stopped and rings == 1  # the ring heard before the stop, none after
 
 
+def test_the_events_of_a_timer_command_carry_its_request_id(tmp_path, scripted_gguf, listener_models, synthesizer):
+    """The daemon's own timer wiring: what a `cmd/timer` starts, changes or refuses answers with
+    the command's id; a timer set otherwise (by voice) with none."""
+    from edge_assistant.service import Service
+    from edge_assistant.timers import parse_timer_command
+
+    engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), scripted_gguf)
+
+    def timer(request_id, **payload):
+        return Command("timer", {"command": parse_timer_command(payload)}, request_id)
+
+    async def scenario():
+        assistant, _, events = make_assistant(tmp_path, engine, listener_models, synthesizer,
+                                              state_dir=str(tmp_path / "state"))
+        scheduler = Service._timer_scheduler(assistant.config, lambda: assistant)
+        assistant.timers = scheduler
+        assistant.start()
+        try:
+            await scheduler.start()
+            assistant.handle_command(timer("t1", action="start", seconds=600, name="pasta"))
+            assistant.handle_command(timer("t2", action="cancel", name="soup"))
+            scheduler.start_timer(900, "tea")  # as a spoken request sets it
+            assistant.handle_command(timer("t3", action="cancel", all=True))
+        finally:
+            await scheduler.close()
+            await assistant.stop()
+        return [(e.type, e.data.get("name", e.data.get("code")), e.request_id) for _, e in events if e.type != "state"]
+
+    assert asyncio.run(scenario()) == [
+        ("timer_started", "pasta", "t1"), ("error", "timer_not_found", "t2"), ("timer_started", "tea", None),
+        ("timer_cancelled", "pasta", "t3"), ("timer_cancelled", "tea", "t3")]
+
+
 def test_a_timer_rings_when_it_ends_at_the_default_ring_interval(tmp_path, scripted_gguf, listener_models,
                                                                   synthesizer):
     """The daemon's own timer wiring, at the default timers.ring_interval_s (10 s): the first

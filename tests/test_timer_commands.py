@@ -99,3 +99,33 @@ def test_commands_act_on_the_scheduler_and_the_list_follows(tmp_path):
             assert len(run({"action": "cancel", "all": True})) == 2 and timers.timers() == []
 
     asyncio.run(scenario())
+
+
+def test_the_events_a_command_causes_carry_its_request_id_and_only_those(tmp_path):
+    async def scenario():
+        events = []
+        clock = FakeClock(wall=datetime(2027, 1, 15, 9, 0, tzinfo=BERLIN).timestamp())
+        async with TimerScheduler(TimerStore.in_state_dir(tmp_path), TimersConfig(), clock=clock,
+                                  on_event=events.append) as timers:
+            def run(payload, request_id):
+                return run_timer_command(timers, parse_timer_command(payload), tz=BERLIN, request_id=request_id)
+
+            run({"action": "start", "seconds": 90, "name": "pasta"}, "r-start")
+            run({"action": "alarm", "at": "07:30"}, "r-alarm")
+            run({"action": "add", "name": "pasta", "seconds": 30}, "r-add")
+            run({"action": "pause", "name": "pasta"}, "r-pause")
+            run({"action": "resume", "name": "pasta"}, None)
+            timers.start_timer(5, "tea")  # as a spoken request does: no request id
+            await clock.advance(5)
+            run({"action": "cancel", "all": True}, "r-all")
+        assert [(e.type, e.data["name"], e.request_id) for e in events] == [
+            ("timer_started", "pasta", "r-start"), ("timer_started", None, "r-alarm"),
+            ("timer_updated", "pasta", "r-add"), ("timer_updated", "pasta", "r-pause"),
+            ("timer_updated", "pasta", None), ("timer_started", "tea", None),
+            ("timer_finished", "tea", None),
+            ("timer_cancelled", "pasta", "r-all"), ("timer_cancelled", None, "r-all")]
+        # On the wire the timer's id stays `id` and the request's goes beside it.
+        payload = events[0].to_json_dict()
+        assert payload["request_id"] == "r-start" and payload["id"] == events[0].data["id"]
+
+    asyncio.run(scenario())

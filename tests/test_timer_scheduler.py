@@ -31,7 +31,7 @@ class Recorder:
     def scheduler(self, state_dir, clock, config=CONFIG, store=None) -> TimerScheduler:
         return TimerScheduler(
             store or TimerStore.in_state_dir(state_dir), config, clock=clock,
-            on_event=lambda kind, data: self.events.append((kind, data)),
+            on_event=lambda event: self.events.append((event.type, event.data)),
             on_ring=self._ring,
         )
 

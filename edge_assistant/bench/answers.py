@@ -33,7 +33,8 @@ from typing import Any
 import yaml
 
 from ..config import Config
-from ..respond import NOT_UNDERSTOOD
+from ..home.outcomes import StepOutcome
+from ..respond import NOT_UNDERSTOOD, ResponseSource
 from .loaded import LoadedModels, llm_settings
 from .options import BenchOptions
 from .report import Report
@@ -89,7 +90,7 @@ class Question:
 class Answer:
     question: Question
     text: str
-    source: str
+    source: ResponseSource
     actions: list[dict[str, Any]] = field(default_factory=list)
     correct: bool = False
     # What was made up ("a time", "a timer", "an action", "a device state"), or "".
@@ -157,7 +158,8 @@ def correct(question: Question, answer: Answer, asked_at: datetime.datetime) -> 
     if "keywords" in expect:
         return all(word.casefold() in text for word in expect["keywords"])
     if "action" in expect:
-        return _actions(answer) == {expect["action"]} and all(a.get("outcome") == "done" for a in answer.actions)
+        return (_actions(answer) == {expect["action"]}
+                and all(a.get("outcome") == StepOutcome.DONE for a in answer.actions))
     if "unknown" in expect:
         return not answer.actions and _UNKNOWN.search(text) is not None
     raise ValueError(f"no scorer for {question.text!r}")
@@ -178,7 +180,7 @@ def invented(question: Question, answer: Answer, asked_at: datetime.datetime, al
     said = _said_times(text)
     if said and not said & legit:
         return "a time"
-    if answer.source in ("timers", "device", "home"):
+    if answer.source in (ResponseSource.TIMERS, ResponseSource.DEVICE, ResponseSource.HOME):
         return ""
     if question.category in ("timers", "alarms") and _QUANTITY.search(text):
         return "a timer"

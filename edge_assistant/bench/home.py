@@ -29,15 +29,13 @@ from dataclasses import replace
 from typing import Any
 
 from ..config import Config, from_mapping
+from ..home.actions import PUBLISHED
 from .home_set import (
     EXPOSE, FREE_SENTENCES, HOME_PLACES, PREFIX, discovery_configs, sentences, template_sentences,
 )
 from .loaded import LoadedModels
 from .options import BenchOptions
 from .report import Report
-
-# Outcomes of a step that (would have) changed a device.
-ACTED = ("dry_run", "done", "sent", "no_answer")
 
 
 def bench_home(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
@@ -177,7 +175,7 @@ def _bench_config(config: Config) -> Config:
 
 
 def _acted(actions: list[dict[str, Any]]) -> frozenset:
-    return frozenset((a.get("entity"), a.get("action")) for a in actions if a.get("outcome") in ACTED)
+    return frozenset((a.get("entity"), a.get("action")) for a in actions if a.get("outcome") in PUBLISHED)
 
 
 def _wrong(acted: frozenset, expected: frozenset) -> int:

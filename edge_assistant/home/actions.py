@@ -7,17 +7,7 @@ declared, RGB/HS/XY colour; switch, fan percentage, cover and valve open/close/s
 lock/unlock, scene, button, climate temperature and mode, alarm arm/disarm. `expectation` is the
 state that confirms it. `Executor.perform` checks each step (known, exposed, writable, supported,
 online, not too soon after the previous command), publishes, waits, and says how each went:
-
-    done          the state topic confirmed it
-    sent          published; the device has no state to confirm it with (a scene, a button)
-    no_answer     published; no confirming state within confirm_timeout_s
-    offline       its availability topic says offline, or the broker is unreachable
-    not_exposed   home.expose does not allow it
-    read_only     its config cannot be acted on safely (entity.read_only_reason)
-    unsupported   it cannot do that action
-    rate_limited  another command reached it less than min_command_interval_s ago
-    not_found     no such entity
-    dry_run       would have been published
+a `StepOutcome` (outcomes.py).
 """
 
 from __future__ import annotations
@@ -33,13 +23,15 @@ from typing import Any, Callable
 from ..config import HomeConfig
 from .colors import color_topic, rgb_of, rgb_to_xy
 from .entities import ACTION_ARGUMENTS, Entity, supported_actions
+from .outcomes import StepOutcome
 from .registry import Home
 from .templates import CommandTemplate, TemplateFailed
 
-OUTCOMES = ("done", "sent", "no_answer", "offline", "not_exposed", "read_only", "unsupported",
-            "rate_limited", "not_found", "dry_run")
+OUTCOMES = tuple(StepOutcome)
 # Outcomes in which something was (or would be) published.
-PUBLISHED = ("done", "sent", "no_answer", "dry_run")
+PUBLISHED = (StepOutcome.DONE, StepOutcome.SENT, StepOutcome.NO_ANSWER, StepOutcome.DRY_RUN)
+# Outcomes in which the action was (or, in a dry run, would have been) done.
+WORKED = (StepOutcome.DONE, StepOutcome.SENT, StepOutcome.DRY_RUN)
 
 
 class Unsupported(ValueError):
@@ -60,7 +52,8 @@ class StepResult:
     entity_id: str
     name: str
     action: str
-    outcome: str
+    # Empty while it is being performed.
+    outcome: StepOutcome | str
     messages: list[tuple[str, str]] = field(default_factory=list)
     confirmed: bool | None = None
     latency_ms: float | None = None
@@ -70,7 +63,8 @@ class StepResult:
         topic = self.messages[0][0] if self.messages else None
         payload = self.messages[0][1] if self.messages else None
         data: dict[str, Any] = {
-            "entity": self.entity_id, "action": self.action, "outcome": self.outcome,
+            # A plain string: the journal logs event data as it is.
+            "entity": self.entity_id, "action": self.action, "outcome": str(self.outcome),
             "topic": topic, "payload": payload, "confirmed": self.confirmed,
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
         }
@@ -413,21 +407,21 @@ class Executor:
         """Why `step` cannot be performed, as a result; None if it can."""
         entity = self.home.get(step.entity_id)
         if entity is None:
-            return StepResult(step.entity_id, step.entity_id, step.action, "not_found")
+            return StepResult(step.entity_id, step.entity_id, step.action, StepOutcome.NOT_FOUND)
         result = StepResult(entity.entity_id, entity.name, step.action, "")
         if not self.home.exposed(entity):
-            result.outcome = "not_exposed"
+            result.outcome = StepOutcome.NOT_EXPOSED
         elif entity.read_only_reason:
-            result.outcome, result.detail = "read_only", entity.read_only_reason
+            result.outcome, result.detail = StepOutcome.READ_ONLY, entity.read_only_reason
         elif step.action not in supported_actions(entity):
-            result.outcome = "unsupported"
+            result.outcome = StepOutcome.UNSUPPORTED
         elif entity.available is False:
-            result.outcome = "offline"
+            result.outcome = StepOutcome.OFFLINE
         else:
             try:
                 result.messages = payloads(entity, step.action, step.args)
             except Unsupported as error:
-                result.outcome, result.detail = "unsupported", str(error)
+                result.outcome, result.detail = StepOutcome.UNSUPPORTED, str(error)
         return result if result.outcome else None
 
     async def perform(self, steps: list[Step], *, dry_run: bool = False) -> list[StepResult]:
@@ -443,12 +437,12 @@ class Executor:
             result = StepResult(entity.entity_id, entity.name, step.action, "", payloads(entity, step.action, step.args))
             results.append(result)
             if dry_run:
-                result.outcome = "dry_run"
+                result.outcome = StepOutcome.DRY_RUN
                 continue
             now = self._clock()
             last = self._last_command.get(entity.entity_id)
             if last is not None and now - last < self._cfg.min_command_interval_s:
-                result.outcome = "rate_limited"
+                result.outcome = StepOutcome.RATE_LIMITED
                 continue
             predicate = expectation(entity, step.action, step.args)
             future = self.home.expect(entity.entity_id, predicate) if predicate is not None else None
@@ -456,7 +450,7 @@ class Executor:
                 for topic, payload in result.messages:
                     self._publish(topic, payload)
             except Exception as error:  # the broker is away: nothing more can be sent
-                result.outcome, result.detail = "offline", str(error)[:200]
+                result.outcome, result.detail = StepOutcome.OFFLINE, str(error)[:200]
                 if future is not None:
                     self.home.forget(entity.entity_id, future)
                 continue
@@ -468,7 +462,7 @@ class Executor:
 
     async def _confirm(self, result: StepResult, entity_id: str, future: asyncio.Future | None, sent: float) -> None:
         if future is None:
-            result.outcome = "sent"
+            result.outcome = StepOutcome.SENT
             return
         try:
             confirmed = await asyncio.wait_for(asyncio.shield(future), self._cfg.confirm_timeout_s)
@@ -477,6 +471,6 @@ class Executor:
         finally:
             self.home.forget(entity_id, future)
         result.confirmed = bool(confirmed)
-        result.outcome = "done" if confirmed else "no_answer"
+        result.outcome = StepOutcome.DONE if confirmed else StepOutcome.NO_ANSWER
         if confirmed:
             result.latency_ms = (self._clock() - sent) * 1000

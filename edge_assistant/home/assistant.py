@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from ..config import Config, sanitize_device_id
-from .actions import Executor, Step, StepResult
+from .actions import WORKED, Executor, Step, StepResult
 from .connection import HomeConnection
 from .entities import Entity
 from .grounding import Grounding, check_call, ground
 from .intents import NO_TARGET_INTENTS, Match, Recognizer
+from .outcomes import HomeOutcome, StepOutcome
 from .registry import Home
 from .responses import (
     OUTCOME_SENTENCES, Speech, TemplateState, bounded, is_no, is_yes, past_tense, question, sentence,
@@ -51,16 +52,16 @@ class HomeResult:
     awaiting_confirmation: bool = False
     # False: an intent for the caller (a timer), see `match`.
     handled: bool = True
-    # done, partial, failed, answered, needs_confirmation, cancelled, expired, not_exposed,
-    # not_found, nothing_pending, routed, dry_run.
-    outcome: str = "done"
+    # The steps' outcome when they all had the same (done and sent count as done), else
+    # partial or failed; or what was done instead of acting.
+    outcome: StepOutcome | HomeOutcome = StepOutcome.DONE
     match: Match | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "speech": self.speech, "intent": self.intent, "actions": self.actions,
             "awaiting_confirmation": self.awaiting_confirmation, "handled": self.handled,
-            "outcome": self.outcome,
+            "outcome": str(self.outcome),
         }
 
 
@@ -209,9 +210,10 @@ class HomeControl:
         intent = match.event_data("template")
         speech = self._speech()
         if not match.handled_here:
-            return HomeResult("", intent, handled=False, outcome="routed", match=match)
+            return HomeResult("", intent, handled=False, outcome=HomeOutcome.ROUTED, match=match)
         if match.error.endswith("exposed"):
-            return HomeResult(speech.error(match.error, match.error_slots), intent, outcome="not_exposed", match=match)
+            return HomeResult(speech.error(match.error, match.error_slots), intent, outcome=StepOutcome.NOT_EXPOSED,
+                              match=match)
         if match.error and self._llm_may_act(text):
             # A template fitted but found no such device ("close the garage door" said of a
             # cover of class garage), yet the words imply one: the LLM may try, limited to it.
@@ -219,12 +221,13 @@ class HomeControl:
                      text[:60], match.intent, match.error)
             return None
         if match.error:
-            return HomeResult(speech.error(match.error, match.error_slots), intent, outcome="not_found", match=match)
+            return HomeResult(speech.error(match.error, match.error_slots), intent, outcome=StepOutcome.NOT_FOUND,
+                              match=match)
         if match.intent in NO_TARGET_INTENTS:
             text = "" if match.intent == "HassNevermind" else speech.time_or_date(match, datetime.datetime.now())
-            return HomeResult(text, intent, outcome="answered", match=match)
+            return HomeResult(text, intent, outcome=HomeOutcome.ANSWERED, match=match)
         if match.intent == "HassGetState":
-            return HomeResult(self._state_answer(match), intent, outcome="answered", match=match)
+            return HomeResult(self._state_answer(match), intent, outcome=HomeOutcome.ANSWERED, match=match)
         steps = intent_steps(match, self.home)
         return await self._act(steps, intent, match, {}, dry_run)
 
@@ -245,13 +248,13 @@ class HomeControl:
         refused = check_call(call.tool, exposed, self._ground(request, toolbox), able) if exposed else None
         if refused is not None:
             log.warning("home: the model's %s on %s refused: %s", call.tool, ", ".join(targets), refused)
-            return HomeResult(NOT_SURE, intent, outcome="not_found")
+            return HomeResult(NOT_SURE, intent, outcome=StepOutcome.NOT_FOUND)
         if call.tool == "get_state":
             entities = [self.home.get(i) for i in targets]
             if any(e is None or not self.home.visible(e) for e in entities):
-                return HomeResult("Sorry, I don't know that device.", intent, outcome="not_found")
+                return HomeResult("Sorry, I don't know that device.", intent, outcome=StepOutcome.NOT_FOUND)
             text = " ".join(sentence(f"{e.name} is {TemplateState.of(e).state_with_unit}") for e in entities)
-            return HomeResult(bounded(text), intent, outcome="answered")
+            return HomeResult(bounded(text), intent, outcome=HomeOutcome.ANSWERED)
         steps = [Step(entity_id, call.tool, dict(call.args)) for entity_id in targets]
         return await self._act(steps, intent, None, call.args, dry_run)
 
@@ -261,15 +264,15 @@ class HomeControl:
         says ``nothing_pending``, for the caller to handle the request on its own."""
         pending, self._pending = self._pending, None
         if pending is None:
-            return HomeResult("", outcome="nothing_pending", handled=False)
+            return HomeResult("", outcome=HomeOutcome.NOTHING_PENDING, handled=False)
         if self._clock() >= pending.deadline:
             return HomeResult("No answer in time; I did nothing.", pending.intent,
-                              outcome="expired")
+                              outcome=HomeOutcome.EXPIRED)
         if is_yes(answer):
             return await self._perform(pending.steps, pending.intent, pending.match, pending.args, dry_run=False)
         if is_no(answer):
-            return HomeResult("Okay, I won't.", pending.intent, outcome="cancelled")
-        return HomeResult("", outcome="nothing_pending", handled=False)
+            return HomeResult("Okay, I won't.", pending.intent, outcome=HomeOutcome.CANCELLED)
+        return HomeResult("", outcome=HomeOutcome.NOTHING_PENDING, handled=False)
 
     def toolbox(self, request: str | None = None) -> Toolbox:
         """The LLM's tools for `request` (default: the text `handle` saw last): every device in
@@ -310,10 +313,11 @@ class HomeControl:
             asked = question(sensitive, names)
             if dry_run:
                 result = await self._perform(steps, intent, match, args, dry_run=True)
-                result.speech, result.outcome = asked, "needs_confirmation"
+                result.speech, result.outcome = asked, HomeOutcome.NEEDS_CONFIRMATION
                 return result
             self._pending = _Pending(steps, self._clock() + self.config.home.confirmation_s, asked, intent, match, args)
-            return HomeResult(asked, intent, awaiting_confirmation=True, outcome="needs_confirmation", match=match)
+            return HomeResult(asked, intent, awaiting_confirmation=True, outcome=HomeOutcome.NEEDS_CONFIRMATION,
+                              match=match)
         return await self._perform(steps, intent, match, args, dry_run)
 
     async def _perform(self, steps: list[Step], intent: dict[str, Any] | None, match: Match | None,
@@ -330,7 +334,7 @@ class HomeControl:
     def _tool_speech(self, results: list[StepResult], args: dict[str, Any]) -> str:
         parts = []
         for result in results:
-            if result.outcome in ("done", "sent", "dry_run"):
+            if result.outcome in WORKED:
                 parts.append(sentence(past_tense(result, None, args)))
             else:
                 parts.append(OUTCOME_SENTENCES.get(result.outcome, "{name} failed.").format(name=result.name))
@@ -359,16 +363,17 @@ class HomeControl:
         return self.speech
 
 
-def _summary(results: list[StepResult]) -> str:
+def _summary(results: list[StepResult]) -> StepOutcome | HomeOutcome:
     outcomes = {r.outcome for r in results}
+    done = {StepOutcome.DONE, StepOutcome.SENT}
     if not results:
-        return "failed"
-    if outcomes <= {"dry_run"}:
-        return "dry_run"
-    if outcomes <= {"done", "sent"}:
-        return "done"
-    if outcomes & {"done", "sent"}:
-        return "partial"
+        return HomeOutcome.FAILED
+    if outcomes <= {StepOutcome.DRY_RUN}:
+        return StepOutcome.DRY_RUN
+    if outcomes <= done:
+        return StepOutcome.DONE
+    if outcomes & done:
+        return HomeOutcome.PARTIAL
     if len(outcomes) == 1:
-        return next(iter(outcomes))
-    return "failed"
+        return StepOutcome(next(iter(outcomes)))
+    return HomeOutcome.FAILED

@@ -21,9 +21,10 @@ from typing import Any, Iterable
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .actions import StepResult, Step
+from .actions import WORKED, StepResult, Step
 from .entities import Entity
 from .intents import Language, Match
+from .outcomes import StepOutcome
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,13 @@ MAX_SPEECH_CHARS = 400
 
 # What a failed step sounds like.
 OUTCOME_SENTENCES = {
-    "no_answer": "{name} did not answer.",
-    "offline": "{name} is offline.",
-    "not_exposed": "Sorry, {name} is not exposed.",
-    "read_only": "Sorry, I can only read {name}.",
-    "unsupported": "{name} cannot do that.",
-    "rate_limited": "{name} just got a command; try again in a moment.",
-    "not_found": "Sorry, I don't know that device.",
+    StepOutcome.NO_ANSWER: "{name} did not answer.",
+    StepOutcome.OFFLINE: "{name} is offline.",
+    StepOutcome.NOT_EXPOSED: "Sorry, {name} is not exposed.",
+    StepOutcome.READ_ONLY: "Sorry, I can only read {name}.",
+    StepOutcome.UNSUPPORTED: "{name} cannot do that.",
+    StepOutcome.RATE_LIMITED: "{name} just got a command; try again in a moment.",
+    StepOutcome.NOT_FOUND: "Sorry, I don't know that device.",
 }
 PAST = {
     "turn_on": "Turned on the {name}", "turn_off": "Turned off the {name}", "toggle": "Toggled the {name}",
@@ -182,7 +183,7 @@ class Speech:
     def control(self, match: Match | None, results: list[StepResult], states: list[Entity]) -> str:
         """Speech after performing steps: the intent's response for what worked (or our own
         sentence for tool calls), then what did not."""
-        worked = [r for r in results if r.outcome in ("done", "sent", "dry_run")]
+        worked = [r for r in results if r.outcome in WORKED]
         failed = [r for r in results if r not in worked]
         parts: list[str] = []
         if worked:

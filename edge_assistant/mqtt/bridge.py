@@ -34,7 +34,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 
 from ..config import MqttConfig
-from ..events import EVENT_TYPES, STATES, Command, Event
+from ..events import EVENT_TYPES, STATES, Command, Event, EventType
 from .client import CLIENT_QUEUE_HEADROOM, LOG_INTERVAL_S, check_names, dumps, make_client
 from .commands import CommandRejected, parse_command
 from .discovery import discovery_configs
@@ -243,7 +243,7 @@ class MqttBridge:
         self._queue(self.topics.event(event.type), payload, qos, keep_offline=True)
         with self._lock:
             updates = self._retained_states.updates(event, payload)
-            if event.type == "state" and updates and not self._core_reported:
+            if event.type == EventType.STATE and updates and not self._core_reported:
                 self._core_reported = True
                 # The timers of a previous process are gone unless the core announces them.
                 updates.append(self._retained_states.timers())
@@ -253,11 +253,11 @@ class MqttBridge:
             for topic, value in updates:
                 overflow = self._retain(topic, value) or overflow
         self._warn_overflow(overflow)
-        if event.type == "transcript" and self._cfg.hermes:
+        if event.type == EventType.TRANSCRIPT and self._cfg.hermes:
             self._queue(*self._hermes_message(self._hermes.text_captured(event)), qos)
-        elif event.type == "wake" and self._cfg.hermes:
+        elif event.type == EventType.WAKE and self._cfg.hermes:
             self._queue(*self._hermes_message(self._hermes.hotword_detected(event)), qos)
-        elif event.type == "tts_stop" and self._cfg.hermes:
+        elif event.type == EventType.TTS_STOP and self._cfg.hermes:
             finished = self._hermes.say_finished(event)
             if finished is not None:
                 self._queue(*self._hermes_message(finished), qos)
@@ -266,7 +266,7 @@ class MqttBridge:
         """Retained ``<prefix>/<device_id>/state`` plus a `state` event."""
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}; known: {', '.join(STATES)}")
-        self.publish_event(Event("state", {"state": state}, turn_id=turn_id))
+        self.publish_event(Event(EventType.STATE, {"state": state}, turn_id=turn_id))
 
     def set_muted(self, muted: bool) -> None:
         """Retained ``<prefix>/<device_id>/mute``: ON or OFF."""
@@ -585,4 +585,4 @@ class MqttBridge:
         data: dict[str, Any] = {"code": error.code, "message": error.message}
         if error.command is not None:
             data["command"] = error.command
-        self.publish_event(Event("error", data, request_id=error.request_id))
+        self.publish_event(Event(EventType.ERROR, data, request_id=error.request_id))

@@ -6,18 +6,19 @@ from typing import Any
 
 from .. import __version__
 from ..config import MqttConfig, sanitize_device_id
+from ..events import EventType
 from .topics import OFFLINE, ONLINE, Topics
 
 # Home Assistant refuses entity states longer than this.
 HA_STATE_CHARS = 255
 
 # Device triggers: trigger type -> (the event type that fires it, and for `error` the code).
-DEVICE_TRIGGERS: dict[str, tuple[str, str | None]] = {
-    "wake_word_heard": ("wake", None),
-    "transcript": ("transcript", None),
-    "reply_finished": ("reply", None),
-    "timer_finished": ("timer_finished", None),
-    "command_not_understood": ("error", "not_understood"),
+DEVICE_TRIGGERS: dict[str, tuple[EventType, str | None]] = {
+    "wake_word_heard": (EventType.WAKE, None),
+    "transcript": (EventType.TRANSCRIPT, None),
+    "reply_finished": (EventType.REPLY, None),
+    "timer_finished": (EventType.TIMER_FINISHED, None),
+    "command_not_understood": (EventType.ERROR, "not_understood"),
 }
 # Home Assistant shows a trigger as '"<subtype>" <type>'.
 TRIGGER_SUBTYPE = "assistant"
@@ -46,7 +47,7 @@ def discovery_configs(cfg: MqttConfig, device_id: str) -> dict[str, dict[str, An
     cut_text = "{{ value_json.text[:%d] }}" % HA_STATE_CHARS
     text_max = min(HA_STATE_CHARS, cfg.max_text_chars)
 
-    def last(kind: str, name: str, icon: str, state: str, **extra: Any) -> dict[str, Any]:
+    def last(kind: EventType, name: str, icon: str, state: str, **extra: Any) -> dict[str, Any]:
         topic = topics.last(kind)
         return {"name": name, "icon": icon, "state_topic": topic, "value_template": state,
                 "json_attributes_topic": topic, **extra}
@@ -70,19 +71,19 @@ def discovery_configs(cfg: MqttConfig, device_id: str) -> dict[str, dict[str, An
     entities: list[tuple[str, str, dict[str, Any]]] = [
         ("sensor", "state", {"name": "State", "icon": "mdi:robot", "state_topic": topics.state}),
         # Object id "transcript" from when only speech set it: existing entities keep their id.
-        ("sensor", "transcript", last("question", "Last question", "mdi:account-voice", cut_text)),
-        ("sensor", "reply", last("reply", "Last reply", "mdi:message-reply-text", cut_text)),
+        ("sensor", "transcript", last(EventType.QUESTION, "Last question", "mdi:account-voice", cut_text)),
+        ("sensor", "reply", last(EventType.REPLY, "Last reply", "mdi:message-reply-text", cut_text)),
         (
             "sensor",
             "error",
-            last("error", "Last error", "mdi:alert-circle-outline", "{{ value_json.code }}",
+            last(EventType.ERROR, "Last error", "mdi:alert-circle-outline", "{{ value_json.code }}",
                  entity_category="diagnostic"),
         ),
         (
             "sensor",
             "action",
             last(
-                "action", "Last action", "mdi:home-lightning-bolt-outline",
+                EventType.ACTION, "Last action", "mdi:home-lightning-bolt-outline",
                 # e.g. "turn_on light.kitchen done"
                 "{{ ([value_json.get('action'), value_json.get('entity'), value_json.get('outcome')]"
                 " | select | join(' '))[:%d] }}" % HA_STATE_CHARS,

@@ -7,16 +7,16 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from ..events import Event
+from ..events import Event, EventType
 from .client import dumps
 from .topics import Topics
 
 # Event types that change the running timers, and whether the timer runs on afterwards.
 TIMER_EVENTS = {
-    "timer_started": True,
-    "timer_updated": True,
-    "timer_cancelled": False,
-    "timer_finished": False,
+    EventType.TIMER_STARTED: True,
+    EventType.TIMER_UPDATED: True,
+    EventType.TIMER_CANCELLED: False,
+    EventType.TIMER_FINISHED: False,
 }
 
 
@@ -34,21 +34,21 @@ class RetainedStates:
         """The retained topics `event` changes; `payload` is the event's JSON."""
         topics, data = self._topics, event.data
         text = data.get("text")
-        if event.type == "state" and isinstance(data.get("state"), str):
+        if event.type == EventType.STATE and isinstance(data.get("state"), str):
             return [(topics.state, data["state"].encode())]
-        if event.type == "transcript" and isinstance(text, str):
+        if event.type == EventType.TRANSCRIPT and isinstance(text, str):
             updates = [(topics.transcript, text.encode())]
             if text.strip():  # an empty transcript (noise) is no question
-                updates.append((topics.last("question"), payload))
+                updates.append((topics.last(EventType.QUESTION), payload))
             return updates
-        if event.type == "question" and isinstance(text, str):
-            return [(topics.last("question"), payload)]
-        if event.type == "reply" and isinstance(text, str):
-            return [(topics.reply, text.encode()), (topics.last("reply"), payload)]
-        if event.type == "error" and isinstance(data.get("code"), str):
-            return [(topics.last("error"), payload)]
-        if event.type == "action":
-            return [(topics.last("action"), payload)]
+        if event.type == EventType.QUESTION and isinstance(text, str):
+            return [(topics.last(EventType.QUESTION), payload)]
+        if event.type == EventType.REPLY and isinstance(text, str):
+            return [(topics.reply, text.encode()), (topics.last(EventType.REPLY), payload)]
+        if event.type == EventType.ERROR and isinstance(data.get("code"), str):
+            return [(topics.last(EventType.ERROR), payload)]
+        if event.type == EventType.ACTION:
+            return [(topics.last(EventType.ACTION), payload)]
         if event.type in TIMER_EVENTS and isinstance(data.get("id"), (str, int)):
             timer_id = str(data["id"])
             if TIMER_EVENTS[event.type]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import MqttConfig, sanitize_device_id
+from ..events import EventType
 
 ONLINE = "online"
 OFFLINE = "offline"
 # Device id level of the opt-in topic that addresses every device at once.
 BROADCAST_ID = "all"
 # Kinds of `Topics.last`: the latest question (spoken or typed), reply, error and action.
-LAST_KINDS = ("question", "reply", "error", "action")
+LAST_KINDS = (EventType.QUESTION, EventType.REPLY, EventType.ERROR, EventType.ACTION)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Topics:
     def volume(self) -> str:
         return f"{self.base}/volume"
 
-    def last(self, kind: str) -> str:
+    def last(self, kind: EventType) -> str:
         """Retained JSON: the latest event of one of `LAST_KINDS`."""
         return f"{self.base}/last/{kind}"
 
@@ -75,7 +76,7 @@ class Topics:
             *(self.last(kind) for kind in LAST_KINDS),
         )
 
-    def event(self, event_type: str) -> str:
+    def event(self, event_type: EventType) -> str:
         return f"{self.base}/event/{event_type}"
 
     def command(self, name: str) -> str:

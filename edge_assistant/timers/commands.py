@@ -72,19 +72,20 @@ def parse_timer_command(payload: Mapping[str, Any] | str | bytes) -> TimerComman
 
 
 def run_timer_command(scheduler: TimerScheduler, command: TimerCommand,
-                      tz: tzinfo | None = None) -> list[Timer]:
+                      tz: tzinfo | None = None, *, request_id: str | None = None) -> list[Timer]:
     """Do it, on the scheduler's event loop; the timers started, changed, cancelled or
-    stopped. Raises TimerError (its `code` for the error event)."""
+    stopped. The timer events it causes carry `request_id`. Raises TimerError (its `code` for
+    the error event)."""
     action = command.action
     if action == "start":
-        return [scheduler.start_timer(command.seconds or 0.0, command.name)]
+        return [scheduler.start_timer(command.seconds or 0.0, command.name, request_id=request_id)]
     if action == "alarm":
         at = command.at
         if isinstance(at, time):
             when = alarm_time(scheduler.now(), at.hour, at.minute, tz=tz)
         else:
             when = at.timestamp() if at is not None else math.nan
-        return [scheduler.set_alarm(when, command.name)]
+        return [scheduler.set_alarm(when, command.name, request_id=request_id)]
     if action == "stop":
         if command.timer_id is None and command.name is None:
             return scheduler.stop_ringing()
@@ -92,15 +93,15 @@ def run_timer_command(scheduler: TimerScheduler, command: TimerCommand,
                    if t.id == command.timer_id or (command.name and t.matches(command.name))]
         return [stopped for t in ringing for stopped in scheduler.stop_ringing(t.id)]
     if action == "cancel" and command.all:
-        return scheduler.cancel_all(kind=None)
+        return scheduler.cancel_all(kind=None, request_id=request_id)
     timer_id = _target(scheduler, command)
     if action == "cancel":
-        return [scheduler.cancel(timer_id)]
+        return [scheduler.cancel(timer_id, request_id=request_id)]
     if action == "add":
-        return [scheduler.add_time(timer_id, command.seconds or 0.0)]
+        return [scheduler.add_time(timer_id, command.seconds or 0.0, request_id=request_id)]
     if action == "pause":
-        return [scheduler.pause(timer_id)]
-    return [scheduler.resume(timer_id)]
+        return [scheduler.pause(timer_id, request_id=request_id)]
+    return [scheduler.resume(timer_id, request_id=request_id)]
 
 
 def _target(scheduler: TimerScheduler, command: TimerCommand) -> str:

@@ -12,8 +12,9 @@ costs a write or two. `flush()` waits until the file matches.
 
 Callbacks run on the event loop and must not block: schedule slow work (speech) yourself. An
 exception in one is logged and does not stop the scheduler.
-- ``on_event(type, data)``: `TIMER_EVENT_TYPES`, data as `Timer.event_data` (``timer_finished``
-  adds ``missed``: true for one that finished while the assistant was off).
+- ``on_event(event)``: an `Event` of `TIMER_EVENT_TYPES`, data as `Timer.event_data`
+  (``timer_finished`` adds ``missed``: true for one that finished while the assistant was off);
+  its request id is the one the change was asked with (``request_id=`` of the change).
 - ``on_ring(timer, ring_number)``: a timer or alarm rings: 1 the moment it finishes (or, for
   one restored late, the moment it is loaded), then 2, 3, ... every ``timers.ring_interval_s``
   until `stop_ringing` or ``timers.ring_max_s``. One callback for every ring, so that no
@@ -34,7 +35,7 @@ from typing import Any, Callable
 
 from ..concurrency import Backoff
 from ..config import TimersConfig
-from ..events import new_id
+from ..events import Event, EventType, new_id
 from .clock import SYSTEM_CLOCK, Clock
 from .ringer import Ringer
 from .store import TimerStore
@@ -42,7 +43,8 @@ from .timer import MAX_DURATION_S, MAX_NAME_CHARS, Timer
 
 log = logging.getLogger(__name__)
 
-TIMER_EVENT_TYPES = ("timer_started", "timer_updated", "timer_cancelled", "timer_finished")
+TIMER_EVENT_TYPES = (EventType.TIMER_STARTED, EventType.TIMER_UPDATED, EventType.TIMER_CANCELLED,
+                     EventType.TIMER_FINISHED)
 
 # Longest sleep of the loop, so that a wall clock set meanwhile is noticed within this time.
 _MAX_SLEEP_S = 30.0
@@ -79,7 +81,7 @@ class TimerScheduler:
         config: TimersConfig = TimersConfig(),
         *,
         clock: Clock = SYSTEM_CLOCK,
-        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        on_event: Callable[[Event], None] | None = None,
         on_ring: Callable[[Timer, int], None] | None = None,
     ) -> None:
         self.store = store
@@ -116,7 +118,7 @@ class TimerScheduler:
         if missed or late:
             self._save()
         for timer in sorted(missed, key=lambda t: t.ends_at or 0.0):
-            self._emit("timer_finished", timer, remaining_s=0.0, missed=True)
+            self._emit(EventType.TIMER_FINISHED, timer, remaining_s=0.0, missed=True)
         for timer in sorted(late, key=lambda t: t.ends_at or 0.0):
             self._finish(timer, monotonic, finished_at=monotonic - (wall - (timer.ends_at or wall)))
         return missed
@@ -177,34 +179,34 @@ class TimerScheduler:
     # -- changes -------------------------------------------------------------------------------
 
     def start_timer(self, seconds: float, name: str | None = None, *,
-                    command: str | None = None) -> Timer:
+                    command: str | None = None, request_id: str | None = None) -> Timer:
         """Start a timer. Raises TimerLimitError, InvalidTimerError."""
         seconds = _duration(seconds, "seconds")
         if seconds <= 0:
             raise InvalidTimerError(f"a timer needs a duration > 0 seconds, got {seconds:g}")
-        return self._add("timer", seconds, _clean_name(name), command)
+        return self._add("timer", seconds, _clean_name(name), command, request_id)
 
-    def set_alarm(self, at: float, name: str | None = None) -> Timer:
+    def set_alarm(self, at: float, name: str | None = None, *, request_id: str | None = None) -> Timer:
         """Set an alarm at wall time `at` (epoch seconds). Raises TimerLimitError, InvalidTimerError."""
         if not isinstance(at, (int, float)) or not math.isfinite(at):
             raise InvalidTimerError(f"an alarm needs a time, got {at!r}")
         seconds = at - self.clock.time()
         if not 0 < seconds <= MAX_DURATION_S:
             raise InvalidTimerError("an alarm must be in the future, at most a week ahead")
-        return self._add("alarm", seconds, _clean_name(name), None)
+        return self._add("alarm", seconds, _clean_name(name), None, request_id)
 
-    def cancel(self, timer_id: str) -> Timer:
+    def cancel(self, timer_id: str, *, request_id: str | None = None) -> Timer:
         timer = self._existing(timer_id)
         del self._timers[timer_id]
         self._save()
-        self._emit("timer_cancelled", timer)
+        self._emit(EventType.TIMER_CANCELLED, timer, request_id=request_id)
         return timer
 
-    def cancel_all(self, kind: str | None = "timer") -> list[Timer]:
+    def cancel_all(self, kind: str | None = "timer", *, request_id: str | None = None) -> list[Timer]:
         """Cancel every timer (or alarm, or both with None); the ones cancelled."""
-        return [self.cancel(timer.id) for timer in self.timers(kind)]
+        return [self.cancel(timer.id, request_id=request_id) for timer in self.timers(kind)]
 
-    def add_time(self, timer_id: str, seconds: float) -> Timer:
+    def add_time(self, timer_id: str, seconds: float, *, request_id: str | None = None) -> Timer:
         """Add `seconds` (negative: take them off); one taken to zero finishes now."""
         timer = self._existing(timer_id)
         seconds = _duration(seconds, "seconds")
@@ -219,23 +221,23 @@ class TimerScheduler:
             # Running, or paused and taken to zero: it ends now at the earliest.
             updated = dataclasses.replace(timer, total_s=total, ends_at=now + max(0.0, remaining),
                                           paused_remaining_s=None)
-        return self._replace(updated)
+        return self._replace(updated, request_id)
 
-    def pause(self, timer_id: str) -> Timer:
+    def pause(self, timer_id: str, *, request_id: str | None = None) -> Timer:
         timer = self._existing(timer_id)
         if timer.kind != "timer":
             raise InvalidTimerError("an alarm cannot be paused")
         if timer.paused:
             return timer
         remaining = timer.remaining_s(self.clock.time())
-        return self._replace(dataclasses.replace(timer, ends_at=None, paused_remaining_s=remaining))
+        return self._replace(dataclasses.replace(timer, ends_at=None, paused_remaining_s=remaining), request_id)
 
-    def resume(self, timer_id: str) -> Timer:
+    def resume(self, timer_id: str, *, request_id: str | None = None) -> Timer:
         timer = self._existing(timer_id)
         if not timer.paused:
             return timer
         ends_at = self.clock.time() + (timer.paused_remaining_s or 0.0)
-        return self._replace(dataclasses.replace(timer, ends_at=ends_at, paused_remaining_s=None))
+        return self._replace(dataclasses.replace(timer, ends_at=ends_at, paused_remaining_s=None), request_id)
 
     def stop_ringing(self, timer_id: str | None = None, *, kind: str | None = None) -> list[Timer]:
         """Stop one finished timer ringing, or all (of `kind`); the ones that were ringing."""
@@ -250,7 +252,8 @@ class TimerScheduler:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _add(self, kind: str, seconds: float, name: str | None, command: str | None) -> Timer:
+    def _add(self, kind: str, seconds: float, name: str | None, command: str | None,
+             request_id: str | None) -> Timer:
         self._require_started()
         if len(self._timers) >= self.config.max_timers:
             raise TimerLimitError(
@@ -262,13 +265,13 @@ class TimerScheduler:
                       ends_at=now + seconds, created_at=now, command=command)
         self._timers[timer.id] = timer
         self._save()
-        self._emit("timer_started", timer)
+        self._emit(EventType.TIMER_STARTED, timer, request_id=request_id)
         return timer
 
-    def _replace(self, timer: Timer) -> Timer:
+    def _replace(self, timer: Timer, request_id: str | None = None) -> Timer:
         self._timers[timer.id] = timer
         self._save()
-        self._emit("timer_updated", timer)
+        self._emit(EventType.TIMER_UPDATED, timer, request_id=request_id)
         return timer
 
     def _existing(self, timer_id: str) -> Timer:
@@ -346,7 +349,7 @@ class TimerScheduler:
     def _finish(self, timer: Timer, monotonic: float, finished_at: float | None = None) -> None:
         rings = self._ringer.start(timer, monotonic, finished_at)
         self._changed.set()
-        self._emit("timer_finished", timer, remaining_s=0.0, missed=False)
+        self._emit(EventType.TIMER_FINISHED, timer, remaining_s=0.0, missed=False)
         if rings:
             self._call(self.on_ring, timer, 1)
 
@@ -367,8 +370,10 @@ class TimerScheduler:
             sleeper.cancel()
             changed.cancel()
 
-    def _emit(self, event_type: str, timer: Timer, **extra: Any) -> None:
-        self._call(self.on_event, event_type, {**timer.event_data(self.clock.time()), **extra})
+    def _emit(self, event_type: EventType, timer: Timer, *, request_id: str | None = None,
+              **extra: Any) -> None:
+        data = {**timer.event_data(self.clock.time()), **extra}
+        self._call(self.on_event, Event(event_type, data, request_id=request_id))
 
     @staticmethod
     def _call(callback: Callable[..., Any] | None, *args: Any) -> None:
