@@ -515,6 +515,11 @@ class EchoCancellingSource:
     def overflows(self) -> int:
         return getattr(self.source, "overflows", 0)
 
+    @property
+    def queued_s(self) -> float:
+        """Seconds of captured sound not yet cleaned (the microphone's queue)."""
+        return float(getattr(self.source, "queued_s", 0.0))
+
     def _follow_reopening(self) -> None:
         """A microphone that counts its openings (`MicrophoneSource.openings`) says when its
         samples stopped being one unbroken capture: the clock and the reference start anew."""

@@ -180,8 +180,7 @@ class Listener:
         # One speculative transcript at a time, off the listening thread.
         self._drafter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stt-draft")
         self._draft: Draft | None = None
-        # A pending listen_now(): (no-speech timeout, when it was asked for).
-        self._listen_request: tuple[float, float] | None = None
+        self._listen_request: float | None = None  # no-speech timeout of a pending listen_now()
         self._request_lock = threading.Lock()
         self._turn_id: str | None = None
         self._listening = False
@@ -190,6 +189,13 @@ class Listener:
         self._max_turns: int | None = None
         # False once the VAD missed frames (waiting for the wake word).
         self._vad_in_sync = False
+        # How long after a wake word the wake event may wait to say whether the person talks on
+        # (`speaking`): without echo cancellation the wake earcon is left out then, and the
+        # detector often fires before the next word has begun. 0: the event is not held.
+        self.wake_speech_lookahead_s = 0.0
+        self._held_wake: Event | None = None  # a wake event waiting for that answer
+        self._held_events: list[Event] = []  # the events of the turn meanwhile
+        self._held_bytes = 0  # audio the wake event may still wait for
 
     def close(self) -> None:
         """Let go of the speech and end-of-turn models (freed once nothing else uses them),
@@ -207,11 +213,13 @@ class Listener:
 
     # --- control, from any thread -----------------------------------------------------------
 
-    def set_speaking(self, speaking: bool) -> None:
-        """The assistant is (not) speaking: its own voice must not wake it, and "stop" ends it."""
+    def set_speaking(self, speaking: bool, *, behind_s: float = 0.0) -> None:
+        """The assistant is (not) speaking: its own voice must not wake it, and "stop" ends it.
+
+        `behind_s`: audio captured before this moment and not yet heard (the source's queue):
+        it holds the reply too."""
         if self.wake is not None:
-            # Frames up to this moment may still be queued: they hold the reply too.
-            self.wake.set_speaking(speaking, behind_s=max(0.0, time.monotonic() - self._captured_at()))
+            self.wake.set_speaking(speaking, behind_s=behind_s)
         self._stop_word_wanted = speaking
 
     def hold_stop_word(self, seconds: float) -> None:
@@ -220,14 +228,16 @@ class Listener:
         self._stop_word_held_until = max(self._stop_word_held_until,
                                          time.monotonic() + seconds + _OWN_STOP_TAIL_S)
 
-    def listen_now(self, no_speech_timeout_s: float | None = None) -> None:
+    def listen_now(self, no_speech_timeout_s: float | None = None, *, behind_s: float = 0.0) -> None:
         """Skip the wake word for the next turn (MQTT `listen`, a follow-up window).
 
-        `no_speech_timeout_s` replaces `vad.no_speech_timeout_s` for that turn.
+        `no_speech_timeout_s` replaces `vad.no_speech_timeout_s` for that turn. `behind_s`:
+        audio captured before this moment and not yet heard (the source's queue, on a loaded
+        machine): the window counts from the sound captured now, since a person answers the
+        assistant they hear, not the frames the listener has reached.
         """
         with self._request_lock:
-            self._listen_request = (no_speech_timeout_s or self.config.vad.no_speech_timeout_s,
-                                    time.monotonic())
+            self._listen_request = (no_speech_timeout_s or self.config.vad.no_speech_timeout_s) + behind_s
 
     @property
     def listening(self) -> bool:
@@ -250,6 +260,7 @@ class Listener:
         if self.wake is not None:
             self.wake.reset()
         self._stop_word_on = False
+        self._held_wake, self._held_events = None, []
         self._recent.clear()
         self._before_wake.clear()
         self._capture.restart()
@@ -275,7 +286,12 @@ class Listener:
                 self._take_listen_request()
             if self._listening:
                 self._before_wake.clear()
-                self._follow_utterance(frame, events)
+                if self._held_wake is None:
+                    self._follow_utterance(frame, events)
+                else:
+                    self._follow_utterance(frame, self._held_events)
+                    self._held_bytes -= len(frame)
+                    self._release_wake(events)
                 continue
             self._before_wake += frame
             del self._before_wake[: max(0, len(self._before_wake) - _WAKE_LOOKBACK_BYTES)]
@@ -299,11 +315,29 @@ class Listener:
                 break
             self._follow_utterance(replay[start : start + _REPLAY_FRAME_BYTES], followed)
         # "speaking": the person is talking on already (the wake earcon may be left out).
-        events.append(Event(EventType.WAKE,
-                            {"model": detection.model, "score": round(detection.score, 3),
-                             "speaking": bool(self.endpointer.in_speech or self.endpointer.hearing_speech)},
-                            turn_id=self._turn_id))
-        events.extend(followed)
+        wake = Event(EventType.WAKE, {"model": detection.model, "score": round(detection.score, 3),
+                              "speaking": self._person_talks_on()}, turn_id=self._turn_id)
+        if wake.data["speaking"] or detection.barge_in or self.wake_speech_lookahead_s <= 0:
+            events.append(wake)
+            events.extend(followed)
+            return
+        self._held_wake, self._held_events = wake, followed
+        self._held_bytes = int(self.wake_speech_lookahead_s * SAMPLE_RATE) * SAMPLE_WIDTH
+
+    def _person_talks_on(self) -> bool:
+        return bool(self.endpointer.in_speech or self.endpointer.hearing_speech)
+
+    def _release_wake(self, events: list[Event], *, now: bool = False) -> None:
+        """Let a held wake event go, with the events after it, once the person is heard
+        talking on, the lookahead is over, or the turn ended."""
+        assert self._held_wake is not None
+        speaking = self._person_talks_on() or any(e.type == EventType.SPEECH_START for e in self._held_events)
+        if not (speaking or now or self._held_bytes <= 0 or not self._listening):
+            return
+        self._held_wake.data["speaking"] = speaking
+        events.append(self._held_wake)
+        events.extend(self._held_events)
+        self._held_wake, self._held_events = None, []
 
     def _hear_stop_word(self, frame: bytes, events: list[Event]) -> None:
         assert self.stop_word is not None
@@ -330,6 +364,8 @@ class Listener:
     def flush(self) -> list[Event]:
         """The stream ended: close an utterance in progress."""
         events: list[Event] = []
+        if self._held_wake is not None:
+            self._release_wake(events, now=True)
         # A turn nobody heard of yet (no wake event, no speech) ends silently.
         announced = self._woken or self.endpointer.in_speech
         if self._listening and announced and not self.finished:
@@ -345,12 +381,9 @@ class Listener:
 
     def _take_listen_request(self) -> None:
         with self._request_lock:
-            request, self._listen_request = self._listen_request, None
-        if request is not None:
-            timeout, asked_at = request
-            # A listener behind the microphone reaches the request's moment only later: the
-            # window is counted from the sound captured when it was asked for.
-            self._start_turn(timeout + max(0.0, asked_at - self._captured_at()))
+            timeout, self._listen_request = self._listen_request, None
+        if timeout is not None:
+            self._start_turn(timeout)
         elif self.wake is None:
             # Always listening: waiting for speech is the normal state, not a timeout.
             self._start_turn(math.inf)

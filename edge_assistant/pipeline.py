@@ -685,7 +685,7 @@ class Assistant:
                 await self._error_notice(request.turn_id)
         finally:
             if self.listener is not None:
-                self.listener.set_speaking(False)
+                self.listener.set_speaking(False, behind_s=self._unheard_s())
             self.last_turn_at = time.monotonic()
             self.active = None
             turn.done.set()
@@ -695,10 +695,15 @@ class Assistant:
             follow_up = follow_up or self.config.vad.no_speech_timeout_s
         if (follow_up and (request.origin == "voice" or request.then_listen) and not turn.cancelled
                 and not self.muted and self.listener is not None and not self.input_finished.is_set()):
-            self.listener.listen_now(follow_up)
+            self.listener.listen_now(follow_up, behind_s=self._unheard_s())
             self.set_state(State.LISTENING, request.turn_id)
         else:
             self.set_state(self._resting_state(), request.turn_id)
+
+    def _unheard_s(self) -> float:
+        """Seconds of sound captured by now that the listener has yet to hear (the source's
+        queue: a listener on a loaded machine falls behind the microphone)."""
+        return float(getattr(self.source, "queued_s", 0.0))
 
     async def _error_notice(self, turn_id: str | None) -> None:
         """Tell the person the turn failed: an earcon, or a spoken sentence without earcons."""

@@ -51,6 +51,8 @@ from .events import Event, EventType
 log = logging.getLogger(__name__)
 
 NO_DEVICE = "none"
+# Audio after a wake word in which a person talking straight on is heard (see connect_echo_cancellation).
+WAKE_SPEECH_LOOKAHEAD_S = 0.3
 # Error events the parts' health reports (once, with the fix): not logged again here.
 HEALTH_ERRORS = ("audio_input_failed", "audio_output_failed")
 # The same error, again and again, is logged once per this interval.
@@ -192,6 +194,10 @@ def connect_echo_cancellation(source: Any, listener: Any) -> None:
         if cancels:
             source.processor.hear_played = wake.own_voice.hear
     listener.echo_settled = (lambda: source.processor.settled) if cancels else None
+    # Without a canceller the wake earcon must not sound over a person who talks straight on:
+    # the wake event waits a moment to know.
+    earcon = listener.config.service.earcons
+    listener.wake_speech_lookahead_s = WAKE_SPEECH_LOOKAHEAD_S if earcon and not cancels else 0.0
     hears_the_speaker = isinstance(source, (MicrophoneSource, EchoCancellingSource))
     if listener.stop_word is not None and hears_the_speaker and not cancels:
         log.warning("wake.stop_word is off: the microphone hears the assistant's voice without "

@@ -596,6 +596,23 @@ def test_microphone_counts_and_logs_overflows(alsa_devices, caplog):
     assert "frames dropped" in caplog.text
 
 
+def test_microphone_says_how_much_sound_waits_for_its_consumer(alsa_devices):
+    alsa_devices.write_input(noise_pcm(1.0))
+    source = MicrophoneSource(alsa_devices.audio_config(input_rate=16000, queue_frames=20))
+
+    async def late_consumer():
+        frames = source.frames()
+        await anext(frames)
+        # The file device delivers faster than real time: the queue is full by now.
+        await asyncio.sleep(0.2)
+        waiting = source.queued_s
+        await frames.aclose()
+        return waiting
+
+    assert source.queued_s == 0.0
+    assert asyncio.run(late_consumer()) == pytest.approx(20 * 0.010)
+
+
 def test_microphone_missing_at_start_is_reported_and_reopened(alsa_devices):
     samples = noise_pcm(0.5)
     alsa_devices.remove_input()

@@ -64,7 +64,7 @@ def synthesizer():
     return Synthesizer(TtsConfig(noise_scale=0.0, noise_w_scale=0.0))
 
 
-def make_assistant(tmp_path, engine, listener, synthesizer, **service):
+def make_assistant(tmp_path, engine, listener, synthesizer, source=None, **service):
     config = Config(
         llm=engine.config,
         prompt=PromptConfig(template="chatml"),
@@ -74,7 +74,7 @@ def make_assistant(tmp_path, engine, listener, synthesizer, **service):
     builder = PromptBuilder(config.prompt, engine.tokenizer, engine.config.n_ctx, engine.config.max_tokens)
     session = ChatSession(engine, builder)
     sink = WavSink(tmp_path / "speaker.wav", realtime=True)
-    source = QueueSource()
+    source = source or QueueSource()
     assistant = Assistant(config, session=session, synthesizer=synthesizer, sink=sink,
                           listener=listener, source=source)
     events = []
@@ -187,6 +187,37 @@ def test_follow_up_question_needs_no_wake_word(tmp_path, tiny_gguf, listener_mod
     assert [t.user for t in assistant.session.conversation.turns] == [
         "What is the capital of France?", transcript.data["text"]
     ]
+
+
+class LateSource(QueueSource):
+    """A microphone whose listener is `queued_s` behind (frames waiting on a loaded machine)."""
+
+    queued_s = 2.5
+
+
+def test_a_follow_up_window_counts_from_the_sound_captured_when_it_opens(
+        tmp_path, tiny_gguf, listener_models, synthesizer, make_speech_wav):
+    """The reply ends while 2.5 s of sound wait in the microphone's queue: the person answers
+    1.5 s after the reply they heard, so 4 s into what the listener has yet to hear. A window
+    of 2 s counted from the frame the listener had reached would close before that."""
+    engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), tiny_gguf)
+    first = read_wav(make_speech_wav("Hey Jarvis. What is the capital of France?", sentence_gap_s=0.5))
+    answer = read_wav(make_speech_wav("What is the weather like today?", lead_silence_s=4.0))
+
+    async def scenario():
+        assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer,
+                                                   source=LateSource(), follow_up_s=2.0)
+        assistant.start()
+        source.speak(first)
+        stop_index, _ = await wait_for(events, lambda e: e.type == "tts_stop")
+        await wait_for(events, lambda e: e.type == "state" and e.data["state"] == "listening", since=stop_index)
+        source.speak(answer)
+        _, ended = await wait_for(events, lambda e: e.type == "speech_end", since=stop_index)
+        await assistant.stop()
+        return ended
+
+    ended = asyncio.run(scenario())
+    assert ended.data["reason"] != "timeout", ended.data
 
 
 def test_turn_that_fails_reports_an_error_and_returns_to_idle(tmp_path, tiny_gguf, listener_models, synthesizer):

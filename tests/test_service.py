@@ -262,3 +262,21 @@ def test_a_request_said_straight_after_the_wake_word_is_heard_whole(tmp_path, mo
     assert transcript, log[-3000:]
     assert spoken_words(transcript.group(1)) == spoken_words("set a timer for ten minutes")
     assert "event timer_started" in log
+
+
+def test_the_wake_event_waits_for_the_persons_next_word_only_where_an_earcon_could_cover_it():
+    from types import SimpleNamespace
+
+    from edge_assistant.config import Config, ServiceConfig
+    from edge_assistant.service import WAKE_SPEECH_LOOKAHEAD_S, connect_echo_cancellation
+
+    def lookahead(earcons: bool, cancels: bool) -> float:
+        listener = SimpleNamespace(wake=None, stop_word=None, echo_settled=None, wake_speech_lookahead_s=0.0,
+                                   config=Config(service=ServiceConfig(earcons=earcons)))
+        source = SimpleNamespace(cancels_echo=cancels, processor=SimpleNamespace(settled=True))
+        connect_echo_cancellation(source, listener)
+        return listener.wake_speech_lookahead_s
+
+    assert lookahead(earcons=True, cancels=False) == WAKE_SPEECH_LOOKAHEAD_S > 0
+    assert lookahead(earcons=True, cancels=True) == 0.0  # the earcon's echo is cancelled
+    assert lookahead(earcons=False, cancels=False) == 0.0

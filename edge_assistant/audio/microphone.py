@@ -101,6 +101,11 @@ class MicrophoneSource:
         return self._openings
 
     @property
+    def queued_s(self) -> float:
+        """Seconds of captured sound waiting for the consumer."""
+        return len(self._queue) * self.frame_ms / 1000
+
+    @property
     def overflows(self) -> int:
         return self._input_overflows + self._dropped_frames
 

@@ -100,15 +100,25 @@ class RoomMicrophone:
         self._samples = frame_bytes(frame_ms) // 2
         self._closed = False
         self.first_index = 0  # the room's sample where the first frame starts
+        self._pacer: Pacer | None = None
+        self._delivered = 0
+
+    @property
+    def queued_s(self) -> float:
+        """Seconds captured and not yet taken (what a microphone's queue would hold)."""
+        if self._pacer is None:
+            return 0.0
+        return max(0.0, self._pacer.clock() - self._pacer.start - self._delivered * self._samples / SAMPLE_RATE)
 
     async def frames(self):
-        pacer = Pacer()
+        pacer = self._pacer = Pacer()
         index = self.first_index = self.room.now_index
-        count = 0
+        count = self._delivered = 0
         while not self._closed:
             count += 1
             # A frame is delivered once its last sample has been captured.
             await pacer.wait(count * self._samples / SAMPLE_RATE)
+            self._delivered = count
             frame = self.room.capture(index, self._samples)
             index += self._samples
             yield frame.astype("<i2").tobytes()
