@@ -13,7 +13,7 @@ from edge_assistant.bench.clips import espeak_speech, in_room
 from edge_assistant.bench.stop import held_out_espeak_voices
 from edge_assistant.audio.microphone import MicrophoneSource
 from edge_assistant.audio.wav import WavSource, write_wav
-from edge_assistant.config import AudioConfig, WakeConfig
+from edge_assistant.config import AudioConfig, Config, WakeConfig
 from edge_assistant.echo import with_echo_cancellation
 from edge_assistant.listener import Listener
 from edge_assistant.service import connect_echo_cancellation
@@ -60,7 +60,7 @@ def test_a_microphone_that_hears_the_assistant_whole_gets_no_stop_word(tmp_path)
         taps: list = []
 
     def kept(source) -> bool:
-        listener = SimpleNamespace(wake=None, stop_word=StopWordDetector())
+        listener = SimpleNamespace(wake=None, stop_word=StopWordDetector(), config=Config())
         connect_echo_cancellation(source, listener)
         return listener.stop_word is not None
 
