@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
 from concurrent.futures import Future
@@ -459,6 +460,16 @@ class MoonshineTranscriber(BatchTranscriber):
         with self._model.lock:
             text, confidence = self._model.model.transcribe(samples.astype(np.float32) / 32768.0)
         return text, confidence, ()
+
+
+def words_of(text: str) -> tuple[str, ...]:
+    """The words of a transcript, lower case without punctuation: "Set a timer." and "set a
+    timer" say the same (`stt.first_pass` checks its fast text against the final one so)."""
+    return tuple(re.findall(r"[\w']+", text.casefold()))
+
+
+def same_words(first: str, second: str) -> bool:
+    return words_of(first) == words_of(second)
 
 
 def _join(parts: list[str]) -> str:
