@@ -135,3 +135,14 @@ def test_a_failing_final_recognizer_is_an_error_after_the_fast_text(make_speech_
     hear(listener, make_speech_wav(QUESTION, 0.5, 1.5), events)
     assert [e.type for e in events] == ["speech_start", "speech_end", "transcript", "error"]
     assert events[-1].data["code"] == "stt_failed"
+
+
+def test_restart_rate_counts_the_utterances_whose_words_differ():
+    from edge_assistant.bench.speech import restart_rate
+
+    fast = ["Set a time for ten minutes.", "What is the capital of France", "turned on the kitchen light"]
+    final = ["Set a timer for ten minutes.", "What is the capital of France?", "Turn on the kitchen light."]
+    assert restart_rate(fast, final) == pytest.approx(2 / 3)
+    assert restart_rate(final, final) == 0.0
+    with pytest.raises(ValueError):
+        restart_rate(fast[:2], final)
