@@ -40,7 +40,7 @@ from .health import log_fault
 from .respond import Responder, Response
 from .sentences import SentenceSplitter
 from .stop_word import says_stop
-from .stt import same_words
+from .first_pass import FinalTextDiffers, HeldUntilFinal
 from .timers import TimerError, run_timer_command
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,6 @@ SENTENCE_QUEUE = 16
 AUDIO_QUEUE = 4
 
 ERROR_NOTICE = "Sorry, something went wrong."
-# Longest wait for the final text after a fast one (stt.first_pass): the recognizer takes
-# under a second; past this the listener is taken to have failed, and the turn is dropped.
-FINAL_TEXT_WAIT_S = 30.0
 
 
 @dataclass
@@ -120,54 +117,6 @@ class Audio:
 
 
 EventSink = Callable[[Event], None]
-
-
-class _FinalTextDiffers(Exception):
-    """The final text's words are not the fast text's: what was started on it is dropped."""
-
-
-class _EitherSet(threading.Event):
-    """Set when any of `events` is: the turn's cancel, or this start's own."""
-
-    def __init__(self, *events: threading.Event) -> None:
-        super().__init__()
-        self.events = events
-
-    def is_set(self) -> bool:
-        return super().is_set() or any(event.is_set() for event in self.events)
-
-
-class _HeldUntilFinal:
-    """A turn's answer to a fast first text (stt.first_pass), held until the final text: its
-    events wait in `events`; `wait()` lets them out where the words agree, and otherwise stops
-    the generation and raises `_FinalTextDiffers`."""
-
-    def __init__(self, turn: Turn, final_text: asyncio.Future[str], emit: EventSink) -> None:
-        self.turn = turn
-        self.final_text = final_text
-        self.emit = emit
-        self.restart = threading.Event()
-        self.cancel = _EitherSet(turn.cancel, self.restart)
-        self.events: list[Event] = []
-        self.confirmed = False
-        self.final = ""
-
-    async def wait(self) -> None:
-        if self.confirmed:
-            return
-        try:
-            self.final = await asyncio.wait_for(asyncio.shield(self.final_text), FINAL_TEXT_WAIT_S)
-        except asyncio.TimeoutError:
-            log.error("no final text %.0f s after the fast one: the turn is dropped", FINAL_TEXT_WAIT_S)
-            self.final = ""
-        if not same_words(self.final, self.turn.request.text):
-            self.restart.set()
-            raise _FinalTextDiffers
-        self.confirmed = True
-        self.turn.first_pass = "agreed"
-        events, self.events = self.events, []
-        for event in events:
-            self.emit(event)
 
 
 # --- what the assistant needs of each stage's part ------------------------------------------
@@ -666,11 +615,11 @@ class Assistant:
         words differ, start again on it, with nothing of the first start seen."""
         request = turn.request
         assert request.final_text is not None
-        held = _HeldUntilFinal(turn, request.final_text, self.emit)
+        held = HeldUntilFinal(turn, request.final_text, self.emit)
         try:
             await self._answer(turn, held)
             return
-        except _FinalTextDiffers:
+        except FinalTextDiffers:
             pass
         turn.response = Response()
         turn.first_pass = "restarted"
@@ -683,7 +632,7 @@ class Assistant:
         request.text = held.final
         await self._answer(turn)
 
-    async def _answer(self, turn: Turn, held: _HeldUntilFinal | None = None) -> None:
+    async def _answer(self, turn: Turn, held: HeldUntilFinal | None = None) -> None:
         """The answer to the request's text, to the speaker and as events. `held`: the text is
         a first guess; nothing is said or published until it stands."""
         request = turn.request
