@@ -36,11 +36,11 @@ from .chat import ChatSession
 from .concurrency import Backoff
 from .config import Config
 from .events import Command, Event, State, new_id
+from .first_pass import FinalTextDiffers, HeldUntilFinal
 from .health import log_fault
 from .respond import Responder, Response
 from .sentences import SentenceSplitter
 from .stop_word import says_stop
-from .first_pass import FinalTextDiffers, HeldUntilFinal
 from .timers import TimerError, run_timer_command
 
 log = logging.getLogger(__name__)
@@ -617,6 +617,8 @@ class Assistant:
         assert request.final_text is not None
         held = HeldUntilFinal(turn, request.final_text, self.emit)
         try:
+            if request.final_text.done():
+                await held.wait()  # known while the turn waited: nothing starts on a wrong text
             await self._answer(turn, held)
             return
         except FinalTextDiffers:

@@ -32,6 +32,7 @@ import math
 import re
 import threading
 import time
+import unicodedata
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ import numpy as np
 from . import models
 from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH, as_int16
 from .audio.wav import read_wav
+# A leaf module of text rules: spoken numbers as digits, for comparing transcripts.
+from .calculator import words_to_numbers
 from .config import SttConfig
 from .moonshine import MoonshineModel, MoonshineModelError
 from .moonshine import is_model_folder as is_moonshine_model
@@ -462,14 +465,20 @@ class MoonshineTranscriber(BatchTranscriber):
         return text, confidence, ()
 
 
-def words_of(text: str) -> tuple[str, ...]:
-    """The words of a transcript, lower case without punctuation: "Set a timer." and "set a
-    timer" say the same (`stt.first_pass` checks its fast text against the final one so)."""
-    return tuple(re.findall(r"[\w']+", text.casefold()))
+def comparable(text: str) -> str:
+    """A transcript reduced to what decides its meaning: lower case, no punctuation, numbers as
+    digits, no spaces. Recognizers spell alike words apart (Moonshine "twenty-one", "fifty per
+    cent", "to-morrow"; Whisper "21", "50%", "tomorrow"): `stt.first_pass` must not start a
+    turn over for that."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = re.sub(r"(\d)\s*%", r"\1 percent", text)
+    text = words_to_numbers(" ".join(re.sub(r"[^\w\s]", " ", text).split()))
+    return "".join(text.split())
 
 
 def same_words(first: str, second: str) -> bool:
-    return words_of(first) == words_of(second)
+    """Whether two transcripts say the same (see `comparable`)."""
+    return comparable(first) == comparable(second)
 
 
 def _join(parts: list[str]) -> str:

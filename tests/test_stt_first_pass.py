@@ -62,10 +62,19 @@ def hear(listener: Listener, path, events: list[Event]) -> list[Event]:
     return events
 
 
-def test_same_words_ignores_case_and_punctuation():
+def test_same_words_ignores_case_punctuation_and_how_numbers_are_written():
     assert same_words("Set a timer for ten minutes.", "set a timer, for ten minutes")
     assert same_words("What's the time?", "what's the time")
+    # Moonshine's spellings against Whisper's, from the project's clips (bench stt).
+    assert same_words("Set a timer for ten minutes.", "Set a timer for 10 minutes.")
+    assert same_words("Set the thermostat to twenty-one degrees.", "Set the thermostat to 21 degrees.")
+    assert same_words("Dim the living room lights to fifty per cent,", "Dim the living room lights to 50%.")
+    assert same_words("Remind me to call my mother to-morrow morning.", "Remind me to call my mother tomorrow morning.")
+    # Words that decide an action differ.
     assert not same_words("Set a time for ten minutes.", "Set a timer for ten minutes.")
+    assert not same_words("Set the firmest debt to twenty-one degrees.", "Set the thermostat to 21 degrees.")
+    assert not same_words("Set a timer for ten minutes.", "Set a timer for 11 minutes.")
+    assert not same_words("Purn on the kitchen lights.", "Turn on the kitchen lights.")
     assert not same_words("", "turn on the light")
 
 
@@ -141,7 +150,7 @@ def test_restart_rate_counts_the_utterances_whose_words_differ():
     from edge_assistant.bench.speech import restart_rate
 
     fast = ["Set a time for ten minutes.", "What is the capital of France", "turned on the kitchen light"]
-    final = ["Set a timer for ten minutes.", "What is the capital of France?", "Turn on the kitchen light."]
+    final = ["Set a timer for 10 minutes.", "What is the capital of France?", "Turn on the kitchen light."]
     assert restart_rate(fast, final) == pytest.approx(2 / 3)
     assert restart_rate(final, final) == 0.0
     with pytest.raises(ValueError):

@@ -107,9 +107,12 @@ def _report_first_pass(report: Report, clips: list, moonshine: list[str], whispe
     """stt.first_pass = "moonshine": how often Whisper's text of a clip differs from Moonshine's,
     so that the turn started on Moonshine's starts over (commands and questions apart)."""
     report.add("stt.first_pass_restart_rate", restart_rate(moonshine, whisper))
-    for kind in ("question", "command"):
-        chosen = [i for i, clip in enumerate(clips) if clip.kind == kind]
-        report.add(f"stt.first_pass_restart_rate_{kind}s",
+    groups = {f"{kind}s": lambda clip, kind=kind: clip.kind == kind for kind in ("question", "command")}
+    for family in dict.fromkeys(clip.voice.family for clip in clips):
+        groups[family] = lambda clip, family=family: clip.voice.family == family
+    for name, belongs in groups.items():
+        chosen = [i for i, clip in enumerate(clips) if belongs(clip)]
+        report.add(f"stt.first_pass_restart_rate_{name}",
                    restart_rate([moonshine[i] for i in chosen], [whisper[i] for i in chosen]))
 
 
