@@ -157,3 +157,51 @@ def test_nothing_acts_on_a_fast_text_that_does_not_stand(tmp_path, engine, synth
     assert reply.data["first_pass"] == "restarted" and reply.data["source"] == "llm"
     assert reply.data["text"].startswith(LLM_REPLY)
     assert session.conversation.turns[-1].user == final.data["text"]
+
+
+class Differs(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stands", [True, False])
+def test_a_home_command_on_a_fast_text_is_done_only_once_it_stands(tmp_path, scripted_gguf, stands):
+    """The responder under `hold`: a template command is matched without acting, and acts
+    only after `hold()` returns (the final text had the same words)."""
+    import threading
+
+    from edge_assistant.bench.answers import bench_config, simulated_home
+    from edge_assistant.config import from_mapping
+    from edge_assistant.respond import Response
+    from tests.test_respond import session_for
+
+    session = session_for(scripted_gguf)
+    config = bench_config(from_mapping({}), tmp_path)
+
+    async def run():
+        home = await simulated_home(config)
+        responder = build_responder(config, session, home=home)
+        sent_before_hold: list[list] = []
+
+        async def hold():
+            sent_before_hold.append(list(home.connection.commands))
+            if not stands:
+                raise Differs
+
+        response, events = Response(), []
+        try:
+            said = [s async for s in responder.sentences("Turn on the kitchen light.", threading.Event(), response,
+                                                         lambda kind, data: events.append(kind), hold=hold)]
+        except Differs:
+            said = None
+        return sent_before_hold, home.connection.commands, said, events
+
+    try:
+        sent_before_hold, sent, said, events = asyncio.run(run())
+    finally:
+        session.engine.close()
+    assert sent_before_hold == [[]]  # matched, but nothing sent before the text stood
+    if stands:
+        assert [topic for topic, _ in sent] == ["home/kitchen/light/set"] and said
+        assert "action" in events
+    else:
+        assert sent == [] and said is None and "action" not in events
