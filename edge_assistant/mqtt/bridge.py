@@ -251,7 +251,8 @@ class MqttBridge:
             for topic, value in updates:
                 overflow = self._retain(topic, value) or overflow
         self._warn_overflow(overflow)
-        if event.type == "transcript" and self._cfg.hermes:
+        # A fast first-pass text may yet be wrong: Hermes intent handlers act on what they get.
+        if event.type == "transcript" and self._cfg.hermes and event.data.get("pass") != "fast":
             self._queue(*self._hermes_message(self._hermes.text_captured(event)), qos)
         elif event.type == "wake" and self._cfg.hermes:
             self._queue(*self._hermes_message(self._hermes.hotword_detected(event)), qos)
