@@ -140,6 +140,11 @@ class SttConfig:
     # if no speech follows, that is the final text (Whisper), and a turn whose words end
     # mid-phrase ("... the capital of") is not ended early.
     speculative: bool = True
+    # "moonshine": at the end of an utterance Moonshine's text goes out first (a transcript with
+    # "pass": "fast") and the LLM starts on it; Whisper's text follows, and the turn starts over
+    # on it only where its words differ. Nothing is spoken, acted on or published before then.
+    # "": off (one transcript, from stt.engine).
+    first_pass: str = field(default="", metadata=_one_of("", "moonshine"))
 
 
 @dataclass(frozen=True)

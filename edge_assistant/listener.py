@@ -17,6 +17,11 @@ says it is complete and that draft does not stop mid-phrase (English: "... the c
 otherwise after `vad.silence_s` as before. If nobody spoke after the pause, the draft is the
 final transcript, so Whisper has often finished by the time the turn is known to be over.
 
+A first pass (`stt.first_pass = "moonshine"`): Moonshine hears the utterance beside Whisper, and
+at its end its text goes out at once as a `transcript` with "pass": "fast"; Whisper's follows
+("pass": "final", "first_pass": "agreed" when its words are the same, else "differs"), before
+any frame after the utterance is heard. `run()` emits the fast one before Whisper starts.
+
 The model calls block, so `run()` hands frames to a worker thread in batches of `BATCH_S` of
 audio: the event loop stays free, and the thread hop is paid ten times a second, not per frame.
 A cancelled `run()` ends only once the batch in hand is processed, so the models can be closed
@@ -46,7 +51,7 @@ from .config import Config
 from .events import Event, EventType, new_id
 from .stop_word import CheckedStopWord, StopWordDetector
 from .moonshine import MoonshineModelError
-from .stt import MoonshineTranscriber, Transcriber, create_transcriber
+from .stt import MOONSHINE_THREADS, MoonshineTranscriber, Transcriber, create_transcriber, same_words
 from .turn_end import TurnEndModel, ends_mid_phrase, load_configured
 from .vad import REASON_TIMEOUT, EndpointEvent, Endpointer, VoiceActivityDetector
 from .wake import WakeDetector
@@ -85,6 +90,8 @@ class TurnTiming:
     # Each end-of-turn model call: (start, end, probability), in time.monotonic() seconds.
     turn_end_calls: list[tuple[float, float, float]] = field(default_factory=list)
     drafts: list[Draft] = field(default_factory=list)
+    # stt.first_pass: whether the final text had the fast text's words (None: no fast text).
+    first_pass_agreed: bool | None = None
 
 
 class _TimedJudge:
@@ -114,6 +121,30 @@ def _stop_word_reader(config: Config, stt_model_path: Path | None) -> Transcribe
     return create_transcriber(config.stt, model_path=stt_model_path)
 
 
+def _first_pass_reader(config: Config) -> Transcriber | None:
+    """Moonshine for stt.first_pass, or None (off, or its model cannot load: then Whisper's
+    text alone, as without it)."""
+    if config.stt.first_pass != "moonshine":
+        return None
+    try:
+        return MoonshineTranscriber(models.embedded_moonshine_path(),
+                                    threads=config.stt.n_threads or MOONSHINE_THREADS)
+    except (models.ModelError, MoonshineModelError) as error:
+        log.warning("stt.first_pass: %s; Whisper's text alone meanwhile", error)
+        return None
+
+
+@dataclass
+class _Confirmation:
+    """The fast text went out; the final text is still to come (stt.first_pass)."""
+
+    draft: Draft | None
+    fast_text: str
+    turn_id: str | None
+    # Frames of the batch after the utterance: heard once the final text is out.
+    held: list[bytes] = field(default_factory=list)
+
+
 class Listener:
     """Holds the loaded models; `run()` one audio stream at a time.
 
@@ -128,6 +159,7 @@ class Listener:
         transcriber: Transcriber | None = None,
         turn_end: TurnEndModel | None = None,
         stop_word_reader: Transcriber | None = None,
+        first_pass: Transcriber | None = None,
     ) -> None:
         self.config = config
         self.wake = WakeDetector(config.wake) if config.wake.enabled else None
@@ -168,6 +200,15 @@ class Listener:
             if self._stop_word_reader is not None:
                 self._stop_word_reader.close()
             raise
+        # stt.first_pass: a faster recognizer whose text goes out before the final one.
+        # first_pass: that recognizer (None loads Moonshine when the setting asks for it).
+        try:
+            self.first_pass = first_pass or (_first_pass_reader(config) if self.transcriber.decodes_at_end
+                                             and self.transcriber.engine != "moonshine" else None)
+        except BaseException:
+            self.close_models()
+            raise
+        self._confirmation: _Confirmation | None = None
         self.timing = TurnTiming()
         speculative = config.stt.speculative
         self.endpointer = Endpointer(
@@ -201,7 +242,12 @@ class Listener:
         """Let go of the speech and end-of-turn models (freed once nothing else uses them),
         after a speculative transcript still running."""
         self._drafter.shutdown(wait=True)
+        self.close_models()
+
+    def close_models(self) -> None:
         self.transcriber.close()
+        if getattr(self, "first_pass", None) is not None:
+            self.first_pass.close()
         if self._stop_word_reader is not None:
             self._stop_word_reader.close()
         if self.turn_end is not None:
@@ -270,10 +316,19 @@ class Listener:
 
     def process(self, frames: list[bytes]) -> list[Event]:
         """Feed frames; the events they caused, in order. Blocking (model calls)."""
-        events: list[Event] = []
+        events = self.confirm()
         self._capture.observe((self._heard_bytes + sum(map(len, frames))) // SAMPLE_WIDTH, time.monotonic())
-        for frame in frames:
+        events += self._hear(frames)
+        return events
+
+    def _hear(self, frames: list[bytes]) -> list[Event]:
+        events: list[Event] = []
+        for index, frame in enumerate(frames):
             if self.finished:
+                break
+            if self._confirmation is not None:
+                # A fast text went out: the rest waits for the final one (`confirm`).
+                self._confirmation.held = list(frames[index:])
                 break
             self._heard_bytes += len(frame)
             # The wake detector hears every frame, so its context never goes stale (resetting
@@ -363,7 +418,7 @@ class Listener:
 
     def flush(self) -> list[Event]:
         """The stream ended: close an utterance in progress."""
-        events: list[Event] = []
+        events = self.confirm()
         if self._held_wake is not None:
             self._release_wake(events, now=True)
         # A turn nobody heard of yet (no wake event, no speech) ends silently.
@@ -371,7 +426,7 @@ class Listener:
         if self._listening and announced and not self.finished:
             for ended in self.endpointer.flush():
                 self._end_utterance(ended, events)
-        return events
+        return events + self.confirm()
 
     def _captured_at(self) -> float:
         """When the frame being processed was captured (`time.monotonic()`)."""
@@ -412,6 +467,8 @@ class Listener:
                 # The utterance so far: pre-roll and the speech that proved it is speech,
                 # this frame included.
                 self.transcriber.start()
+                if self.first_pass is not None:
+                    self.first_pass.start()
                 self._feed(self.endpointer.utterance(), events)
             elif change.type == "speech_end":
                 self._end_utterance(change, events)
@@ -470,6 +527,8 @@ class Listener:
             events.append(Event(EventType.ERROR, {"code": "stt_failed", "message": str(error)},
                                 turn_id=self._turn_id))
             return
+        if self.first_pass is not None:
+            self.first_pass.accept(data)  # keeps the audio: cannot fail
         if partial is not None:
             events.append(Event(EventType.TRANSCRIPT_PARTIAL, {"text": partial}, turn_id=self._turn_id))
 
@@ -480,21 +539,67 @@ class Listener:
         events.append(Event(EventType.SPEECH_END, data, turn_id=self._turn_id))
         if ended.reason != REASON_TIMEOUT:
             draft = self._final_draft()
-            try:
-                transcript = self.transcriber.finish(draft.future if draft is not None else None)
-            except Exception as error:
-                log.exception("speech recognition failed")
-                events.append(Event(EventType.ERROR, {"code": "stt_failed", "message": str(error)},
-                                    turn_id=self._turn_id))
+            fast = self._fast_transcript(draft)
+            if fast is not None:
+                events.append(Event(EventType.TRANSCRIPT, fast, turn_id=self._turn_id))
+                self._confirmation = _Confirmation(draft, fast["text"], self._turn_id)
             else:
-                if draft is not None:
-                    draft.final = transcript.speculative
-                data = transcript.to_json_dict()
-                data.pop("words", None)
-                data["speculative"] = transcript.speculative
-                events.append(Event(EventType.TRANSCRIPT, data, turn_id=self._turn_id))
+                events += self._final_transcript(draft, self._turn_id)
         self._turns += 1
         self._listening = False
+
+    def _fast_transcript(self, draft: Draft | None) -> dict | None:
+        """stt.first_pass: the fast recognizer's transcript data, or None where the final text
+        is as soon known (the last pause's draft has it) or there is none."""
+        if self.first_pass is None:
+            return None
+        if draft is not None and draft.future.done():
+            self.first_pass.start()  # the next utterance starts afresh
+            return None
+        try:
+            transcript = self.first_pass.finish()
+        except Exception:  # no fast text only means waiting for the final one
+            log.exception("the first-pass recognizer failed")
+            return None
+        if not transcript.text.strip():
+            return None  # the final text decides whether anything was said
+        data = transcript.to_json_dict()
+        data.pop("words", None)
+        data.update({"speculative": False, "pass": "fast"})
+        return data
+
+    def _final_transcript(self, draft: Draft | None, turn_id: str | None,
+                          fast_text: str | None = None) -> list[Event]:
+        try:
+            transcript = self.transcriber.finish(draft.future if draft is not None else None)
+        except Exception as error:
+            log.exception("speech recognition failed")
+            return [Event(EventType.ERROR, {"code": "stt_failed", "message": str(error)}, turn_id=turn_id)]
+        if draft is not None:
+            draft.final = transcript.speculative
+        data = transcript.to_json_dict()
+        data.pop("words", None)
+        data["speculative"] = transcript.speculative
+        if fast_text is not None:
+            agreed = same_words(fast_text, transcript.text)
+            self.timing.first_pass_agreed = agreed
+            data.update({"pass": "final", "first_pass": "agreed" if agreed else "differs"})
+        return [Event(EventType.TRANSCRIPT, data, turn_id=turn_id)]
+
+    def confirm(self) -> list[Event]:
+        """After a fast text: the final one, then the events of the frames held behind it.
+        Blocking (model calls); nothing to do (no events) when no fast text went out."""
+        events: list[Event] = []
+        while self._confirmation is not None:
+            confirmation, self._confirmation = self._confirmation, None
+            events += self._final_transcript(confirmation.draft, confirmation.turn_id, confirmation.fast_text)
+            events += self._hear(confirmation.held)
+        return events
+
+    @property
+    def confirming(self) -> bool:
+        """A fast text went out and the final one is still to come (`confirm()`)."""
+        return self._confirmation is not None
 
     # --- the asyncio side -----------------------------------------------------------------------
 
@@ -519,13 +624,20 @@ class Listener:
             batch_bytes += len(frame)
             if batch_bytes < _BATCH_BYTES:
                 continue
-            await _emit_all(emit, await to_thread_joined(self.process, batch))
+            await self._emit_work(emit, self.process, batch)
             batch, batch_bytes = [], 0
             if self.finished:
                 return
         if batch:
-            await _emit_all(emit, await to_thread_joined(self.process, batch))
-        await _emit_all(emit, await to_thread_joined(self.flush))
+            await self._emit_work(emit, self.process, batch)
+        await self._emit_work(emit, self.flush)
+
+    async def _emit_work(self, emit: Emit, work: Callable[..., list[Event]], *args) -> None:
+        """Run `work` off the loop and emit its events; a fast text (stt.first_pass) goes out
+        before the final one is worked out."""
+        await _emit_all(emit, await to_thread_joined(work, *args))
+        while self.confirming:
+            await _emit_all(emit, await to_thread_joined(self.confirm))
 
 
 async def _emit_all(emit: Emit, events: list[Event]) -> None:

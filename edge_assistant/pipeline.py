@@ -14,6 +14,12 @@ Barge-in (the wake word, MQTT `cancel` or `listen` during a reply) sets the turn
 which the generation checks after every token, and stops the sink mid-block: both take effect
 within tens of milliseconds. Items of a cancelled turn still flow to the speaker stage, which
 skips their audio and closes the turn, recording in the history what was actually heard.
+
+A fast first text (`stt.first_pass`: a transcript with "pass": "fast") starts its turn at once,
+so the LLM reads the prompt while Whisper still transcribes; but what the turn says, does and
+publishes waits for Whisper's text (the "final" transcript of the same turn id). Where its
+words are the same, the turn goes on as it is; otherwise that start is dropped unseen and the
+turn starts again on Whisper's text. The `reply` event says which (`first_pass`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from .chat import ChatSession
 from .concurrency import Backoff
 from .config import Config
 from .events import Command, Event, EventType, State, new_id
+from .first_pass import FinalTextDiffers, HeldUntilFinal
 from .health import log_fault
 from .respond import Responder, Response
 from .sentences import SentenceSplitter
@@ -72,6 +79,9 @@ class TurnRequest:
     chime: str = ""
     # After speaking, listen for an answer without the wake word.
     then_listen: bool = False
+    # Set for a turn started on a fast first text (stt.first_pass): the final text ("" for
+    # none), which decides whether the answer stands.
+    final_text: asyncio.Future[str] | None = None
 
 
 @dataclass
@@ -86,6 +96,8 @@ class Turn:
     speaking_started: bool = False
     failed: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    # stt.first_pass: "agreed" (the answer to the fast text stood) or "restarted".
+    first_pass: str = ""
 
     @property
     def cancelled(self) -> bool:
@@ -231,6 +243,8 @@ class Assistant:
         self.tasks: dict[str, asyncio.Task] = {}
         self.last_turn_at = time.monotonic()
         self.counters = {"turns": 0, "cancelled": 0, "errors": 0}
+        # Turns started on a fast first text (stt.first_pass), by turn id, until the final one.
+        self._awaiting_final: dict[str, TurnRequest] = {}
         # Short tasks outside the stages (earcons, error notices): kept so that they can be
         # awaited on stop and their failures logged, never dropped.
         self.side_tasks: set[asyncio.Task] = set()
@@ -376,6 +390,8 @@ class Assistant:
         elif event.type == EventType.STOP_WORD:
             self._stop_ringing("stop word")
             self.cancel_turn("stop word")
+        elif event.type == EventType.TRANSCRIPT and self._first_pass_transcript(event):
+            pass
         elif event.type == EventType.TRANSCRIPT:
             text = str(event.data.get("text", "")).strip()
             if text:
@@ -387,9 +403,31 @@ class Assistant:
                 self.set_state(self._resting_state())
         elif event.type == EventType.SPEECH_START and self.active is None:
             self.set_state(State.LISTENING, event.turn_id)
-        elif event.type == EventType.ERROR and self.active is None:
+        elif event.type == EventType.ERROR and (self._settle_final_text(event.turn_id, "") or self.active is None):
             # Speech recognition failed: the person must not be left waiting for an answer.
             self._start_side_task(self._error_notice(event.turn_id), "error-notice")
+
+    def _first_pass_transcript(self, event: Event) -> bool:
+        """A fast text starts its turn; the final text after one settles it. False for any
+        other transcript."""
+        if event.data.get("pass") == "fast":
+            text = str(event.data.get("text", "")).strip()
+            request = TurnRequest("ask", text, "voice", turn_id=event.turn_id or new_id(),
+                                  final_text=asyncio.get_running_loop().create_future())
+            if self.submit(request):
+                self._awaiting_final[request.turn_id] = request
+            return True
+        return self._settle_final_text(event.turn_id, str(event.data.get("text", "")).strip())
+
+    def _settle_final_text(self, turn_id: str | None, text: str) -> bool:
+        """Hand the final text to the turn started on the fast one; False if there is none."""
+        request = self._awaiting_final.pop(turn_id, None) if turn_id else None
+        if request is None:
+            return False
+        assert request.final_text is not None
+        if not request.final_text.done():
+            request.final_text.set_result(text)
+        return True
 
     def _start_side_task(self, work, name: str) -> None:
         task = asyncio.create_task(work, name=name)
@@ -572,25 +610,69 @@ class Assistant:
             for text in [*splitter.feed(request.text), *splitter.flush()]:
                 await self.sentences.put(Sentence(turn, text))
             return
+        if request.final_text is None:
+            await self._answer(turn)
+        else:
+            await self._answer_first_pass(turn)
+
+    async def _answer_first_pass(self, turn: Turn) -> None:
+        """Answer the fast text, holding every effect until the final text is known; where its
+        words differ, start again on it, with nothing of the first start seen."""
+        request = turn.request
+        assert request.final_text is not None
+        held = HeldUntilFinal(turn, request.final_text, self.emit)
+        try:
+            if request.final_text.done():
+                await held.wait()  # known while the turn waited: nothing starts on a wrong text
+            await self._answer(turn, held)
+            return
+        except FinalTextDiffers:
+            pass
+        turn.response = Response()
+        turn.first_pass = "restarted"
+        log.info("turn %s: the final text differs from the fast one; starting again", request.turn_id)
+        if turn.cancelled or not held.final:
+            # No words after all, or the person barged in meanwhile: the turn ends unheard, as
+            # a cancelled one (no follow-up window, no error notice).
+            turn.cancel.set()
+            return
+        request.text = held.final
+        await self._answer(turn)
+
+    async def _answer(self, turn: Turn, held: HeldUntilFinal | None = None) -> None:
+        """The answer to the request's text, to the speaker and as events. `held`: the text is
+        a first guess; nothing is said or published until it stands."""
+        request = turn.request
         index = 0
 
         def emit(kind: EventType, data: dict[str, Any]) -> None:
-            self.emit(Event(kind, data, turn_id=request.turn_id, request_id=request.request_id))
+            event = Event(kind, data, turn_id=request.turn_id, request_id=request.request_id)
+            if held is not None and not held.confirmed:
+                held.events.append(event)
+            else:
+                self.emit(event)
 
         response = turn.response
-        answer = self.responder.sentences(request.text, turn.cancel, response, emit)
+        answer = self.responder.sentences(request.text, held.cancel if held else turn.cancel, response, emit,
+                                          hold=held.wait if held else None)
         async with contextlib.aclosing(answer) as stream:
             async for text in stream:
+                if held is not None:
+                    await held.wait()
                 if turn.cancelled:
                     break
                 emit(EventType.REPLY_SENTENCE, {"text": text, "index": index})
                 index += 1
                 if request.speak:
                     await self.sentences.put(Sentence(turn, text))
+        if held is not None:
+            await held.wait()
         if response.listen_for_answer:
             request.then_listen = True
         # Plain strings in event data: the journal logs it as it is.
         data: dict[str, Any] = {"text": response.text, "source": str(response.source), "cancelled": turn.cancelled}
+        if turn.first_pass:
+            data["first_pass"] = turn.first_pass
         if response.reply is not None:
             generation = response.reply.generation
             data.update({

@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any, AsyncIterator, Callable, Protocol
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 from .chat import ChatSession, Generation, Reply
 from .concurrency import iterate_in_thread
@@ -54,6 +54,9 @@ TOOL_INSTRUCTIONS = (
 )
 
 Emit = Callable[[EventType, dict[str, Any]], None]
+# Awaited before anything that acts or answers without the LLM, when the text may yet change
+# (stt.first_pass): returns once it is known to stand, raises if not.
+Hold = Callable[[], Awaitable[None]]
 
 
 class HomeResultLike(Protocol):
@@ -153,9 +156,16 @@ class Responder:
         return TOOL_INSTRUCTIONS + toolbox.prompt_context(), toolbox
 
     async def sentences(self, text: str, cancel: threading.Event, response: Response, emit: Emit,
-                        *, dry_run: bool = False) -> AsyncIterator[str]:
-        """The answer to `text`, sentence by sentence, as soon as each is known."""
+                        *, dry_run: bool = False, hold: Hold | None = None) -> AsyncIterator[str]:
+        """The answer to `text`, sentence by sentence, as soon as each is known.
+
+        `hold`: `text` is a first guess (stt.first_pass). Only the LLM starts on it; the home,
+        the timers and the device's own answers, and the LLM's tool calls, wait for `hold()`.
+        The caller holds what is yielded and emitted meanwhile."""
+        held = hold is not None
+        hold = hold or _nothing_to_wait_for
         if self.home is not None and self.home.awaiting_confirmation:
+            await hold()
             result = await self.home.confirm(text)
             if result.outcome != HomeOutcome.NOTHING_PENDING:
                 for sentence in self._home_result(result, response, emit):
@@ -163,11 +173,16 @@ class Responder:
                 return
         fact = self.facts.answer(text) if self.facts is not None else None
         if fact is not None:
+            await hold()
             for sentence in self._fact(fact, response, emit):
                 yield sentence
             return
         if self.home is not None:
-            result = await self.home.handle(text, dry_run=dry_run)
+            result = await self.home.handle(text, dry_run=dry_run or held)
+            if held and result is not None:
+                # A template fits: nothing is done until the text stands, then it is done.
+                await hold()
+                result = await self.home.handle(text, dry_run=dry_run)
             if result is not None and result.handled:
                 for sentence in self._home_result(result, response, emit):
                     yield sentence
@@ -184,6 +199,7 @@ class Responder:
         elif self.timers is not None and self.recognize_timers is not None:
             recognized = await asyncio.to_thread(self.recognize_timers, text)
             if recognized is not None:
+                await hold()
                 name, slots = recognized
                 intent = {"name": name, "slots": _plain(slots), "entities": [], "source": "template",
                           "match_ms": None}
@@ -192,10 +208,11 @@ class Responder:
                 return
         refusal = self._out_of_reach(text)
         if refusal is not None:
+            await hold()
             for sentence in self._fact(refusal, response, emit):
                 yield sentence
             return
-        async for sentence in self._llm(text, cancel, response, emit, dry_run):
+        async for sentence in self._llm(text, cancel, response, emit, dry_run, hold):
             yield sentence
 
     # -- what the device knows ----------------------------------------------------------------
@@ -282,7 +299,7 @@ class Responder:
     # -- the LLM ------------------------------------------------------------------------------
 
     async def _llm(self, text: str, cancel: threading.Event, response: Response, emit: Emit,
-                   dry_run: bool) -> AsyncIterator[str]:
+                   dry_run: bool, hold: Hold) -> AsyncIterator[str]:
         response.source = ResponseSource.LLM
         context, toolbox = self.tool_context()
         prompt = await asyncio.to_thread(self.session.prepare, text, context)
@@ -323,6 +340,7 @@ class Responder:
             if not cancel.is_set() and not reply.sentences and toolbox is not None:
                 emit(EventType.ERROR, {"code": "not_understood", "message": "the model gave no answer"})
             return
+        await hold()  # a tool call acts: only on a text that stands
         for sentence in await self._tool_call(text, reply.tool_call, toolbox, response, emit, dry_run):
             yield sentence
 
@@ -366,6 +384,10 @@ class Responder:
         sentences = [*splitter.feed(text), *splitter.flush()]
         response.text = " ".join(part for part in (response.text, *sentences) if part)
         return sentences
+
+
+async def _nothing_to_wait_for() -> None:
+    return None
 
 
 def _words(value: str) -> str:

@@ -29,8 +29,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
+import unicodedata
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +43,8 @@ import numpy as np
 from . import models
 from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH, as_int16
 from .audio.wav import read_wav
+# A leaf module of text rules: spoken numbers as digits, for comparing transcripts.
+from .calculator import words_to_numbers
 from .config import SttConfig
 from .moonshine import MoonshineModel, MoonshineModelError
 from .moonshine import is_model_folder as is_moonshine_model
@@ -459,6 +463,22 @@ class MoonshineTranscriber(BatchTranscriber):
         with self._model.lock:
             text, confidence = self._model.model.transcribe(samples.astype(np.float32) / 32768.0)
         return text, confidence, ()
+
+
+def comparable(text: str) -> str:
+    """A transcript reduced to what decides its meaning: lower case, no punctuation, numbers as
+    digits, no spaces. Recognizers spell alike words apart (Moonshine "twenty-one", "fifty per
+    cent", "to-morrow"; Whisper "21", "50%", "tomorrow"): `stt.first_pass` must not start a
+    turn over for that."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = re.sub(r"(\d)\s*%", r"\1 percent", text)
+    text = words_to_numbers(" ".join(re.sub(r"[^\w\s]", " ", text).split()))
+    return "".join(text.split())
+
+
+def same_words(first: str, second: str) -> bool:
+    """Whether two transcripts say the same (see `comparable`)."""
+    return comparable(first) == comparable(second)
 
 
 def _join(parts: list[str]) -> str:

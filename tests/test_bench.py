@@ -107,6 +107,7 @@ def test_model_sections_report_plausible_figures(tmp_path, scripted_gguf):
             assert low <= values[key] < high, (key, values[key])
     assert values["stt.whisper.clip_latency_p90_s"] >= values["stt.whisper.clip_latency_s"]
     assert 0 < values["stt.moonshine_latency_ratio"] < 10
+    assert 0 <= values["stt.first_pass_restart_rate"] <= 1
 
     assert values["models.llm"] == str(scripted_gguf)
     assert values["models.llm_quantization"] == "F32"

@@ -68,6 +68,7 @@ def test_loaded_objects_are_typed_and_frozen(tmp_path):
         ("llm = 3\n", "llm: must be a table"),
         ("[wake]\nengine = 'snowboy'\n", "wake.engine: must be one of 'micro', 'openwakeword'"),
         ("[stt]\ngrammar = 'yes'\n", "stt.grammar: must be a list of strings"),
+        ("[stt]\nfirst_pass = 'whisper'\n", "stt.first_pass: must be one of '', 'moonshine'"),
         ("[mqtt]\nport = 70000\n", "mqtt.port: must be between 1 and 65535"),
         ("[audio]\ninput_device = true\n", "audio.input_device: must be a device name or index"),
         ("[audio]\nframe_ms = 15\n", "audio.frame_ms: must be one of 10, 20, 30"),

@@ -1,6 +1,7 @@
 """The speech sections: `stt` (per engine: real-time factor, latency after the end of speech,
-peak memory, word error rate on the project's clip set), `tts` (real-time factor and time to
-first audio) and `wake` (CPU of the listening front end)."""
+peak memory, word error rate on the project's clip set; how often `stt.first_pass` would start
+a turn over), `tts` (real-time factor and time to first audio) and `wake` (CPU of the listening
+front end)."""
 
 from __future__ import annotations
 
@@ -79,12 +80,40 @@ def bench_stt(loaded: LoadedModels, report: Report, options: BenchOptions) -> No
     report.add("stt.clip_voices", ", ".join(dict.fromkeys(c.voice.name for c in clips)))
     for name, reason in skipped.items():
         report.add(f"stt.{name}.skipped", reason)
+    heard: dict[str, list[str]] = {}
     for name, folder in folders.items():
         figures = _in_own_process(config.stt, name, folder, utterance, clips, options.runs)
         _report_engine(report, name, figures, clips, is_primary=name == primary)
+        if not figures["fallback"]:
+            heard[name] = [text for text, _latency in figures["heard"]]
     whisper, moonshine = (report.values.get(f"stt.{n}.clip_latency_s") for n in ("whisper", "moonshine"))
     if whisper and moonshine:
         report.add_ratio("stt.moonshine_latency_ratio", moonshine, whisper)
+    if "whisper" in heard and "moonshine" in heard:
+        _report_first_pass(report, clips, heard["moonshine"], heard["whisper"])
+
+
+def restart_rate(fast: list[str], final: list[str]) -> float:
+    """The share of utterances whose final text has other words than the fast one: those a
+    turn started on the fast text (stt.first_pass) starts over on."""
+    from ..stt import same_words
+
+    if not final:
+        return math.nan
+    return sum(not same_words(a, b) for a, b in zip(fast, final, strict=True)) / len(final)
+
+
+def _report_first_pass(report: Report, clips: list, moonshine: list[str], whisper: list[str]) -> None:
+    """stt.first_pass = "moonshine": how often Whisper's text of a clip differs from Moonshine's,
+    so that the turn started on Moonshine's starts over (commands and questions apart)."""
+    report.add("stt.first_pass_restart_rate", restart_rate(moonshine, whisper))
+    groups = {f"{kind}s": lambda clip, kind=kind: clip.kind == kind for kind in ("question", "command")}
+    for family in dict.fromkeys(clip.voice.family for clip in clips):
+        groups[family] = lambda clip, family=family: clip.voice.family == family
+    for name, belongs in groups.items():
+        chosen = [i for i, clip in enumerate(clips) if belongs(clip)]
+        report.add(f"stt.first_pass_restart_rate_{name}",
+                   restart_rate([moonshine[i] for i in chosen], [whisper[i] for i in chosen]))
 
 
 def _in_own_process(*arguments) -> dict:

@@ -253,7 +253,8 @@ class MqttBridge:
             for topic, value in updates:
                 overflow = self._retain(topic, value) or overflow
         self._warn_overflow(overflow)
-        if event.type == EventType.TRANSCRIPT and self._cfg.hermes:
+        # A fast first-pass text may yet be wrong: Hermes intent handlers act on what they get.
+        if event.type == EventType.TRANSCRIPT and self._cfg.hermes and event.data.get("pass") != "fast":
             self._queue(*self._hermes_message(self._hermes.text_captured(event)), qos)
         elif event.type == EventType.WAKE and self._cfg.hermes:
             self._queue(*self._hermes_message(self._hermes.hotword_detected(event)), qos)
