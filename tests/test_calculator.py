@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from edge_assistant.calculator import CalculationError, answer, evaluate, spoken_number, words_to_numbers
+from edge_assistant.calculator import CalculationError, answer, evaluate, spoken_number
+from edge_assistant.number_words import words_to_numbers
 
 
 @pytest.mark.parametrize("question, said", [
