@@ -267,11 +267,13 @@ def test_every_word_said_straight_after_the_wake_word_is_heard_in_the_room(
 
     transcript = asyncio.run(scenario())
     assert room.of_type("wake")
-    # Through the room, Whisper mistakes some of espeak-ng's words ("a timer" as "the timer" or
-    # "timer", "set a timer for ten" as "that's a time of 410"): counted, not compared, the words
-    # show none was lost to the earcon or to where listening began, and the earcon added none.
-    def content(text: str) -> list[str]:
-        return [word for word in spoken_words(text) if word not in ("a", "an", "the")]
+    # Through the room, Whisper mistakes some of espeak-ng's words ("a timer" as "the timer",
+    # "timer", "of timer" or "at timer"; "set a timer for ten" as "that's a time of 410"):
+    # counted, not compared, the words show none was lost to the earcon or to where listening
+    # began (all but articles are there), and the earcon added none (no more words than said).
+    def content(words: list[str]) -> list[str]:
+        return [word for word in words if word not in ("a", "an", "the")]
 
-    heard, request = content(transcript.data["text"]), content(said.split(" ", 2)[2])
-    assert len(heard) == len(request) and heard[-1] == request[-1], transcript.data["text"]
+    heard, request = spoken_words(transcript.data["text"]), spoken_words(said.split(" ", 2)[2])
+    assert len(content(heard)) >= len(content(request)) and len(heard) <= len(request), transcript.data["text"]
+    assert heard[-1] == request[-1], transcript.data["text"]
