@@ -112,14 +112,12 @@ class Room:
 
     async def interrupt(self, speech, heard: str, tries: int = 1):
         """A person says `speech` 3 s into a long reply (and again after 3 s unheard, up to
-        `tries` times): the `heard` event it caused, the reply's `tts_stop`, and how long after
-        the person last began the event came."""
+        `tries` times): the `heard` event it caused, and the reply's `tts_stop`."""
         since = len(self.events)
         self.announce(LONG_REPLY, "interrupted")
         await self.wait_for(lambda e: e.type == "tts_start", since)
         await asyncio.sleep(3.0)
         for attempt in range(tries):
-            said_at = time.monotonic()
             self.room.say(speech)
             try:
                 _, event = await self.wait_for(lambda e: e.type == heard, since,
@@ -128,9 +126,8 @@ class Room:
             except AssertionError:
                 if attempt == tries - 1:
                     raise
-        heard_after = time.monotonic() - said_at
         _, stopped = await self.wait_for(lambda e: e.type == "tts_stop", since)
-        return event, stopped, heard_after
+        return event, stopped
 
 
 def test_the_assistant_does_not_hear_itself(tmp_path, tiny_gguf, listener_models, synthesizer):
@@ -184,9 +181,11 @@ def test_a_person_still_barges_in_over_the_assistant(tmp_path, tiny_gguf, listen
         return interrupted
 
     room = Room(tmp_path, tiny_gguf, listener_models, synthesizer)
-    wake, stopped, woke_after = asyncio.run(scenario(room))
+    wake, stopped = asyncio.run(scenario(room))
     assert stopped.data["cancelled"] is True and stopped.request_id == "interrupted"
-    assert woke_after < 3.0
+    # Heard while the reply still played, and it cut the reply (how soon: bench --only barge_in;
+    # a bound in seconds here would only measure the machine's load).
+    assert room.events.index(wake) < room.events.index(stopped)
     # Only the person's wake word woke it: the assistant's reply had none.
     assert len(room.of_type("wake")) == 1
 
@@ -206,16 +205,16 @@ def test_stop_said_by_a_person_ends_a_reply_and_said_by_the_assistant_does_not(
         # The stop word hears some three in four held-out voices over the reply's echo (bench
         # --only stop, stop.recall_over_reply), this one less: a person not heard says it
         # again, as people do.
-        _, stopped, heard_after = await room.interrupt(stop, "stop_word", tries=4)
+        heard, stopped = await room.interrupt(stop, "stop_word", tries=4)
         await room.assistant.stop()
-        return own, stopped, heard_after
+        return own, stopped, heard
 
     room = Room(tmp_path, tiny_gguf, listener_models, synthesizer)
     assert listener_models.stop_word is not None  # `wake.stop_word` is on by default
-    own, stopped, heard_after = asyncio.run(scenario(room))
+    own, stopped, heard = asyncio.run(scenario(room))
     assert own.data["cancelled"] is False, "the assistant's own \"stop\" stopped it"
     assert stopped.data["cancelled"] is True and stopped.request_id == "interrupted"
-    assert heard_after < 3.0
+    assert room.events.index(heard) < room.events.index(stopped)  # how soon: bench --only stop
     assert len(room.of_type("stop_word")) == 1
 
 
