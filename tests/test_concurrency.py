@@ -9,6 +9,7 @@ import pytest
 
 from edge_assistant.concurrency import Backoff, Pacer, iterate_in_thread
 from edge_assistant.shared_models import SharedModels
+from tests.support.held import cancel_while_held
 from tests.support.timing import slack
 
 
@@ -197,14 +198,8 @@ def test_to_thread_joined_outlasts_every_cancellation_of_its_caller():
     async def scenario():
         assert await to_thread_joined(lambda: 42) == 42
         caller = asyncio.create_task(to_thread_joined(call))
-        assert await asyncio.to_thread(entered.wait, slack(10.0))
-        caller.add_done_callback(lambda _: order.append("caller ended"))
-        for _ in range(3):  # a stop after a reload after a stop: each waits for the call
-            caller.cancel()
-            await asyncio.sleep(0.05)
-        may_go.set()
-        await asyncio.gather(caller, return_exceptions=True)
-        return caller.cancelled()
+        # A stop after a reload after a stop: each waits for the call.
+        return await cancel_while_held(caller, entered, may_go, order, "caller ended", cancels=3)
 
     assert asyncio.run(scenario())
     assert order == ["call returned", "caller ended"]

@@ -23,6 +23,7 @@ from edge_assistant.echo import (
 )
 from edge_assistant.wake import OwnVoiceDetector, WakeDetector
 from edge_assistant.bench.room import ManualClock, SimulatedRoom, erle_db, play_through_room
+from tests.support.held import cancel_while_held
 from tests.support.timing import slack
 
 ENGINES = ("speex", "webrtc")
@@ -305,14 +306,7 @@ def test_a_cancelled_reader_ends_only_after_the_cancellers_thread(monkeypatch):
             async for _ in source.frames():
                 pass
 
-        reading = asyncio.create_task(read())
-        assert await asyncio.to_thread(entered.wait, slack(10.0))
-        reading.add_done_callback(lambda _: order.append("reader ended"))
-        reading.cancel()
-        await asyncio.sleep(0.1)
-        may_go.set()
-        await asyncio.gather(reading, return_exceptions=True)
-        return reading.cancelled()
+        return await cancel_while_held(asyncio.create_task(read()), entered, may_go, order, "reader ended")
 
     assert asyncio.run(scenario())
     assert order == ["canceller done", "reader ended"]

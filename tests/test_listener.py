@@ -21,6 +21,7 @@ from edge_assistant.events import Event
 from edge_assistant.listener import Listener, listen
 from edge_assistant.stt import Transcriber
 from edge_assistant.turn_end import ends_mid_phrase
+from tests.support.held import cancel_while_held
 from tests.support.timing import slack
 
 QUESTION = "Hey Jarvis. What is the capital of France?"
@@ -106,13 +107,7 @@ def test_a_cancelled_run_ends_only_after_the_batch_in_hand(listener, monkeypatch
 
     async def scenario():
         running = asyncio.create_task(listener.run(silence(), lambda event: None))
-        assert await asyncio.to_thread(entered.wait, slack(30.0))
-        running.add_done_callback(lambda _: order.append("run ended"))
-        running.cancel()
-        await asyncio.sleep(0.1)
-        may_go.set()
-        await asyncio.gather(running, return_exceptions=True)
-        return running.cancelled()
+        return await cancel_while_held(running, entered, may_go, order, "run ended", wait_s=30.0)
 
     assert asyncio.run(scenario())
     assert order == ["batch done", "run ended"]
