@@ -68,7 +68,7 @@ def _question(args: argparse.Namespace) -> str:
 def cmd_prompt(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .llm import load_session
+    from .thinking.llm import load_session
 
     config = _load_config(args)
     session = load_session(config)
@@ -118,7 +118,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     import asyncio
 
     from .events import EventType
-    from .llm import load_session
+    from .thinking.llm import load_session
 
     config = _load_config(args)
     question = _question(args)
@@ -237,7 +237,7 @@ def _stt_model_path(config: Config) -> Path | None:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from . import stt
+    from .hearing import stt
 
     config = _load_config(args)
     transcript = stt.transcribe_file(args.file, config.stt, args.engine, model_path=_stt_model_path(config))
@@ -253,7 +253,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
     from .audio.microphone import MicrophoneSource
     from .audio.wav import WavSource
-    from .listener import listen
+    from .hearing.listener import listen
 
     config = _load_config(args)
     if args.input:
@@ -704,10 +704,10 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.log_level or ("info" if args.command == "run" else "warning"))
     from .audio.devices import AudioDeviceError
     from .audio.wav import AudioFormatError
-    from .chat import LlmError
+    from .thinking.chat import LlmError
     from .mqtt import MqttError
-    from .prompt import PromptError
-    from .stt import SttError
+    from .thinking.prompt import PromptError
+    from .hearing.stt import SttError
     from .tts import TtsError
 
     expected = (

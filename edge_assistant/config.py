@@ -66,7 +66,7 @@ class AudioConfig:
     queue_frames: int = field(default=500, metadata=_between(10, 100_000))
     volume: float = field(default=1.0, metadata=_between(0.0, 2.0))
     reopen_backoff_max_s: float = field(default=30.0, metadata=_positive())
-    # Remove what the speaker plays from what the microphone hears (edge_assistant/echo.py):
+    # Remove what the speaker plays from what the microphone hears (edge_assistant/audio/echo/):
     # the assistant then neither wakes itself nor hears its own reply in the next question.
     echo_cancellation: bool = True
     # "speex" (libspeexdsp) keeps a person's voice intact over the assistant's, so the wake

@@ -66,8 +66,8 @@ def _state_dir(config: Config) -> Finding:
 
 
 def _llm(config: Config) -> Finding:
-    from .chat import LlmError
-    from .llama_engine import check_gguf_file, file_quantization
+    from .thinking.chat import LlmError
+    from .thinking.llama_engine import check_gguf_file, file_quantization
 
     try:
         path = models.resolve_llm(config.llm.model, config.state_dir())
@@ -106,7 +106,7 @@ def _speech_model(config: Config) -> Finding:
         if config.stt.engine == "vosk":
             return Finding(False, "speech", "stt.engine is vosk but no vosk model is configured or pulled",
                            "edge-assistant models pull vosk-model-small-en-us")
-        from .stt import select_engine
+        from .hearing.stt import select_engine
 
         if select_engine(config.stt, None) == "moonshine":
             try:
@@ -146,7 +146,7 @@ def _speaker(config: Config) -> Finding:
 
 
 def _echo(config: Config) -> Finding:
-    from . import echo
+    from .audio import echo
 
     audio = config.audio
     if audio.input_device == "none":

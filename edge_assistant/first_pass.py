@@ -17,7 +17,7 @@ import threading
 from typing import Any, Callable
 
 from .events import Event
-from .stt import same_words
+from .hearing.stt import same_words
 
 log = logging.getLogger(__name__)
 

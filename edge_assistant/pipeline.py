@@ -33,15 +33,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, AsyncIterable, AsyncIterator, Callable, Protocol
 
-from .chat import ChatSession
+from .thinking.chat import ChatSession
 from .concurrency import Backoff
 from .config import Config
 from .events import Command, Event, EventType, State, new_id
 from .first_pass import FinalTextDiffers, HeldUntilFinal
 from .health import log_fault
 from .respond import Responder, Response
-from .sentences import SentenceSplitter
-from .stop_word import says_stop
+from .thinking.sentences import SentenceSplitter
+from .hearing.stop_word import says_stop
 from .timers import TimerError, run_timer_command
 
 log = logging.getLogger(__name__)

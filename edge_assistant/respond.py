@@ -27,13 +27,13 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
-from .chat import ChatSession, Generation, Reply
+from .thinking.chat import ChatSession, Generation, Reply
 from .concurrency import iterate_in_thread
 from .events import EventType
 from .facts import DeviceFacts, Fact, is_home_command
 from .home.outcomes import HomeOutcome, StepOutcome
-from .reply_guard import ReplyGuard
-from .sentences import SentenceSplitter
+from .thinking.reply_guard import ReplyGuard
+from .thinking.sentences import SentenceSplitter
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ from .audio.speaker import SpeakerSink
 from .audio.wav import WavSink, WavSource
 from .health import BROKER_DOWN_FIX, BROKER_REFUSED_FIX, CONFIG_FIX, MODEL_FIX, Health, device_fix
 from .limits import LogLimiter
-from .echo import status_file as echo_status_file
-from .echo import EchoCancellingSource, with_echo_cancellation
+from .audio.echo import status_file as echo_status_file
+from .audio.echo import EchoCancellingSource, with_echo_cancellation
 from .assembly import build_responder, start_home, timer_store
 from .status import StatusServer, server_path
 from .timers import (
@@ -184,7 +184,7 @@ def connect_echo_cancellation(source: Any, listener: Any) -> None:
     barges in at the normal threshold, and the wake word the assistant says itself is known
     from what it played (so it is not taken for a person's). A microphone that hears the
     speaker whole gets no stop word: the assistant's own voice would stop it too often."""
-    from .wake import OwnVoiceDetector
+    from .hearing.wake import OwnVoiceDetector
 
     cancels = bool(getattr(source, "cancels_echo", False))
     wake = listener.wake
@@ -225,8 +225,8 @@ class LoadedModels:
 
 def load_models(config: Config, with_listener: bool = True) -> LoadedModels:
     """Everything slow, run once per start (or reload), off the event loop."""
-    from .listener import Listener
-    from .llm import load_session
+    from .hearing.listener import Listener
+    from .thinking.llm import load_session
     from .tts import Synthesizer
 
     state_dir = config.state_dir()

@@ -35,7 +35,7 @@ from .audio.pcm import resample
 from .audio.speaker import SpeakerSink
 from .audio.wav import WavSink
 from .config import AudioConfig, TtsConfig
-from .sentences import SentenceSplitter
+from .thinking.sentences import SentenceSplitter
 from .shared_models import Lease, SharedModels
 
 log = logging.getLogger(__name__)

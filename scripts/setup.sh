@@ -10,7 +10,7 @@ sudo_cmd=()
 
 packages=(python3-venv python3-dev build-essential cmake git pkg-config
           libportaudio2 libatomic1 alsa-utils espeak-ng sox
-          libspeexdsp1  # the echo canceller (edge_assistant/echo.py)
+          libspeexdsp1  # the echo canceller (edge_assistant/audio/echo/)
           mosquitto mosquitto-clients openssl
           shellcheck systemd  # the deployment tests: shellcheck, systemd-analyze
           debootstrap)  # tests/test_home_assistant.py: Home Assistant in a Debian 13 chroot

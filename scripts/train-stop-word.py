@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Make edge_assistant/data/stop_word.npz, the "stop" detector's weights (edge_assistant/stop_word.py).
+"""Make edge_assistant/data/stop_word.npz, the "stop" detector's weights (edge_assistant/hearing/stop_word.py).
 
     .venv/bin/python scripts/train-stop-word.py [--out FILE] [--seed N]
 
@@ -43,7 +43,7 @@ from edge_assistant.bench.clips import SPEECH_LEVEL, espeak_speech, room_noise  
 from edge_assistant.bench.stop import HELD_OUT_PIPER_STYLES, held_out_espeak_voices  # noqa: E402
 from edge_assistant.bench.wake_accuracy import VARIED_TEXT, pink_noise  # noqa: E402
 from edge_assistant.config import Config  # noqa: E402
-from edge_assistant.stop_word import EMBEDDING_SIZE, EmbeddingStream  # noqa: E402
+from edge_assistant.hearing.stop_word import EMBEDDING_SIZE, EmbeddingStream  # noqa: E402
 
 FRAMES = 4  # embeddings per window: 0.78 s + 3 x 80 ms of audio
 HIDDEN = 64

@@ -10,7 +10,7 @@ import pytest
 
 from edge_assistant.assembly import build_responder, new_home
 from edge_assistant.config import PromptConfig, from_mapping
-from edge_assistant.reply_guard import ReplyGuard
+from edge_assistant.thinking.reply_guard import ReplyGuard
 from edge_assistant.respond import HOME_UNREACHABLE, TOOL_INSTRUCTIONS, Response
 from edge_assistant.timers import TimerScheduler, TimerStore
 from tests.support.mqtt_fixtures import free_port
@@ -39,7 +39,7 @@ def config_for(model: str, tmp_path, mqtt: dict, home: dict | None = None):
 
 def ask_all(config, questions, with_home: bool):
     """Each question asked alone, as `ask` asks it: (sentences, response, error codes)."""
-    from edge_assistant.llm import load_session
+    from edge_assistant.thinking.llm import load_session
 
     session = load_session(config)
 

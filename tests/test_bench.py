@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_assistant import bench, stt
+from edge_assistant import bench
+from edge_assistant.hearing import stt
 from edge_assistant.bench import runner
 from edge_assistant.bench.barge_in import wake_phrase
 from edge_assistant.config import Config, LlmConfig, WakeConfig

@@ -11,7 +11,7 @@ from edge_assistant.audio import pcm
 from edge_assistant.bench.clips import spoken_clip
 from edge_assistant.bench.endpoint import PAUSED_QUESTIONS
 from edge_assistant.config import Config, SttConfig
-from edge_assistant.stt import create_transcriber
+from edge_assistant.hearing.stt import create_transcriber
 from tests.test_bench import check_figures, check_targets, run_bench, write_config
 
 

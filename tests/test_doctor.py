@@ -37,7 +37,7 @@ def test_healthy_device_passes_every_check(tmp_path, mosquitto, tiny_gguf, alsa_
 
 
 def test_echo_check_reports_the_delay_the_service_measured(tmp_path, mosquitto, tiny_gguf, alsa_devices):
-    from edge_assistant.echo import EchoStatus, status_file, write_status
+    from edge_assistant.audio.echo import EchoStatus, status_file, write_status
 
     write_status(status_file(tmp_path / "state"), EchoStatus(True, "speex", 123.4, 14.0))
     code, out = doctor(write_config(tmp_path, mosquitto, tiny_gguf), alsa_devices.env)

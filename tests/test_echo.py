@@ -1,4 +1,4 @@
-"""Echo cancellation (edge_assistant/echo.py) in a simulated room: the speaker's output comes
+"""Echo cancellation (edge_assistant/audio/echo/) in a simulated room: the speaker's output comes
 back into the microphone after a delay and through a room's reflections (edge_assistant/bench/room.py).
 
 The canceller runs here step by step on a manual clock, so these tests take no longer than the
@@ -17,11 +17,11 @@ from edge_assistant.audio.pcm import SAMPLE_RATE
 from edge_assistant.audio.speaker import SpeakerSink
 from edge_assistant.bench.clips import espeak_speech
 from edge_assistant.config import AudioConfig, WakeConfig
-from edge_assistant.echo import (
+from edge_assistant.audio.echo import (
     BLOCK, CaptureClock, CaptureProcessor, EchoCancellingSource, EchoDelayEstimator,
     PlaybackReference, with_echo_cancellation,
 )
-from edge_assistant.wake import OwnVoiceDetector, WakeDetector
+from edge_assistant.hearing.wake import OwnVoiceDetector, WakeDetector
 from edge_assistant.bench.room import ManualClock, SimulatedRoom, erle_db, play_through_room
 from tests.support.held import cancel_while_held
 from tests.support.timing import slack

@@ -1,6 +1,6 @@
 """The whole assistant in a simulated room, in real time: what it says comes back into its
 microphone 120 ms later through the room's reflections (edge_assistant/bench/room.py), and the echo
-canceller (edge_assistant/echo.py) takes it out again.
+canceller (edge_assistant/audio/echo/) takes it out again.
 
 The speaker is the real-time WAV sink the daemon uses with --output, the microphone the room's;
 the wake word, VAD, recognizer and voice are the real ones, the LLM the tiny test model.
@@ -19,13 +19,13 @@ from edge_assistant.audio.earcons import earcon
 from edge_assistant.audio.pcm import SAMPLE_RATE
 from edge_assistant.audio.wav import WavSink
 from edge_assistant.bench.clips import espeak_speech
-from edge_assistant.chat import ChatSession
+from edge_assistant.thinking.chat import ChatSession
 from edge_assistant.config import AudioConfig, Config, LlmConfig, PromptConfig, ServiceConfig, VadConfig
-from edge_assistant.echo import with_echo_cancellation
+from edge_assistant.audio.echo import with_echo_cancellation
 from edge_assistant.events import Command
-from edge_assistant.llama_engine import LlamaEngine
+from edge_assistant.thinking.llama_engine import LlamaEngine
 from edge_assistant.pipeline import Assistant
-from edge_assistant.prompt import PromptBuilder
+from edge_assistant.thinking.prompt import PromptBuilder
 from edge_assistant.service import connect_echo_cancellation
 from edge_assistant.bench.room import SimulatedRoom
 from tests.test_pipeline import listener_models, synthesizer  # noqa: F401  (fixtures)

@@ -127,7 +127,7 @@ def test_smollm2_never_acts_on_a_device_the_sentence_does_not_mean(mosquitto, ho
 
     from edge_assistant.config import from_mapping
     from edge_assistant.home.assistant import HomeControl
-    from edge_assistant.llm import load_session
+    from edge_assistant.thinking.llm import load_session
     from edge_assistant.respond import Responder, Response
     from tests.test_home_tools import smollm2_path
 
@@ -170,7 +170,7 @@ async def test_template_turns_stay_out_of_the_llm_history(mosquitto, home_device
     """After a hundred template commands a fallback's prompt is as long as in a fresh
     conversation: the pipeline remembers only turns whose `Response.for_history` holds."""
     from edge_assistant.config import from_mapping
-    from edge_assistant.llm import load_session
+    from edge_assistant.thinking.llm import load_session
     from edge_assistant.respond import Responder, Response
     from tests.test_home_tools import smollm2_path
 

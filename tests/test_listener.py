@@ -18,9 +18,9 @@ from edge_assistant.audio import pcm, wav
 from edge_assistant.bench.clips import spoken_clip
 from edge_assistant.config import Config, SttConfig, VadConfig, WakeConfig
 from edge_assistant.events import Event
-from edge_assistant.listener import Listener, listen
-from edge_assistant.stt import Transcriber
-from edge_assistant.turn_end import ends_mid_phrase
+from edge_assistant.hearing.listener import Listener, listen
+from edge_assistant.hearing.stt import Transcriber
+from edge_assistant.hearing.turn_end import ends_mid_phrase
 from tests.support.held import cancel_while_held
 from tests.support.timing import slack
 

@@ -7,10 +7,10 @@ import threading
 import pytest
 
 from edge_assistant.config import LlmConfig, PromptConfig
-from edge_assistant.chat import ChatSession, Generation, LlmError, Reply
+from edge_assistant.thinking.chat import ChatSession, Generation, LlmError, Reply
 from edge_assistant.concurrency import iterate_in_thread
-from edge_assistant.llama_engine import LlamaEngine, physical_cores
-from edge_assistant.prompt import PromptBuilder
+from edge_assistant.thinking.llama_engine import LlamaEngine, physical_cores
+from edge_assistant.thinking.prompt import PromptBuilder
 
 GREEDY = dict(temperature=0.0, seed=3, n_ctx=512, max_tokens=24)
 

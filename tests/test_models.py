@@ -169,7 +169,7 @@ def test_unreachable_hub_is_one_clear_line(tmp_path):
 def test_moonshine_is_pulled_from_two_repositories_into_one_folder_that_transcribes(hub, tmp_path, make_speech_wav):
     from edge_assistant.audio.wav import read_wav
     from edge_assistant.config import SttConfig
-    from edge_assistant.stt import MoonshineTranscriber, create_transcriber, select_engine
+    from edge_assistant.hearing.stt import MoonshineTranscriber, create_transcriber, select_engine
 
     name = "moonshine-tiny-en"
     model = models.REGISTRY[name]

@@ -16,11 +16,11 @@ from edge_assistant.audio.pcm import SAMPLE_RATE, frame_bytes
 from edge_assistant.audio.wav import WavSink, read_wav
 from edge_assistant.config import Config, LlmConfig, PromptConfig, ServiceConfig, TtsConfig
 from edge_assistant.events import Command
-from edge_assistant.listener import Listener
-from edge_assistant.chat import ChatSession
-from edge_assistant.llama_engine import LlamaEngine
+from edge_assistant.hearing.listener import Listener
+from edge_assistant.thinking.chat import ChatSession
+from edge_assistant.thinking.llama_engine import LlamaEngine
 from edge_assistant.pipeline import Assistant
-from edge_assistant.prompt import PromptBuilder
+from edge_assistant.thinking.prompt import PromptBuilder
 from edge_assistant.tts import Synthesizer
 from tests.support.timing import slack
 

@@ -12,13 +12,13 @@ import pytest
 from edge_assistant import models
 from edge_assistant.assembly import build_responder
 from edge_assistant.audio.wav import WavSink, read_wav
-from edge_assistant.chat import ChatSession
+from edge_assistant.thinking.chat import ChatSession
 from edge_assistant.config import Config, LlmConfig, PromptConfig, ServiceConfig, SttConfig, WakeConfig
-from edge_assistant.listener import Listener
-from edge_assistant.llama_engine import LlamaEngine
+from edge_assistant.hearing.listener import Listener
+from edge_assistant.thinking.llama_engine import LlamaEngine
 from edge_assistant.pipeline import Assistant
-from edge_assistant.prompt import PromptBuilder
-from edge_assistant.stt import WhisperTranscriber, same_words
+from edge_assistant.thinking.prompt import PromptBuilder
+from edge_assistant.hearing.stt import WhisperTranscriber, same_words
 from edge_assistant.timers import TimerScheduler, TimerStore
 from edge_assistant.tts import Synthesizer
 from tests.test_pipeline import QueueSource

@@ -3,8 +3,8 @@
 import pytest
 
 from edge_assistant.config import LlmConfig, PromptConfig
-from edge_assistant.llama_engine import LlamaEngine
-from edge_assistant.prompt import (
+from edge_assistant.thinking.llama_engine import LlamaEngine
+from edge_assistant.thinking.prompt import (
     ChatMLFormat,
     Conversation,
     Message,

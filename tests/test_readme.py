@@ -10,7 +10,7 @@ import pytest
 
 from edge_assistant.audio.wav import read_wav
 from edge_assistant.config import SttConfig
-from edge_assistant.stt import create_transcriber
+from edge_assistant.hearing.stt import create_transcriber
 from tests.support.speech_fixtures import spoken_words
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,11 +20,11 @@ from typing import Callable
 import pytest
 
 from edge_assistant.config import Config, ConfigError, LlmConfig, PromptConfig, from_mapping
-from edge_assistant.chat import ChatSession, Generation, Reply
-from edge_assistant.llama_engine import LlamaEngine
-from edge_assistant.llm import load_session
-from edge_assistant.prompt import Conversation
-from edge_assistant.remote import (
+from edge_assistant.thinking.chat import ChatSession, Generation, Reply
+from edge_assistant.thinking.llama_engine import LlamaEngine
+from edge_assistant.thinking.llm import load_session
+from edge_assistant.thinking.prompt import Conversation
+from edge_assistant.thinking.remote import (
     FallbackEngine,
     RemoteEngine,
     RemoteError,
@@ -563,7 +563,7 @@ def test_satellite_daemon_falls_back_to_its_local_model(
 
 def test_home_tools_go_to_the_server_and_its_tool_call_comes_back_as_ours(stub_server):
     from edge_assistant.home.tools import ToolCall
-    from edge_assistant.tool_output import ToolOutputReader
+    from edge_assistant.thinking.tool_output import ToolOutputReader
     from tests.test_home_tools import toolbox as sample_toolbox
 
     def call_a_tool(connection, stub) -> None:

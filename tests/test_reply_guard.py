@@ -4,7 +4,7 @@ wording, are refused; ordinary answers pass."""
 import pytest
 
 from edge_assistant.config import PromptConfig
-from edge_assistant.reply_guard import ReplyGuard
+from edge_assistant.thinking.reply_guard import ReplyGuard
 from edge_assistant.respond import TOOL_INSTRUCTIONS
 
 GUARD = ReplyGuard((PromptConfig().system_prompt, TOOL_INSTRUCTIONS))

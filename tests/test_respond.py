@@ -14,7 +14,7 @@ from tests.support.llm_fixtures import write_tiny_gguf
 
 
 def session_for(model) -> object:
-    from edge_assistant.llm import load_session
+    from edge_assistant.thinking.llm import load_session
 
     return load_session(from_mapping({"llm": {"model": str(model), "n_ctx": 512, "max_tokens": 24,
                                               "temperature": 0.0, "seed": 1}}))

@@ -1,6 +1,6 @@
 import pytest
 
-from edge_assistant.sentences import SentenceSplitter, clean_for_speech
+from edge_assistant.thinking.sentences import SentenceSplitter, clean_for_speech
 
 
 def split_streamed(text: str, step: int = 3, first_clause: bool = False) -> list[str]:

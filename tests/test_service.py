@@ -11,7 +11,7 @@ import pytest
 from edge_assistant.audio.pcm import SAMPLE_RATE, resample
 from edge_assistant.audio.wav import read_wav
 from edge_assistant.config import SttConfig
-from edge_assistant.stt import create_transcriber
+from edge_assistant.hearing.stt import create_transcriber
 from tests.support.speech_fixtures import similarity
 from tests.support.timing import slack
 

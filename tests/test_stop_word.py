@@ -1,4 +1,4 @@
-"""The stop word model (edge_assistant/stop_word.py) on real speech, and the listener turning it
+"""The stop word model (edge_assistant/hearing/stop_word.py) on real speech, and the listener turning it
 on only while the assistant speaks."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from edge_assistant.bench.stop import held_out_espeak_voices
 from edge_assistant.audio.microphone import MicrophoneSource
 from edge_assistant.audio.wav import WavSource, write_wav
 from edge_assistant.config import AudioConfig, Config, WakeConfig
-from edge_assistant.echo import with_echo_cancellation
-from edge_assistant.listener import Listener
+from edge_assistant.audio.echo import with_echo_cancellation
+from edge_assistant.hearing.listener import Listener
 from edge_assistant.service import connect_echo_cancellation
 from edge_assistant import models
-from edge_assistant.stop_word import CheckedStopWord, StopWordDetector, StopWordModel, read_as_stop, says_stop
-from edge_assistant.stt import MoonshineTranscriber
+from edge_assistant.hearing.stop_word import CheckedStopWord, StopWordDetector, StopWordModel, read_as_stop, says_stop
+from edge_assistant.hearing.stt import MoonshineTranscriber
 from edge_assistant.tts import spoken_samples
 from tests.test_pipeline import listener_models, synthesizer  # noqa: F401  (fixtures)
 

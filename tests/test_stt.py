@@ -19,7 +19,7 @@ from edge_assistant import models
 from edge_assistant.audio.wav import AudioFormatError, read_wav
 from edge_assistant.bench.stt_clips import corpus_wer, normalize, word_error_rate
 from edge_assistant.config import SttConfig
-from edge_assistant.stt import (
+from edge_assistant.hearing.stt import (
     MoonshineTranscriber,
     SttError,
     Transcript,
@@ -328,7 +328,7 @@ def test_moonshine_in_the_listener_keeps_the_last_word(make_speech_wav):
 
     from edge_assistant.audio.wav import WavSource
     from edge_assistant.config import Config
-    from edge_assistant.listener import Listener
+    from edge_assistant.hearing.listener import Listener
 
     listener = Listener(Config(stt=SttConfig(engine="moonshine")))
     try:

@@ -12,8 +12,8 @@ from edge_assistant import models
 from edge_assistant.audio.wav import WavSource
 from edge_assistant.config import Config, SttConfig, WakeConfig
 from edge_assistant.events import Event
-from edge_assistant.listener import Listener
-from edge_assistant.stt import Transcriber, WhisperTranscriber, same_words
+from edge_assistant.hearing.listener import Listener
+from edge_assistant.hearing.stt import Transcriber, WhisperTranscriber, same_words
 
 QUESTION = "What is the capital of France?"
 

@@ -16,7 +16,7 @@ from edge_assistant import models
 from edge_assistant.audio import pcm
 from edge_assistant.bench.clips import spoken_clip
 from edge_assistant.config import Config
-from edge_assistant.turn_end import (
+from edge_assistant.hearing.turn_end import (
     FRAMES, N_MELS, WINDOW_SAMPLES, TurnEndModel, _FILTERS, ends_mid_phrase, last_window, log_mel,
 )
 from tests.support.hub_server import start_hub

@@ -13,7 +13,7 @@ from edge_assistant import models
 from edge_assistant.audio import pcm
 from edge_assistant.config import Config, ConfigError, VadConfig
 from edge_assistant.bench.clips import Clip, spoken_clip
-from edge_assistant.vad import Endpointer, EndpointEvent, VoiceActivityDetector
+from edge_assistant.hearing.vad import Endpointer, EndpointEvent, VoiceActivityDetector
 
 SAMPLE_RATE = pcm.SAMPLE_RATE
 BYTES_PER_SECOND = SAMPLE_RATE * 2

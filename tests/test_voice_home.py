@@ -11,7 +11,7 @@ import pytest
 from edge_assistant.audio.pcm import resample
 from edge_assistant.audio.wav import read_wav
 from edge_assistant.config import SttConfig
-from edge_assistant.stt import create_transcriber
+from edge_assistant.hearing.stt import create_transcriber
 from tests.support.timing import slack
 
 pytestmark = pytest.mark.slow
@@ -276,7 +276,7 @@ def test_what_no_template_matches_goes_to_the_llm_under_the_home_grammar(mosquit
 
     from edge_assistant.config import from_mapping
     from edge_assistant.home.assistant import HomeControl
-    from edge_assistant.llm import load_session
+    from edge_assistant.thinking.llm import load_session
     from edge_assistant.respond import Responder, Response
     from tests.test_home_tools import smollm2_path
 

@@ -10,7 +10,7 @@ import pytest
 
 from edge_assistant.audio import pcm
 from edge_assistant.config import ConfigError, WakeConfig
-from edge_assistant.wake import Detection, OwnVoiceDetector, WakeDetector, stricter_cutoff
+from edge_assistant.hearing.wake import Detection, OwnVoiceDetector, WakeDetector, stricter_cutoff
 
 SAMPLE_RATE = pcm.SAMPLE_RATE
 ENGINES = ("micro", "openwakeword")

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import Config
-from ..wake import OPENWAKEWORD_MODELS
+from ..hearing.wake import OPENWAKEWORD_MODELS
 from .clips import Clip
 from .e2e import EventLog, RecordingSink, RoomMicrophone
 from .loaded import LoadedModels

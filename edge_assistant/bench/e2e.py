@@ -17,7 +17,7 @@ import numpy as np
 from ..audio import pcm, wav
 from ..concurrency import Pacer
 from ..config import Config
-from ..llama_engine import sampling_arguments
+from ..thinking.llama_engine import sampling_arguments
 from .clips import Clip, room_noise
 from .loaded import LoadedModels, llm_settings, stt_model_path
 from .options import TURN_TIMEOUT_S, BenchOptions
@@ -315,7 +315,7 @@ def bench_e2e(loaded: LoadedModels, report: Report, options: BenchOptions) -> No
                 if kind == "streaming":
                     replies["sentences"] = str(len(sentences))
 
-    from ..listener import Listener
+    from ..hearing.listener import Listener
 
     plain_listener = Listener(silence_endpointing(config), stt_model_path=stt_model_path(config))
     try:

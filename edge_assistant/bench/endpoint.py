@@ -103,7 +103,7 @@ def _report_way(report: Report, way: str, turns: list[TurnEnd]) -> None:
 
 
 def bench_endpoint(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
-    from ..listener import Listener
+    from ..hearing.listener import Listener
 
     config = loaded.config
     questions = PAUSED_QUESTIONS[:2] if options.quick else PAUSED_QUESTIONS

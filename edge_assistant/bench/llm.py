@@ -7,7 +7,7 @@ import statistics
 import time
 from dataclasses import dataclass, replace
 
-from ..llama_engine import sampling_arguments
+from ..thinking.llama_engine import sampling_arguments
 from .loaded import LoadedModels, llm_settings
 from .options import DEFAULT_QUESTION, BenchOptions, SectionSkipped
 from .report import Report
@@ -39,7 +39,7 @@ def _sampled_tokens(llama, prompt_tokens: int) -> int:
 
 
 def _engine_run(engine, prompt) -> _LlmRun:
-    from ..chat import Generation
+    from ..thinking.chat import Generation
 
     engine.llama.reset()  # a cold KV cache: the whole prompt is evaluated
     start = time.perf_counter()
@@ -115,7 +115,7 @@ def bench_llm(loaded: LoadedModels, report: Report, options: BenchOptions) -> No
 
 def _prompt_eval_s(engine, prompt) -> tuple[float, int]:
     """Seconds from the call to the first sampled token, and the prompt tokens reused."""
-    from ..chat import Generation
+    from ..thinking.chat import Generation
 
     result = Generation()
     with llm_settings(engine, max_tokens=1):
@@ -125,7 +125,7 @@ def _prompt_eval_s(engine, prompt) -> tuple[float, int]:
 
 
 def bench_kv_reuse(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
-    from ..chat import Generation, Reply
+    from ..thinking.chat import Generation, Reply
 
     session = loaded.session
     engine = session.engine

@@ -27,7 +27,7 @@ class LoadedModels:
     @property
     def session(self):
         if self._session is None:
-            from ..llm import load_session
+            from ..thinking.llm import load_session
 
             self._session = load_session(self.config)
         return self._session
@@ -47,7 +47,7 @@ class LoadedModels:
     @property
     def listener(self):
         if self._listener is None:
-            from ..listener import Listener
+            from ..hearing.listener import Listener
 
             self._listener = Listener(self.config, stt_model_path=stt_model_path(self.config))
         return self._listener

@@ -90,7 +90,7 @@ def _gguf_summary(path: Path) -> tuple[str, str]:
     """The model's name and quantization from its GGUF header, without loading it."""
     from gguf import GGUFReader
 
-    from ..llama_engine import file_quantization
+    from ..thinking.llama_engine import file_quantization
 
     fields = GGUFReader(str(path)).fields
     name = fields["general.name"].contents() if "general.name" in fields else path.stem
@@ -125,7 +125,7 @@ def model_info(config: Config, loaded: LoadedModels) -> dict[str, Any]:
     except Exception as error:
         info["models.voice"] = f"unavailable: {error}"
     try:
-        from .. import stt
+        from ..hearing import stt
 
         folder = stt_model_path(config)
         engine_name = stt.select_engine(config.stt, folder)

@@ -150,7 +150,7 @@ def play_through_room(played: np.ndarray, *, delay_s: float, engine: str = "webr
     and the canceller's output cover the same samples, from when the speaker began.
     """
     from ..config import AudioConfig
-    from ..echo import BLOCK, CaptureClock, CaptureProcessor, PlaybackReference
+    from ..audio.echo import BLOCK, CaptureClock, CaptureProcessor, PlaybackReference
 
     clock = ManualClock()
     room = SimulatedRoom(delay_s, seed=seed, noise_rms=noise_rms,

@@ -87,9 +87,9 @@ def run_section(report: Report, name: str, measure: Callable[[], None]) -> None:
 
 def _expected_errors() -> tuple[type[Exception], ...]:
     """Failures that mean "this model or engine is not set up here", not a bug."""
-    from ..chat import LlmError
-    from ..prompt import PromptError
-    from ..stt import SttError
+    from ..thinking.chat import LlmError
+    from ..thinking.prompt import PromptError
+    from ..hearing.stt import SttError
     from ..tts import TtsError
 
     return (models.ModelError, LlmError, PromptError, SttError, TtsError)

@@ -33,7 +33,7 @@ TTS_TEXT = (
 def stt_engines(config: Config) -> tuple[str, dict[str, Path], dict[str, str]]:
     """The engine the daemon would use, the model folder of each engine that can run, and why
     the others cannot."""
-    from .. import stt
+    from ..hearing import stt
 
     folder = stt_model_path(config)
     primary = stt.select_engine(config.stt, folder)
@@ -96,7 +96,7 @@ def bench_stt(loaded: LoadedModels, report: Report, options: BenchOptions) -> No
 def restart_rate(fast: list[str], final: list[str]) -> float:
     """The share of utterances whose final text has other words than the fast one: those a
     turn started on the fast text (stt.first_pass) starts over on."""
-    from ..stt import same_words
+    from ..hearing.stt import same_words
 
     if not final:
         return math.nan
@@ -139,7 +139,7 @@ def engine_figures(stt_config, name: str, folder: Path, utterance: np.ndarray,
 
     import psutil
 
-    from .. import stt
+    from ..hearing import stt
 
     before_mb = psutil.Process().memory_info().rss / 2**20
     transcriber = stt.create_transcriber(stt_config, engine=name, model_path=folder)

@@ -125,7 +125,7 @@ async def _stopped_ring(loaded: LoadedModels, config: Config, folder: Path, inde
 
 
 def _accuracy(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
-    from ..stop_word import CheckedStopWord, StopWordDetector
+    from ..hearing.stop_word import CheckedStopWord, StopWordDetector
     from .wake_accuracy import SNRS_DB, false_accept_audio, with_noise
 
     frame = pcm.frame_bytes(loaded.config.audio.frame_ms)
@@ -224,7 +224,7 @@ async def _own_voice_in_room(loaded: LoadedModels, config: Config, folder: Path,
     """Replies spoken into a simulated room in real time, heard back through the echo canceller
     by the daemon's listener."""
     from ..audio.wav import WavSink
-    from ..echo import with_echo_cancellation
+    from ..audio.echo import with_echo_cancellation
     from ..events import Command
     from ..pipeline import Assistant
     from ..service import connect_echo_cancellation

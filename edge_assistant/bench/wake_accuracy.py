@@ -21,7 +21,7 @@ import numpy as np
 
 from ..audio import pcm
 from ..config import Config, TtsConfig
-from ..wake import MICRO_MODELS, OPENWAKEWORD_MODELS
+from ..hearing.wake import MICRO_MODELS, OPENWAKEWORD_MODELS
 from .clips import SPEECH_LEVEL, espeak_speech, room_noise
 from .loaded import LoadedModels
 from .options import BenchOptions, SectionSkipped
@@ -193,7 +193,7 @@ def false_accept_audio(loaded: LoadedModels, phrase: str, quick: bool) -> dict[s
 
 
 def _detector(config: Config, engine: str):
-    from ..wake import WakeDetector
+    from ..hearing.wake import WakeDetector
 
     # The configured threshold belongs to the configured engine; the other keeps its model's.
     threshold = config.wake.threshold if engine == config.wake.engine else 0.0

@@ -201,7 +201,7 @@ class Toolbox:
 
     def grammar(self) -> Any:
         """The GBNF as a `llama_cpp.LlamaGrammar`."""
-        from ..llama_engine import compiled_grammar
+        from ..thinking.llama_engine import compiled_grammar
 
         return compiled_grammar(self.gbnf())
 

@@ -201,6 +201,6 @@ def gemma_gguf(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def gemma_engine(gemma_gguf):
     from edge_assistant.config import LlmConfig
-    from edge_assistant.llama_engine import LlamaEngine
+    from edge_assistant.thinking.llama_engine import LlamaEngine
 
     return LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=24, temperature=0.0, seed=7), gemma_gguf)

@@ -252,7 +252,7 @@ def similarity(heard: str, said: str) -> float:
 def smart_turn():
     """The embedded end-of-turn model (Smart Turn v3), loaded once."""
     from edge_assistant import models
-    from edge_assistant.turn_end import TurnEndModel
+    from edge_assistant.hearing.turn_end import TurnEndModel
 
     model = TurnEndModel(models.embedded_turn_end_path())
     yield model

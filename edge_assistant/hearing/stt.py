@@ -40,15 +40,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import models
-from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH, as_int16
-from .audio.wav import read_wav
+from .. import models
+from ..audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH, as_int16
+from ..audio.wav import read_wav
 # A leaf module of text rules: spoken numbers as digits, for comparing transcripts.
-from .number_words import words_to_numbers
-from .config import SttConfig
+from ..number_words import words_to_numbers
+from ..config import SttConfig
 from .moonshine import MoonshineModel, MoonshineModelError
 from .moonshine import is_model_folder as is_moonshine_model
-from .shared_models import Lease, SharedModels
+from ..shared_models import Lease, SharedModels
 
 log = logging.getLogger(__name__)
 

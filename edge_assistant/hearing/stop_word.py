@@ -32,7 +32,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
+from ..audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 
 log = logging.getLogger(__name__)
 

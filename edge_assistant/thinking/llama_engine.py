@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .chat import Generation, LlmError, ModelInfo, quantization_name
-from .config import LlmConfig
+from ..config import LlmConfig
 from .prompt import Prompt, looks_like_markup, special_pattern
 
 log = logging.getLogger(__name__)

@@ -43,12 +43,12 @@ from typing import AsyncIterable, Awaitable, Callable
 
 import numpy as np
 
-from .audio.capture_clock import CaptureClock
-from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
-from .concurrency import to_thread_joined
-from . import models
-from .config import Config
-from .events import Event, EventType, new_id
+from ..audio.capture_clock import CaptureClock
+from ..audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
+from ..concurrency import to_thread_joined
+from .. import models
+from ..config import Config
+from ..events import Event, EventType, new_id
 from .stop_word import CheckedStopWord, StopWordDetector
 from .moonshine import MoonshineModelError
 from .stt import MOONSHINE_THREADS, MoonshineTranscriber, Transcriber, create_transcriber, same_words

@@ -26,8 +26,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
-from .config import ConfigError, VadConfig
+from ..audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
+from ..config import ConfigError, VadConfig
 
 BYTES_PER_SECOND = SAMPLE_RATE * SAMPLE_WIDTH
 _MICRO_CHUNK_BYTES = SAMPLE_RATE // 100 * SAMPLE_WIDTH  # 10 ms

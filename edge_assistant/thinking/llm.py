@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from . import models
+from .. import models
 from .chat import ChatSession
-from .config import Config
+from ..config import Config
 from .llama_engine import LlamaEngine
 from .prompt import PromptBuilder
 from .remote import FallbackEngine, RemoteEngine, RemotePromptBuilder

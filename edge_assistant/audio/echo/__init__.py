@@ -41,10 +41,10 @@ from typing import Any, AsyncIterator, Callable, Protocol
 
 import numpy as np
 
-from .audio.capture_clock import CaptureClock
-from .audio.pcm import SAMPLE_RATE, as_int16, stream_resampler
-from .concurrency import to_thread_joined
-from .config import AudioConfig
+from ..capture_clock import CaptureClock
+from ..pcm import SAMPLE_RATE, as_int16, stream_resampler
+from ...concurrency import to_thread_joined
+from ...config import AudioConfig
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import models
-from .config import Config
-from .shared_models import Lease, SharedModels
+from .. import models
+from ..config import Config
+from ..shared_models import Lease, SharedModels
 
 SAMPLE_RATE = 16000
 WINDOW_S = 8

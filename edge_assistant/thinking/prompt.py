@@ -17,7 +17,7 @@ from typing import Protocol, Sequence
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .config import PromptConfig
+from ..config import PromptConfig
 
 FORMAT_NAMES = ("chatml", "zephyr", "plain", "gguf")
 

@@ -27,8 +27,8 @@ from typing import Callable, Iterable, Protocol
 
 import numpy as np
 
-from .audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
-from .config import ConfigError, WakeConfig
+from ..audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
+from ..config import ConfigError, WakeConfig
 
 log = logging.getLogger(__name__)
 

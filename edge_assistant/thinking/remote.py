@@ -36,11 +36,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from . import __version__
+from .. import __version__
 from .chat import ChatSession, Generation, LlmError, ModelInfo
-from .concurrency import Backoff
-from .config import ConfigError, LlmConfig, PromptConfig
-from .events import Event, EventType
+from ..concurrency import Backoff
+from ..config import ConfigError, LlmConfig, PromptConfig
+from ..events import Event, EventType
 from .prompt import ChatMLFormat, Conversation, Message, Prompt, PromptBuilder, Turn
 
 log = logging.getLogger(__name__)

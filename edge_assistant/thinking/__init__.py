@@ -1,0 +1,1 @@
+"""Thinking: prompts, the chat session, the LLM backends and what a reply may say."""
