@@ -564,6 +564,7 @@ def test_satellite_daemon_falls_back_to_its_local_model(
 def test_home_tools_go_to_the_server_and_its_tool_call_comes_back_as_ours(stub_server):
     from edge_assistant.home.tools import ToolCall
     from edge_assistant.thinking.tool_output import ToolOutputReader
+    from edge_assistant.thinking.tool_schema import openai_tools
     from tests.test_home_tools import toolbox as sample_toolbox
 
     def call_a_tool(connection, stub) -> None:
@@ -582,7 +583,7 @@ def test_home_tools_go_to_the_server_and_its_tool_call_comes_back_as_ours(stub_s
     toolbox, _ = sample_toolbox()
     light = next(entity_id for entity_id in toolbox.entities if entity_id.startswith("light."))
     prompt = dataclasses.replace(session.prepare("lights please", toolbox.prompt_context()),
-                                 tools=tuple(toolbox.openai_tools()))
+                                 tools=tuple(openai_tools(toolbox.schema())))
     reply = Reply(prompt, Generation())
     assert list(session.sentences(prompt, None, reply)) == []  # nothing to speak: a tool call
     assert toolbox.parse(reply.tool_call) == ToolCall("turn_on", light, {})
