@@ -239,7 +239,6 @@ LONG_MODULES = {
     "config.py": 632,
     "service.py": 636,
     "mqtt/bridge.py": 589,
-    "thinking/remote.py": 566,
     "hearing/stt.py": 553,
     "home/discovery.py": 526,
     "models.py": 520,
@@ -249,10 +248,7 @@ LONG_FUNCTIONS = {
     "service.py:Service._run_once": 118,
     "cli.py:build_parser": 117,
     "home/discovery.py:entity_from_config": 81,
-    "thinking/llama_engine.py:LlamaEngine.generate": 80,
-    "thinking/remote.py:RemoteEngine.generate": 76,
     "hearing/listener.py:Listener.__init__": 86,
-    "thinking/remote.py:RemoteEngine._stream": 66,
     "home/actions.py:expectation": 63,
     "concurrency.py:iterate_in_thread": 62,
 }

@@ -24,13 +24,8 @@ from edge_assistant.thinking.chat import ChatSession, Generation, Reply
 from edge_assistant.thinking.llama_engine import LlamaEngine
 from edge_assistant.thinking.llm import load_session
 from edge_assistant.thinking.prompt import Conversation
-from edge_assistant.thinking.remote import (
-    FallbackEngine,
-    RemoteEngine,
-    RemoteError,
-    RemotePromptBuilder,
-    estimate_tokens,
-)
+from edge_assistant.thinking.remote import FallbackEngine, RemoteEngine, RemoteError
+from edge_assistant.thinking.remote_prompt import RemotePromptBuilder, estimate_tokens
 from tests.support.timing import slack
 from tests.support.llm_server_fixtures import ANSWER
 
@@ -310,6 +305,7 @@ def test_cancel_while_the_server_is_silent_closes_the_connection(stub_server):
     assert time.monotonic() - started < SLACK_S
     assert reply.generation.cancelled and reply.generation.text == ""
     assert stub.client_gone.wait(SLACK_S), "the connection stayed open"
+    assert not watchers()
 
 
 def test_cancel_between_chunks_closes_the_stream(stub_server):
@@ -325,6 +321,27 @@ def test_cancel_between_chunks_closes_the_stream(stub_server):
             cancel.set()
     assert pieces == [" word"] * 3 and result.cancelled
     assert stub.client_gone.wait(SLACK_S), "the server kept streaming to us"
+    assert not watchers(), "the watcher thread was left running"
+
+
+def watchers() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name == "llm-stream-watch"]
+
+
+def test_pings_do_not_keep_a_silent_server_waiting(stub_server):
+    def pings(connection, stub) -> None:
+        connection.sendall(STREAM_HEAD + b'data: {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}\n\n')
+        while True:
+            connection.sendall(b": ping\n\n")
+            time.sleep(0.05)
+
+    stub = stub_server(pings)
+    session = load_session(remote_config(stub.base_url, timeout_s=0.5))
+    started = time.monotonic()
+    with pytest.raises(RemoteError, match=r"no answer within 0\.5 s \(llm\.timeout_s\)"):
+        answer(session, "Hello?")
+    assert time.monotonic() - started < 0.5 + SLACK_S
+    assert stub.client_gone.wait(SLACK_S) and not watchers()
 
 
 def test_request_key_usage_and_stream_parsing(stub_server, tmp_path, caplog):
