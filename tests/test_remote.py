@@ -344,6 +344,25 @@ def test_pings_do_not_keep_a_silent_server_waiting(stub_server):
     assert stub.client_gone.wait(SLACK_S) and not watchers()
 
 
+def test_a_tool_call_streamed_slowly_is_not_a_silent_server(stub_server):
+    """llm.timeout_s waits for the next token: a piece of a tool call is one, as text is."""
+    timeout_s = 1.0
+
+    def slow_call(connection, stub) -> None:
+        connection.sendall(STREAM_HEAD)
+        for name, arguments in (("turn_on", '{"entity_id": '), ("", '"light.kitchen"'), ("", "}")):
+            delta = {"tool_calls": [{"index": 0, "function": {"name": name, "arguments": arguments}}]}
+            connection.sendall(f"data: {json.dumps({'choices': [{'index': 0, 'delta': delta}]})}\n\n".encode())
+            time.sleep(timeout_s * 0.6)
+        connection.sendall(b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}\n\n')
+
+    engine = RemoteEngine(remote_config(stub_server(slow_call).base_url, timeout_s=timeout_s).llm)
+    prompt = RemotePromptBuilder(PromptConfig(), 1024, 12, "stub").build("The kitchen light, please")
+    result = Generation()
+    assert list(engine.generate(prompt, None, result)) == ['{"tool": "turn_on", "entity_id": "light.kitchen"}']
+    assert result.finish_reason == "tool_calls" and not watchers()
+
+
 def test_request_key_usage_and_stream_parsing(stub_server, tmp_path, caplog):
     key = "sk-test-0123456789"
     (tmp_path / "key").write_text(key + "\n")

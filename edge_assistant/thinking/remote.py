@@ -198,9 +198,12 @@ class RemoteEngine:
                 if watch.cancelled or event.data.strip() == "[DONE]":
                     return
                 # Comments (": ping") and events without data are of no use here.
+                pieces = calls.pieces
                 for text in self._chunk(event.data, result, calls) if event.data else ():
                     got_text = True
                     yield text
+                if calls.pieces != pieces:
+                    watch.token()  # a tool call's pieces are tokens too
         except SSEError as error:
             raise RemoteError(f"llm server {self.url}: the reply is not an event stream ({error})") from None
         except httpx.HTTPError as error:

@@ -94,6 +94,7 @@ class StreamedToolCalls:
     def __init__(self) -> None:
         # Index -> the name and the arguments' JSON, each in as many pieces as the server sent.
         self.calls: dict[int, dict[str, str]] = {}
+        self.pieces = 0
 
     def add(self, deltas: Any) -> None:
         for call in deltas or ():
@@ -102,6 +103,7 @@ class StreamedToolCalls:
                 continue
             index = call.get("index", 0) if isinstance(call.get("index", 0), int) else 0
             collected = self.calls.setdefault(index, {"name": "", "arguments": ""})
+            self.pieces += 1
             for key in ("name", "arguments"):
                 if isinstance(function.get(key), str):
                     collected[key] += function[key]
