@@ -3,7 +3,6 @@ and parsing, with generation under the grammar by real llama.cpp (tiny random GG
 SmolLM2-135M-Instruct)."""
 
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
