@@ -68,10 +68,10 @@ def _question(args: argparse.Namespace) -> str:
 def cmd_prompt(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .thinking.llm import load_session
+    from .thinking import llm, tool_schema
 
     config = _load_config(args)
-    session = load_session(config)
+    session = llm.load_session(config)
     question = _question(args)
     # As the daemon asks: the home's devices and tools follow the system prompt.
     context, toolbox = asyncio.run(_tool_context_for_cli(config, session, question))
@@ -95,7 +95,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         offered = toolbox.offered()
         print(f"# tools for this request: {', '.join(sorted(offered)) or 'none (an answer only)'}", file=sys.stderr)
         if args.grammar:
-            sys.stdout.write(toolbox.gbnf())
+            sys.stdout.write(tool_schema.gbnf(toolbox.schema()))
     return 0
 
 

@@ -34,6 +34,7 @@ from .facts import DeviceFacts, Fact, is_home_command
 from .home.outcomes import HomeOutcome, StepOutcome
 from .thinking.reply_guard import ReplyGuard
 from .thinking.sentences import SentenceSplitter
+from .thinking.tool_schema import gbnf, openai_tools
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +308,9 @@ class Responder:
             emit(EventType.PROMPT_TRIMMED,
                  {"dropped_turns": prompt.dropped_turns, "trimmed_chars": prompt.trimmed_chars})
         if toolbox is not None:
-            prompt = replace(prompt, grammar=toolbox.gbnf(), tools=tuple(toolbox.openai_tools()))
+            # One schema of the tools, as a grammar for llama.cpp and as tools for a server.
+            schema = toolbox.schema()
+            prompt = replace(prompt, grammar=gbnf(schema), tools=tuple(openai_tools(schema)))
         reply = Reply(prompt, Generation())
         response.reply = reply
         # Leaving the stream early stops the model through this, not through the turn's `cancel`:

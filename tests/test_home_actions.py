@@ -12,6 +12,7 @@ from edge_assistant.home.actions import Unsupported, expectation, payloads
 from edge_assistant.home.assistant import HomeControl
 from edge_assistant.home.responses import is_no, is_yes
 from edge_assistant.home.tools import ToolCall
+from edge_assistant.thinking.tool_schema import gbnf
 from tests.support.home_fixtures import home_from_configs
 from tests.support.mqtt_fixtures import eventually, run_async
 
@@ -320,8 +321,8 @@ async def test_tool_calls_and_hostile_device_names(mosquitto, home_devices, mqtt
     try:
         (entity_id,) = control.home.entities
         toolbox = control.toolbox("turn on the switch")
-        assert toolbox.key == control.toolbox().key and entity_id in toolbox.gbnf()
-        assert entity_id not in control.toolbox("what is the weather like").gbnf()
+        assert toolbox.key == control.toolbox().key and entity_id in gbnf(toolbox.schema())
+        assert entity_id not in gbnf(control.toolbox("what is the weather like").schema())
         call = toolbox.parse(json.dumps({"tool": "turn_on", "entity_id": entity_id}))
         result = await control.run_tool_call(call, request="turn on the switch")
         assert result.intent["source"] == "llm" and result.outcome == "no_answer"

@@ -8,6 +8,7 @@ import pytest
 
 from edge_assistant.home.grounding import check_call, ground
 from edge_assistant.home.tools import ToolCall
+from edge_assistant.thinking.tool_schema import gbnf
 from tests.support.home_fixtures import TASMOTA_PAYLOADS, Z2M_PAYLOADS, home_from_configs
 from tests.support.mqtt_fixtures import run_async
 from tests.test_home_actions import no_command, start_control
@@ -92,7 +93,7 @@ async def test_the_grammar_offers_only_what_the_request_names_and_a_miss_reaches
         assert await control.handle("close the garage door") is None
         toolbox = control.toolbox()
         assert [t.entity_id for t in toolbox.offered()["close"]] == ["cover.garage_opener"]
-        assert "light." not in toolbox.gbnf()
+        assert "light." not in gbnf(toolbox.schema())
         result = await control.run_tool_call(ToolCall("close", "cover.garage_opener"))
         assert result.awaiting_confirmation and result.speech == "Close the Garage Opener?"
         # A call on a device the request did not name is refused, nothing is published.

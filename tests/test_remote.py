@@ -24,13 +24,8 @@ from edge_assistant.thinking.chat import ChatSession, Generation, Reply
 from edge_assistant.thinking.llama_engine import LlamaEngine
 from edge_assistant.thinking.llm import load_session
 from edge_assistant.thinking.prompt import Conversation
-from edge_assistant.thinking.remote import (
-    FallbackEngine,
-    RemoteEngine,
-    RemoteError,
-    RemotePromptBuilder,
-    estimate_tokens,
-)
+from edge_assistant.thinking.remote import FallbackEngine, RemoteEngine, RemoteError
+from edge_assistant.thinking.remote_prompt import RemotePromptBuilder, estimate_tokens
 from tests.support.timing import slack
 from tests.support.llm_server_fixtures import ANSWER
 
@@ -310,6 +305,7 @@ def test_cancel_while_the_server_is_silent_closes_the_connection(stub_server):
     assert time.monotonic() - started < SLACK_S
     assert reply.generation.cancelled and reply.generation.text == ""
     assert stub.client_gone.wait(SLACK_S), "the connection stayed open"
+    assert not watchers()
 
 
 def test_cancel_between_chunks_closes_the_stream(stub_server):
@@ -325,6 +321,46 @@ def test_cancel_between_chunks_closes_the_stream(stub_server):
             cancel.set()
     assert pieces == [" word"] * 3 and result.cancelled
     assert stub.client_gone.wait(SLACK_S), "the server kept streaming to us"
+    assert not watchers(), "the watcher thread was left running"
+
+
+def watchers() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name == "llm-stream-watch"]
+
+
+def test_pings_do_not_keep_a_silent_server_waiting(stub_server):
+    def pings(connection, stub) -> None:
+        connection.sendall(STREAM_HEAD + b'data: {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}\n\n')
+        while True:
+            connection.sendall(b": ping\n\n")
+            time.sleep(0.05)
+
+    stub = stub_server(pings)
+    session = load_session(remote_config(stub.base_url, timeout_s=0.5))
+    started = time.monotonic()
+    with pytest.raises(RemoteError, match=r"no answer within 0\.5 s \(llm\.timeout_s\)"):
+        answer(session, "Hello?")
+    assert time.monotonic() - started < 0.5 + SLACK_S
+    assert stub.client_gone.wait(SLACK_S) and not watchers()
+
+
+def test_a_tool_call_streamed_slowly_is_not_a_silent_server(stub_server):
+    """llm.timeout_s waits for the next token: a piece of a tool call is one, as text is."""
+    timeout_s = 1.0
+
+    def slow_call(connection, stub) -> None:
+        connection.sendall(STREAM_HEAD)
+        for name, arguments in (("turn_on", '{"entity_id": '), ("", '"light.kitchen"'), ("", "}")):
+            delta = {"tool_calls": [{"index": 0, "function": {"name": name, "arguments": arguments}}]}
+            connection.sendall(f"data: {json.dumps({'choices': [{'index': 0, 'delta': delta}]})}\n\n".encode())
+            time.sleep(timeout_s * 0.6)
+        connection.sendall(b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}\n\n')
+
+    engine = RemoteEngine(remote_config(stub_server(slow_call).base_url, timeout_s=timeout_s).llm)
+    prompt = RemotePromptBuilder(PromptConfig(), 1024, 12, "stub").build("The kitchen light, please")
+    result = Generation()
+    assert list(engine.generate(prompt, None, result)) == ['{"tool": "turn_on", "entity_id": "light.kitchen"}']
+    assert result.finish_reason == "tool_calls" and not watchers()
 
 
 def test_request_key_usage_and_stream_parsing(stub_server, tmp_path, caplog):
@@ -564,6 +600,7 @@ def test_satellite_daemon_falls_back_to_its_local_model(
 def test_home_tools_go_to_the_server_and_its_tool_call_comes_back_as_ours(stub_server):
     from edge_assistant.home.tools import ToolCall
     from edge_assistant.thinking.tool_output import ToolOutputReader
+    from edge_assistant.thinking.tool_schema import openai_tools
     from tests.test_home_tools import toolbox as sample_toolbox
 
     def call_a_tool(connection, stub) -> None:
@@ -582,7 +619,7 @@ def test_home_tools_go_to_the_server_and_its_tool_call_comes_back_as_ours(stub_s
     toolbox, _ = sample_toolbox()
     light = next(entity_id for entity_id in toolbox.entities if entity_id.startswith("light."))
     prompt = dataclasses.replace(session.prepare("lights please", toolbox.prompt_context()),
-                                 tools=tuple(toolbox.openai_tools()))
+                                 tools=tuple(openai_tools(toolbox.schema())))
     reply = Reply(prompt, Generation())
     assert list(session.sentences(prompt, None, reply)) == []  # nothing to speak: a tool call
     assert toolbox.parse(reply.tool_call) == ToolCall("turn_on", light, {})

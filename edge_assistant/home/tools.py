@@ -1,19 +1,16 @@
-"""The LLM's way to act on the home when no template matched: a grammar-bound tool call.
+"""The LLM's way to act on the home when no template matched: a tool call the schema allows.
 
 A `Toolbox` is built from the entities the model may use (exposed ones to act on, visible ones
 to ask about) and gives, all from the same table of tools:
 
 - `prompt_context()`: a compact device list for the system prompt (id, name, area, component,
   actions); no states, so a cached prompt prefix changes only when the set of devices does;
-- `gbnf()` / `grammar()`: a llama.cpp grammar whose every output is exactly
-  ``{"tool": "<action>", "entity_id": "<an entity that supports it>" | [several], ...arguments}``
-  or ``{"answer": "<text>"}``: no output can name a device that does not exist or an action it
-  does not support; `focused` narrows it to the devices a request names or implies
-  (`grounding`);
-- `json_schema()`: the same as a JSON schema (``response_format`` of a remote server);
-- `openai_tools()`: the same as OpenAI ``tools`` definitions;
-- `parse(text)` / `parse_openai(name, arguments)`: a `ToolCall` or an `Answer`, validated again
-  (a remote model is not grammar-bound), or `ToolError`.
+- `schema()`: the tools as data, each with the entities it may name and the arguments it takes;
+  thinking/tool_schema.py renders it as a llama.cpp grammar (no output can name a device that
+  does not exist or an action it does not support) and as OpenAI ``tools`` (a server);
+  `focused` narrows it to the devices a request names or implies (`grounding`);
+- `parse(text)`: a `ToolCall` or an `Answer`, checked against the same schema again (a remote
+  model is not grammar-bound), or `ToolError`.
 """
 
 from __future__ import annotations
@@ -48,16 +45,16 @@ DESCRIPTIONS = {
     "arm_home": "Arm an alarm panel (home)", "disarm": "Disarm an alarm panel",
     READ_TOOL: "Read a device's current state",
 }
-# Argument -> (JSON schema, GBNF rule) when the same for every entity.
-_PERCENT = ({"type": "integer", "minimum": 0, "maximum": 100}, "percent")
-ARGUMENT_SCHEMAS: dict[str, tuple[dict[str, Any], str]] = {
+# Argument -> its JSON schema, the same for every entity.
+_PERCENT = {"type": "integer", "minimum": 0, "maximum": 100}
+ARGUMENT_SCHEMAS: dict[str, dict[str, Any]] = {
     "brightness": _PERCENT,
     "percentage": _PERCENT,
     "position": _PERCENT,
     "tilt_position": _PERCENT,
-    "color": ({"type": "string", "enum": sorted(COLORS)}, "color"),
-    "color_temp_kelvin": ({"type": "integer", "minimum": 1000, "maximum": 12000}, "kelvin"),
-    "temperature": ({"type": "number", "minimum": 0, "maximum": 99.5}, "degrees"),
+    "color": {"type": "string", "enum": sorted(COLORS)},
+    "color_temp_kelvin": {"type": "integer", "minimum": 1000, "maximum": 12000},
+    "temperature": {"type": "number", "minimum": 0, "maximum": 99.5, "multipleOf": 0.5},
 }
 
 
@@ -160,90 +157,27 @@ class Toolbox:
             lines.append("; ".join(fields))
         return "\n".join(lines)
 
-    # -- grammar -------------------------------------------------------------------------------
+    # -- the schema ----------------------------------------------------------------------------
 
-    def gbnf(self) -> str:
-        calls = []
-        rules = []
-        for tool, targets in self.offered().items():
-            name = tool.replace("_", "-")
-            arguments = ACTION_ARGUMENTS.get(tool, ())
-            if tool == "set_hvac_mode":
-                for index, target in enumerate(targets):
-                    modes = " | ".join(_literal(json.dumps(m)) for m in target.modes)
-                    rules.append(
-                        f'call-{name}-{index} ::= "{{\\"tool\\": \\"{tool}\\", \\"entity_id\\": " '
-                        f'{_literal(json.dumps(target.entity_id))} ", \\"hvac_mode\\": " ({modes}) "}}"'
-                    )
-                    calls.append(f"call-{name}-{index}")
-                continue
-            ids = " | ".join(_literal(json.dumps(t.entity_id)) for t in targets)
-            rules.append(f"id-{name} ::= {ids}")
-            # One entity, or several: "entity_id": ["light.a", "light.b"].
-            rules.append(f'ids-{name} ::= id-{name} | "[" id-{name} (", " id-{name}){{0,{MAX_CALL_ENTITIES - 1}}} "]"')
-            body = f'"{{\\"tool\\": \\"{tool}\\", \\"entity_id\\": " ids-{name}'
-            for argument in arguments:
-                body += f' ", \\"{argument}\\": " {ARGUMENT_SCHEMAS[argument][1]}'
-            rules.append(f'call-{name} ::= {body} "}}"')
-            calls.append(f"call-{name}")
-        root = " | ".join(["answer", *calls])
-        colors = " | ".join(_literal(json.dumps(c)) for c in sorted(COLORS))
-        return "\n".join([
-            f"root ::= {root}",
-            *rules,
-            'answer ::= "{\\"answer\\": \\"" char{1,%d} "\\"}"' % MAX_ANSWER_CHARS,
-            r'char ::= [^"\\\x00-\x1f\x7f<>{}|] | "\\" ["\\/nt]',
-            'percent ::= "100" | [1-9] [0-9] | [0-9]',
-            'kelvin ::= [1-9] [0-9] [0-9] [0-9] | "1" [01] [0-9] [0-9] [0-9] | "12000"',
-            'degrees ::= [1-9]? [0-9] ("." [05])?',
-            f"color ::= {colors}",
-        ]) + "\n"
+    def schema(self) -> dict[str, Any]:
+        """What the model may write now, as data (thinking/tool_schema.py renders it as a
+        llama.cpp grammar and as OpenAI tools; `parse` checks a reply against it):
 
-    def grammar(self) -> Any:
-        """The GBNF as a `llama_cpp.LlamaGrammar`."""
-        from ..thinking.llama_engine import compiled_grammar
-
-        return compiled_grammar(self.gbnf())
-
-    # -- schemas -------------------------------------------------------------------------------
-
-    def json_schema(self) -> dict[str, Any]:
-        variants: list[dict[str, Any]] = [{
-            "type": "object",
-            "properties": {"answer": {"type": "string", "minLength": 1, "maxLength": MAX_ANSWER_CHARS}},
-            "required": ["answer"], "additionalProperties": False,
-        }]
-        for tool, targets in self.offered().items():
-            if tool == "set_hvac_mode":
-                for target in targets:
-                    variants.append(_object({"tool": {"const": tool}, "entity_id": {"const": target.entity_id},
-                                             "hvac_mode": {"type": "string", "enum": list(target.modes)}}))
-                continue
-            one = {"type": "string", "enum": [t.entity_id for t in targets]}
-            properties: dict[str, Any] = {"tool": {"const": tool}, "entity_id": {"anyOf": [
-                one, {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_CALL_ENTITIES}]}}
-            for argument in ACTION_ARGUMENTS.get(tool, ()):
-                properties[argument] = ARGUMENT_SCHEMAS[argument][0]
-            variants.append(_object(properties))
-        return {"oneOf": variants}
-
-    def openai_tools(self) -> list[dict[str, Any]]:
+        ``{"answer_max_chars": 300, "tools": [{"name", "description", "calls": [{"entity_ids",
+        "max_entities", "arguments": {name: JSON schema}}]}]}``. A tool has one call naming any
+        of its entities, up to `MAX_CALL_ENTITIES` together; a thermostat's mode has one call per
+        thermostat, as each has its own modes."""
         tools = []
         for tool, targets in self.offered().items():
-            one = {"type": "string", "enum": [t.entity_id for t in targets]}
-            properties: dict[str, Any] = {"entity_id": {"anyOf": [
-                one, {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_CALL_ENTITIES}]}}
             if tool == "set_hvac_mode":
-                properties["hvac_mode"] = {"type": "string", "enum": sorted({m for t in targets for m in t.modes})}
-            for argument in ACTION_ARGUMENTS.get(tool, ()):
-                if argument in ARGUMENT_SCHEMAS:
-                    properties[argument] = ARGUMENT_SCHEMAS[argument][0]
-            tools.append({"type": "function", "function": {
-                "name": tool, "description": DESCRIPTIONS.get(tool, tool),
-                "parameters": {"type": "object", "properties": properties, "required": list(properties),
-                               "additionalProperties": False},
-            }})
-        return tools
+                calls = [{"entity_ids": [t.entity_id], "max_entities": 1,
+                          "arguments": {"hvac_mode": {"type": "string", "enum": list(t.modes)}}}
+                         for t in targets]
+            else:
+                calls = [{"entity_ids": [t.entity_id for t in targets], "max_entities": MAX_CALL_ENTITIES,
+                          "arguments": {a: ARGUMENT_SCHEMAS[a] for a in ACTION_ARGUMENTS.get(tool, ())}}]
+            tools.append({"name": tool, "description": DESCRIPTIONS.get(tool, tool), "calls": calls})
+        return {"answer_max_chars": MAX_ANSWER_CHARS, "tools": tools}
 
     # -- parsing -------------------------------------------------------------------------------
 
@@ -264,55 +198,36 @@ class Toolbox:
         args = {k: v for k, v in data.items() if k not in ("tool", "entity_id")}
         return self._validated(data["tool"], data.get("entity_id"), args)
 
-    def parse_openai(self, name: str, arguments: str | dict[str, Any]) -> ToolCall:
-        """A tool call of an OpenAI-compatible server (``function.name``, ``function.arguments``)."""
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments or "{}")
-            except ValueError as error:
-                raise ToolError(f"arguments are not JSON: {str(error)[:80]}") from None
-        if not isinstance(arguments, dict):
-            raise ToolError("arguments are not a JSON object")
-        args = {k: v for k, v in arguments.items() if k != "entity_id"}
-        return self._validated(name, arguments.get("entity_id"), args)
-
     def _validated(self, tool: Any, entity_id: Any, args: dict[str, Any]) -> ToolCall:
-        offered = self.offered()
-        if not isinstance(tool, str) or tool not in offered:
+        """A call that the schema allows, or `ToolError` saying what it does not."""
+        spec = next((t for t in self.schema()["tools"] if t["name"] == tool), None)
+        if spec is None:
             raise ToolError(f"unknown tool {str(tool)[:40]!r}")
-        wanted_ids = entity_id if isinstance(entity_id, list) else [entity_id]
-        if not wanted_ids or len(wanted_ids) > MAX_CALL_ENTITIES:
+        named: list[Any] = []
+        for wanted in entity_id if isinstance(entity_id, list) else [entity_id]:
+            if wanted not in named:
+                named.append(wanted)
+        if not named or len(named) > MAX_CALL_ENTITIES:
             raise ToolError(f"a call names 1 to {MAX_CALL_ENTITIES} entities")
-        chosen: list[_Target] = []
-        for wanted in wanted_ids:
-            target = next((t for t in offered[tool] if t.entity_id == wanted), None)
-            if target is None:
+        for wanted in named:
+            if not any(wanted in call["entity_ids"] for call in spec["calls"]):
                 raise ToolError(f"{tool} cannot be used on {str(wanted)[:60]!r}")
-            if target not in chosen:
-                chosen.append(target)
-        if tool == "set_hvac_mode" and len(chosen) > 1:
-            raise ToolError("set_hvac_mode names one entity")
-        target = chosen[0]
-        wanted = ("hvac_mode",) if tool == "set_hvac_mode" else ACTION_ARGUMENTS.get(tool, ())
-        if set(args) != set(wanted):
-            raise ToolError(f"{tool} takes {', '.join(wanted) or 'no arguments'}, got {', '.join(sorted(args)) or 'none'}")
+        call = next((c for c in spec["calls"] if all(n in c["entity_ids"] for n in named)), None)
+        if call is None or len(named) > call["max_entities"]:
+            raise ToolError(f"{tool} names one entity")
+        arguments = call["arguments"]
+        if set(args) != set(arguments):
+            raise ToolError(f"{tool} takes {', '.join(arguments) or 'no arguments'}, "
+                            f"got {', '.join(sorted(args)) or 'none'}")
         for name, value in args.items():
-            if name == "hvac_mode":
-                if value not in target.modes:
-                    raise ToolError(f"hvac_mode must be one of {', '.join(target.modes)}")
-                continue
-            schema = ARGUMENT_SCHEMAS[name][0]
-            if not _fits(value, schema):
+            if not _fits(value, arguments[name]):
+                if "enum" in arguments[name]:
+                    raise ToolError(f"{name} must be one of {', '.join(map(str, arguments[name]['enum']))}")
                 raise ToolError(f"{name} out of range: {str(value)[:20]!r}")
-        several = tuple(t.entity_id for t in chosen) if len(chosen) > 1 else ()
-        return ToolCall(tool, target.entity_id, dict(args), several)
+        return ToolCall(tool, named[0], dict(args), tuple(named) if len(named) > 1 else ())
 
 
 _SAFE_MODE = re.compile(r"[a-z_]{1,24}")
-
-
-def _object(properties: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
 def _fits(value: Any, schema: dict[str, Any]) -> bool:
@@ -320,16 +235,11 @@ def _fits(value: Any, schema: dict[str, Any]) -> bool:
         return False
     if "enum" in schema:
         return value in schema["enum"]
-    if schema["type"] == "integer" and not isinstance(value, int):
+    if not isinstance(value, (int, float)) or (schema["type"] == "integer" and not isinstance(value, int)):
         return False
-    if not isinstance(value, (int, float)):
+    if "multipleOf" in schema and (value / schema["multipleOf"]) % 1:
         return False
     return schema["minimum"] <= value <= schema["maximum"]
-
-
-def _literal(text: str) -> str:
-    """A GBNF string literal matching `text` exactly."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _context_text(text: str) -> str:

@@ -10,6 +10,7 @@ picks one (llm.py) build on this module; it imports none of them.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
@@ -78,6 +79,22 @@ class Generation:
     def clear(self) -> None:
         """Back to nothing spent (a turn answered again by another engine)."""
         self.__init__()
+
+    def finish(self, start: float, first_piece_at: float | None, max_tokens: int, cancelled: bool) -> None:
+        """What is known once the reply has ended (`start`, `first_piece_at`: perf_counter
+        times): a cancel, the timings, and the finish reason where the backend gave none."""
+        end = time.perf_counter()
+        if cancelled:
+            self.cancelled = True
+            self.finish_reason = "cancelled"
+        self.timings.total_ms = (end - start) * 1000
+        if first_piece_at is not None:
+            self.timings.first_token_ms = (first_piece_at - start) * 1000
+            decode_s = end - first_piece_at
+            if self.completion_tokens > 1 and decode_s > 0:
+                self.timings.tokens_per_s = (self.completion_tokens - 1) / decode_s
+        if not self.finish_reason:
+            self.finish_reason = "length" if self.completion_tokens >= max_tokens else "stop"
 
 
 @dataclass

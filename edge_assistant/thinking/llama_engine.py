@@ -292,28 +292,14 @@ class LlamaEngine:
             # generate() re-evaluates at least one token to refresh the logits.
             result.cached_tokens = min(cached, len(prompt.tokens) - 1)
             start = time.perf_counter()
-            first_token_at: list[float] = []
-
-            seen_lengths: list[int] = []
-
-            def count_and_check_cancel(input_ids, _logits) -> bool:
-                # Called by llama-cpp-python after every sampled token: exact counts and times,
-                # and a cancel that takes effect before the next token is evaluated. It calls
-                # once more after its loop, with the same context length: not a new token.
-                if not first_token_at:
-                    first_token_at.append(time.perf_counter())
-                if not seen_lengths or len(input_ids) != seen_lengths[-1]:
-                    result.completion_tokens += 1
-                    seen_lengths[:] = [len(input_ids)]
-                return cancel is not None and cancel.is_set()
-
+            tokens = _TokenCounter(result, cancel)
             internals.reset_timers()
             stream = llama.create_completion(
                 prompt=list(prompt.tokens),
                 max_tokens=config.max_tokens,
                 **sampling_arguments(config),
                 stop=list(dict.fromkeys((*prompt.stop, *config.stop))),
-                stopping_criteria=StoppingCriteriaList([count_and_check_cancel]),
+                stopping_criteria=StoppingCriteriaList([tokens]),
                 grammar=compiled_grammar(prompt.grammar) if prompt.grammar else None,
                 stream=True,
             )
@@ -322,28 +308,36 @@ class LlamaEngine:
                     if cancel is not None and cancel.is_set():
                         break
                     choice = chunk["choices"][0]
-                    text = choice["text"]
                     if choice.get("finish_reason"):
                         result.finish_reason = choice["finish_reason"]
-                    if text:
-                        result.text += text
-                        yield text
+                    if choice["text"]:
+                        result.text += choice["text"]
+                        yield choice["text"]
                     if cancel is not None and cancel.is_set():
                         break
             finally:
-                if cancel is not None and cancel.is_set():
-                    result.cancelled = True
-                    result.finish_reason = "cancelled"
                 stream.close()
                 internals.free_sampler()
-                end = time.perf_counter()
-                timings = result.timings
-                timings.total_ms = (end - start) * 1000
-                if first_token_at:
-                    timings.first_token_ms = (first_token_at[0] - start) * 1000
-                    timings.prompt_ms = internals.prompt_eval_ms()
-                    decode_s = end - first_token_at[0]
-                    if result.completion_tokens > 1 and decode_s > 0:
-                        timings.tokens_per_s = (result.completion_tokens - 1) / decode_s
-                if not result.finish_reason:
-                    result.finish_reason = "length" if result.completion_tokens >= config.max_tokens else "stop"
+                result.finish(start, tokens.first_at, config.max_tokens, cancel is not None and cancel.is_set())
+                if tokens.first_at is not None:
+                    result.timings.prompt_ms = internals.prompt_eval_ms()
+
+
+class _TokenCounter:
+    """The stopping criterion that llama-cpp-python calls after every sampled token: exact
+    counts and times, and a cancel that takes effect before the next token is evaluated."""
+
+    def __init__(self, result: Generation, cancel: threading.Event | None) -> None:
+        self.result = result
+        self.cancel = cancel
+        self.first_at: float | None = None
+        self._length = -1
+
+    def __call__(self, input_ids, _logits) -> bool:
+        if self.first_at is None:
+            self.first_at = time.perf_counter()
+        # It is called once more after its loop, with the same context length: not a new token.
+        if len(input_ids) != self._length:
+            self.result.completion_tokens += 1
+            self._length = len(input_ids)
+        return self.cancel is not None and self.cancel.is_set()

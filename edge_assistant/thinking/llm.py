@@ -15,7 +15,8 @@ from .chat import ChatSession
 from ..config import Config
 from .llama_engine import LlamaEngine
 from .prompt import PromptBuilder
-from .remote import FallbackEngine, RemoteEngine, RemotePromptBuilder
+from .remote import FallbackEngine, RemoteEngine
+from .remote_prompt import RemotePromptBuilder
 
 log = logging.getLogger(__name__)
 

@@ -7,24 +7,18 @@ pieces and fills a `Generation`), so the pipeline, its events, barge-in and the 
 same with either backend.
 
 The server renders the chat template, so what goes over the wire is the message list that
-`RemotePromptBuilder` kept: the system prompt, the history that fits, the user text. Without
-the server's vocabulary that fit is an estimate (`estimate_tokens`): UTF-8 bytes / 3, plus
-ChatML's markup around each message. Current vocabularies spend about 4 bytes a token on
-English, so the estimate runs some 25 % high and a trimmed prompt fits the server's context.
-A tokenize round trip per candidate prompt (trimming tries several) would cost more than the
-exact count is worth, and not every server offers one.
+remote_prompt.py's `RemotePromptBuilder` kept, measured by estimate.
 
-The stream is read with http.client on the generating thread. A read blocked on the socket
-cannot look at the cancel flag, so while a reply streams a watcher thread shuts the socket down
-once the flag is set: the read returns at once, the connection is closed, and the server, seeing
-its client gone, stops generating.
+The stream is read with httpx and httpx-sse on the generating thread, one connection a turn. A
+read blocked on the socket can look neither at the cancel flag nor at llm.timeout_s, which
+counts tokens, not bytes (a server's pings do not reset it), so a watcher thread shuts the
+socket down once the flag is set or the time is up: the read returns at once, the connection is
+closed, and the server, seeing its client gone, stops generating.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import http.client
 import json
 import logging
 import socket
@@ -32,100 +26,34 @@ import ssl
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
+
+import httpx
+from httpx_sse import SSEError, ServerSentEvent, connect_sse
 
 from .. import __version__
 from .chat import ChatSession, Generation, LlmError, ModelInfo
 from ..concurrency import Backoff
-from ..config import ConfigError, LlmConfig, PromptConfig
+from ..config import ConfigError, LlmConfig
 from ..events import Event, EventType
-from .prompt import ChatMLFormat, Conversation, Message, Prompt, PromptBuilder, Turn
+from .prompt import Conversation, Message, Prompt
+from .remote_prompt import EstimatingTokenizer, dialogue
+from .tool_output import StreamedToolCalls
 
 log = logging.getLogger(__name__)
 
-BYTES_PER_TOKEN = 3
 # Pauses between connection attempts; the attempts stop at llm.connect_timeout_s.
 CONNECT_BACKOFF_S = (0.1, 0.25, 0.5, 1.0)
-# How often the watcher looks at the cancel flag while a reply streams.
+# How often the watcher looks at the cancel flag and the clock while a request is out.
 CANCEL_POLL_S = 0.05
-# Longest SSE line or error body read; a server sending more is broken.
-MAX_LINE_BYTES = 1 << 20
+# Longest error body read; a server sending more is broken.
 MAX_ERROR_BYTES = 1 << 16
 
 
 class RemoteError(LlmError):
     """The server cannot be reached, refused the request, or broke off the reply."""
-
-
-def estimate_tokens(text: str) -> int:
-    """An upper estimate of the tokens of `text` in any current vocabulary."""
-    return -(-len(text.encode("utf-8")) // BYTES_PER_TOKEN)
-
-
-class EstimatingTokenizer:
-    """The `prompt.Tokenizer` of a model we cannot see: lengths are estimates, ids are zeros."""
-
-    chat_template = None
-    # Counted as one token each, as a real template's control tokens are.
-    special_tokens = {"<|im_start|>": 1, "<|im_end|>": 2}
-    guarded_pattern = None
-    bos_token = ""
-    eos_token = ""
-    add_bos = False
-
-    def __init__(self, model_name: str) -> None:
-        self.model_name = model_name
-
-    def tokenize(self, text: str) -> list[int]:
-        return [0] * estimate_tokens(text) if text else []
-
-    def piece(self, token_id: int) -> str:
-        raise LlmError(
-            "token ids are not known with llm.backend = 'openai': the server tokenizes, "
-            "and prompts are measured by estimate"
-        )
-
-
-class ServerFormat(ChatMLFormat):
-    """How a prompt is measured: the server applies its own template, so ChatML stands in for
-    it (its markup costs about what other templates' does per message)."""
-
-    name = "server"
-
-
-@dataclass(frozen=True)
-class RemotePrompt(Prompt):
-    # What is sent: the system prompt, the history kept and the (possibly cut) user text.
-    messages: tuple[Message, ...] = ()
-
-
-class RemotePromptBuilder(PromptBuilder):
-    """Trims the history like `PromptBuilder`, by estimated token counts, and keeps the messages."""
-
-    def __init__(self, config: PromptConfig, n_ctx: int, max_tokens: int, model_name: str) -> None:
-        # prompt.template does not apply: the server renders its own.
-        super().__init__(replace(config, template="chatml"), EstimatingTokenizer(model_name),
-                         n_ctx, max_tokens)
-        self.format = ServerFormat()
-
-    def build(self, user_text: str, conversation: Conversation | None = None, context: str = "") -> RemotePrompt:
-        prompt = super().build(user_text, conversation, context)
-        # build() drops whole turns oldest first and cuts the user text to a prefix, so its
-        # counts say exactly which messages it kept.
-        history = list(conversation.turns)[prompt.dropped_turns:] if conversation else []
-        kept = user_text[: len(user_text) - prompt.trimmed_chars]
-        fields = {f.name: getattr(prompt, f.name) for f in dataclasses.fields(Prompt)}
-        return RemotePrompt(**fields, messages=tuple(self.messages(history, kept, context)))
-
-
-def dialogue(messages: Sequence[Message]) -> tuple[list[Turn], str]:
-    """The history turns and the user text that a message list holds."""
-    spoken = [m for m in messages if m.role != "system"]
-    history = [Turn(user.content, assistant.content)
-               for user, assistant in zip(spoken[:-1:2], spoken[1:-1:2])]
-    return history, spoken[-1].content if spoken else ""
 
 
 def read_api_key(path: str) -> str:
@@ -143,16 +71,6 @@ def read_api_key(path: str) -> str:
     return key
 
 
-def _describe(error: OSError, host: str) -> str:
-    if isinstance(error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(error, TimeoutError):
-        return "no connection (timed out)"
-    if isinstance(error, socket.gaierror):
-        return f"cannot resolve {host}: {error.strerror or error}"
-    return error.strerror or str(error) or type(error).__name__
-
-
 class RemoteEngine:
     """Streams replies from an OpenAI-compatible `/chat/completions` endpoint."""
 
@@ -161,16 +79,19 @@ class RemoteEngine:
         self.url = config.base_url.rstrip("/")
         parts = urllib.parse.urlsplit(self.url)
         try:
-            port = parts.port
+            parts.port
         except ValueError as error:
             raise ConfigError(f"llm.base_url: {error}") from None
-        self.https = parts.scheme == "https"
-        # https uses the system's CA certificates.
-        self._tls = ssl.create_default_context() if self.https else None
         self.host = parts.hostname or ""
-        self.port = port or (443 if self.https else 80)
-        self.path = (parts.path or "") + "/chat/completions"
+        self.endpoint = self.url + "/chat/completions"
         self._api_key = read_api_key(config.api_key_file)
+        self._client = httpx.Client(
+            # One connection a turn: the watcher can close only a socket it saw being opened.
+            limits=httpx.Limits(max_keepalive_connections=0),
+            # https uses the system's CA certificates; a server on the LAN is reached directly,
+            # whatever proxy the environment names.
+            verify=ssl.create_default_context(), trust_env=False,
+        )
         self.tokenizer = EstimatingTokenizer(config.remote_model or "remote")
         self.info = ModelInfo(
             path=self.url,
@@ -188,6 +109,7 @@ class RemoteEngine:
 
     def close(self) -> None:
         self.closed = True
+        self._client.close()
 
     def warm(self, tokens: list[int]) -> int:
         return 0  # the server keeps its own cache
@@ -239,173 +161,102 @@ class RemoteEngine:
         # The server's own count replaces the estimate when it reports usage.
         result.prompt_tokens = len(prompt.tokens)
         start = time.perf_counter()
-        first_piece_at: list[float] = []
+        first_piece_at = None
         pieces = 0
-        connection = None
-        finished = threading.Event()
-        watcher = None
+        watch = _Watch(cancel, self.config.timeout_s)
         try:
-            connection = self._connect(cancel)
-            if connection is None:
-                return
-            if cancel is not None:
-                watcher = threading.Thread(
-                    target=_shut_down_when_cancelled, args=(connection.sock, cancel, finished),
-                    name="llm-cancel-watch", daemon=True,
-                )
-                watcher.start()
-            calls: dict[int, dict[str, str]] = {}
-
-            def text_then_tool_call() -> Iterator[str]:
-                yield from self._stream(connection, body, cancel, result, calls)
-                yield from _tool_call_text(calls)  # known only once the stream has ended
-
-            for piece in text_then_tool_call():
-                if not first_piece_at:
-                    first_piece_at.append(time.perf_counter())
-                pieces += 1
-                result.text += piece
-                yield piece
-                if cancel is not None and cancel.is_set():
-                    return
+            with contextlib.closing(self._pieces(body, watch, result)) as stream:
+                for piece in stream:
+                    first_piece_at = first_piece_at or time.perf_counter()
+                    pieces += 1
+                    result.text += piece
+                    watch.deadline = None  # the time the caller holds a piece is not the server's
+                    yield piece
+                    if watch.cancelled:
+                        return
+                    watch.token()
         finally:
-            finished.set()
-            if watcher is not None:
-                watcher.join()
-            if connection is not None:
-                connection.close()
-            if cancel is not None and cancel.is_set():
-                result.cancelled = True
-                result.finish_reason = "cancelled"
+            watch.stop()
             if not result.completion_tokens:
                 # No usage from the server: each streamed piece is one token on the servers we know.
                 result.completion_tokens = pieces
-            end = time.perf_counter()
-            timings = result.timings
-            timings.total_ms = (end - start) * 1000
-            if first_piece_at:
-                timings.first_token_ms = (first_piece_at[0] - start) * 1000
-                if not timings.prompt_ms:  # llama.cpp's server times its prompt evaluation itself
-                    timings.prompt_ms = timings.first_token_ms
-                decode_s = end - first_piece_at[0]
-                if result.completion_tokens > 1 and decode_s > 0:
-                    timings.tokens_per_s = (result.completion_tokens - 1) / decode_s
-            if not result.finish_reason:
-                result.finish_reason = (
-                    "length" if result.completion_tokens >= self.config.max_tokens else "stop"
-                )
+            result.finish(start, first_piece_at, self.config.max_tokens, watch.cancelled)
+            if first_piece_at is not None and not result.timings.prompt_ms:
+                # llama.cpp's server times its prompt evaluation itself; others do not.
+                result.timings.prompt_ms = result.timings.first_token_ms
 
-    def _connect(self, cancel: threading.Event | None) -> http.client.HTTPConnection | None:
-        """A connected HTTP connection, retried with backoff; None if cancelled meanwhile."""
+    def _pieces(self, body: bytes, watch: _Watch, result: Generation) -> Iterator[str]:
+        calls = StreamedToolCalls()
+        yield from self._stream(body, watch, result, calls)
+        if not watch.cancelled and calls.text():
+            yield calls.text()  # a tool call is known only once the stream has ended
+
+    def _stream(self, body: bytes, watch: _Watch, result: Generation, calls: StreamedToolCalls) -> Iterator[str]:
+        got_text = False
+        try:
+            for event in self._events(body, watch):
+                if watch.cancelled or event.data.strip() == "[DONE]":
+                    return
+                # Comments (": ping") and events without data are of no use here.
+                pieces = calls.pieces
+                for text in self._chunk(event.data, result, calls) if event.data else ():
+                    got_text = True
+                    yield text
+                if calls.pieces != pieces:
+                    watch.token()  # a tool call's pieces are tokens too
+        except SSEError as error:
+            raise RemoteError(f"llm server {self.url}: the reply is not an event stream ({error})") from None
+        except httpx.HTTPError as error:
+            if not (watch.cancelled or watch.expired):  # else the watcher closed the connection
+                when = "mid-reply" if got_text else "before the reply"
+                raise RemoteError(f"llm server {self.url}: connection lost {when} "
+                                  f"({_describe(error, self.host)})") from None
+        if watch.cancelled:
+            return
+        if watch.expired:
+            what = "no further token" if got_text else "no answer"
+            raise RemoteError(f"llm server {self.url}: {what} within {self.config.timeout_s:g} s (llm.timeout_s)")
+        if not result.finish_reason:  # complete when only the [DONE] is missing
+            raise RemoteError(f"llm server {self.url}: the stream ended "
+                              + ("mid-reply" if got_text else "before the reply"))
+
+    def _events(self, body: bytes, watch: _Watch) -> Iterator[ServerSentEvent]:
+        """The server's events, the connection tried again with backoff until
+        llm.connect_timeout_s; none when the turn is cancelled first."""
         deadline = time.monotonic() + self.config.connect_timeout_s
         backoff = Backoff(CONNECT_BACKOFF_S)
         attempts = 0
-        while True:
-            if cancel is not None and cancel.is_set():
-                return None
+        while not (watch.cancelled or watch.expired):
             attempts += 1
-            timeout = max(0.05, deadline - time.monotonic())
-            if self._tls is not None:
-                connection = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=self._tls)
-            else:
-                connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            timeout = httpx.Timeout(None, connect=max(0.05, deadline - time.monotonic()))
             try:
-                connection.connect()
-                return connection
-            except ssl.SSLError as error:
-                # A certificate problem does not go away by trying again.
-                connection.close()
-                raise RemoteError(f"llm server {self.url}: TLS failed: {error}") from None
-            except OSError as error:
-                connection.close()
+                with connect_sse(self._client, "POST", self.endpoint, content=body, headers=self._headers(),
+                                 timeout=timeout, extensions={"trace": watch.trace}) as source:
+                    if source.response.status_code != 200:
+                        raise self._http_error(source.response)
+                    yield from source.iter_sse()
+                    return
+            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
                 failure = error
+                if isinstance(_os_error(error), ssl.SSLError):
+                    # A certificate problem does not go away by trying again.
+                    raise RemoteError(f"llm server {self.url}: TLS failed: {_os_error(error)}") from None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                break
-            pause = min(backoff.next(), remaining)
-            if cancel is not None:
-                if cancel.wait(pause):
-                    return None
-            else:
-                time.sleep(pause)
-        raise RemoteError(
-            f"llm server {self.url}: {_describe(failure, self.host)} "
-            f"({attempts} attempt{'s' if attempts > 1 else ''} in {self.config.connect_timeout_s:g} s, "
-            "llm.connect_timeout_s)"
-        )
+                raise RemoteError(
+                    f"llm server {self.url}: {_describe(failure, self.host)} "
+                    f"({attempts} attempt{'s' if attempts > 1 else ''} in {self.config.connect_timeout_s:g} s, "
+                    "llm.connect_timeout_s)")
+            if watch.wait(min(backoff.next(), remaining)):
+                return
 
-    def _stream(
-        self,
-        connection: http.client.HTTPConnection,
-        body: bytes,
-        cancel: threading.Event | None,
-        result: Generation,
-        calls: dict[int, dict[str, str]],
-    ) -> Iterator[str]:
-        timeout_s = self.config.timeout_s
-        sock = connection.sock
-        got_text = False
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream",
-            "User-Agent": f"edge-assistant/{__version__}",
-        }
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "User-Agent": f"edge-assistant/{__version__}"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        # llm.timeout_s counts from the request to the first token, then between tokens; pings
-        # and role-only chunks do not reset it.
-        deadline = time.monotonic() + timeout_s
-        try:
-            sock.settimeout(timeout_s)
-            connection.request("POST", self.path, body, headers)
-            response = connection.getresponse()
-            if response.status != 200:
-                raise self._http_error(response)
-            data: list[str] = []
-            while True:
-                sock.settimeout(max(0.01, deadline - time.monotonic()))
-                raw = response.readline(MAX_LINE_BYTES)
-                if cancel is not None and cancel.is_set():
-                    return
-                if raw and not raw.endswith(b"\n") and len(raw) >= MAX_LINE_BYTES:
-                    raise RemoteError(f"llm server {self.url}: a stream line longer than {MAX_LINE_BYTES} bytes")
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                if line:
-                    # "data: ..." lines make up an event; comments (": ping") and other fields
-                    # are of no use here.
-                    field, _, value = line.partition(":")
-                    if field == "data":
-                        data.append(value.removeprefix(" "))
-                    continue
-                # A blank line (or the end of the stream) ends one server-sent event.
-                if data:
-                    payload, data = "\n".join(data), []
-                    if payload.strip() == "[DONE]":
-                        return
-                    for text in self._chunk(payload, result, calls):
-                        got_text = True
-                        deadline = time.monotonic() + timeout_s
-                        yield text
-                if not raw:
-                    if result.finish_reason:
-                        return  # complete, only the [DONE] is missing
-                    raise RemoteError(
-                        f"llm server {self.url}: the stream ended "
-                        + ("mid-reply" if got_text else "before the reply")
-                    )
-        except TimeoutError:
-            if cancel is not None and cancel.is_set():
-                return
-            what = "no further token" if got_text else "no answer"
-            raise RemoteError(f"llm server {self.url}: {what} within {timeout_s:g} s (llm.timeout_s)") from None
-        except (OSError, http.client.HTTPException) as error:
-            if cancel is not None and cancel.is_set():
-                return  # the watcher closed the connection
-            when = "mid-reply" if got_text else "before the reply"
-            reason = _describe(error, self.host) if isinstance(error, OSError) else type(error).__name__
-            raise RemoteError(f"llm server {self.url}: connection lost {when} ({reason})") from None
+        return headers
 
-    def _chunk(self, payload: str, result: Generation, calls: dict[int, dict[str, str]]) -> Iterator[str]:
+    def _chunk(self, payload: str, result: Generation, calls: StreamedToolCalls) -> Iterator[str]:
         """The text of one `chat.completion.chunk`, its usage, finish reason and the pieces of
         tool calls (collected in `calls` by index) noted."""
         try:
@@ -442,54 +293,118 @@ class RemoteEngine:
             delta = choice.get("delta")
             if not isinstance(delta, dict):
                 continue
-            for call in delta.get("tool_calls") or ():
-                function = call.get("function") if isinstance(call, dict) else None
-                if not isinstance(function, dict):
-                    continue
-                index = call.get("index", 0) if isinstance(call.get("index", 0), int) else 0
-                collected = calls.setdefault(index, {"name": "", "arguments": ""})
-                if isinstance(function.get("name"), str):
-                    collected["name"] += function["name"]
-                if isinstance(function.get("arguments"), str):
-                    collected["arguments"] += function["arguments"]
+            calls.add(delta.get("tool_calls"))
             text = delta.get("content")
             if isinstance(text, str) and text:
                 yield text
 
-    def _http_error(self, response: http.client.HTTPResponse) -> RemoteError:
-        try:
-            raw = response.read(MAX_ERROR_BYTES)
-        except (OSError, http.client.HTTPException):
-            raw = b""
-        detail = raw.decode("utf-8", "replace").strip()
+    def _http_error(self, response: httpx.Response) -> RemoteError:
+        raw = b""
+        with contextlib.suppress(httpx.HTTPError):
+            for part in response.iter_bytes():
+                raw += part
+                if len(raw) >= MAX_ERROR_BYTES:
+                    break
+        detail = raw[:MAX_ERROR_BYTES].decode("utf-8", "replace").strip()
         try:
             detail = _error_message(json.loads(detail)) or detail
         except ValueError:
             pass
-        message = f"llm server {self.url}: HTTP {response.status} {response.reason}"
+        message = f"llm server {self.url}: HTTP {response.status_code} {response.reason_phrase}"
         if detail:
             message += f": {' '.join(detail.split())[:300]}"
-        if response.status in (401, 403):
+        if response.status_code in (401, 403):
             message += " (check llm.api_key_file)"
-        elif response.status == 404:
+        elif response.status_code == 404:
             message += " (check llm.base_url and llm.remote_model)"
         return RemoteError(message)
 
 
-def _tool_call_text(calls: dict[int, dict[str, str]]) -> list[str]:
-    """The first tool call the server streamed, as the JSON a grammar-bound local model writes
-    (``{"tool": name, ...arguments}``), so one reader handles both; arguments that are not a
-    JSON object are passed on as they are, for the caller's validation to refuse."""
-    if not calls:
-        return []
-    call = calls[min(calls)]
-    try:
-        arguments = json.loads(call["arguments"] or "{}")
-    except ValueError:
-        arguments = {"arguments": call["arguments"]}
-    if not isinstance(arguments, dict):
-        arguments = {"arguments": arguments}
-    return [json.dumps({"tool": call["name"], **arguments}, ensure_ascii=False)]
+class _Watch:
+    """The watcher of one request: shuts its socket down once the turn is cancelled, or once no
+    token came for llm.timeout_s since the connection or the last token, so that a read blocked
+    on the socket returns. `trace`, the request's httpcore trace hook, hands it each socket."""
+
+    def __init__(self, cancel: threading.Event | None, timeout_s: float) -> None:
+        self.cancel = cancel
+        self.timeout_s = timeout_s
+        # When the time for the next token is up; None while nothing is awaited.
+        self.deadline: float | None = None
+        self.expired = False
+        self._closing = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="llm-stream-watch", daemon=True)
+        self._thread.start()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def token(self) -> None:
+        self.deadline = time.monotonic() + self.timeout_s
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event not in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            return
+        sock = info["return_value"].get_extra_info("socket")
+        with self._lock:
+            self._sock = sock
+            closing = self._closing
+        if event == "connection.connect_tcp.complete":
+            self.token()  # llm.timeout_s counts from the request on
+        if closing:
+            _shut_down(sock)
+
+    def wait(self, seconds: float) -> bool:
+        """A pause between attempts; True when the turn was cancelled meanwhile."""
+        if self.cancel is None:
+            time.sleep(seconds)
+            return False
+        return self.cancel.wait(seconds)
+
+    def stop(self) -> None:
+        self._finished.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._finished.is_set():
+            (self.cancel or self._finished).wait(CANCEL_POLL_S)
+            deadline = self.deadline
+            self.expired = deadline is not None and time.monotonic() >= deadline and not self._finished.is_set()
+            if self.cancelled or self.expired:
+                with self._lock:
+                    self._closing = True  # a socket opened after this is shut down at once
+                    sock = self._sock
+                if sock is not None:
+                    _shut_down(sock)
+                return
+
+
+def _shut_down(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _os_error(error: BaseException | None) -> BaseException | None:
+    """The socket's error under an httpx one (httpx wraps httpcore's, which wraps the OSError)."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def _describe(error: BaseException, host: str) -> str:
+    cause = _os_error(error)
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, httpx.ConnectTimeout) or isinstance(cause, TimeoutError):
+        return "no connection (timed out)"
+    if isinstance(cause, socket.gaierror):
+        return f"cannot resolve {host}: {cause.strerror or cause}"
+    if isinstance(cause, OSError):
+        return cause.strerror or str(cause) or type(cause).__name__
+    return str(error) or type(error).__name__
 
 
 def _error_message(payload: Any) -> str:
@@ -502,13 +417,6 @@ def _error_message(payload: Any) -> str:
     detail = error or payload.get("detail") or ""
     return detail if isinstance(detail, str) else json.dumps(detail)[:300]
 
-
-def _shut_down_when_cancelled(sock: socket.socket, cancel: threading.Event, finished: threading.Event) -> None:
-    while not finished.is_set():
-        if cancel.wait(CANCEL_POLL_S):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            return
 
 
 class FallbackEngine:

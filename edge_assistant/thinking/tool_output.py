@@ -4,12 +4,15 @@ When the model may act on the home, its output is either a tool call, a JSON obj
 ``{"tool": "turn_on", "entity_id": "light.kitchen"}``, or an answer: ``{"answer": "..."}``
 from a grammar-bound local model, plain text from a server. A tool call is kept whole for the
 caller to parse; an answer's text is handed on as it streams, JSON string escapes decoded,
-so its first sentence is spoken before the model has finished.
+so its first sentence is spoken before the model has finished. A server's own tool call
+(OpenAI ``tool_calls``, streamed in pieces) is put together by `StreamedToolCalls` into the JSON
+a local model writes, so both are read, and checked, the same way.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 ANSWER_PREFIX = '{"answer": "'
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
@@ -81,3 +84,40 @@ class ToolOutputReader:
             else:
                 out.append(char)
         return "".join(out)
+
+
+class StreamedToolCalls:
+    """The tool calls of an OpenAI-compatible server's stream: `add` each chunk's
+    ``delta.tool_calls``; `text()` is the first call, once the stream has ended, as the JSON a
+    grammar-bound local model writes (``{"tool": name, ...arguments}``)."""
+
+    def __init__(self) -> None:
+        # Index -> the name and the arguments' JSON, each in as many pieces as the server sent.
+        self.calls: dict[int, dict[str, str]] = {}
+        self.pieces = 0
+
+    def add(self, deltas: Any) -> None:
+        for call in deltas or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(function, dict):
+                continue
+            index = call.get("index", 0) if isinstance(call.get("index", 0), int) else 0
+            collected = self.calls.setdefault(index, {"name": "", "arguments": ""})
+            self.pieces += 1
+            for key in ("name", "arguments"):
+                if isinstance(function.get(key), str):
+                    collected[key] += function[key]
+
+    def text(self) -> str:
+        """Arguments that are not a JSON object are passed on as they are, for the caller's
+        check to refuse; "" without a call."""
+        if not self.calls:
+            return ""
+        call = self.calls[min(self.calls)]
+        try:
+            arguments = json.loads(call["arguments"] or "{}")
+        except ValueError:
+            arguments = {"arguments": call["arguments"]}
+        if not isinstance(arguments, dict):
+            arguments = {"arguments": arguments}
+        return json.dumps({"tool": call["name"], **arguments}, ensure_ascii=False)
