@@ -203,7 +203,7 @@ def _timeline(source: RoomMicrophone, log_: EventLog, speech_end, transcript,
 
 
 async def _streaming_turn(loaded: LoadedModels, config: Config, clip: Clip, synthesizer, folder: Path):
-    from ..pipeline import Assistant
+    from ..core import Assistant
 
     session = loaded.session
     _prime_cache(session)
