@@ -109,5 +109,5 @@ class Assistant(AssistantState):
         await self.turns.idle()
 
     def handle_command(self, command: Command) -> None:
-        """Do what a command asks (commands.HANDLERS)."""
+        """Do what a command asks (commands.HANDLERS); an unknown one is an `unknown_command` error."""
         handle_command(self, command)

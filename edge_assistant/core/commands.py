@@ -7,7 +7,7 @@ import asyncio
 import logging
 from typing import Callable
 
-from ..events import Command, Event, EventType, State
+from ..events import COMMANDS, Command, Event, EventType, State
 from ..timers import TimerError, run_timer_command
 from .state import AssistantState
 from .turns import TurnKind, TurnRequest
@@ -30,8 +30,12 @@ async def command_stage(core: AssistantState) -> None:
 
 def handle_command(core: AssistantState, command: Command) -> None:
     handler = HANDLERS.get(command.name)
-    if handler is not None:
-        handler(core, command)
+    if handler is None:
+        core.emit(Event(EventType.ERROR, {"code": "unknown_command", "command": command.name,
+                                          "message": f"unknown command {command.name!r}; known: {', '.join(COMMANDS)}"},
+                        request_id=command.request_id))
+        return
+    handler(core, command)
 
 
 def _error(core: AssistantState, command: Command, code: str, message: str) -> None:
