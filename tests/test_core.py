@@ -1,4 +1,5 @@
-"""The core's parts that run without models: the table of command handlers and the turn queue."""
+"""The core's parts that run without models: the table of command handlers, the turn queue,
+and the speech stage handing each sentence to piper as it is."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import asyncio
 import re
 from pathlib import Path
 
-from edge_assistant.config import Config
+from edge_assistant.config import Config, TtsConfig
 from edge_assistant.core.commands import HANDLERS, handle_command
+from edge_assistant.core.stages import speech_stage
 from edge_assistant.core.state import AssistantState
-from edge_assistant.core.turns import Turn, TurnKind, TurnQueue, TurnRequest
+from edge_assistant.core.turns import Audio, Sentence, Turn, TurnEnd, TurnKind, TurnQueue, TurnRequest
 from edge_assistant.events import COMMANDS, Command, EventType, State
+from edge_assistant.tts import Synthesizer
 
 MQTT_DOC = Path(__file__).resolve().parent.parent / "docs" / "mqtt.md"
 
@@ -87,3 +90,37 @@ def test_only_the_turn_being_answered_is_cancelled_once():
         assert queue.empty
 
     asyncio.run(scenario())
+
+
+class RecordingSynthesizer(Synthesizer):
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        self.texts: list[tuple[str, dict]] = []
+
+    def synthesize(self, text, **options):
+        self.texts.append((text, options))
+        return super().synthesize(text, **options)
+
+
+def test_each_sentence_goes_to_the_synthesizer_whole():
+    """A reply is split once, as it streams from the model: the speech stage does not split a
+    sentence again (`split=False`), so "Dr. No. 5 runs." is one piece even to piper's side."""
+    synthesizer = RecordingSynthesizer(TtsConfig(noise_scale=0.0, noise_w_scale=0.0))
+
+    async def scenario():
+        state, _ = bare_state(synthesizer=synthesizer)
+        turn = Turn(TurnRequest(TurnKind.SAY, "", "mqtt"))
+        stage = asyncio.create_task(speech_stage(state))
+        for item in (Sentence(turn, "The film is called Dr. No. It is old."), TurnEnd(turn)):
+            await state.sentences.put(item)
+        items = []
+        while not items or not isinstance(items[-1], TurnEnd):
+            items.append(await asyncio.wait_for(state.audio.get(), 60))
+        stage.cancel()
+        return items
+
+    items = asyncio.run(scenario())
+    assert synthesizer.texts == [("The film is called Dr. No. It is old.", {"split": False})]
+    audio = [item for item in items if isinstance(item, Audio)]
+    assert audio and audio[0].first_of_sentence and {item.text for item in audio} == {
+        "The film is called Dr. No. It is old."}

@@ -37,9 +37,10 @@ class SpeechChunkLike(Protocol):
 
 
 class SpeechSynthesizer(Protocol):
-    """Text to audio, streamed chunk by chunk (tts.Synthesizer)."""
+    """Text to audio, streamed chunk by chunk (tts.Synthesizer). `split=False`: the text is one
+    sentence already (a reply's, split as the model wrote it) and is spoken as it is."""
 
-    def stream(self, text: str) -> AsyncIterator[SpeechChunkLike]: ...
+    def stream(self, text: str, *, split: bool = True) -> AsyncIterator[SpeechChunkLike]: ...
 
 
 class SpeechListener(Protocol):

@@ -186,7 +186,8 @@ async def speech_stage(core: AssistantState) -> None:
             continue
         first = True
         try:
-            async with contextlib.aclosing(core.synthesizer.stream(item.text)) as chunks:
+            # Each item is one sentence already (the reply's, split as the model wrote it).
+            async with contextlib.aclosing(core.synthesizer.stream(item.text, split=False)) as chunks:
                 async for chunk in chunks:
                     if turn.cancelled:
                         break
