@@ -1,11 +1,11 @@
 """The assistant: its state (state.py) and one named asyncio task per stage, each restarted
-with backoff when it fails.
+with backoff when it fails. The tasks, by name (also in a failure's `<name>_failed` error):
 
-    listening  mic frames -> wake word -> VAD -> STT       (listening.py; listener.Listener, worker thread)
-    commands   MQTT/Hermes commands                         (commands.py; mqtt.MqttBridge.commands)
-    answering  turn requests -> sentences                   (stages.py; worker thread)
-    speech     sentences -> audio chunks                    (stages.py; worker thread)
-    speaker    audio chunks -> the sink                     (stages.py)
+    frontend  mic frames -> wake word -> VAD -> STT      (listening.py; listener.Listener, worker thread)
+    commands  MQTT/Hermes commands                        (commands.py; mqtt.MqttBridge.commands)
+    llm       turn requests -> answers, sentence by sentence  (stages.py; worker thread)
+    tts       sentences -> audio chunks                   (stages.py; worker thread)
+    speaker   audio chunks -> the sink                    (stages.py)
 
 The queues are bounded, so a stage that falls behind slows the one before it instead of piling
 up memory. Barge-in (the wake word, MQTT `cancel` or `listen` during a reply) sets the turn's

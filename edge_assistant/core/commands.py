@@ -31,8 +31,8 @@ async def command_stage(core: AssistantState) -> None:
 def handle_command(core: AssistantState, command: Command) -> None:
     handler = HANDLERS.get(command.name)
     if handler is None:
-        core.emit(Event(EventType.ERROR, {"code": "unknown_command", "command": command.name,
-                                          "message": f"unknown command {command.name!r}; known: {', '.join(COMMANDS)}"},
+        message = f"unknown command {command.name!r}; known: {', '.join(COMMANDS)}"
+        core.emit(Event(EventType.ERROR, {"code": "unknown_command", "message": message, "command": command.name},
                         request_id=command.request_id))
         return
     handler(core, command)
