@@ -435,7 +435,7 @@ class Service:
         return None
 
     async def _run_once(self, config: Config) -> int:
-        from .pipeline import Assistant, TurnKind, TurnRequest
+        from .core import Assistant, TurnKind, TurnRequest
 
         self._set_state("loading models")
         self.health.starting("models", "loading")

@@ -12,7 +12,9 @@
 Text is cleaned first: control characters and emoji are dropped (piper would read an emoji's name
 aloud), pieces without a letter or digit are skipped (piper normalises every sentence to full
 scale, so a lone "..." would come out as loud noise), and very long sentences are cut at commas or
-spaces so that the first audio is ready early.
+spaces so that the first audio is ready early. A text is split into sentences here (with
+thinking/sentences.py's splitter) unless it is one already: the assistant hands over a reply
+sentence by sentence, split once as the model wrote it (`split=False`).
 """
 
 from __future__ import annotations
@@ -92,18 +94,35 @@ def split_text(text: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
     splitter = SentenceSplitter(long_sentence=max_chars)
     pieces = []
     for sentence in [*splitter.feed(text), *splitter.flush()]:
-        while len(sentence) > max_chars:
-            cut = max(sentence.rfind(mark, 0, max_chars) for mark in (", ", "; ", ": "))
-            if cut > 0:
-                cut += 1  # keep the mark with the first part: piper pauses on it
-            else:
-                cut = sentence.rfind(" ", 0, max_chars)
-                if cut <= 0:
-                    cut = max_chars
-            pieces.append(sentence[:cut].strip())
-            sentence = sentence[cut:].strip()
-        pieces.append(sentence)
+        pieces += cut_long(sentence, max_chars)
     return [piece for piece in pieces if any(char.isalnum() for char in piece)]
+
+
+def cut_long(sentence: str, max_chars: int = MAX_PIECE_CHARS) -> list[str]:
+    """One sentence in pieces of at most `max_chars`, cut at a comma or a space: piper takes a
+    long one at once, and its first audio would come late."""
+    pieces = []
+    while len(sentence) > max_chars:
+        cut = max(sentence.rfind(mark, 0, max_chars) for mark in (", ", "; ", ": "))
+        if cut > 0:
+            cut += 1  # keep the mark with the first part: piper pauses on it
+        else:
+            cut = sentence.rfind(" ", 0, max_chars)
+            if cut <= 0:
+                cut = max_chars
+        pieces.append(sentence[:cut].strip())
+        sentence = sentence[cut:].strip()
+    pieces.append(sentence)
+    return pieces
+
+
+def speech_pieces(text: str, *, split: bool = True) -> list[str]:
+    """What piper is handed, in order. `split=False`: `text` is one sentence already (a reply's,
+    split as it streamed in, thinking/sentences.py): only cleaned and cut if too long."""
+    cleaned = clean_text(text)
+    if split:
+        return split_text(cleaned)
+    return [piece for piece in cut_long(cleaned) if any(char.isalnum() for char in piece)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,10 +212,11 @@ class Synthesizer:
     def sample_rate(self) -> int:
         return int(self._loaded.voice.config.sample_rate)
 
-    def synthesize(self, text: str) -> Iterator[SpeechChunk]:
-        """Chunks of audio, one per sentence, in order; nothing for empty or unspeakable text."""
+    def synthesize(self, text: str, *, split: bool = True) -> Iterator[SpeechChunk]:
+        """Chunks of audio, one per sentence, in order; nothing for empty or unspeakable text.
+        `split=False`: `text` is one sentence already (`speech_pieces`)."""
         voice, lock = self._loaded.voice, self._lease.lock
-        for piece in split_text(clean_text(text)):
+        for piece in speech_pieces(text, split=split):
             chunks = iter(voice.synthesize(piece, syn_config=self._syn_config))
             while True:
                 with lock:
@@ -207,13 +227,13 @@ class Synthesizer:
                 if samples.size:
                     yield SpeechChunk(samples, int(chunk.sample_rate))
 
-    async def stream(self, text: str, ahead: int = 1) -> AsyncIterator[SpeechChunk]:
+    async def stream(self, text: str, ahead: int = 1, *, split: bool = True) -> AsyncIterator[SpeechChunk]:
         """`synthesize()` on the voice's synthesis thread, at most `ahead` chunks ahead of the
         consumer. Use it with ``contextlib.aclosing``: closing stops synthesis after the
         sentence in progress and waits for the thread to let go."""
         cancel = threading.Event()
         async with contextlib.aclosing(
-            iterate_in_thread(self.synthesize(text), cancel, ahead=ahead, executor=self._loaded.worker)
+            iterate_in_thread(self.synthesize(text, split=split), cancel, ahead=ahead, executor=self._loaded.worker)
         ) as chunks:
             async for chunk in chunks:
                 yield chunk

@@ -24,7 +24,7 @@ from edge_assistant.config import AudioConfig, Config, LlmConfig, PromptConfig, 
 from edge_assistant.audio.echo import with_echo_cancellation
 from edge_assistant.events import Command
 from edge_assistant.thinking.llama_engine import LlamaEngine
-from edge_assistant.pipeline import Assistant
+from edge_assistant.core import Assistant
 from edge_assistant.thinking.prompt import PromptBuilder
 from edge_assistant.service import connect_echo_cancellation
 from edge_assistant.bench.room import SimulatedRoom

@@ -133,7 +133,7 @@ PARTS: tuple[tuple[str, int, tuple[str, ...]], ...] = (
     ("thinking", 3, ("thinking",)),
     ("answering", 4, ("respond",)),
     ("speaking", 5, ("tts",)),
-    ("the core", 6, ("pipeline", "first_pass")),
+    ("the core", 6, ("core", "first_pass")),
     ("the edges", 7, ("mqtt", "status", "assembly", "service", "journal", "cli", "doctor", "bench")),
 )
 
@@ -235,7 +235,6 @@ MAX_FUNCTION_LINES = 60
 # Today's longer modules and functions, at their size when the rule came: each may only shrink.
 LONG_MODULES = {
     "cli.py": 729,
-    "pipeline.py": 805,
     "config.py": 632,
     "service.py": 636,
     "mqtt/bridge.py": 589,

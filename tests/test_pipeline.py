@@ -19,7 +19,8 @@ from edge_assistant.events import Command
 from edge_assistant.hearing.listener import Listener
 from edge_assistant.thinking.chat import ChatSession
 from edge_assistant.thinking.llama_engine import LlamaEngine
-from edge_assistant.pipeline import Assistant
+from edge_assistant.core import Assistant
+from edge_assistant.core.listening import on_listener_event
 from edge_assistant.thinking.prompt import PromptBuilder
 from edge_assistant.tts import Synthesizer
 from tests.support.timing import slack
@@ -291,7 +292,7 @@ def test_wake_earcon_and_error_notice(tmp_path, tiny_gguf, listener_models, synt
         await wait_for(events, lambda e: e.type == "speech_end" and e.data["reason"] == "timeout")
         await asyncio.sleep(0.5)
         mark = len(events)
-        assistant._on_listener_event(Event("error", {"code": "stt_failed", "message": "decoder crashed"}))
+        on_listener_event(assistant, Event("error", {"code": "stt_failed", "message": "decoder crashed"}))
         await wait_for(events, lambda e: e.type == "state" and e.data["state"] == "idle", since=mark)
         states = [e.data["state"] for _, e in events[mark:] if e.type == "state"]
         await assistant.stop()
@@ -372,7 +373,7 @@ def test_failing_earcon_is_logged_not_lost(tmp_path, tiny_gguf, listener_models,
         assistant.sink = BrokenSink()
         assistant.config = replace(assistant.config, service=replace(assistant.config.service, earcons=True))
         assistant.earcons = {"wake": earcon("wake")}
-        assistant._play_earcon("wake")
+        assistant.play_earcon("wake")
         await asyncio.sleep(0.1)
         pending = len(assistant.side_tasks)
         await assistant.stop()

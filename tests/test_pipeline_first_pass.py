@@ -16,7 +16,7 @@ from edge_assistant.thinking.chat import ChatSession
 from edge_assistant.config import Config, LlmConfig, PromptConfig, ServiceConfig, SttConfig, WakeConfig
 from edge_assistant.hearing.listener import Listener
 from edge_assistant.thinking.llama_engine import LlamaEngine
-from edge_assistant.pipeline import Assistant
+from edge_assistant.core import Assistant
 from edge_assistant.thinking.prompt import PromptBuilder
 from edge_assistant.hearing.stt import WhisperTranscriber, same_words
 from edge_assistant.timers import TimerScheduler, TimerStore

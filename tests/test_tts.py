@@ -133,9 +133,9 @@ class CountingSynthesizer(Synthesizer):
         self.produced = 0
         self.finished = threading.Event()
 
-    def synthesize(self, text):
+    def synthesize(self, text, **options):
         try:
-            for chunk in super().synthesize(text):
+            for chunk in super().synthesize(text, **options):
                 self.produced += 1
                 yield chunk
         finally:
@@ -274,3 +274,12 @@ def test_a_voice_is_freed_with_its_last_synthesizer(tmp_path):
     assert key in tts.shared_voices
     second.close()
     assert key not in tts.shared_voices
+
+
+def test_a_sentence_already_split_is_only_cleaned_and_cut():
+    assert tts.speech_pieces("One. Two!") == ["One.", "Two!"]
+    assert tts.speech_pieces("One. Two! 😀", split=False) == ["One. Two!"]
+    assert tts.speech_pieces("... 🎉", split=False) == []
+    long = "word " * 80
+    assert tts.speech_pieces(long, split=False) == tts.cut_long(long.strip())
+    assert all(len(piece) <= tts.MAX_PIECE_CHARS for piece in tts.speech_pieces(long, split=False))

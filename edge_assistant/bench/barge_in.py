@@ -44,7 +44,7 @@ async def interrupted_reply(loaded: LoadedModels, config: Config, clip: Clip, fo
     from that event to silence and to the end of the turn, and from the end of the spoken word
     to silence."""
     from ..events import Command
-    from ..pipeline import Assistant
+    from ..core import Assistant
 
     microphone = RoomMicrophone(config.audio.frame_ms)
     sink = RecordingSink(folder / f"barge-in-{index}.wav")

@@ -137,7 +137,7 @@ def memory_child(config_path: str | None, turns: int) -> None:
 
     from .. import config as config_module
     from ..events import Command
-    from ..pipeline import Assistant
+    from ..core import Assistant
     from ..service import load_models
 
     def peak_mb() -> float:

@@ -103,8 +103,8 @@ def _timed_synthesizer(config: Config, voice_path: Path):
             super().__init__(*args, **kwargs)
             self.spans: list[tuple[float, float]] = []
 
-        def synthesize(self, text: str):
-            chunks = super().synthesize(text)
+        def synthesize(self, text: str, **options):
+            chunks = super().synthesize(text, **options)
             try:
                 while True:
                     started = time.monotonic()
@@ -203,7 +203,7 @@ def _timeline(source: RoomMicrophone, log_: EventLog, speech_end, transcript,
 
 
 async def _streaming_turn(loaded: LoadedModels, config: Config, clip: Clip, synthesizer, folder: Path):
-    from ..pipeline import Assistant
+    from ..core import Assistant
 
     session = loaded.session
     _prime_cache(session)

@@ -78,7 +78,7 @@ def _stop_clips(loaded: LoadedModels, count: int) -> list[Clip]:
 async def _stopped_ring(loaded: LoadedModels, config: Config, folder: Path, index: int, clip: Clip,
                         during_ring: bool) -> float:
     from ..events import Command
-    from ..pipeline import Assistant
+    from ..core import Assistant
     from ..respond import Responder
     from ..timers import TimerIntentHandler, TimerScheduler, TimerStore, recognize
 
@@ -226,7 +226,7 @@ async def _own_voice_in_room(loaded: LoadedModels, config: Config, folder: Path,
     from ..audio.wav import WavSink
     from ..audio.echo import with_echo_cancellation
     from ..events import Command
-    from ..pipeline import Assistant
+    from ..core import Assistant
     from ..service import connect_echo_cancellation
     from .room import SimulatedRoom
 
