@@ -255,8 +255,6 @@ LONG_FUNCTIONS = {
     "thinking/remote.py:RemoteEngine.generate": 76,
     "hearing/listener.py:Listener.__init__": 86,
     "thinking/remote.py:RemoteEngine._stream": 66,
-    "home/actions.py:expectation": 63,
-    "concurrency.py:iterate_in_thread": 62,
 }
 
 LITERALS = (ast.Dict, ast.List, ast.Tuple, ast.Set)
