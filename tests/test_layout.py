@@ -98,8 +98,8 @@ def test_the_cycle_finder_finds_cycles():
 
 def test_every_imported_submodule_is_seen():
     graph = import_graph()
-    # `from .audio.pcm import ...` and `from ..llama_engine import ...` inside a method.
-    assert "edge_assistant.audio.pcm" in graph["edge_assistant.hearing.stt"]
+    # `from ...audio.pcm import ...` and `from ..llama_engine import ...` inside a method.
+    assert "edge_assistant.audio.pcm" in graph["edge_assistant.hearing.stt.transcriber"]
     assert "edge_assistant.thinking.llama_engine" in graph["edge_assistant.home.tools"]
     # Each submodule of `from ..audio import pcm, wav`, not only the first.
     assert {"edge_assistant.audio.pcm", "edge_assistant.audio.wav"} <= graph["edge_assistant.bench.e2e"]
@@ -241,7 +241,6 @@ LONG_MODULES = {
     "service.py": 636,
     "mqtt/bridge.py": 589,
     "thinking/remote.py": 566,
-    "hearing/stt.py": 553,
     "hearing/listener.py": 661,
 }
 LONG_FUNCTIONS = {
