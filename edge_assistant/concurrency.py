@@ -21,6 +21,8 @@ from typing import AsyncIterator, Callable, Iterator, Sequence, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
+_FINISHED = object()  # what iterate_in_thread's worker hands over after the last item
+
 
 class Backoff:
     """Retry pauses: `delays` in turn, then the last one for ever.
@@ -98,7 +100,6 @@ async def iterate_in_thread(
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     room = threading.Semaphore(max(1, ahead))
-    finished = object()
 
     def deliver(item: object, error: BaseException | None) -> None:
         try:
@@ -106,24 +107,7 @@ async def iterate_in_thread(
         except RuntimeError:  # the loop has closed: nobody is left to read it
             cancel.set()
 
-    def produce() -> None:
-        try:
-            try:
-                for item in items:
-                    room.acquire()
-                    if cancel.is_set():
-                        break  # the consumer still gets `finished`, if it is waiting
-                    deliver(item, None)
-            finally:
-                close = getattr(items, "close", None)
-                if close is not None:
-                    close()  # on this thread: a generator's cleanup may hold a model's lock
-        except BaseException as error:  # raised again on the loop's side
-            deliver(finished, error)
-        else:
-            deliver(finished, None)
-
-    worker = loop.run_in_executor(executor, produce)
+    worker = loop.run_in_executor(executor, _produce, items, cancel, room, deliver)
     complete = False
     try:
         while True:
@@ -131,7 +115,7 @@ async def iterate_in_thread(
             if error is not None:
                 complete = True
                 raise error
-            if item is finished:
+            if item is _FINISHED:
                 complete = True
                 return
             room.release()
@@ -141,6 +125,26 @@ async def iterate_in_thread(
             cancel.set()
             room.release()  # a worker waiting for room must wake to see the cancellation
         await asyncio.shield(worker)
+
+
+def _produce(items: Iterator, cancel: threading.Event, room: threading.Semaphore,
+             deliver: Callable[[object, BaseException | None], None]) -> None:
+    """iterate_in_thread's worker: each item once there is room for it, then `_FINISHED`."""
+    try:
+        try:
+            for item in items:
+                room.acquire()
+                if cancel.is_set():
+                    break  # the consumer still gets `_FINISHED`, if it is waiting
+                deliver(item, None)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # on this thread: a generator's cleanup may hold a model's lock
+    except BaseException as error:  # raised again on the loop's side
+        deliver(_FINISHED, error)
+    else:
+        deliver(_FINISHED, None)
 
 
 async def to_thread_joined(func: Callable[..., R], /, *args, **kwargs) -> R:

@@ -218,12 +218,13 @@ def test_clean_text():
 
 def test_declared_devices_become_entities():
     from edge_assistant.config import from_mapping
+    from edge_assistant.home.discovery_config import entities_from_declared
 
     cfg = from_mapping({"home": {"devices": [
         {"name": "Desk Lamp", "area": "Office", "command_topic": "cmnd/desk/POWER", "state_topic": "stat/desk/POWER"},
         {"name": "Porch", "component": "light", "entity_id": "light.porch_main", "command_topic": "porch/set",
          "schema": "json", "state_topic": "porch"},
     ]}})
-    (source1, lamp), (source2, porch) = discovery.entities_from_declared(cfg.home.devices)
+    (source1, lamp), (source2, porch) = entities_from_declared(cfg.home.devices)
     assert (source1, lamp.entity_id, lamp.area, lamp.options["payload_on"]) == ("config:0", "switch.desk_lamp", "Office", "ON")
     assert porch.entity_id == "light.porch_main" and porch.schema == "json"

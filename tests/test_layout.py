@@ -98,8 +98,8 @@ def test_the_cycle_finder_finds_cycles():
 
 def test_every_imported_submodule_is_seen():
     graph = import_graph()
-    # `from .audio.pcm import ...` and `from .home.tools import ...` inside a method.
-    assert "edge_assistant.audio.pcm" in graph["edge_assistant.hearing.stt"]
+    # `from ...audio.pcm import ...` and `from .home.tools import ...` inside a method.
+    assert "edge_assistant.audio.pcm" in graph["edge_assistant.hearing.stt.transcriber"]
     assert "edge_assistant.home.tools" in graph["edge_assistant.respond"]
     # Each submodule of `from ..audio import pcm, wav`, not only the first.
     assert {"edge_assistant.audio.pcm", "edge_assistant.audio.wav"} <= graph["edge_assistant.bench.e2e"]
@@ -235,21 +235,14 @@ MAX_FUNCTION_LINES = 60
 # Today's longer modules and functions, at their size when the rule came: each may only shrink.
 LONG_MODULES = {
     "cli.py": 729,
-    "config.py": 632,
     "service.py": 636,
     "mqtt/bridge.py": 589,
-    "hearing/stt.py": 553,
-    "home/discovery.py": 526,
-    "models.py": 520,
     "hearing/listener.py": 661,
 }
 LONG_FUNCTIONS = {
     "service.py:Service._run_once": 118,
     "cli.py:build_parser": 117,
-    "home/discovery.py:entity_from_config": 81,
     "hearing/listener.py:Listener.__init__": 86,
-    "home/actions.py:expectation": 63,
-    "concurrency.py:iterate_in_thread": 62,
 }
 
 LITERALS = (ast.Dict, ast.List, ast.Tuple, ast.Set)

@@ -392,7 +392,7 @@ def test_a_corrupt_moonshine_file_falls_back_to_whisper(tmp_path, speech, caplog
 
 
 def test_a_missing_embedded_moonshine_falls_back_to_whisper(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(models, "SHARE_DIR", tmp_path / "share")
+    monkeypatch.setattr(models.embedded, "SHARE_DIR", tmp_path / "share")
     with caplog.at_level(logging.WARNING, logger="edge_assistant"):
         transcriber = create_transcriber(SttConfig(engine="moonshine"))
     assert isinstance(transcriber, WhisperTranscriber)
@@ -443,7 +443,7 @@ def test_doctor_checks_the_moonshine_model(tmp_path, monkeypatch):
     moonshine = Config(stt=SttConfig(engine="moonshine"))
     found = doctor._speech_model(moonshine)
     assert found.ok and found.detail.startswith("moonshine, ")
-    monkeypatch.setattr(models, "SHARE_DIR", tmp_path)
+    monkeypatch.setattr(models.embedded, "SHARE_DIR", tmp_path)
     missing = doctor._speech_model(moonshine)
     assert not missing.ok and "encoder_model.ort is missing" in missing.detail
     assert "Whisper listens meanwhile" in missing.detail and "install-moonshine-model.sh" in missing.fix

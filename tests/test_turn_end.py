@@ -97,7 +97,7 @@ def test_words_a_request_does_not_end_on(text, unfinished):
 
 
 def test_missing_embedded_model_says_how_to_get_it(monkeypatch, tmp_path):
-    monkeypatch.setattr(models, "SHARE_DIR", tmp_path)
+    monkeypatch.setattr(models.embedded, "SHARE_DIR", tmp_path)
     with pytest.raises(models.ModelError) as error:
         models.resolve_turn_end("", tmp_path)
     message = str(error.value)

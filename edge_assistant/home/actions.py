@@ -322,6 +322,14 @@ _BUILDERS: dict[str, Callable[[Entity, str, dict[str, Any]], list[tuple[str, str
 # Confirmation
 
 
+def _state(*wanted: str) -> Callable[[Entity], bool]:
+    return lambda e: e.state.get("state") in wanted
+
+
+def _near(key: str, value: float, tolerance: float) -> Callable[[Entity], bool]:
+    return lambda e: isinstance(e.state.get(key), (int, float)) and abs(e.state[key] - value) <= tolerance
+
+
 def expectation(entity: Entity, action: str, args: dict[str, Any]) -> Callable[[Entity], bool] | None:
     """The state that confirms `action`, or None when the entity has no state to show it."""
     topics = entity.topics
@@ -329,62 +337,69 @@ def expectation(entity: Entity, action: str, args: dict[str, Any]) -> Callable[[
         k.endswith("state_topic") or k in ("position_topic", "tilt_status_topic") for k in topics
     ):
         return None
-    state = lambda *wanted: (lambda e: e.state.get("state") in wanted)  # noqa: E731
-    near = lambda key, value, tolerance: (  # noqa: E731
-        lambda e: isinstance(e.state.get(key), (int, float)) and abs(e.state[key] - value) <= tolerance
-    )
     domain = entity.domain
     if action == "toggle":
-        return state("off") if _is_on(entity) else state("on")
+        return _state("off") if _is_on(entity) else _state("on")
     if action in ("turn_on", "turn_off") and domain != "climate":
-        return state("on" if action == "turn_on" else "off")
-    if action == "set_brightness":
-        percent = args["brightness"]
-        if percent == 0:
-            return state("off")
-        if entity.schema == "json" or "brightness_state_topic" in topics:
-            return lambda e: e.state.get("state") == "on" and near("brightness_pct", percent, 2)(e)
-        return state("on")
-    if action == "set_color_temp":
-        kelvin = args["color_temp_kelvin"]
-        if entity.schema == "json" or "color_temp_state_topic" in topics:
-            return near("color_temp_kelvin", kelvin, max(50, kelvin * 0.1))
-        return state("on")
-    if action == "set_color":
-        return state("on")
-    if action == "set_percentage":
-        if args["percentage"] == 0:
-            return state("off")
-        if "percentage_state_topic" in topics:
-            return near("percentage", args["percentage"], 2)
-        return state("on")
+        return _state("on" if action == "turn_on" else "off")
+    if action in ("set_brightness", "set_color_temp", "set_color", "set_percentage"):
+        return _level_expectation(entity, action, args)
     if domain in ("cover", "valve"):
-        if action == "open":
-            return state("open", "opening")
-        if action == "close":
-            return state("closed", "closing")
-        if action == "set_tilt_position":
-            if "tilt_status_topic" in topics:
-                return near("tilt_position", args["tilt_position"], 2)
-            return lambda e: True
-        if action == "set_position":
-            if "position_topic" in topics or (domain == "valve" and entity.options.get("reports_position")):
-                return near("position", args["position"], 2)
-            return state("open", "opening", "closed", "closing")
-        return lambda e: True  # stop: any state report
+        return _cover_expectation(entity, action, args)
     if domain == "lock":
-        return state({"lock": "locked", "unlock": "unlocked", "open": "open"}[action],
-                     *({"open": ("opening", "unlocked")}.get(action, ())))
+        return _state({"lock": "locked", "unlock": "unlocked", "open": "open"}[action],
+                      *({"open": ("opening", "unlocked")}.get(action, ())))
     if domain == "climate":
         if action == "set_temperature" and "temperature_state_topic" in topics:
-            return near("temperature", float(args["temperature"]), 0.26)
+            return _near("temperature", float(args["temperature"]), 0.26)
         if action in ("set_hvac_mode", "turn_off") and "mode_state_topic" in topics:
             mode = "off" if action == "turn_off" else args["hvac_mode"]
             return lambda e: e.state.get("hvac_mode") == mode
         return None
     if domain == "alarm_control_panel":
-        return state({"arm_away": "armed_away", "arm_home": "armed_home", "disarm": "disarmed"}[action])
+        return _state({"arm_away": "armed_away", "arm_home": "armed_home", "disarm": "disarmed"}[action])
     return None
+
+
+def _level_expectation(entity: Entity, action: str, args: dict[str, Any]) -> Callable[[Entity], bool]:
+    """A light's brightness, colour temperature or colour, a fan's percentage."""
+    topics = entity.topics
+    if action == "set_brightness":
+        percent = args["brightness"]
+        if percent == 0:
+            return _state("off")
+        if entity.schema == "json" or "brightness_state_topic" in topics:
+            return lambda e: e.state.get("state") == "on" and _near("brightness_pct", percent, 2)(e)
+        return _state("on")
+    if action == "set_color_temp":
+        kelvin = args["color_temp_kelvin"]
+        if entity.schema == "json" or "color_temp_state_topic" in topics:
+            return _near("color_temp_kelvin", kelvin, max(50, kelvin * 0.1))
+        return _state("on")
+    if action == "set_color":
+        return _state("on")
+    if args["percentage"] == 0:  # set_percentage
+        return _state("off")
+    if "percentage_state_topic" in topics:
+        return _near("percentage", args["percentage"], 2)
+    return _state("on")
+
+
+def _cover_expectation(entity: Entity, action: str, args: dict[str, Any]) -> Callable[[Entity], bool]:
+    topics = entity.topics
+    if action == "open":
+        return _state("open", "opening")
+    if action == "close":
+        return _state("closed", "closing")
+    if action == "set_tilt_position":
+        if "tilt_status_topic" in topics:
+            return _near("tilt_position", args["tilt_position"], 2)
+        return lambda e: True
+    if action == "set_position":
+        if "position_topic" in topics or (entity.domain == "valve" and entity.options.get("reports_position")):
+            return _near("position", args["position"], 2)
+        return _state("open", "opening", "closed", "closing")
+    return lambda e: True  # stop: any state report
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from typing import Callable, Iterable
 
 from ..config import HomeConfig
 from .states import apply_availability, apply_state, availability_topics, state_topics
-from .discovery import Discovery, entities_from_declared, parse_discovery
+from .discovery import Discovery, parse_discovery
+from .discovery_config import entities_from_declared
 from .entities import DOMAINS, Entity, normalize_name
 from .places import Places
 
