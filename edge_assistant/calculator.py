@@ -19,7 +19,7 @@ import operator
 import re
 from dataclasses import dataclass
 
-from .number_words import words_to_numbers
+from .number_words import spoken_result, words_to_numbers
 
 MAX_TEXT_CHARS = 200
 # Larger exponents or results are refused rather than computed.
@@ -88,18 +88,6 @@ def _value(node: ast.AST) -> float:
     raise CalculationError(f"{type(node).__name__} is not allowed")
 
 
-def spoken_number(value: float) -> str:
-    """As people say it: 180, 8.05, 0.333, -4, 1,000,000."""
-    if abs(value - round(value)) < 1e-9:
-        number = int(round(value))
-        return f"{number:,}" if abs(number) >= 10_000 else str(number)
-    if abs(value) >= 1:
-        text = f"{value:.2f}"
-    else:
-        text = f"{value:.3g}"
-    return text.rstrip("0").rstrip(".") if "." in text and "e" not in text else text
-
-
 # -- sums ---------------------------------------------------------------------------------------
 
 _QUESTION = re.compile(
@@ -142,7 +130,7 @@ def arithmetic(text: str) -> Calculation | None:
         if "large" in str(error) or "range" in str(error):
             return Calculation("That number is too large for me.", math.nan)
         return None
-    return Calculation(f"{_spoken_sum(body)} is {spoken_number(value)}.", value)
+    return Calculation(f"{_spoken_sum(body)} is {spoken_result(value)}.", value)
 
 
 def _spoken_sum(body: str) -> str:
@@ -239,21 +227,21 @@ def conversion(text: str) -> Calculation | None:
         source, target = match.group("source"), match.group("target")
         if source in _TEMPERATURES and target in _TEMPERATURES:
             value = _temperature(amount, _TEMPERATURES[source], _TEMPERATURES[target])
-            return Calculation(f"{spoken_number(amount)} degrees {_TEMPERATURES[source].title()} is "
-                               f"{spoken_number(value)} degrees {_TEMPERATURES[target].title()}.", value)
+            return Calculation(f"{spoken_result(amount)} degrees {_TEMPERATURES[source].title()} is "
+                               f"{spoken_result(value)} degrees {_TEMPERATURES[target].title()}.", value)
         if source not in _UNITS or target not in _UNITS:
             return None
         source_unit, target_unit = _UNITS[source], _UNITS[target]
         if source_unit.kind != target_unit.kind:
             return Calculation(f"I can't convert {source_unit.plural} to {target_unit.plural}.", math.nan)
         value = amount * source_unit.factor / target_unit.factor
-        return Calculation(f"{spoken_number(amount)} {_named(source_unit, amount)} is "
-                           f"{spoken_number(value)} {_named(target_unit, value)}.", value)
+        return Calculation(f"{spoken_result(amount)} {_named(source_unit, amount)} is "
+                           f"{spoken_result(value)} {_named(target_unit, value)}.", value)
     return None
 
 
 def _named(unit: Unit, amount: float) -> str:
-    return unit.singular if spoken_number(amount) == "1" else unit.plural
+    return unit.singular if spoken_result(amount) == "1" else unit.plural
 
 
 def _temperature(amount: float, source: str, target: str) -> float:

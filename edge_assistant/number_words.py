@@ -1,12 +1,16 @@
-"""Numbers said in words, as digits: "twenty one point five" -> "21.5".
+"""Numbers between words and digits, both ways.
 
-Used to compute what was said (calculator) and to compare two recognizers' texts (stt), where
-one writes "ten" and the other "10".
+Heard: "twenty one point five" -> "21.5", used to compute what was said (calculator) and to
+compare two recognizers' texts (stt), where one writes "ten" and the other "10".
+Said: 8.0 -> 8, 22.46 -> 22.5, 1234567 -> "1,234,567", the one place that decides how the
+assistant says a number (timer replies, device values, computed results).
 """
 
 from __future__ import annotations
 
+import math
 import re
+from typing import Any
 
 _SMALL = {
     "zero": 0, "oh": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
@@ -73,3 +77,28 @@ def _number_at(words: list[str], start: int) -> tuple[str, int]:
         if digits:
             return f"{value}.{''.join(digits)}", cursor - start
     return str(value), index - start
+
+
+def spoken_number(value: Any, decimals: int | None = None) -> Any:
+    """A number as people say it, still a number: 8.0 -> 8, and 22.46 -> 22.5 with decimals=1.
+
+    It stays a number because response templates compare and format it. Anything that is not a
+    finite int or float (bools, text, None, NaN, inf) comes back as it is.
+    """
+    if isinstance(value, bool) or not isinstance(value, float):
+        return value
+    if not math.isfinite(value):
+        return value
+    if decimals is not None:
+        value = round(value, decimals)
+    return int(value) if value.is_integer() else value
+
+
+def spoken_result(value: float) -> str:
+    """A computed result as text: 180, 8.05, 0.333, -4, 1,234,567 (separators from 10,000)."""
+    if abs(value - round(value)) < 1e-9:
+        number = int(round(value))
+        return f"{number:,}" if abs(number) >= 10_000 else str(number)
+    # Two decimals from one up; below one, decimals would say 0.00042 as 0: three significant digits.
+    text = f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
+    return text.rstrip("0").rstrip(".") if "." in text and "e" not in text else text

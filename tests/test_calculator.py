@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from edge_assistant.calculator import CalculationError, answer, evaluate, spoken_number
-from edge_assistant.number_words import words_to_numbers
+from edge_assistant.calculator import CalculationError, answer, evaluate
+from edge_assistant.number_words import spoken_result, words_to_numbers
 
 
 @pytest.mark.parametrize("question, said", [
@@ -70,6 +70,6 @@ def test_the_evaluator_refuses_everything_but_numbers_and_operators(expression):
 
 
 def test_numbers_are_said_as_people_say_them():
-    assert [spoken_number(v) for v in (180, 180.0, 8.04672, 0.33333, -4.0, 1_000_000, 2.5)] == \
+    assert [spoken_result(v) for v in (180, 180.0, 8.04672, 0.33333, -4.0, 1_000_000, 2.5)] == \
         ["180", "180", "8.05", "0.333", "-4", "1,000,000", "2.5"]
     assert words_to_numbers("twenty one point five and three hundred") == "21.5 and 300"

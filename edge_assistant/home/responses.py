@@ -21,6 +21,7 @@ from typing import Any, Iterable
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from ..number_words import spoken_number
 from .actions import WORKED, StepResult, Step
 from .entities import Entity
 from .intents import Language, Match
@@ -77,20 +78,12 @@ def _compiled(text: str) -> Any:
     return _environment().from_string(text)
 
 
-def spoken_number(value: Any) -> Any:
-    """A number as people say it: 100, 22, 22.5, never 100.0; anything else as it is."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return value
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            return value
-        rounded = round(value, 1)
-        return int(rounded) if rounded.is_integer() else rounded
-    return value
+# Device values to one decimal (100, 22, 22.5, never 100.0), still numbers for the templates.
+DEVICE_DECIMALS = 1
 
 
 def _spoken_values(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: spoken_number(v) for k, v in values.items()}
+    return {k: spoken_number(v, DEVICE_DECIMALS) for k, v in values.items()}
 
 
 def bounded(text: str) -> str:
@@ -139,7 +132,7 @@ def spoken_state(entity: Entity) -> str:
             if entity.device_class in classes:
                 return words[0] if state == "on" else words[1]
     if entity.domain == "climate" and "current_temperature" in entity.state and state == "unknown":
-        return str(spoken_number(entity.state["current_temperature"]))
+        return str(spoken_number(entity.state["current_temperature"], DEVICE_DECIMALS))
     return state
 
 

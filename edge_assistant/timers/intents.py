@@ -32,12 +32,12 @@ import hassil
 import home_assistant_intents
 import yaml
 
+from ..number_words import spoken_number
 from .replies import (
     alarm_status,
     clock_phrase,
     home_assistant_error,
     home_assistant_response,
-    spoken_number,
     which_one_question,
 )
 from .scheduler import TimerError, TimerLimitError, TimerScheduler
@@ -297,7 +297,7 @@ class TimerIntentHandler:
     def _home_assistant_reply(self, intent_name: str, slots: Mapping[str, Any],
                               timers: list[Timer], key: str = "default") -> TimerReply:
         # Durations as spoken ("8", not 8.0): the responses compare them with "1" and "one".
-        speech_slots = {name: spoken_number(value) if name in ("hours", "minutes", "seconds")
+        speech_slots = {name: str(spoken_number(value)) if name in ("hours", "minutes", "seconds")
                         else value for name, value in slots.items()}
         if isinstance(speech_slots.get("name"), str):
             speech_slots["name"] = speech_slots["name"].strip()

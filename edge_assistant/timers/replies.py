@@ -107,13 +107,6 @@ def home_assistant_error(key: str) -> str:
     return _responses().get("errors", {}).get(key) or "Sorry, I couldn't do that."
 
 
-def spoken_number(value: Any) -> str:
-    """Slot numbers as Home Assistant's responses expect them: ``8``, not ``8.0``."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _rings_at(alarm: Timer) -> float:
     # Alarms cannot be paused: ends_at is always there; the fallback only keeps types honest.
     return alarm.ends_at if alarm.ends_at is not None else alarm.created_at + alarm.total_s
