@@ -195,10 +195,10 @@ async def _answer(config, session, question: str, cancel: threading.Event, args:
 async def _start_home_for_cli(config, purpose: str):
     """The home for a one-off command, or None without MQTT or a reachable broker."""
     from .assembly import start_home
+    from .broker import client_id
 
     # Its own client id, so a running assistant is not disconnected by the broker.
-    base = config.mqtt.client_id or f"edge-assistant-{config.device_id()}"
-    home = await start_home(config, client_id=f"{base}-{purpose}-{os.getpid()}")
+    home = await start_home(config, client_id=client_id(config.mqtt, config.device_id(), f"{purpose}-{os.getpid()}"))
     if home is None:
         return None
     if not home.connection.connects:
@@ -442,6 +442,7 @@ def cmd_mqtt_unregister(args: argparse.Namespace) -> int:
 def cmd_home(args: argparse.Namespace) -> int:
     import asyncio
 
+    from .broker import client_id
     from .home.assistant import HomeControl
 
     config = _load_config(args)
@@ -450,8 +451,7 @@ def cmd_home(args: argparse.Namespace) -> int:
     if not 0 < args.wait <= 60:
         raise CliError(f"--wait: must be between 0 and 60 seconds, got {args.wait}")
     # Its own client id, so a running assistant is not disconnected by the broker.
-    base = config.mqtt.client_id or f"edge-assistant-{config.device_id()}"
-    control = HomeControl(config, client_id=f"{base}-home-cli-{os.getpid()}")
+    control = HomeControl(config, client_id=client_id(config.mqtt, config.device_id(), f"home-cli-{os.getpid()}"))
 
     async def collect() -> bool:
         try:

@@ -190,7 +190,7 @@ def _broker(config: Config) -> Finding:
                        name_fix(mqtt.host))
     except OSError as error:
         return Finding(False, "mqtt", f"{where}: {error}", BROKER_DOWN_FIX)
-    from .mqtt import make_client
+    from .broker import client_id, make_client
 
     answered = threading.Event()
     outcome: list[str] = []
@@ -199,7 +199,7 @@ def _broker(config: Config) -> Finding:
         outcome.append("" if not reason_code.is_failure else str(reason_code))
         answered.set()
 
-    client = make_client(mqtt, f"edge-assistant-doctor-{os.getpid()}")
+    client = make_client(mqtt, client_id(mqtt, config.device_id(), f"doctor-{os.getpid()}"))
     client.on_connect = on_connect
     try:
         client.connect(mqtt.host, mqtt.port, keepalive=10)

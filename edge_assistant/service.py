@@ -34,7 +34,7 @@ from .audio.earcons import earcon
 from .audio.microphone import MicrophoneSource
 from .audio.speaker import SpeakerSink
 from .audio.wav import WavSink, WavSource
-from .health import BROKER_DOWN_FIX, BROKER_REFUSED_FIX, CONFIG_FIX, MODEL_FIX, Health, device_fix
+from .health import CONFIG_FIX, MODEL_FIX, Health, device_fix
 from .limits import LogLimiter
 from .audio.echo import status_file as echo_status_file
 from .audio.echo import EchoCancellingSource, with_echo_cancellation
@@ -550,11 +550,12 @@ class Service:
         if not config.mqtt.enabled:
             self.health.off("broker", "mqtt.enabled is false")
             return None
+        from .broker import health_reporter
         from .mqtt import MqttBridge
 
         self.health.starting("broker", f"connecting to {config.mqtt.host}:{config.mqtt.port}")
         bridge = MqttBridge(config.mqtt, config.device_id(), asyncio.get_running_loop(),
-                            on_connection=self._on_broker)
+                            on_connection=health_reporter(self.health, config.mqtt))
         self.bridge, self._bridge_for = bridge, (config.mqtt, config.device_id())
         self.health.announce()  # the bridge's retained health, before it connects
         bridge.start()
@@ -565,18 +566,6 @@ class Service:
         bridge, self.bridge, self._bridge_for = self.bridge, None, None
         if bridge is not None:
             await bridge.aclose()
-
-    def _on_broker(self, status: str, message: str | None) -> None:
-        """The bridge's `on_connection`, on paho's thread."""
-        from .mqtt.bridge import CONNECTED, REFUSED
-
-        mqtt = self.config.mqtt
-        if status == CONNECTED:
-            self.health.ok("broker", f"{mqtt.host}:{mqtt.port}")
-        elif status == REFUSED:
-            self.health.failed("broker", "refused the connection, retrying", message or "", BROKER_REFUSED_FIX)
-        else:
-            self.health.failed("broker", "unreachable, retrying", message or "", BROKER_DOWN_FIX)
 
     @staticmethod
     def _timer_scheduler(config: Config, assistant) -> TimerScheduler:

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import threading
 import time
 import tracemalloc
 
@@ -10,7 +11,7 @@ import pytest
 from edge_assistant.config import HomeConfig
 from edge_assistant.home.connection import HomeConnection, HomeOffline
 from edge_assistant.home.registry import Home
-from tests.support.mqtt_fixtures import eventually, run_async
+from tests.support.mqtt_fixtures import WAIT_S, eventually, run_async
 
 PREFIX = "homeassistant"
 
@@ -90,6 +91,36 @@ async def test_commands_are_non_retained_and_the_device_state_comes_back(mosquit
         switch.publish("tasmota_A1B2C3/tele/LWT", "Offline", retain=True)
         await eventually(lambda: entity.available is False)
     finally:
+        await connection.aclose()
+
+
+@run_async
+async def test_a_command_never_makes_the_loop_wait_for_paho(mosquitto, home_devices):
+    switch = home_devices(mosquitto).tasmota_switch()
+    home, connection = await start_home(mosquitto)
+    # The lock paho's network thread holds while it re-sends its queue after a reconnect, which
+    # paho's `publish` of a QoS 1 message takes too: held here, by a thread of the test's own.
+    paho_lock = connection._connection._client._out_message_mutex
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with paho_lock:
+            held.set()
+            release.wait(WAIT_S)
+
+    holder = threading.Thread(target=hold, name="holds-paho-lock")
+    holder.start()
+    try:
+        assert held.wait(WAIT_S)
+        connection.publish("tasmota_A1B2C3/cmnd/POWER", "ON")  # on the loop
+        # Had the call waited for the lock, it would have returned only once the holder gave up.
+        assert holder.is_alive(), "the command waited for paho's lock on the loop"
+        release.set()
+        await asyncio.to_thread(holder.join)
+        (command,) = await asyncio.to_thread(switch.wait_command)
+        assert (command.topic, command.text) == ("tasmota_A1B2C3/cmnd/POWER", "ON")
+    finally:
+        release.set()
         await connection.aclose()
 
 

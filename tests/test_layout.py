@@ -119,7 +119,7 @@ def test_backend_neutral_chat_imports_no_backend():
 # Modules any part may import; they import only one another. (`edge_assistant` is the package
 # itself, for its version.)
 FOUNDATIONS = ("config", "events", "concurrency", "limits", "health", "shared_models", "models",
-               "number_words")
+               "number_words", "broker")
 FOUNDATION_PART = "foundations"
 
 # The parts of docs/architecture.md's table, in the order a turn flows through them, with their
@@ -139,10 +139,7 @@ PARTS: tuple[tuple[str, int, tuple[str, ...]], ...] = (
 
 # Where today's code imports against the flow: (importer, imported) -> why. Fix the code and
 # drop the line; never add one without changing docs/architecture.md to say so.
-DIRECTION_EXCEPTIONS = {
-    ("home.connection", "mqtt"):
-        "the home's MQTT connection builds its paho client with the edge's mqtt.make_client",
-}
+DIRECTION_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def part_of(module: str, parts=PARTS) -> tuple[str, int]:
@@ -236,7 +233,6 @@ MAX_FUNCTION_LINES = 60
 LONG_MODULES = {
     "cli.py": 729,
     "service.py": 636,
-    "mqtt/bridge.py": 589,
     "hearing/listener.py": 661,
 }
 LONG_FUNCTIONS = {

@@ -3,6 +3,7 @@ Home Assistant discovery and rejected input."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import logging
@@ -10,12 +11,14 @@ import re
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import jinja2
 import pytest
 
-from edge_assistant.config import ConfigError, MqttConfig
+from edge_assistant.broker import client_id
+from edge_assistant.config import Config, ConfigError, MqttConfig
 from edge_assistant.events import Command, Event
 from edge_assistant.mqtt import ERROR_CODES, MqttBridge, discovery_configs, unregister
 from tests.support.mqtt_fixtures import eventually, next_command, run_async
@@ -416,3 +419,45 @@ def test_configuration_errors_are_clear(tmp_path):
         MqttBridge(MqttConfig(username="u", password_file=str(secret)), DEVICE, loop)
     finally:
         loop.close()
+
+
+def made_up_client_ids(source: str) -> list[str]:
+    """Client ids built outside `broker.client_id`: an ``edge-assistant-...`` name put together,
+    or ``mqtt.client_id`` read."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+            built = str(node.values[0].value).startswith("edge-assistant-")
+        elif isinstance(node, ast.BinOp) and isinstance(node.left, ast.Constant):
+            built = str(node.left.value).startswith("edge-assistant-")
+        else:
+            built = (isinstance(node, ast.Attribute) and node.attr == "client_id"
+                     and re.search(r"(^|[._])(cfg|mqtt)$", ast.unparse(node.value)) is not None)
+        if built:
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_every_connection_takes_its_client_id_from_one_function():
+    cfg = MqttConfig(client_id="kitchen-voice", device_id=DEVICE)
+    assert (client_id(cfg, DEVICE), client_id(cfg, DEVICE, "home")) == ("kitchen-voice", "kitchen-voice-home")
+    assert client_id(MqttConfig(), DEVICE, "home") == "edge-assistant-dev1-home"
+    loop = asyncio.new_event_loop()
+    try:
+        assert MqttBridge(cfg, DEVICE, loop).client_id == client_id(cfg, DEVICE)
+    finally:
+        loop.close()
+    from edge_assistant.home.assistant import HomeControl
+
+    assert HomeControl(replace(Config(), mqtt=cfg)).connection.client_id == client_id(cfg, DEVICE, "home")
+    # Nowhere else is one made up (the command line's, doctor's, the one-shot clients').
+    package = REPO / "edge_assistant"
+    made_up = {
+        str(path.relative_to(package)): found for path in sorted(package.rglob("*.py"))
+        if path != package / "broker" / "client.py"
+        and (found := made_up_client_ids(path.read_text(encoding="utf-8")))
+    }
+    assert made_up == {}
+    assert made_up_client_ids('cid = f"edge-assistant-{device_id}"\nbase = cfg.client_id or "x"\n'
+                              'other = config.mqtt.client_id + "-home"\n') == [
+        'line 1: f\'edge-assistant-{device_id}\'', "line 2: cfg.client_id", "line 3: config.mqtt.client_id"]

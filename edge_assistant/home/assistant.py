@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from ..broker import client_id as mqtt_client_id
 from ..config import Config, sanitize_device_id
 from .actions import WORKED, Executor, Step, StepResult
 from .connection import HomeConnection
@@ -134,9 +135,8 @@ class HomeControl:
         prefix = cfg.discovery_prefix or config.mqtt.discovery_prefix
         self.home = Home(cfg, prefix, own_node_id=sanitize_device_id(device_id),
                          own_topic_prefix=config.mqtt.topic_prefix)
-        base = config.mqtt.client_id or f"edge-assistant-{device_id}"
         self.connection = HomeConnection(
-            config.mqtt, self.home, client_id or f"{base}-home",
+            config.mqtt, self.home, client_id or mqtt_client_id(config.mqtt, device_id, "home"),
             f"{config.mqtt.topic_prefix}/{device_id}/home/sync",
         )
         self.executor = Executor(self.home, self.connection.publish, cfg, clock)

@@ -1,10 +1,11 @@
 """The home's MQTT connection: discovery and states in, commands out.
 
 Subscribes to ``<discovery_prefix>/#`` and to every state and availability topic the `Home`
-needs (kept in step as entities come and go). paho's callbacks run on its network thread and
-only hand the message to the event loop (``call_soon_threadsafe``), where `Home` lives; a flood
-is bounded by `MAX_PENDING` messages in flight, beyond which messages are dropped and counted.
-Commands are published non-retained at ``mqtt.qos``.
+needs (kept in step as entities come and go). It is a `broker.BrokerConnection`: paho's thread
+only hands each message to the event loop, where `Home` lives (beyond `MAX_PENDING` messages in
+flight, messages are dropped and counted); commands (non-retained, at ``mqtt.qos``) and
+subscription changes are only queued for the connection's publisher thread, so the loop never
+waits for paho.
 """
 
 from __future__ import annotations
@@ -15,17 +16,13 @@ import os
 import threading
 import time
 
-import paho.mqtt.client as paho
-
+from ..broker import CONNECTED, BrokerConnection
 from ..config import MqttConfig
-from ..mqtt import make_client
 from .registry import Home
 
 log = logging.getLogger(__name__)
 
 MAX_PENDING = 50_000
-# Topics per SUBSCRIBE packet.
-SUBSCRIBE_CHUNK = 200
 STOP_TIMEOUT_S = 5.0
 
 
@@ -37,67 +34,64 @@ class HomeConnection:
     def __init__(self, cfg: MqttConfig, home: Home, client_id: str, sync_topic: str) -> None:
         self._cfg = cfg
         self._home = home
-        self._client_id = client_id
+        self.client_id = client_id
         # A topic only this connection uses, to learn when the broker has sent every retained
         # message of the subscriptions made before (see `settle`).
         self._sync_topic = sync_topic
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: paho.Client | None = None
-        self._connected = threading.Event()
-        self._pending = threading.BoundedSemaphore(MAX_PENDING)
-        # Topics subscribed beyond the discovery prefix; read by paho's thread at connect.
+        self._connection: BrokerConnection | None = None
+        # Topics subscribed beyond the discovery prefix.
         self._subscribed: set[str] = set()
-        self._lock = threading.Lock()
         self._flush_scheduled = False
         self._markers: dict[str, asyncio.Future] = {}
-        self.dropped = 0
-        self.connects = 0
         # Set when an attempt to connect failed: nothing is worth waiting for until one works.
         self._unreachable = threading.Event()
+        self._was_connected = False
+        self._closed = False
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self._connection is not None and self._connection.connected
+
+    @property
+    def connects(self) -> int:
+        return self._connection.stats["connects"] if self._connection is not None else 0
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped because the loop had `MAX_PENDING` still to handle."""
+        return self._connection.stats["received_dropped"] if self._connection is not None else 0
 
     async def start(self) -> None:
-        """Connect in the background; a broker that is down is retried by paho with backoff."""
+        """Connect in the background; a broker that is down is retried with backoff."""
         self._loop = asyncio.get_running_loop()
-        client = make_client(self._cfg, self._client_id)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_connect_fail = lambda _client, _userdata: self._unreachable.set()
-        self._client = client
-        client.connect_async(self._cfg.host, self._cfg.port, self._cfg.keepalive)
-        client.loop_start()
+        connection = BrokerConnection(
+            self._cfg, self.client_id, self._loop, on_message=self._deliver, max_received=MAX_PENDING,
+            on_connection=self._connection_changed,
+        )
+        connection.subscribe([f"{self._home.discovery_prefix}/#"], self._cfg.qos)
+        connection.subscribe([self._sync_topic], 0)
+        self._connection = connection
+        connection.start()
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is None:
+        # The connection stays, stopped: what it counted (`connects`) is still read afterwards.
+        connection = self._connection
+        if connection is None or self._closed:
             return
-
-        was_connected = self._connected.is_set()
-        self._connected.clear()
-
-        def stop() -> None:
-            if was_connected:
-                client.disconnect()
-            client.loop_stop()
-
-        await asyncio.wait_for(asyncio.to_thread(stop), STOP_TIMEOUT_S)
+        self._closed = True
+        await asyncio.wait_for(asyncio.to_thread(connection.stop, STOP_TIMEOUT_S), 2 * STOP_TIMEOUT_S)
         for future in self._markers.values():
             future.cancel()
 
     # -- outgoing ------------------------------------------------------------------------------
 
     def publish(self, topic: str, payload: str | bytes) -> None:
-        """A command, non-retained at mqtt.qos. Raises `HomeOffline` when not connected."""
-        client = self._client
-        if client is None or not self._connected.is_set():
+        """A command, non-retained at mqtt.qos; queued, never waits. Raises `HomeOffline` when
+        not connected."""
+        connection = self._connection
+        if connection is None or not connection.connected or not connection.publish(topic, payload, self._cfg.qos):
             raise HomeOffline(f"not connected to the broker {self._cfg.host}:{self._cfg.port}")
-        info = client.publish(topic, payload, qos=self._cfg.qos, retain=False)
-        if info.rc != paho.MQTT_ERR_SUCCESS:
-            raise HomeOffline(f"publishing on {topic} failed: {paho.error_string(info.rc)}")
 
     async def settle(self, timeout: float) -> bool:
         """Wait until the broker has delivered the retained discovery configs and the retained
@@ -109,7 +103,7 @@ class HomeConnection:
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not self._connected.is_set():
+            if not self.connected:
                 if self._unreachable.is_set():
                     return False  # the broker is down: the devices come when it is back
                 await asyncio.sleep(0.05)
@@ -142,62 +136,32 @@ class HomeConnection:
         """Runs on the loop: subscribe to the topics `Home` gained, drop the ones it lost."""
         self._flush_scheduled = False
         gained, lost = self._home.take_subscription_changes()
-        client = self._client
-        if client is None:
+        connection = self._connection
+        if connection is None:
             return
         covered = self._home.discovery_prefix + "/"
         gained = {t for t in gained if not t.startswith(covered)} - self._subscribed
         lost = {t for t in lost if not t.startswith(covered)} & self._subscribed
-        with self._lock:
-            self._subscribed |= gained
-            self._subscribed -= lost
-        if not self._connected.is_set():
-            return  # subscribed at the next connect
-        self._send_subscriptions(client, sorted(gained))
-        for chunk in _chunks(sorted(lost)):
-            client.unsubscribe(chunk)
+        self._subscribed |= gained
+        self._subscribed -= lost
+        connection.subscribe(gained, self._cfg.qos)
+        connection.unsubscribe(lost)
 
-    def _send_subscriptions(self, client: paho.Client, topics: list[str]) -> None:
-        qos = self._cfg.qos
-        for chunk in _chunks(topics):
-            client.subscribe([(topic, qos) for topic in chunk])
+    # -- paho's thread (never block) -----------------------------------------------------------
 
-    # -- paho callbacks (network thread: never block) ----------------------------------------
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            log.error("home: broker %s:%s refused the connection: %s", self._cfg.host, self._cfg.port, reason_code)
-            return
-        self.connects += 1
-        qos = self._cfg.qos
-        # Clean sessions: everything is subscribed again at each connect.
-        client.subscribe([(f"{self._home.discovery_prefix}/#", qos), (self._sync_topic, 0)])
-        with self._lock:
-            topics = sorted(self._subscribed)
-        self._send_subscriptions(client, topics)
-        self._connected.set()
-        log.info("home: connected to %s:%s", self._cfg.host, self._cfg.port)
-
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        if self._connected.is_set():
-            log.warning("home: lost the broker connection (%s); reconnecting", reason_code)
-        self._connected.clear()
-
-    def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
-        if not self._pending.acquire(blocking=False):
-            self.dropped += 1
-            return
-        loop = self._loop
-        try:
-            assert loop is not None
-            loop.call_soon_threadsafe(self._deliver, message.topic, bytes(message.payload))
-        except RuntimeError:  # the loop has closed: shutting down
-            self._pending.release()
+    def _connection_changed(self, status: str, message: str | None) -> None:
+        if status == CONNECTED:
+            self._was_connected = True
+        elif self._was_connected:
+            self._was_connected = False
+            log.warning("home: lost the broker connection (%s); reconnecting", message)
+        else:  # an attempt to connect failed
+            self._unreachable.set()
+            log.debug("home: %s", message)
 
     # -- on the loop ---------------------------------------------------------------------------
 
     def _deliver(self, topic: str, payload: bytes) -> None:
-        self._pending.release()
         if topic == self._sync_topic:
             future = self._markers.get(payload.decode("ascii", errors="replace"))
             if future is not None and not future.done():
@@ -211,6 +175,3 @@ class HomeConnection:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_subscriptions)
 
-
-def _chunks(items: list[str]) -> list[list[str]]:
-    return [items[i:i + SUBSCRIBE_CHUNK] for i in range(0, len(items), SUBSCRIBE_CHUNK)]

@@ -7,16 +7,15 @@ Modules, in the order they build on each other:
   `CommandRejected`, `ERROR_CODES`).
 - `hermes`: Hermes (Rhasspy, Snips) topics, requests as commands, and the messages answering them.
 - `discovery`: Home Assistant discovery configs, entities and device triggers (`discovery_configs`).
-- `client`: a paho client from the config (`make_client`), name checks, `unregister`,
-  `read_retained`, JSON.
+- `client`: name checks, `unregister`, `read_retained` (paho clients from `broker`), JSON.
 - `retained`: the retained topics events update (last question, reply, error, action; timers).
-- `bridge`: `MqttBridge`, the connection of the running assistant.
+- `bridge`: `MqttBridge`, the connection of the running assistant (a `broker.BrokerConnection`).
 
 Topics and payloads: docs/mqtt.md.
 """
 
 from .bridge import MqttBridge
-from .client import MqttError, make_client, read_retained, unregister
+from .client import MqttError, read_retained, unregister
 from .commands import ERROR_CODES, CommandRejected, parse_command
 from .discovery import discovery_configs
 from .topics import Topics
@@ -28,7 +27,6 @@ __all__ = [
     "MqttError",
     "Topics",
     "discovery_configs",
-    "make_client",
     "parse_command",
     "read_retained",
     "unregister",
