@@ -236,7 +236,6 @@ MAX_FUNCTION_LINES = 60
 
 # Today's longer modules and functions, at their size when the rule came: each may only shrink.
 LONG_MODULES = {
-    "cli.py": 729,
     "pipeline.py": 805,
     "config.py": 632,
     "mqtt/bridge.py": 589,
@@ -247,7 +246,6 @@ LONG_MODULES = {
     "hearing/listener.py": 661,
 }
 LONG_FUNCTIONS = {
-    "cli.py:build_parser": 117,
     "home/discovery.py:entity_from_config": 81,
     "thinking/llama_engine.py:LlamaEngine.generate": 80,
     "thinking/remote.py:RemoteEngine.generate": 76,

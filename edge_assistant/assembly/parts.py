@@ -194,12 +194,13 @@ class Assembly:
             home = await start_home(self.config, client_id=self._home_client_id)
             if home is None:
                 return None
-            self._closing.push_async_callback(home.aclose)
             if self._reachable_home_only and not home.connection.connects:
                 logging.getLogger(__name__).warning(
                     "home: the MQTT broker %s:%d cannot be reached; answering without devices",
                     self.config.mqtt.host, self.config.mqtt.port)
+                await home.aclose()
                 return None
+            self._closing.push_async_callback(home.aclose)
             return home
 
         return await self._once("home", build)
