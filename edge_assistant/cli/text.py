@@ -23,10 +23,25 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     import asyncio
 
     config = load_config(args)
-    text = question(args)
-    # As the daemon asks: the home's devices and tools follow the system prompt.
-    session, context, toolbox = asyncio.run(_tool_context(config, text))
-    prompt = session.prepare(text, context)
+    asyncio.run(_prompt(config, question(args), args))
+    return 0
+
+
+async def _prompt(config: Config, text: str, args: argparse.Namespace) -> None:
+    """As the daemon asks: the home's devices and tools (where the home is reachable) follow
+    the system prompt."""
+    from ..assembly import Assembly
+    from ..respond import Responder
+
+    async with Assembly(config, home_client_id=home_client_id(config, "prompt"), reachable_home_only=True) as parts:
+        session = await parts.session()
+        home = await parts.home()
+        context, toolbox = Responder(session, home=home).tool_context() if home is not None else ("", None)
+        _print_prompt(session, session.prepare(text, context),
+                      home.toolbox(text) if toolbox is not None else None, args)
+
+
+def _print_prompt(session, prompt, toolbox, args: argparse.Namespace) -> None:
     if args.tokens:
         tokenizer = session.engine.tokenizer
         for position, token_id in enumerate(prompt.tokens):
@@ -47,22 +62,6 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         print(f"# tools for this request: {', '.join(sorted(offered)) or 'none (an answer only)'}", file=sys.stderr)
         if args.grammar:
             sys.stdout.write(toolbox.gbnf())
-    return 0
-
-
-async def _tool_context(config: Config, text: str):
-    """The session, and the device and tool part of the prompt and the toolbox for `text`, as
-    the daemon would have them ("" and None without a reachable home)."""
-    from ..assembly import Assembly
-    from ..respond import Responder
-
-    async with Assembly(config, home_client_id=home_client_id(config, "prompt"), reachable_home_only=True) as parts:
-        session = await parts.session()
-        home = await parts.home()
-        if home is None:
-            return session, "", None
-        context, toolbox = Responder(session, home=home).tool_context()
-        return session, context, home.toolbox(text) if toolbox is not None else None
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
