@@ -5,7 +5,6 @@ once for a whole `bench` run."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
@@ -75,42 +74,73 @@ def load_earcons(config: Config) -> dict[str, Any]:
     }
 
 
-@dataclass
 class LoadedModels:
-    """Everything slow that one run of the daemon (or of `bench`) loads, and lets go of when
-    it ends."""
+    """The models of one run of the daemon (or of `bench`): each loaded when first used
+    (`load_models` loads them all at once) and freed by `close`."""
 
-    session: Any
-    synthesizer: Any
-    listener: Any
-    earcons: dict[str, Any]
-    paths: ModelPaths
+    def __init__(self, config: Config, paths: ModelPaths | None = None, *, with_listener: bool = True,
+                 on_llm_event: Callable[[Event], None] | None = None) -> None:
+        self.config = config
+        self.paths = paths if paths is not None else model_paths(config)
+        self.with_listener = with_listener
+        self._on_llm_event = on_llm_event
+        self._loaded: dict[str, Any] = {}
+
+    def _once(self, name: str, load: Callable[[], Any]) -> Any:
+        if name not in self._loaded:
+            self._loaded[name] = load()
+        return self._loaded[name]
+
+    @property
+    def session(self) -> Any:
+        return self._once("session", lambda: load_session(self.config, self.paths, self._on_llm_event))
+
+    @property
+    def loaded_session(self) -> Any:
+        """The session if something loaded it, else None (nothing is loaded for asking)."""
+        return self._loaded.get("session")
+
+    @property
+    def synthesizer(self) -> Any:
+        return self._once("synthesizer", lambda: load_synthesizer(self.config, self.paths))
+
+    @property
+    def listener(self) -> Any:
+        """None where the assistant does not hear (`with_listener` false)."""
+        if not self.with_listener:
+            return None
+        return self._once("listener", lambda: load_listener(self.config, self.paths))
+
+    @property
+    def earcons(self) -> dict[str, Any]:
+        return self._once("earcons", lambda: load_earcons(self.config))
 
     def close(self) -> None:
-        """Free every model (blocking: the LLM waits for its generation to end)."""
-        self.session.engine.close()
-        self.synthesizer.close()
-        if self.listener is not None:
-            self.listener.close()
+        """Free every model loaded (blocking: the LLM waits for its generation to end)."""
+        loaded, self._loaded = self._loaded, {}
+        try:
+            if "session" in loaded:
+                loaded["session"].engine.close()
+        finally:
+            try:
+                if "synthesizer" in loaded:
+                    loaded["synthesizer"].close()
+            finally:
+                if loaded.get("listener") is not None:
+                    loaded["listener"].close()
 
 
 def load_models(config: Config, with_listener: bool = True, *, paths: ModelPaths | None = None,
                 on_llm_event: Callable[[Event], None] | None = None) -> LoadedModels:
-    """Everything slow, off the event loop; `on_llm_event` as `load_session`'s."""
-    paths = paths if paths is not None else model_paths(config)
-    session = load_session(config, paths, on_llm_event)
+    """Everything slow, loaded now, off the event loop; `on_llm_event` as `load_session`'s."""
+    loaded = LoadedModels(config, paths, with_listener=with_listener, on_llm_event=on_llm_event)
     try:
-        synthesizer = load_synthesizer(config, paths)
-        try:
-            listener = load_listener(config, paths) if with_listener else None
-            earcons = load_earcons(config)
-        except BaseException:
-            synthesizer.close()
-            raise
+        session = loaded.session
+        loaded.synthesizer, loaded.listener, loaded.earcons
     except BaseException:
-        session.engine.close()
+        loaded.close()
         raise
     warmed = session.warm()
     if warmed:
         log.info("prompt prefix of %d tokens evaluated ahead of the first question", warmed)
-    return LoadedModels(session, synthesizer, listener, earcons, paths)
+    return loaded

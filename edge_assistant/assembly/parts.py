@@ -24,9 +24,7 @@ from ..health import Health
 from ..timers import SYSTEM_CLOCK, Clock, TimerScheduler, TimerStore, missed_announcement
 from .answering import ReadOnlyTimerStore, build_responder, start_home, timer_store
 from .devices import NO_DEVICE, RunOptions, build_sources
-from .loading import (
-    LoadedModels, ModelPaths, load_earcons, load_listener, load_session, load_synthesizer, model_paths,
-)
+from .loading import LoadedModels, ModelPaths
 from .own_sound import connect_echo_cancellation
 from .port import AssistantPort, timer_scheduler
 
@@ -40,6 +38,7 @@ class Assembly:
         port: AssistantPort | None = None,
         source: Any = None,
         sink: Any = None,
+        synthesizer: Any = None,
         bridge: Any = None,
         health: Health | None = None,
         options: RunOptions = RunOptions(),
@@ -52,30 +51,36 @@ class Assembly:
         read_only_timers: bool = False,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        """`models`: loaded by the caller (else each model is loaded here when needed);
-        `source`, `sink`: instead of the microphone and speaker (or `options`' WAV files);
+        """`models`: the caller's, shared by many assemblies (else each model is loaded here
+        when first needed, and freed with the assembly);
+        `source`, `sink`: instead of the microphone and speaker (or `options`' WAV files),
+        both or neither; `synthesizer`: instead of the loaded one (bench's timed one);
         `hears`: False for an assistant without a listener; `earcons`: instead of the
         configured ones ({} for none); `home_client_id`: the home's own MQTT client id, and
         `reachable_home_only` leaves out a home whose broker cannot be reached (a one-off
         command); `timers_store`: instead of the device's, `read_only_timers` for a process
         beside the daemon that owns them."""
         self.config = config
-        self.models = models
-        self.paths: ModelPaths = models.paths if models is not None else model_paths(config)
         self.port = port if port is not None else AssistantPort()
+        self._closing = contextlib.AsyncExitStack()
+        if models is None:
+            models = LoadedModels(config, with_listener=hears, on_llm_event=self.port.llm_event)
+            # Off the loop: the LLM's close waits for a generation to let go of its lock.
+            self._closing.push_async_callback(asyncio.to_thread, models.close)
+        self.models = models
+        self.paths: ModelPaths = models.paths
         self.bridge = bridge
         self.health = health if health is not None else Health()
         self.options = options
         self.hears = hears
         self.subscribers = list(subscribers)
-        self._given = {"source": source, "sink": sink, "earcons": earcons}
+        self._given = {"source": source, "sink": sink, "synthesizer": synthesizer, "earcons": earcons}
         self._home_client_id = home_client_id
         self._reachable_home_only = reachable_home_only
         self._timers_store = timers_store
         self._read_only_timers = read_only_timers
         self._clock = clock
         self._built: dict[str, Any] = {}
-        self._closing = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> "Assembly":
         return self
@@ -98,44 +103,19 @@ class Assembly:
     # --- the models ---------------------------------------------------------------------------
 
     async def session(self) -> Any:
-        async def build():
-            if self.models is not None:
-                return self.models.session
-            session = await asyncio.to_thread(load_session, self.config, self.paths, self.port.llm_event)
-            self._closing.push_async_callback(asyncio.to_thread, session.engine.close)
-            return session
-
-        return await self._once("session", build)
+        return await asyncio.to_thread(lambda: self.models.session)
 
     async def synthesizer(self) -> Any:
-        async def build():
-            if self.models is not None:
-                return self.models.synthesizer
-            synthesizer = await asyncio.to_thread(load_synthesizer, self.config, self.paths)
-            self._closing.push_async_callback(asyncio.to_thread, synthesizer.close)
-            return synthesizer
-
-        return await self._once("synthesizer", build)
+        if self._given["synthesizer"] is not None:
+            return self._given["synthesizer"]
+        return await asyncio.to_thread(lambda: self.models.synthesizer)
 
     async def listener(self) -> Any:
         """The listener (None where the assistant does not hear)."""
-        async def build():
-            if not self.hears:
-                return None
-            if self.models is not None:
-                return self.models.listener
-            listener = await asyncio.to_thread(load_listener, self.config, self.paths)
-            self._closing.push_async_callback(asyncio.to_thread, listener.close)
-            return listener
-
-        return await self._once("listener", build)
+        return await asyncio.to_thread(lambda: self.models.listener) if self.hears else None
 
     def earcons(self) -> dict[str, Any]:
-        if self._given["earcons"] is not None:
-            return self._given["earcons"]
-        if self.models is not None:
-            return self.models.earcons
-        return self._built.setdefault("earcons", load_earcons(self.config))
+        return self._given["earcons"] if self._given["earcons"] is not None else self.models.earcons
 
     # --- the devices --------------------------------------------------------------------------
 
