@@ -41,7 +41,7 @@ class Assembly:
         synthesizer: Any = None,
         bridge: Any = None,
         health: Health | None = None,
-        options: RunOptions = RunOptions(),
+        options: RunOptions | None = None,
         hears: bool = True,
         earcons: dict[str, Any] | None = None,
         subscribers: Iterable[Callable[[Event], None]] = (),
@@ -71,7 +71,7 @@ class Assembly:
         self.paths: ModelPaths = models.paths
         self.bridge = bridge
         self.health = health if health is not None else Health()
-        self.options = options
+        self.options = options if options is not None else RunOptions()
         self.hears = hears
         self.subscribers = list(subscribers)
         self._given = {"source": source, "sink": sink, "synthesizer": synthesizer, "earcons": earcons}
