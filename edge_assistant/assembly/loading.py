@@ -85,8 +85,11 @@ class LoadedModels:
         self.with_listener = with_listener
         self._on_llm_event = on_llm_event
         self._loaded: dict[str, Any] = {}
+        self._closed = False
 
     def _once(self, name: str, load: Callable[[], Any]) -> Any:
+        if self._closed:
+            raise RuntimeError("the models are closed")
         if name not in self._loaded:
             self._loaded[name] = load()
         return self._loaded[name]
@@ -117,7 +120,7 @@ class LoadedModels:
 
     def close(self) -> None:
         """Free every model loaded (blocking: the LLM waits for its generation to end)."""
-        loaded, self._loaded = self._loaded, {}
+        loaded, self._loaded, self._closed = self._loaded, {}, True
         try:
             if "session" in loaded:
                 loaded["session"].engine.close()
