@@ -1,4 +1,5 @@
-"""The daemon: builds the pipeline from the config, talks to systemd, handles signals.
+"""The daemon: runs the assistant that `assembly.Assembly` builds from the config, talks to
+systemd, handles signals, reloads and reports health.
 
 systemd (Type=notify) is told READY=1 only once every model is loaded and the pipeline runs,
 STATUS= follows the assistant's state and says which part fails ("listening; speaker missing,
@@ -23,36 +24,20 @@ import os
 import signal
 import socket
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import config as config_module
 from . import models
-from .audio.devices import AudioDeviceMissing
-from .audio.earcons import earcon
-from .audio.microphone import MicrophoneSource
-from .audio.speaker import SpeakerSink
-from .audio.wav import WavSink, WavSource
-from .health import CONFIG_FIX, MODEL_FIX, Health, device_fix
-from .limits import LogLimiter
-from .audio.echo import status_file as echo_status_file
-from .audio.echo import EchoCancellingSource, with_echo_cancellation
-from .assembly import build_responder, start_home, timer_store
-from .status import StatusServer, server_path
-from .timers import (
-    TimerScheduler,
-    finished_announcement,
-    missed_announcement,
-)
+from .assembly import Assembly, AssistantPort, LoadedModels, RunOptions, has_microphone, load_models, model_paths
 from .config import Config
 from .events import Event, EventType
+from .health import CONFIG_FIX, MODEL_FIX, Health
+from .limits import LogLimiter
+from .status import StatusServer, server_path
 
 log = logging.getLogger(__name__)
 
-NO_DEVICE = "none"
-# Audio after a wake word in which a person talking straight on is heard (see connect_echo_cancellation).
-WAKE_SPEECH_LOOKAHEAD_S = 0.3
 # Error events the parts' health reports (once, with the fix): not logged again here.
 HEALTH_ERRORS = ("audio_input_failed", "audio_output_failed")
 # The same error, again and again, is logged once per this interval.
@@ -103,17 +88,6 @@ async def feed_watchdog(notifier: SystemdNotifier, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-@dataclass
-class RunOptions:
-    input_wav: Path | None = None
-    output_wav: Path | None = None
-
-
-def has_microphone(config: Config, options: RunOptions) -> bool:
-    # audio.input_device = "none": a speaker-only device, driven over MQTT.
-    return options.input_wav is not None or config.audio.input_device != NO_DEVICE
-
-
 def load_checked(config_path: str | None) -> Config:
     """The config, with what `config check` checks: its models are on disk, its files exist.
     Writes nothing (the embedded model is assembled where it is loaded). Raises `ConfigError`
@@ -135,125 +109,6 @@ def load_checked(config_path: str | None) -> Config:
     if problems:
         raise config_module.ConfigError("; ".join(problems))
     return config
-
-
-def build_sources(config: Config, options: RunOptions, health: Health,
-                  on_microphone_fault: Callable[[Exception], None] | None = None) -> tuple[Any, Any]:
-    """The microphone and speaker (or the WAV files standing in), reporting to `health`;
-    `on_microphone_fault` hears of a microphone failure when it is news, not at every retry."""
-
-    def microphone_error(error: Exception) -> None:
-        if report_device_fault(health, "microphone", "input", error) and on_microphone_fault is not None:
-            on_microphone_fault(error)
-
-    source = microphone = None
-    if options.input_wav is not None:
-        source = WavSource(options.input_wav, frame_ms=config.audio.frame_ms, realtime=True)
-        health.ok("microphone", f"file {options.input_wav}")
-    elif has_microphone(config, options):
-        microphone = MicrophoneSource(
-            config.audio,
-            on_error=microphone_error,
-            on_open=lambda name: health.ok("microphone", name),
-        )
-    else:
-        health.off("microphone", f'audio.input_device = "{NO_DEVICE}"')
-    if options.output_wav is not None:
-        sink = WavSink(options.output_wav, volume=config.audio.volume, realtime=True)
-        health.ok("speaker", f"file {options.output_wav}")
-    else:
-        sink = SpeakerSink(
-            config.audio,
-            on_error=lambda error: report_device_fault(health, "speaker", "output", error),
-            on_open=lambda name: health.ok("speaker", name),
-        )
-    if microphone is not None:
-        # A microphone hears the speaker: what it plays is cancelled (a WAV input never does).
-        source = with_echo_cancellation(microphone, sink, config.audio, echo_status_file(config.state_dir()))
-    return source, sink
-
-
-def report_device_fault(health: Health, part: str, kind: str, error: Exception) -> bool:
-    """A microphone or speaker that failed; True if that is news."""
-    summary = "missing, retrying" if isinstance(error, AudioDeviceMissing) else "failed, retrying"
-    return health.failed(part, summary, str(error), device_fix(kind))
-
-
-def connect_echo_cancellation(source: Any, listener: Any) -> None:
-    """Tell the listener whether `source` cancels the assistant's voice. The wake word then
-    barges in at the normal threshold, and the wake word the assistant says itself is known
-    from what it played (so it is not taken for a person's). A microphone that hears the
-    speaker whole gets no stop word: the assistant's own voice would stop it too often."""
-    from .hearing.wake import OwnVoiceDetector
-
-    cancels = bool(getattr(source, "cancels_echo", False))
-    wake = listener.wake
-    if wake is not None:
-        wake.set_echo_cancelled(cancels)
-        wake.own_voice = OwnVoiceDetector(wake.config) if cancels else None
-        if cancels:
-            source.processor.hear_played = wake.own_voice.hear
-    listener.echo_settled = (lambda: source.processor.settled) if cancels else None
-    # Without a canceller the wake earcon must not sound over a person who talks straight on:
-    # the wake event waits a moment to know.
-    earcon = listener.config.service.earcons
-    listener.wake_speech_lookahead_s = WAKE_SPEECH_LOOKAHEAD_S if earcon and not cancels else 0.0
-    hears_the_speaker = isinstance(source, (MicrophoneSource, EchoCancellingSource))
-    if listener.stop_word is not None and hears_the_speaker and not cancels:
-        log.warning("wake.stop_word is off: the microphone hears the assistant's voice without "
-                    "echo cancellation (audio.echo_cancellation), and that voice says \"stop\" "
-                    "to the stop word too often")
-        listener.stop_word = None
-
-
-@dataclass
-class LoadedModels:
-    """Everything slow that one run of the daemon loads, and lets go of when it ends."""
-
-    session: Any
-    synthesizer: Any
-    listener: Any
-    earcons: dict[str, Any]
-
-    def close(self) -> None:
-        """Free every model (blocking: the LLM waits for its generation to end)."""
-        self.session.engine.close()
-        self.synthesizer.close()
-        if self.listener is not None:
-            self.listener.close()
-
-
-def load_models(config: Config, with_listener: bool = True) -> LoadedModels:
-    """Everything slow, run once per start (or reload), off the event loop."""
-    from .hearing.listener import Listener
-    from .thinking.llm import load_session
-    from .tts import Synthesizer
-
-    state_dir = config.state_dir()
-    session = load_session(config)
-    try:
-        synthesizer = Synthesizer(config.tts, models.resolve_voice(config.tts.voice, state_dir))
-        try:
-            listener = None
-            if with_listener:
-                stt_path = models.resolve_stt(config.stt.model, state_dir, config.stt.engine)
-                listener = Listener(config, stt_model_path=stt_path)
-            earcons = {
-                "wake": earcon("wake", config.service.wake_sound),
-                "error": earcon("error", config.service.error_sound),
-                "announce": earcon("announce"),
-                "ring": earcon("ring"),
-            }
-        except BaseException:
-            synthesizer.close()
-            raise
-    except BaseException:
-        session.engine.close()
-        raise
-    warmed = session.warm()
-    if warmed:
-        log.info("prompt prefix of %d tokens evaluated ahead of the first question", warmed)
-    return LoadedModels(session, synthesizer, listener, earcons)
 
 
 class Service:
@@ -412,13 +267,13 @@ class Service:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
 
-    async def _load(self, config: Config) -> LoadedModels | None:
+    async def _load(self, config: Config, port: AssistantPort) -> LoadedModels | None:
         """The models, or None if a stop (or reload) came first. The loading thread cannot be
         interrupted, so it is awaited and what it loaded freed: a reload never holds two sets
         of models, and no thread outlives the run."""
         loading = asyncio.ensure_future(
-            asyncio.to_thread(load_models, config, has_microphone(config, self.options))
-        )
+            asyncio.to_thread(load_models, config, has_microphone(config, self.options),
+                              paths=model_paths(config), on_llm_event=port.llm_event))
         stop_wait = asyncio.ensure_future(self.stopping.wait())
         try:
             await asyncio.wait({loading, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -435,110 +290,74 @@ class Service:
         return None
 
     async def _run_once(self, config: Config) -> int:
-        from .core import Assistant, TurnKind, TurnRequest
-
         self._set_state("loading models")
         self.health.starting("models", "loading")
-        loop = asyncio.get_running_loop()
         bridge = await self._connect_broker(config)
+        port = AssistantPort(loop=asyncio.get_running_loop())
         loaded: LoadedModels | None = None
-        source = sink = None
-        assistant: Assistant | None = None
-        metrics = speaker_watch = None
-        home = scheduler = None
         try:
             # A model that cannot load ends the service (MQTT says goodbye as `run` ends).
             try:
-                loaded = await self._load(config)
+                loaded = await self._load(config, port)
             except Exception as error:
                 self.health.failed("models", "failed to load", f"{type(error).__name__}: {error}", MODEL_FIX)
                 raise
             if loaded is None:
                 return 0
-            info = loaded.session.engine.info
-            # A speech model that fell back to Whisper was logged once when it failed; status
-            # shows it too.
-            fallback = loaded.listener.transcriber.fallback if loaded.listener is not None else ""
-            self.health.ok("models", f"{info.name} ({info.quantization})" + (f"; {fallback}" if fallback else ""))
-
-            source, sink = build_sources(
-                config, self.options, self.health,
-                on_microphone_fault=lambda error: assistant and assistant.emit(
-                    Event(EventType.ERROR, {"code": "audio_input_failed", "message": str(error)})),
-            )
-            if loaded.listener is not None:
-                connect_echo_cancellation(source, loaded.listener)
-            if isinstance(sink, SpeakerSink):
-                speaker_watch = asyncio.create_task(sink.watch(), name="speaker-watch")
-            session = loaded.session
-            home = await start_home(config)
-            scheduler = self._timer_scheduler(config, lambda: assistant)
-            responder = build_responder(
-                config, session, home=home, scheduler=scheduler, volume=lambda: sink.volume,
-                muted=lambda: assistant.muted if assistant is not None else None)
-            context, _ = responder.tool_context()
-            if context:
-                # The device list is part of every prompt: into the KV cache before a question.
-                await asyncio.to_thread(session.warm, context)
-            assistant = Assistant(config, session=session, synthesizer=loaded.synthesizer, sink=sink,
-                                  listener=loaded.listener, source=source, bridge=bridge,
-                                  earcons=loaded.earcons, responder=responder, timers=scheduler)
-            self.assistant = assistant
-            assistant.subscribers.append(self._on_event)
-            if hasattr(session.engine, "on_event"):
-                # The remote backend falling back to the local model (llm.fallback_local) says so
-                # from the generating thread; it is an event of the turn being answered.
-                session.engine.on_event = lambda event: loop.call_soon_threadsafe(
-                    _emit_in_turn, assistant, event
-                )
-            assistant.start()
-            for timer in await scheduler.start():
-                assistant.submit(TurnRequest(TurnKind.ANNOUNCE, missed_announcement(timer), "timer", chime="announce"))
-            for timer in scheduler.timers():
-                # The retained timers list is built from events: the restored ones go on it.
-                assistant.emit(Event(EventType.TIMER_UPDATED, scheduler.event_data(timer)))
-            self.state = assistant.state
-            reloaded, self._fallback = self._fallback is not None, None
-            if reloaded:
-                # Before READY=1: its STATUS= must not still say an earlier reload failed.
-                self.health.ok("config", config.source)
-            self._notify_status(ready=True)
-            if reloaded:
-                self._reload_done({"ok": True, "error": ""})
-                log.info("reloaded %s", config.source)
-            log.info("ready: model %s (%s), device id %s", session.engine.info.name,
-                     session.engine.info.quantization, config.device_id())
-            if bridge is not None and config.mqtt.metrics_interval_s:
-                metrics = asyncio.create_task(self._publish_metrics(assistant, source), name="metrics")
-            waits = [asyncio.ensure_future(self.stopping.wait())]
-            # With a file for a microphone, leave once it is heard and the last reply spoken.
-            if self.options.input_wav is not None:
-                waits.append(asyncio.ensure_future(assistant.wait_until_done()))
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiting in waits:
-                    waiting.cancel()
-                await asyncio.gather(*waits, return_exceptions=True)
+            self._models_loaded(loaded)
+            async with Assembly(config, models=loaded, port=port, bridge=bridge, health=self.health,
+                                options=self.options, subscribers=[self._on_event]) as parts:
+                self.assistant = assistant = await parts.start_assistant()
+                self._ready(config, assistant)
+                metrics = None
+                if bridge is not None and config.mqtt.metrics_interval_s:
+                    source, _ = await parts.sources()
+                    metrics = asyncio.create_task(self._publish_metrics(assistant, source), name="metrics")
+                try:
+                    await self._until_stopped(assistant)
+                finally:
+                    if metrics is not None:
+                        metrics.cancel()
+                        await asyncio.gather(metrics, return_exceptions=True)
             return 0
         finally:
-            for task in (metrics, speaker_watch):
-                if task is not None:
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
-            if scheduler is not None:
-                await scheduler.close()
-            if assistant is not None:
-                await assistant.stop()
-            elif source is not None:
-                await source.aclose()
-            if home is not None:
-                await home.aclose()
-            if sink is not None:
-                await sink.aclose()
             if loaded is not None:
                 # Off the loop: the LLM's close waits for a generation to let go of its lock.
                 await asyncio.to_thread(loaded.close)
+
+    def _models_loaded(self, loaded: LoadedModels) -> None:
+        info = loaded.session.engine.info
+        # A speech model that fell back to Whisper was logged once when it failed; status
+        # shows it too.
+        fallback = loaded.listener.transcriber.fallback if loaded.listener is not None else ""
+        self.health.ok("models", f"{info.name} ({info.quantization})" + (f"; {fallback}" if fallback else ""))
+
+    def _ready(self, config: Config, assistant: Any) -> None:
+        """READY=1 (and the end of a reload) once the assistant runs."""
+        self.state = assistant.state
+        reloaded, self._fallback = self._fallback is not None, None
+        if reloaded:
+            # Before READY=1: its STATUS= must not still say an earlier reload failed.
+            self.health.ok("config", config.source)
+        self._notify_status(ready=True)
+        if reloaded:
+            self._reload_done({"ok": True, "error": ""})
+            log.info("reloaded %s", config.source)
+        info = assistant.session.engine.info
+        log.info("ready: model %s (%s), device id %s", info.name, info.quantization, config.device_id())
+
+    async def _until_stopped(self, assistant: Any) -> None:
+        """Until a stop or reload; with a file for a microphone, until it is heard and the
+        last reply spoken."""
+        waits = [asyncio.ensure_future(self.stopping.wait())]
+        if self.options.input_wav is not None:
+            waits.append(asyncio.ensure_future(assistant.wait_until_done()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
 
     async def _connect_broker(self, config: Config) -> Any:
         """The MQTT bridge for `config`, or None. A reload that leaves [mqtt] and the device id
@@ -567,20 +386,6 @@ class Service:
         if bridge is not None:
             await bridge.aclose()
 
-    @staticmethod
-    def _timer_scheduler(config: Config, assistant) -> TimerScheduler:
-        """Timers kept for this device id; `assistant()` is the one they ring on."""
-
-        def emit(event: Event) -> None:
-            if assistant() is not None:
-                assistant().emit(event)
-
-        def ring(timer, count: int) -> None:
-            if assistant() is not None:
-                assistant().ring(finished_announcement(timer), first=count == 1)
-
-        return TimerScheduler(timer_store(config), config.timers,
-                              on_event=emit, on_ring=ring)
 
     def _on_event(self, event: Event) -> None:
         if event.type == EventType.STATE:
@@ -611,13 +416,6 @@ class Service:
             if self.bridge is not None:
                 data["mqtt"] = self.bridge.stats
             assistant.emit(Event(EventType.METRICS, data))
-
-
-def _emit_in_turn(assistant, event: Event) -> None:
-    turn = assistant.active
-    if turn is not None:
-        event = replace(event, turn_id=turn.request.turn_id, request_id=turn.request.request_id)
-    assistant.emit(event)
 
 
 def run_service(config_path: str | None, options: RunOptions) -> int:

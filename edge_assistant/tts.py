@@ -6,8 +6,7 @@
     async for chunk in synthesizer.stream(text):         # synthesis in a worker thread, one
         await sink.play(chunk.samples, chunk.sample_rate)  # sentence ahead of playback
 
-``speak(synthesizer, sink, text)`` plays a text on any audio sink; ``say()`` is the whole
-``edge-assistant say`` command.
+``speak(synthesizer, sink, text)`` plays a text on any audio sink (the `say` command's way).
 
 Text is cleaned first: control characters and emoji are dropped (piper would read an emoji's name
 aloud), pieces without a letter or digit are skipped (piper normalises every sentence to full
@@ -19,7 +18,6 @@ sentence by sentence, split once as the model wrote it (`split=False`).
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import logging
@@ -34,9 +32,7 @@ import numpy as np
 from . import models
 from .concurrency import iterate_in_thread
 from .audio.pcm import resample
-from .audio.speaker import SpeakerSink
-from .audio.wav import WavSink
-from .config import AudioConfig, TtsConfig
+from .config import TtsConfig
 from .thinking.sentences import SentenceSplitter
 from .shared_models import Lease, SharedModels
 
@@ -268,33 +264,3 @@ async def speak(synthesizer: Synthesizer, sink: Any, text: str) -> bool:
             if not await sink.play(chunk.samples, chunk.sample_rate):
                 return False
     return True
-
-
-def say(
-    text: str,
-    tts_cfg: TtsConfig,
-    audio_cfg: AudioConfig | None = None,
-    out_path: str | Path | None = None,
-    voice_path: str | Path | None = None,
-) -> int:
-    """`edge-assistant say`: speak `text` on the speaker, or write it to the WAV `out_path`.
-
-    `voice_path` is the resolved voice file when tts.voice is a registry name
-    (``models.resolve_voice``); None resolves "" and file paths here. Returns the exit status;
-    raises `TtsError`, `audio.devices.AudioDeviceError` or `OSError` on failure.
-    """
-    synthesizer = Synthesizer(tts_cfg, voice_path)
-    if not clean_text(text):
-        log.warning("nothing to say: the text has no words")
-    sink: Any
-    if out_path is not None:
-        # The voice's own rate: nothing lost to resampling.
-        sink = WavSink(out_path, sample_rate=synthesizer.sample_rate)
-    else:
-        sink = SpeakerSink(audio_cfg or AudioConfig())
-    try:
-        asyncio.run(speak(synthesizer, sink, text))
-    finally:
-        sink.close()
-        synthesizer.close()
-    return 0

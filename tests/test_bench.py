@@ -156,6 +156,27 @@ def test_spoken_turn_daemon_and_memory_sections_with_plot(tmp_path, scripted_ggu
 
 
 @pytest.mark.slow
+def test_e2e_asks_the_assistant_the_daemon_runs_so_the_device_tells_the_time(tmp_path, scripted_gguf):
+    """The spoken turn goes through the daemon's parts: "What time is it?" is answered from the
+    device's clock, not by the model (the scripted one talks of the weather)."""
+    import datetime
+
+    config = write_config(tmp_path, scripted_gguf)
+    out = tmp_path / "bench.json"
+    before = datetime.datetime.now()
+    done = run_bench(config, "--quick", "--runs", "1", "--only", "e2e", "--question", "What time is it?",
+                     "--json", str(out))
+    after = datetime.datetime.now()
+    assert done.returncode == 0, done.stderr
+    values = json.loads(out.read_text())
+    assert "time" in values["e2e.transcript"].lower()
+    hours = {f"{moment:%I}".lstrip("0") for moment in (before, after)}
+    assert values["e2e.reply"].startswith("It is ") and any(f" {hour}:" in values["e2e.reply"] for hour in hours)
+    # The sequential way asks the model directly.
+    assert values["e2e.sequential_reply"].startswith("It is sunny")
+
+
+@pytest.mark.slow
 def test_barge_in_silences_the_speaker_soon_after_the_wake_word(tmp_path, scripted_gguf):
     out = tmp_path / "bench.json"
     done = run_bench(write_config(tmp_path, scripted_gguf), "--only", "barge_in", "--quick",

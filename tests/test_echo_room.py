@@ -26,7 +26,7 @@ from edge_assistant.events import Command
 from edge_assistant.thinking.llama_engine import LlamaEngine
 from edge_assistant.core import Assistant
 from edge_assistant.thinking.prompt import PromptBuilder
-from edge_assistant.service import connect_echo_cancellation
+from edge_assistant.assembly import connect_echo_cancellation
 from edge_assistant.bench.room import SimulatedRoom
 from tests.test_pipeline import listener_models, synthesizer  # noqa: F401  (fixtures)
 

@@ -185,7 +185,7 @@ def real_journal():
 LOGS = """
 import logging, threading
 from edge_assistant import cli
-cli._setup_logging("debug")
+cli.setup_logging("debug")
 log = logging.getLogger("edge_assistant.probe")
 log.debug("probe debug")
 log.info("probe info")

@@ -231,13 +231,9 @@ MAX_FUNCTION_LINES = 60
 
 # Today's longer modules and functions, at their size when the rule came: each may only shrink.
 LONG_MODULES = {
-    "cli.py": 729,
-    "service.py": 636,
     "hearing/listener.py": 661,
 }
 LONG_FUNCTIONS = {
-    "service.py:Service._run_once": 118,
-    "cli.py:build_parser": 117,
     "hearing/listener.py:Listener.__init__": 86,
 }
 

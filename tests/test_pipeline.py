@@ -456,7 +456,7 @@ def test_a_ringing_timer_lets_other_turns_through_and_stops_on_command(tmp_path,
 def test_the_events_of_a_timer_command_carry_its_request_id(tmp_path, scripted_gguf, listener_models, synthesizer):
     """The daemon's own timer wiring: what a `cmd/timer` starts, changes or refuses answers with
     the command's id; a timer set otherwise (by voice) with none."""
-    from edge_assistant.service import Service
+    from edge_assistant.assembly import AssistantPort, timer_scheduler
     from edge_assistant.timers import parse_timer_command
 
     engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), scripted_gguf)
@@ -467,7 +467,7 @@ def test_the_events_of_a_timer_command_carry_its_request_id(tmp_path, scripted_g
     async def scenario():
         assistant, _, events = make_assistant(tmp_path, engine, listener_models, synthesizer,
                                               state_dir=str(tmp_path / "state"))
-        scheduler = Service._timer_scheduler(assistant.config, lambda: assistant)
+        scheduler = timer_scheduler(assistant.config, AssistantPort(assistant))
         assistant.timers = scheduler
         assistant.start()
         try:
@@ -491,7 +491,7 @@ def test_a_timer_rings_when_it_ends_at_the_default_ring_interval(tmp_path, scrip
     """The daemon's own timer wiring, at the default timers.ring_interval_s (10 s): the first
     sound of a finished timer, and of one restored late, comes with its end, not a ring later."""
     from edge_assistant.config import TimersConfig
-    from edge_assistant.service import Service
+    from edge_assistant.assembly import AssistantPort, timer_scheduler
     from edge_assistant.timers import Timer, TimerStore
 
     engine = LlamaEngine(LlmConfig(n_ctx=1024, max_tokens=8, temperature=0.0, seed=1), scripted_gguf)
@@ -502,7 +502,7 @@ def test_a_timer_rings_when_it_ends_at_the_default_ring_interval(tmp_path, scrip
         assistant, _, events = make_assistant(tmp_path, engine, listener_models, synthesizer,
                                               state_dir=str(state_dir))
         assistant.earcons = {"ring": earcon("ring")}
-        scheduler = Service._timer_scheduler(assistant.config, lambda: assistant)
+        scheduler = timer_scheduler(assistant.config, AssistantPort(assistant))
         assistant.timers = scheduler
         assistant.start()
         try:

@@ -268,7 +268,7 @@ def test_the_wake_event_waits_for_the_persons_next_word_only_where_an_earcon_cou
     from types import SimpleNamespace
 
     from edge_assistant.config import Config, ServiceConfig
-    from edge_assistant.service import WAKE_SPEECH_LOOKAHEAD_S, connect_echo_cancellation
+    from edge_assistant.assembly import WAKE_SPEECH_LOOKAHEAD_S, connect_echo_cancellation
 
     def lookahead(earcons: bool, cancels: bool) -> float:
         listener = SimpleNamespace(wake=None, stop_word=None, echo_settled=None, wake_speech_lookahead_s=0.0,

@@ -4,6 +4,7 @@ import asyncio
 import threading
 
 from edge_assistant import service
+from edge_assistant.assembly import AssistantPort
 from edge_assistant.config import Config
 from edge_assistant.service import RunOptions, Service, SystemdNotifier
 
@@ -16,7 +17,7 @@ def test_stop_during_the_load_awaits_it_and_frees_what_it_loaded(monkeypatch):
         def close(self):
             closed.append(self)
 
-    def slow_load(config, with_listener):
+    def slow_load(config, with_listener, **_):
         loads.append(threading.current_thread().name)
         release.wait(10)
         return Loaded()
@@ -25,7 +26,7 @@ def test_stop_during_the_load_awaits_it_and_frees_what_it_loaded(monkeypatch):
 
     async def scenario():
         daemon = Service(None, Config(), RunOptions(), notifier=SystemdNotifier(""))
-        loading = asyncio.create_task(daemon._load(daemon.config))
+        loading = asyncio.create_task(daemon._load(daemon.config, AssistantPort()))
         await asyncio.sleep(0.2)
         daemon._on_signal(service.signal.SIGHUP)  # a reload asked for mid-load
         await asyncio.sleep(0.5)

@@ -16,7 +16,7 @@ from edge_assistant.audio.wav import WavSource, write_wav
 from edge_assistant.config import AudioConfig, Config, WakeConfig
 from edge_assistant.audio.echo import with_echo_cancellation
 from edge_assistant.hearing.listener import Listener
-from edge_assistant.service import connect_echo_cancellation
+from edge_assistant.assembly import connect_echo_cancellation
 from edge_assistant import models
 from edge_assistant.hearing.stop_word import CheckedStopWord, StopWordDetector, StopWordModel, read_as_stop, says_stop
 from edge_assistant.hearing.stt import MoonshineTranscriber

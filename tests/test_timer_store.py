@@ -80,7 +80,7 @@ def test_two_device_ids_keep_their_timers_apart(tmp_path, monkeypatch, caplog):
     """Two daemons run by one user without a state dir: the daemon's own timer wiring."""
     import asyncio
 
-    from edge_assistant.service import Service
+    from edge_assistant.assembly import AssistantPort, timer_scheduler
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
@@ -89,7 +89,7 @@ def test_two_device_ids_keep_their_timers_apart(tmp_path, monkeypatch, caplog):
     TimerStore.in_state_dir(shared).save([a_timer(id="old", name="unknown")])
 
     async def set_and_list(config, name):
-        scheduler = Service._timer_scheduler(config, lambda: None)
+        scheduler = timer_scheduler(config, AssistantPort())
         async with scheduler:
             seen = [timer.name for timer in scheduler.timers()]
             if name:

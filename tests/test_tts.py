@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from edge_assistant import tts
-from edge_assistant.audio.devices import list_devices
-from edge_assistant.audio.pcm import SAMPLE_RATE, resample
+from edge_assistant.audio.pcm import SAMPLE_RATE
 from edge_assistant.audio.wav import read_wav
 from edge_assistant.config import TtsConfig
 from edge_assistant.tts import Synthesizer, TtsError
@@ -195,35 +194,6 @@ def test_missing_voice_file_is_a_clear_error(tmp_path):
     # Registry names are resolved by the caller (models.resolve_voice), never guessed here.
     with pytest.raises(TtsError, match="en_US-lessac-medium"):
         Synthesizer(TtsConfig(voice="en_US-lessac-medium"))
-
-
-def test_say_writes_a_wav_at_the_voice_rate(tmp_path, synth):
-    out = tmp_path / "said.wav"
-    text = "Hello. The door is locked."
-    assert tts.say(text, EXACT, audio_cfg=None, out_path=out) == 0
-    expected = np.concatenate([c.samples for c in synth.synthesize(text)])
-    assert np.array_equal(read_wav(out, sample_rate=22050), expected)
-    with open(out, "rb") as f:
-        assert f.read(4) == b"RIFF"
-
-
-def test_say_nothing_writes_an_empty_wav(tmp_path):
-    out = tmp_path / "empty.wav"
-    assert tts.say("  ", EXACT, audio_cfg=None, out_path=out) == 0
-    assert read_wav(out).size == 0
-
-
-def test_say_through_the_speaker_device(alsa_devices, synth):
-    text = "Testing the speaker. One, two, three."
-    assert tts.say(text, EXACT, alsa_devices.audio_config(output_rate=0)) == 0
-    rate = int(
-        next(d for d in list_devices() if d["name"] == "testspk")["default_samplerate"]
-    )
-    played = alsa_devices.output()
-    chunks = list(synth.synthesize(text))
-    expected = sum(len(resample(c.samples, c.sample_rate, rate)) for c in chunks)
-    assert len(played) == expected
-    assert rms(played) > 1000
 
 
 def test_speech_fixture_makes_16k_clips_with_silence(make_speech_wav):

@@ -26,7 +26,9 @@ Every timed figure is a median over `runs` repetitions, with `.min` and `.max` b
 Results are one flat dict of dotted names (``llm.engine_tokens_per_s``), printed as a table and
 written as JSON (report.py); a section that cannot run on this setup is reported as skipped, with
 why. runner.py runs the chosen sections (options.py) and judges the figures against the targets;
-loaded.py loads each model once for all sections, clips.py makes the audio they play, machine.py
+loaded.py holds the models, loaded once for all sections and freed at the end, and builds the
+assistant of a measured turn through `assembly.Assembly`, as the daemon builds it (the device's
+facts and timers answer what they know), clips.py makes the audio they play, machine.py
 describes the machine and the models, plot.py draws the e2e turn.
 """
 

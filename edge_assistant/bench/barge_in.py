@@ -12,7 +12,7 @@ from ..config import Config
 from ..hearing.wake import OPENWAKEWORD_MODELS
 from .clips import Clip
 from .e2e import EventLog, RecordingSink, RoomMicrophone
-from .loaded import LoadedModels
+from .loaded import LoadedModels, assembly, voice_clip
 from .options import TURN_TIMEOUT_S, BenchOptions, SectionSkipped
 from .report import Report
 
@@ -44,26 +44,23 @@ async def interrupted_reply(loaded: LoadedModels, config: Config, clip: Clip, fo
     from that event to silence and to the end of the turn, and from the end of the spoken word
     to silence."""
     from ..events import Command
-    from ..core import Assistant
 
     microphone = RoomMicrophone(config.audio.frame_ms)
     sink = RecordingSink(folder / f"barge-in-{index}.wav")
-    assistant = Assistant(config, session=loaded.session, synthesizer=loaded.synthesizer, sink=sink,
-                          listener=loaded.listener, source=microphone, earcons={})
     events = EventLog()
-    assistant.subscribers.append(events)
-    assistant.start()
     try:
-        assistant.handle_command(Command("say", {"text": LONG_REPLY}, f"barge-in-{index}"))
-        await events.wait_for("tts_start")
-        await asyncio.sleep(SPEAKING_BEFORE_WAKE_S)
-        microphone.speak(clip)
-        wake = await events.wait_for(heard, WAKE_TIMEOUT_S)
-        stopped = await events.wait_for("tts_stop")
-        await asyncio.wait_for(assistant.idle(), TURN_TIMEOUT_S)
+        async with assembly(loaded, config, source=microphone, sink=sink, earcons={},
+                            subscribers=[events]) as parts:
+            assistant = await parts.start_assistant()
+            assistant.handle_command(Command("say", {"text": LONG_REPLY}, f"barge-in-{index}"))
+            await events.wait_for("tts_start")
+            await asyncio.sleep(SPEAKING_BEFORE_WAKE_S)
+            microphone.speak(clip)
+            wake = await events.wait_for(heard, WAKE_TIMEOUT_S)
+            stopped = await events.wait_for("tts_stop")
+            await asyncio.wait_for(assistant.idle(), TURN_TIMEOUT_S)
     finally:
         microphone.close()
-        await assistant.stop()
         sink.close()
     if not stopped.data["cancelled"]:
         raise RuntimeError(f"the reply was over before the {heard} event")
@@ -80,7 +77,7 @@ def bench_barge_in(loaded: LoadedModels, report: Report, options: BenchOptions) 
     base = loaded.config
     # No earcons: the only audio is the reply, so its end is the silence measured.
     config = replace(base, service=replace(base.service, follow_up_s=0.0, earcons=False))
-    wake_clip = loaded.clip(phrase)
+    wake_clip = voice_clip(loaded, phrase)
 
     async def measure(folder: Path) -> list[tuple[float, float, float]]:
         return [await interrupted_reply(loaded, config, wake_clip, folder, index)

@@ -18,7 +18,7 @@ from typing import Callable
 
 from ..audio import pcm, wav
 from .clips import room_noise
-from .loaded import LoadedModels
+from .loaded import LoadedModels, assembly
 from .options import TURN_TIMEOUT_S, BenchOptions
 from .report import Report
 
@@ -136,9 +136,8 @@ def memory_child(config_path: str | None, turns: int) -> None:
     import psutil
 
     from .. import config as config_module
+    from ..assembly import load_models
     from ..events import Command
-    from ..core import Assistant
-    from ..service import load_models
 
     def peak_mb() -> float:
         # VmHWM belongs to this program alone; ru_maxrss (kilobytes on Linux) would also count
@@ -155,21 +154,23 @@ def memory_child(config_path: str | None, turns: int) -> None:
 
     async def talk(folder: Path) -> None:
         sink = wav.WavSink(folder / "speaker.wav")
-        assistant = Assistant(config, session=loaded.session, synthesizer=loaded.synthesizer, sink=sink,
-                              listener=loaded.listener, earcons=loaded.earcons)
-        assistant.start()
         try:
-            for index in range(turns):
-                question = MEMORY_QUESTIONS[index % len(MEMORY_QUESTIONS)]
-                assistant.handle_command(Command("ask", {"text": question, "speak": True}, f"m{index}"))
-                await asyncio.wait_for(assistant.idle(), TURN_TIMEOUT_S)
-                after.append(process.memory_info().rss / 2**20)
+            # No microphone: the questions come as MQTT `ask` commands would.
+            async with assembly(loaded, config, sink=sink, hears=False) as parts:
+                assistant = await parts.start_assistant()
+                for index in range(turns):
+                    question = MEMORY_QUESTIONS[index % len(MEMORY_QUESTIONS)]
+                    assistant.handle_command(Command("ask", {"text": question, "speak": True}, f"m{index}"))
+                    await asyncio.wait_for(assistant.idle(), TURN_TIMEOUT_S)
+                    after.append(process.memory_info().rss / 2**20)
         finally:
-            await assistant.stop()
             await sink.aclose()
 
-    with tempfile.TemporaryDirectory() as folder:
-        asyncio.run(talk(Path(folder)))
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            asyncio.run(talk(Path(folder)))
+    finally:
+        loaded.close()
     print(json.dumps({"loaded_mb": loaded_mb, "loading_peak_mb": loading_peak_mb, "after_mb": after,
                       "peak_mb": peak_mb()}), flush=True)
 

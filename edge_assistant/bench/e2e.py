@@ -19,7 +19,7 @@ from ..concurrency import Pacer
 from ..config import Config
 from ..thinking.llama_engine import sampling_arguments
 from .clips import Clip, room_noise
-from .loaded import LoadedModels, llm_settings, stt_model_path
+from .loaded import LoadedModels, assembly, llm_settings, voice_clip
 from .options import TURN_TIMEOUT_S, BenchOptions
 from .report import Report, Timeline
 
@@ -203,36 +203,33 @@ def _timeline(source: RoomMicrophone, log_: EventLog, speech_end, transcript,
 
 
 async def _streaming_turn(loaded: LoadedModels, config: Config, clip: Clip, synthesizer, folder: Path):
-    from ..core import Assistant
-
     session = loaded.session
     _prime_cache(session)
     synthesizer.spans.clear()
     source = RoomMicrophone(config.audio.frame_ms, clip)
     sink = RecordingSink(folder / "streaming.wav")
-    assistant = Assistant(config, session=session, synthesizer=synthesizer, sink=sink,
-                          listener=loaded.listener, source=source, earcons={})
     events = EventLog()
-    assistant.subscribers.append(events)
-    loaded.listener.listen_now()  # as after the wake word, or an MQTT `listen`
-    assistant.start()
     try:
-        await events.wait_for("transcript")
-        speech_end, transcript = _heard(events)
-        # The transcript has queued the turn: idle() waits until it is spoken.
-        await asyncio.wait_for(assistant.idle(), TURN_TIMEOUT_S)
-        reply = events.first("reply")
-        if reply is None or not sink.plays:
-            raise RuntimeError(f"the turn produced no speech: {[e.type for _, e in events.events]}")
-        llm_span = (events.at("state", lambda e: e.data.get("state") == "thinking"), events.at("reply"))
-        timeline = _timeline(source, events, speech_end, transcript, [llm_span],
-                             synthesizer.spans, sink.plays, loaded.listener.timing)
-        sentences = [e.data["text"] for _, e in events.events if e.type == "reply_sentence"]
-        return timeline, transcript.data["text"], reply.data["text"], sentences
+        async with assembly(loaded, config, source=source, sink=sink, synthesizer=synthesizer, earcons={},
+                            subscribers=[events]) as parts:
+            assistant = await parts.assistant()
+            loaded.listener.listen_now()  # as after the wake word, or an MQTT `listen`
+            await parts.start()
+            await events.wait_for("transcript")
+            speech_end, transcript = _heard(events)
+            # The transcript has queued the turn: idle() waits until it is spoken.
+            await asyncio.wait_for(assistant.idle(), TURN_TIMEOUT_S)
     finally:
         source.close()
-        await assistant.stop()
         sink.close()
+    reply = events.first("reply")
+    if reply is None or not sink.plays:
+        raise RuntimeError(f"the turn produced no speech: {[e.type for _, e in events.events]}")
+    llm_span = (events.at("state", lambda e: e.data.get("state") == "thinking"), events.at("reply"))
+    timeline = _timeline(source, events, speech_end, transcript, [llm_span],
+                         synthesizer.spans, sink.plays, loaded.listener.timing)
+    sentences = [e.data["text"] for _, e in events.events if e.type == "reply_sentence"]
+    return timeline, transcript.data["text"], reply.data["text"], sentences
 
 
 async def _sequential_turn(loaded: LoadedModels, config: Config, clip: Clip, synthesizer, folder: Path,
@@ -293,9 +290,9 @@ def bench_e2e(loaded: LoadedModels, report: Report, options: BenchOptions) -> No
     base = loaded.config
     # No follow-up window or earcons: one turn, measured to its last sample.
     config = replace(base, service=replace(base.service, follow_up_s=0.0, earcons=False))
-    clip = loaded.clip(options.question)
+    clip = voice_clip(loaded, options.question)
     engine = loaded.session.engine
-    synthesizer = _timed_synthesizer(config, loaded.voice_path)
+    synthesizer = _timed_synthesizer(config, loaded.paths.voice)
     streaming: list[Timeline] = []
     sequential: list[Timeline] = []
     replies: dict[str, str] = {}
@@ -317,7 +314,7 @@ def bench_e2e(loaded: LoadedModels, report: Report, options: BenchOptions) -> No
 
     from ..hearing.listener import Listener
 
-    plain_listener = Listener(silence_endpointing(config), stt_model_path=stt_model_path(config))
+    plain_listener = Listener(silence_endpointing(config), stt_model_path=loaded.paths.stt)
     try:
         # Greedy: both pipelines write the same reply, so only the plumbing differs.
         with llm_settings(engine, temperature=0.0), tempfile.TemporaryDirectory() as folder:

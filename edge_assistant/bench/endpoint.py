@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from ..config import Config
 from .clips import Clip, spoken_clip
 from .e2e import EventLog, RoomMicrophone, silence_endpointing
-from .loaded import LoadedModels
+from .loaded import LoadedModels, voice_clip
 from .options import TURN_TIMEOUT_S, BenchOptions
 from .report import Report
 from .speech import stt_engines
@@ -108,9 +108,9 @@ def bench_endpoint(loaded: LoadedModels, report: Report, options: BenchOptions) 
     config = loaded.config
     questions = PAUSED_QUESTIONS[:2] if options.quick else PAUSED_QUESTIONS
     pauses = QUICK_PAUSES_S if options.quick else PAUSES_S
-    clips = [(loaded.clip(text), False) for text, _ in questions]
+    clips = [(voice_clip(loaded, text), False) for text, _ in questions]
     for text, before_pause in questions:
-        clips += [(spoken_clip(config, loaded.voice_path, text, pause_after=before_pause,
+        clips += [(spoken_clip(config, loaded.paths.voice, text, pause_after=before_pause,
                                pause_s=pause_s), True) for pause_s in pauses]
     primary, folders, skipped = stt_engines(config)
     ways = {"silence": (silence_endpointing(config), folders.get(primary)),

@@ -1,64 +1,34 @@
-"""The configured models, each loaded the first time a section needs it and shared after."""
+"""What the sections share: the configured models (`assembly.LoadedModels`, each loaded the
+first time a section needs it, shared after, freed when the run ends), the assistant of a
+measured turn built as the daemon builds it, spoken clips, and LLM settings changed for one
+measurement."""
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Iterator
 
-from .. import models
+from ..assembly import Assembly, LoadedModels
 from ..config import Config
 from .clips import Clip, spoken_clip
 
-
-class LoadedModels:
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self._session = None
-        self._synthesizer = None
-        self._listener = None
-
-    @property
-    def loaded_session(self):
-        """The chat session if a section loaded it, else None (nothing is loaded for asking)."""
-        return self._session
-
-    @property
-    def session(self):
-        if self._session is None:
-            from ..thinking.llm import load_session
-
-            self._session = load_session(self.config)
-        return self._session
-
-    @property
-    def voice_path(self) -> Path:
-        return models.resolve_voice(self.config.tts.voice, self.config.state_dir())
-
-    @property
-    def synthesizer(self):
-        if self._synthesizer is None:
-            from ..tts import Synthesizer
-
-            self._synthesizer = Synthesizer(self.config.tts, self.voice_path)
-        return self._synthesizer
-
-    @property
-    def listener(self):
-        if self._listener is None:
-            from ..hearing.listener import Listener
-
-            self._listener = Listener(self.config, stt_model_path=stt_model_path(self.config))
-        return self._listener
-
-    def clip(self, text: str) -> Clip:
-        return spoken_clip(self.config, self.voice_path, text)
+__all__ = ["LoadedModels", "assembly", "voice_clip", "llm_settings"]
 
 
-def stt_model_path(config: Config) -> Path | None:
-    """stt.model resolved the way the daemon resolves it."""
-    return models.resolve_stt(config.stt.model, config.state_dir(), config.stt.engine)
+def assembly(loaded: LoadedModels, config: Config, **parts: Any) -> Assembly:
+    """The daemon's assistant on the run's models, with the parts a section hands in (its
+    microphone, its recording sink, no earcons): the device's facts, the timers (read, never
+    written, unless the section hands in a store of its own: a daemon on this device owns
+    them), and without MQTT, so that no turn waits on a broker or takes a daemon's place on it."""
+    offline = replace(config, mqtt=replace(config.mqtt, enabled=False))
+    parts.setdefault("read_only_timers", "timers_store" not in parts)
+    return Assembly(offline, models=loaded, **parts)
+
+
+def voice_clip(loaded: LoadedModels, text: str) -> Clip:
+    """`text` in the configured voice, as a person would say it into the room."""
+    return spoken_clip(loaded.config, loaded.paths.voice, text)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from typing import Any
 
 from .. import models
 from ..config import Config
-from .loaded import LoadedModels, stt_model_path
+from .loaded import LoadedModels
 
 
 def load_average() -> float:
@@ -99,7 +99,6 @@ def _gguf_summary(path: Path) -> tuple[str, str]:
 
 def model_info(config: Config, loaded: LoadedModels) -> dict[str, Any]:
     info: dict[str, Any] = {}
-    state_dir = config.state_dir()
     try:
         session = loaded.loaded_session
         if session is not None:
@@ -112,7 +111,7 @@ def model_info(config: Config, loaded: LoadedModels) -> dict[str, Any]:
                 "models.prompt_format": session.builder.format.name,
             })
         else:
-            path = models.resolve_llm(config.llm.model, state_dir)
+            path = loaded.paths.llm
             name, quantization = _gguf_summary(path)
             info.update({"models.llm": str(path), "models.llm_name": name,
                          "models.llm_quantization": quantization})
@@ -121,13 +120,13 @@ def model_info(config: Config, loaded: LoadedModels) -> dict[str, Any]:
         info["models.llm"] = f"unavailable: {error}"
     info["models.llm_n_ctx"] = config.llm.n_ctx
     try:
-        info["models.voice"] = str(models.resolve_voice(config.tts.voice, state_dir))
+        info["models.voice"] = str(loaded.paths.voice)
     except Exception as error:
         info["models.voice"] = f"unavailable: {error}"
     try:
         from ..hearing import stt
 
-        folder = stt_model_path(config)
+        folder = loaded.paths.stt
         engine_name = stt.select_engine(config.stt, folder)
         if engine_name == "whisper" and (folder is None or not stt.is_whisper_model(folder)):
             folder = models.embedded_whisper_path()

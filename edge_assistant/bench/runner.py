@@ -59,12 +59,15 @@ def run(config: Config, options: BenchOptions, progress: Callable[[str], None] =
     report.add("bench.quick", options.quick)
     report.add("bench.sections", ",".join(options.sections))
     loaded = LoadedModels(config)
-    for name in options.sections:
-        progress(f"{name} ({options.runs} run{'s' if options.runs > 1 else ''})")
-        started = time.monotonic()
-        run_section(report, name, functools.partial(MEASURES[name], loaded, report, options))
-        progress(f"{name} done in {time.monotonic() - started:.0f} s")
-    report.values.update(model_info(config, loaded))
+    try:
+        for name in options.sections:
+            progress(f"{name} ({options.runs} run{'s' if options.runs > 1 else ''})")
+            started = time.monotonic()
+            run_section(report, name, functools.partial(MEASURES[name], loaded, report, options))
+            progress(f"{name} done in {time.monotonic() - started:.0f} s")
+        report.values.update(model_info(config, loaded))
+    finally:
+        loaded.close()
     report.add("machine.load_avg_end", load_average())
     judge(report, config)
     return report

@@ -21,7 +21,8 @@ from .. import models
 from ..config import Config
 from . import stt_clips
 from .clips import room_noise
-from .loaded import LoadedModels, stt_model_path
+from ..assembly import model_paths
+from .loaded import LoadedModels, voice_clip
 from .options import BenchOptions, SectionSkipped
 from .report import Report
 
@@ -35,7 +36,7 @@ def stt_engines(config: Config) -> tuple[str, dict[str, Path], dict[str, str]]:
     the others cannot."""
     from ..hearing import stt
 
-    folder = stt_model_path(config)
+    folder = model_paths(config).stt
     primary = stt.select_engine(config.stt, folder)
     folders: dict[str, Path] = {}
     skipped: dict[str, str] = {}
@@ -70,10 +71,10 @@ def bench_stt(loaded: LoadedModels, report: Report, options: BenchOptions) -> No
     and the latency after the end of speech."""
     config = loaded.config
     primary, folders, skipped = stt_engines(config)
-    clip = loaded.clip(options.question)
+    clip = voice_clip(loaded, options.question)
     margin = int(0.2 * pcm.SAMPLE_RATE)
     utterance = clip.samples[max(0, clip.speech_start - margin) : clip.speech_end + margin]
-    clips = stt_clips.make_clips(config, loaded.voice_path, quick=options.quick)
+    clips = stt_clips.make_clips(config, loaded.paths.voice, quick=options.quick)
     report.add("stt.engine", primary)
     report.add("stt.audio_s", utterance.size / pcm.SAMPLE_RATE)
     report.add("stt.clips", len(clips))

@@ -45,7 +45,7 @@ from ..config import Config
 from .barge_in import interrupted_reply
 from .clips import Clip, espeak_speech, in_room
 from .e2e import EventLog, EventTimeout, RecordingSink, RoomMicrophone
-from .loaded import LoadedModels
+from .loaded import LoadedModels, assembly, voice_clip
 from .options import TURN_TIMEOUT_S, BenchOptions, SectionSkipped
 from .report import Report
 
@@ -70,7 +70,7 @@ def held_out_espeak_voices() -> list[tuple[str, int, int]]:
 def _stop_clips(loaded: LoadedModels, count: int) -> list[Clip]:
     """`count` spoken "Stop."s: the configured voice and held-out espeak-ng voices in turn."""
     voices = held_out_espeak_voices()
-    piper = loaded.clip("Stop.")
+    piper = voice_clip(loaded, "Stop.")
     return [piper if index % 2 == 0 else in_room(espeak_speech("Stop.", *voices[index * 7 % len(voices)]))
             for index in range(count)]
 
@@ -78,50 +78,46 @@ def _stop_clips(loaded: LoadedModels, count: int) -> list[Clip]:
 async def _stopped_ring(loaded: LoadedModels, config: Config, folder: Path, index: int, clip: Clip,
                         during_ring: bool) -> float:
     from ..events import Command
-    from ..core import Assistant
-    from ..respond import Responder
-    from ..timers import TimerIntentHandler, TimerScheduler, TimerStore, recognize
+    from ..timers import TimerStore
 
     microphone = RoomMicrophone(config.audio.frame_ms)
     sink = RecordingSink(folder / f"stop-{index}.wav")
-    store = TimerStore(folder / f"timers-{index}.json")
-    assistant: Assistant | None = None
-    scheduler = TimerScheduler(store, config.timers,
-                               on_ring=lambda timer, count: assistant and assistant.ring("Your timer is done.",
-                                                                                         first=count == 1))
-    responder = Responder(loaded.session, timers=TimerIntentHandler(scheduler), recognize_timers=recognize)
-    earcons = {"ring": earcon("ring")} if during_ring else {}
-    assistant = Assistant(config, session=loaded.session, synthesizer=loaded.synthesizer, sink=sink,
-                          listener=loaded.listener, source=microphone, earcons=earcons, responder=responder,
-                          timers=scheduler)
     events = EventLog()
-    assistant.subscribers.append(events)
-    assistant.start()
-    await scheduler.start()
+    earcons = {"ring": earcon("ring")} if during_ring else {}
     try:
-        scheduler.start_timer(1.0)
-        if during_ring:
-            await events.wait_for("tts_start", RING_TIMEOUT_S)  # the ring sounds
-        else:
-            await events.wait_for("tts_stop", RING_TIMEOUT_S)  # the first ring is over
-        microphone.speak(clip)
-        deadline = time.monotonic() + RING_TIMEOUT_S
-        while scheduler.ringing:
-            if time.monotonic() > deadline:
-                raise EventTimeout("the ring was not stopped by the spoken word")
-            await asyncio.sleep(0.005)
-        stopped_at = time.monotonic()
-        if during_ring:
-            await events.wait_for("tts_stop", TURN_TIMEOUT_S)
-            stopped_at = max(stopped_at, sink.plays[-1][1])  # and silent
-        assistant.handle_command(Command("cancel"))
-        await asyncio.wait_for(assistant.idle(), TURN_TIMEOUT_S)
+        # The daemon's timers, kept in the run's folder: they ring on the assistant.
+        async with assembly(loaded, config, source=microphone, sink=sink, earcons=earcons, subscribers=[events],
+                            timers_store=TimerStore(folder / f"timers-{index}.json")) as parts:
+            assistant = await parts.start_assistant()
+            scheduler = await parts.timers()
+            stopped_at = await _stop_the_ring(assistant, scheduler, microphone, events, sink, clip, during_ring)
+            assistant.handle_command(Command("cancel"))
+            await asyncio.wait_for(assistant.idle(), TURN_TIMEOUT_S)
     finally:
         microphone.close()
-        await scheduler.close()
-        await assistant.stop()
         sink.close()
     return max(0.0, stopped_at - microphone.speech_ended_at)
+
+
+async def _stop_the_ring(assistant, scheduler, microphone: RoomMicrophone, events: EventLog, sink: RecordingSink,
+                         clip: Clip, during_ring: bool) -> float:
+    """When a timer's ring, or the pause after its first, was stopped by what `clip` says."""
+    scheduler.start_timer(1.0)
+    if during_ring:
+        await events.wait_for("tts_start", RING_TIMEOUT_S)  # the ring sounds
+    else:
+        await events.wait_for("tts_stop", RING_TIMEOUT_S)  # the first ring is over
+    microphone.speak(clip)
+    deadline = time.monotonic() + RING_TIMEOUT_S
+    while scheduler.ringing:
+        if time.monotonic() > deadline:
+            raise EventTimeout("the ring was not stopped by the spoken word")
+        await asyncio.sleep(0.005)
+    stopped_at = time.monotonic()
+    if during_ring:
+        await events.wait_for("tts_stop", TURN_TIMEOUT_S)
+        stopped_at = max(stopped_at, sink.plays[-1][1])  # and silent
+    return stopped_at
 
 
 def _accuracy(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
@@ -146,7 +142,7 @@ def _accuracy(loaded: LoadedModels, report: Report, options: BenchOptions) -> No
         tts = replace(loaded.config.tts, length_scale=length, noise_scale=noise)
         from ..tts import Synthesizer, spoken_samples
 
-        synthesizer = Synthesizer(tts, loaded.voice_path)
+        synthesizer = Synthesizer(tts, loaded.paths.voice)
         try:
             spoken.append(spoken_samples(synthesizer, "Stop.", pcm.SAMPLE_RATE))
         finally:
@@ -210,6 +206,25 @@ def own_voice_replies(count: int) -> list[str]:
     return [f"{OWN_TALK[i % len(OWN_TALK)]} {OWN_TALK[(i * 7 + 3) % len(OWN_TALK)]}" for i in range(count)]
 
 
+async def _talk(assistant, events: EventLog, replies: list[str]) -> float:
+    """Each reply spoken in turn; the seconds spoken."""
+    from ..events import Command
+
+    talk_s = 0.0
+    for index, reply in enumerate(replies):
+        since = len(events.events)
+        assistant.handle_command(Command("announce", {"text": reply, "chime": False}, f"own-{index}"))
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        while not any(e.type == "tts_stop" for _, e in events.events[since:]):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"reply {index} was not over within {REPLY_TIMEOUT_S:.0f} s")
+            await asyncio.sleep(0.02)
+        await asyncio.wait_for(assistant.idle(), TURN_TIMEOUT_S)
+        times = {e.type: t for t, e in events.events[since:] if e.type in ("tts_start", "tts_stop")}
+        talk_s += times.get("tts_stop", 0.0) - times.get("tts_start", 0.0)
+    return talk_s
+
+
 @dataclass
 class OwnVoice:
     """What the assistant's own replies did to it through the room and the canceller."""
@@ -225,9 +240,6 @@ async def _own_voice_in_room(loaded: LoadedModels, config: Config, folder: Path,
     by the daemon's listener."""
     from ..audio.wav import WavSink
     from ..audio.echo import with_echo_cancellation
-    from ..events import Command
-    from ..core import Assistant
-    from ..service import connect_echo_cancellation
     from .room import SimulatedRoom
 
     replies = own_voice_replies(count)
@@ -235,27 +247,12 @@ async def _own_voice_in_room(loaded: LoadedModels, config: Config, folder: Path,
     sink = WavSink(folder / "own-voice.wav", sample_rate=pcm.SAMPLE_RATE, realtime=True)
     sink.taps.append(room.speaker_tap)
     source = with_echo_cancellation(room.microphone(config.audio.frame_ms), sink, config.audio)
-    connect_echo_cancellation(source, loaded.listener)
-    assistant = Assistant(config, session=loaded.session, synthesizer=loaded.synthesizer, sink=sink,
-                          listener=loaded.listener, source=source, earcons={})
     events = EventLog()
-    assistant.subscribers.append(events)
-    assistant.start()
-    talk_s = 0.0
     try:
-        for index, reply in enumerate(replies):
-            since = len(events.events)
-            assistant.handle_command(Command("announce", {"text": reply, "chime": False}, f"own-{index}"))
-            deadline = time.monotonic() + REPLY_TIMEOUT_S
-            while not any(e.type == "tts_stop" for _, e in events.events[since:]):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"reply {index} was not over within {REPLY_TIMEOUT_S:.0f} s")
-                await asyncio.sleep(0.02)
-            await asyncio.wait_for(assistant.idle(), TURN_TIMEOUT_S)
-            times = {e.type: t for t, e in events.events[since:] if e.type in ("tts_start", "tts_stop")}
-            talk_s += times.get("tts_stop", 0.0) - times.get("tts_start", 0.0)
+        # The listener is told the source cancels the assistant's voice, as in the daemon.
+        async with assembly(loaded, config, source=source, sink=sink, earcons={}, subscribers=[events]) as parts:
+            talk_s = await _talk(await parts.start_assistant(), events, replies)
     finally:
-        await assistant.stop()
         sink.close()
     heard = [e.type for _, e in events.events if e.type in ("stop_word", "wake")]
     return OwnVoice(cut=sum(1 for _, e in events.events if e.type == "tts_stop" and e.data.get("cancelled")),

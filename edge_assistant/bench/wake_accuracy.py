@@ -102,7 +102,7 @@ def wake_phrase_text(config: Config) -> str:
 def _piper(loaded: LoadedModels, tts: TtsConfig, text: str) -> np.ndarray:
     from ..tts import Synthesizer, spoken_samples
 
-    synthesizer = Synthesizer(tts, loaded.voice_path)
+    synthesizer = Synthesizer(tts, loaded.paths.voice)
     try:
         return spoken_samples(synthesizer, text, pcm.SAMPLE_RATE)
     finally:
@@ -115,7 +115,7 @@ def spoken_phrases(loaded: LoadedModels, phrase: str, quick: bool) -> list[Spoke
     phrases = []
     for length, noise in styles:
         tts = replace(loaded.config.tts, length_scale=length, noise_scale=noise)
-        phrases.append(SpokenPhrase(f"piper {loaded.voice_path.stem} length {length} noise {noise}",
+        phrases.append(SpokenPhrase(f"piper {loaded.paths.voice.stem} length {length} noise {noise}",
                                     _piper(loaded, tts, f"{phrase}.")))
     espeak = ([("en-us", 160, 50), ("en-gb", 160, 50)] if quick else
               [(v, s, p) for v in ESPEAK_VOICES for s in ESPEAK_SPEEDS for p in ESPEAK_PITCHES])
@@ -166,7 +166,7 @@ def false_accept_audio(loaded: LoadedModels, phrase: str, quick: bool) -> dict[s
     from ..tts import Synthesizer, spoken_samples
 
     synthesizers = [Synthesizer(replace(loaded.config.tts, length_scale=length, noise_scale=noise),
-                                loaded.voice_path) for length, noise in PIPER_STYLES]
+                                loaded.paths.voice) for length, noise in PIPER_STYLES]
     try:
         def piper(sentence: str, index: int) -> np.ndarray:
             synthesizer = synthesizers[index % len(synthesizers)]

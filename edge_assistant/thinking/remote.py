@@ -424,14 +424,14 @@ class FallbackEngine:
     (llm.fallback_local). `info` is that of the engine that answered the latest turn, so the
     `reply` event's `model` names it."""
 
-    def __init__(self, remote: RemoteEngine, local: ChatSession) -> None:
+    def __init__(self, remote: RemoteEngine, local: ChatSession, on_event: Callable[[Event], None] | None = None) -> None:
         self.remote = remote
         self.local = local
         self.config = remote.config
         self.tokenizer = remote.tokenizer
         self.answered: Any = remote
         # Told of each fallback (an `error` event "llm_fallback"); called on the generating thread.
-        self.on_event: Callable[[Event], None] | None = None
+        self.on_event = on_event
 
     @property
     def info(self) -> ModelInfo:

@@ -1,6 +1,6 @@
 """The parts that answer a request, built one way for the daemon, `edge-assistant ask` and
-`bench`, so that all three answer alike: what the device knows (facts), the home with the timer
-intents merged into its templates, the timers, then the LLM.
+`bench` (through `Assembly`), so that all three answer alike: what the device knows (facts),
+the home with the timer intents merged into its templates, the timers, then the LLM.
 
     home = await start_home(config)                      # None without MQTT
     responder = build_responder(config, session, home=home, scheduler=scheduler)
@@ -15,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from .config import Config
-from .facts import DeviceFacts
-from .respond import TEMPERATURE_INTENT, Responder
-from .timers import HANDLED_INTENTS as TIMER_INTENTS
-from .timers import TimerIntentHandler, TimerStore, Timer
-from .timers import recognize as recognize_timer_intent
-from .timers import sentence_data as timer_sentences
+from ..config import Config
+from ..facts import DeviceFacts
+from ..respond import TEMPERATURE_INTENT, Responder
+from ..timers import HANDLED_INTENTS as TIMER_INTENTS
+from ..timers import TimerIntentHandler, TimerStore, Timer
+from ..timers import recognize as recognize_timer_intent
+from ..timers import sentence_data as timer_sentences
 
 # Timer intents that only read the timers: the ones `ask` may answer.
 READING_TIMER_INTENTS = frozenset({"HassTimerStatus", "EdgeAlarmStatus"})
@@ -64,7 +64,7 @@ class ReadOnlyTimers:
 
 def new_home(config: Config, *, client_id: str | None = None):
     """The home's devices, with the timer intents in its templates; not started."""
-    from .home.assistant import HomeControl
+    from ..home.assistant import HomeControl
 
     return HomeControl(config, allow=TIMER_INTENTS | {TEMPERATURE_INTENT}, extra_intents=[timer_sentences()],
                        client_id=client_id)
