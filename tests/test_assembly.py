@@ -9,7 +9,8 @@ from pathlib import Path
 from edge_assistant.assembly import Assembly, model_paths
 from edge_assistant.audio.wav import WavSource
 from edge_assistant.config import from_mapping
-from edge_assistant.hearing import stt, turn_end
+from edge_assistant.hearing import turn_end
+from edge_assistant.hearing.stt import transcriber as stt
 
 PACKAGE = Path(__file__).resolve().parent.parent / "edge_assistant"
 
