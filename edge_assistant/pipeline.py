@@ -41,6 +41,7 @@ from .first_pass import FinalTextDiffers, HeldUntilFinal
 from .health import log_fault
 from .respond import Responder, Response
 from .thinking.sentences import SentenceSplitter
+from .audio.own_sound import AssistantSound, OwnSound
 from .hearing.stop_word import says_stop
 from .timers import TimerError, run_timer_command
 
@@ -174,8 +175,6 @@ class SpeechListener(Protocol):
 
     def set_speaking(self, speaking: bool) -> None: ...
 
-    def hold_stop_word(self, seconds: float) -> None: ...
-
 
 class TimerControl(Protocol):
     """The timers (timers.TimerScheduler), for what the assistant itself does with them: a ring
@@ -215,8 +214,11 @@ class Assistant:
         earcons: dict[str, Any] | None = None,
         responder: Responder | None = None,
         timers: TimerControl | None = None,
+        own_sound: OwnSound | None = None,
     ) -> None:
         self.config = config
+        # What the microphone hears of the assistant's own sound (none: nothing it plays is heard).
+        self.own_sound = own_sound if own_sound is not None else AssistantSound()
         self.session = session
         # Home intents and timers first, then the LLM; the LLM alone without a home.
         self.responder = responder or Responder(session)
@@ -248,10 +250,6 @@ class Assistant:
         # Short tasks outside the stages (earcons, error notices): kept so that they can be
         # awaited on stop and their failures logged, never dropped.
         self.side_tasks: set[asyncio.Task] = set()
-        # Whether what the microphone hears of the assistant's own sound is silenced while
-        # listening (with echo cancellation): not after a wake word that came while nothing
-        # played, since then only the wake earcon sounds, over the person's words.
-        self._hide_own_sound = True
 
     # --- events and state ---------------------------------------------------------------------
 
@@ -371,9 +369,11 @@ class Assistant:
         async for frame in frames:
             if self.muted:
                 continue
-            if getattr(self.source, "cancels_echo", False) and self._hide_own_sound:
+            # Not after a wake word that came while nothing played: then only the wake earcon
+            # sounds, over the person's words.
+            if self.own_sound.cancels_echo and not self.own_sound.earcon_only:
                 listening = self.state == State.LISTENING or self.listener.listening
-                if listening and self.source.hears_own_sound:
+                if listening and self.own_sound.hears_own_sound:
                     frame = bytes(len(frame))
             yield frame
 
@@ -382,7 +382,7 @@ class Assistant:
         if event.type == EventType.WAKE:
             self._stop_ringing("wake word")
             # A reply cut short still echoes; otherwise only the wake earcon will sound.
-            self._hide_own_sound = self.active is not None
+            self.own_sound.set_earcon_only(self.active is None)
             if self.active is not None:
                 self.cancel_turn("wake word")
             self.set_state(State.LISTENING, event.turn_id)
@@ -443,8 +443,7 @@ class Assistant:
         """The wake earcon says "I am listening", unless the person is talking already: they
         need no cue then, and a microphone that hears the speaker whole would hear it over
         their words (with echo cancellation it is cancelled, so it plays all the same)."""
-        cancels_echo = getattr(self.source, "cancels_echo", False)
-        if event.data.get("speaking") and not cancels_echo:
+        if event.data.get("speaking") and not self.own_sound.cancels_echo:
             log.debug("wake earcon left out: the person is already speaking")
             return
         self._play_earcon("wake")
@@ -728,8 +727,8 @@ class Assistant:
             # once it has played: the device's buffer and the room's echo come after.
             own_stop = self.listener is not None and says_stop(item.text)
             if own_stop:
-                self.listener.hold_stop_word(len(item.samples) / item.sample_rate)
-            self._hide_own_sound = True
+                self.own_sound.hold_stop_word(len(item.samples) / item.sample_rate)
+            self.own_sound.set_earcon_only(False)
             if not turn.speaking_started:
                 turn.speaking_started = True
                 if self.listener is not None:
@@ -742,7 +741,7 @@ class Assistant:
             try:
                 await self.sink.play(item.samples, item.sample_rate)
                 if own_stop:
-                    self.listener.hold_stop_word(0.0)
+                    self.own_sound.hold_stop_word(0.0)
             except Exception as error:
                 log_fault(log, "playback failed", error)
                 turn.failed = turn.failed or f"{type(error).__name__}: {error}"
@@ -785,11 +784,11 @@ class Assistant:
     def _unheard_s(self) -> float:
         """Seconds of sound captured by now that the listener has yet to hear (the source's
         queue: a listener on a loaded machine falls behind the microphone)."""
-        return float(getattr(self.source, "queued_s", 0.0))
+        return self.own_sound.queued_s
 
     async def _error_notice(self, turn_id: str | None) -> None:
         """Tell the person the turn failed: an earcon, or a spoken sentence without earcons."""
-        self._hide_own_sound = True
+        self.own_sound.set_earcon_only(False)
         self.set_state(State.ERROR, turn_id)
         try:
             sound = self.earcons.get("error")

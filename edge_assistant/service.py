@@ -38,6 +38,7 @@ from .health import BROKER_DOWN_FIX, BROKER_REFUSED_FIX, CONFIG_FIX, MODEL_FIX, 
 from .limits import LogLimiter
 from .audio.echo import status_file as echo_status_file
 from .audio.echo import EchoCancellingSource, with_echo_cancellation
+from .audio.own_sound import AssistantSound, OwnSound
 from .assembly import build_responder, start_home, timer_store
 from .status import StatusServer, server_path
 from .timers import (
@@ -51,8 +52,6 @@ from .events import Event, EventType
 log = logging.getLogger(__name__)
 
 NO_DEVICE = "none"
-# Audio after a wake word in which a person talking straight on is heard (see connect_echo_cancellation).
-WAKE_SPEECH_LOOKAHEAD_S = 0.3
 # Error events the parts' health reports (once, with the fix): not logged again here.
 HEALTH_ERRORS = ("audio_input_failed", "audio_output_failed")
 # The same error, again and again, is logged once per this interval.
@@ -138,9 +137,11 @@ def load_checked(config_path: str | None) -> Config:
 
 
 def build_sources(config: Config, options: RunOptions, health: Health,
-                  on_microphone_fault: Callable[[Exception], None] | None = None) -> tuple[Any, Any]:
-    """The microphone and speaker (or the WAV files standing in), reporting to `health`;
-    `on_microphone_fault` hears of a microphone failure when it is news, not at every retry."""
+                  on_microphone_fault: Callable[[Exception], None] | None = None
+                  ) -> tuple[Any, Any, AssistantSound]:
+    """The microphone and speaker (or the WAV files standing in), reporting to `health`, and
+    the assistant's own sound in what the microphone hears; `on_microphone_fault` hears of a
+    microphone failure when it is news, not at every retry."""
 
     def microphone_error(error: Exception) -> None:
         if report_device_fault(health, "microphone", "input", error) and on_microphone_fault is not None:
@@ -169,8 +170,8 @@ def build_sources(config: Config, options: RunOptions, health: Health,
         )
     if microphone is not None:
         # A microphone hears the speaker: what it plays is cancelled (a WAV input never does).
-        source = with_echo_cancellation(microphone, sink, config.audio, echo_status_file(config.state_dir()))
-    return source, sink
+        return *own_sound_for(microphone, sink, config, echo_status_file(config.state_dir())), sink
+    return source, sink, AssistantSound()
 
 
 def report_device_fault(health: Health, part: str, kind: str, error: Exception) -> bool:
@@ -179,31 +180,25 @@ def report_device_fault(health: Health, part: str, kind: str, error: Exception) 
     return health.failed(part, summary, str(error), device_fix(kind))
 
 
-def connect_echo_cancellation(source: Any, listener: Any) -> None:
-    """Tell the listener whether `source` cancels the assistant's voice. The wake word then
-    barges in at the normal threshold, and the wake word the assistant says itself is known
-    from what it played (so it is not taken for a person's). A microphone that hears the
-    speaker whole gets no stop word: the assistant's own voice would stop it too often."""
+def own_sound_for(microphone: Any, sink: Any, config: Config,
+                  status_path: Path | None = None) -> tuple[Any, AssistantSound]:
+    """The frames the listener reads from `microphone`, which hears what `sink` plays, and the
+    assistant's own sound in them (handed to the wake detector, the listener and the pipeline).
+
+    With echo cancellation, what the sink plays is cancelled, the wake word barges in at the
+    normal threshold, and the wake word the assistant says itself is known from what it played
+    (so it is not taken for a person's). A microphone that hears the speaker whole gets no stop
+    word (the listener leaves it off): the assistant's own voice would stop it too often."""
     from .hearing.wake import OwnVoiceDetector
 
-    cancels = bool(getattr(source, "cancels_echo", False))
-    wake = listener.wake
-    if wake is not None:
-        wake.set_echo_cancelled(cancels)
-        wake.own_voice = OwnVoiceDetector(wake.config) if cancels else None
-        if cancels:
-            source.processor.hear_played = wake.own_voice.hear
-    listener.echo_settled = (lambda: source.processor.settled) if cancels else None
-    # Without a canceller the wake earcon must not sound over a person who talks straight on:
-    # the wake event waits a moment to know.
-    earcon = listener.config.service.earcons
-    listener.wake_speech_lookahead_s = WAKE_SPEECH_LOOKAHEAD_S if earcon and not cancels else 0.0
-    hears_the_speaker = isinstance(source, (MicrophoneSource, EchoCancellingSource))
-    if listener.stop_word is not None and hears_the_speaker and not cancels:
-        log.warning("wake.stop_word is off: the microphone hears the assistant's voice without "
-                    "echo cancellation (audio.echo_cancellation), and that voice says \"stop\" "
-                    "to the stop word too often")
-        listener.stop_word = None
+    wanted = config.audio.echo_cancellation and config.wake.enabled
+    own_voice = OwnVoiceDetector(config.wake) if wanted else None
+    source = with_echo_cancellation(microphone, sink, config.audio, status_path,
+                                    hear_played=own_voice.hear if own_voice is not None else None)
+    canceller = source if isinstance(source, EchoCancellingSource) else None
+    hears_speaker = isinstance(source, (MicrophoneSource, EchoCancellingSource))
+    return source, AssistantSound(capture=source, canceller=canceller, own_voice=own_voice,
+                                  hears_speaker=hears_speaker)
 
 
 @dataclass
@@ -223,8 +218,9 @@ class LoadedModels:
             self.listener.close()
 
 
-def load_models(config: Config, with_listener: bool = True) -> LoadedModels:
-    """Everything slow, run once per start (or reload), off the event loop."""
+def load_models(config: Config, with_listener: bool = True, own_sound: OwnSound | None = None) -> LoadedModels:
+    """Everything slow, run once per start (or reload), off the event loop. `own_sound`: what
+    the listener's microphone hears of the assistant itself (`own_sound_for`)."""
     from .hearing.listener import Listener
     from .thinking.llm import load_session
     from .tts import Synthesizer
@@ -237,7 +233,7 @@ def load_models(config: Config, with_listener: bool = True) -> LoadedModels:
             listener = None
             if with_listener:
                 stt_path = models.resolve_stt(config.stt.model, state_dir, config.stt.engine)
-                listener = Listener(config, stt_model_path=stt_path)
+                listener = Listener(config, own_sound=own_sound, stt_model_path=stt_path)
             earcons = {
                 "wake": earcon("wake", config.service.wake_sound),
                 "error": earcon("error", config.service.error_sound),
@@ -412,12 +408,12 @@ class Service:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
 
-    async def _load(self, config: Config) -> LoadedModels | None:
+    async def _load(self, config: Config, own_sound: OwnSound | None = None) -> LoadedModels | None:
         """The models, or None if a stop (or reload) came first. The loading thread cannot be
         interrupted, so it is awaited and what it loaded freed: a reload never holds two sets
         of models, and no thread outlives the run."""
         loading = asyncio.ensure_future(
-            asyncio.to_thread(load_models, config, has_microphone(config, self.options))
+            asyncio.to_thread(load_models, config, has_microphone(config, self.options), own_sound)
         )
         stop_wait = asyncio.ensure_future(self.stopping.wait())
         try:
@@ -447,9 +443,15 @@ class Service:
         metrics = speaker_watch = None
         home = scheduler = None
         try:
+            # Before the models: the listener is built knowing the assistant's own sound.
+            source, sink, own_sound = build_sources(
+                config, self.options, self.health,
+                on_microphone_fault=lambda error: assistant and assistant.emit(
+                    Event(EventType.ERROR, {"code": "audio_input_failed", "message": str(error)})),
+            )
             # A model that cannot load ends the service (MQTT says goodbye as `run` ends).
             try:
-                loaded = await self._load(config)
+                loaded = await self._load(config, own_sound)
             except Exception as error:
                 self.health.failed("models", "failed to load", f"{type(error).__name__}: {error}", MODEL_FIX)
                 raise
@@ -461,13 +463,6 @@ class Service:
             fallback = loaded.listener.transcriber.fallback if loaded.listener is not None else ""
             self.health.ok("models", f"{info.name} ({info.quantization})" + (f"; {fallback}" if fallback else ""))
 
-            source, sink = build_sources(
-                config, self.options, self.health,
-                on_microphone_fault=lambda error: assistant and assistant.emit(
-                    Event(EventType.ERROR, {"code": "audio_input_failed", "message": str(error)})),
-            )
-            if loaded.listener is not None:
-                connect_echo_cancellation(source, loaded.listener)
             if isinstance(sink, SpeakerSink):
                 speaker_watch = asyncio.create_task(sink.watch(), name="speaker-watch")
             session = loaded.session
@@ -482,7 +477,8 @@ class Service:
                 await asyncio.to_thread(session.warm, context)
             assistant = Assistant(config, session=session, synthesizer=loaded.synthesizer, sink=sink,
                                   listener=loaded.listener, source=source, bridge=bridge,
-                                  earcons=loaded.earcons, responder=responder, timers=scheduler)
+                                  earcons=loaded.earcons, responder=responder, timers=scheduler,
+                                  own_sound=own_sound)
             self.assistant = assistant
             assistant.subscribers.append(self._on_event)
             if hasattr(session.engine, "on_event"):

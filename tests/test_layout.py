@@ -245,7 +245,6 @@ LONG_MODULES = {
     "hearing/stt.py": 553,
     "home/discovery.py": 526,
     "models.py": 520,
-    "hearing/listener.py": 661,
 }
 LONG_FUNCTIONS = {
     "service.py:Service._run_once": 118,
@@ -253,7 +252,6 @@ LONG_FUNCTIONS = {
     "home/discovery.py:entity_from_config": 81,
     "thinking/llama_engine.py:LlamaEngine.generate": 80,
     "thinking/remote.py:RemoteEngine.generate": 76,
-    "hearing/listener.py:Listener.__init__": 86,
     "thinking/remote.py:RemoteEngine._stream": 66,
     "home/actions.py:expectation": 63,
     "concurrency.py:iterate_in_thread": 62,

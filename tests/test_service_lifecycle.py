@@ -16,7 +16,7 @@ def test_stop_during_the_load_awaits_it_and_frees_what_it_loaded(monkeypatch):
         def close(self):
             closed.append(self)
 
-    def slow_load(config, with_listener):
+    def slow_load(config, with_listener, own_sound=None):
         loads.append(threading.current_thread().name)
         release.wait(10)
         return Loaded()

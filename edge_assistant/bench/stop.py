@@ -224,20 +224,23 @@ async def _own_voice_in_room(loaded: LoadedModels, config: Config, folder: Path,
     """Replies spoken into a simulated room in real time, heard back through the echo canceller
     by the daemon's listener."""
     from ..audio.wav import WavSink
-    from ..audio.echo import with_echo_cancellation
     from ..events import Command
+    from ..hearing.listener import Listener
     from ..pipeline import Assistant
-    from ..service import connect_echo_cancellation
+    from ..service import own_sound_for
     from .room import SimulatedRoom
 
     replies = own_voice_replies(count)
     room = SimulatedRoom(delay_s=0.12, duration_s=12.0 * count + 60.0)
     sink = WavSink(folder / "own-voice.wav", sample_rate=pcm.SAMPLE_RATE, realtime=True)
     sink.taps.append(room.speaker_tap)
-    source = with_echo_cancellation(room.microphone(config.audio.frame_ms), sink, config.audio)
-    connect_echo_cancellation(source, loaded.listener)
+    source, own_sound = own_sound_for(room.microphone(config.audio.frame_ms), sink, config)
+    # The daemon's listener, on the models already loaded (closed with them).
+    models = loaded.listener.models
+    listener = Listener(config, own_sound=own_sound, transcriber=models.transcriber, turn_end=models.turn_end,
+                        stop_word_reader=models.stop_word_reader, first_pass=models.first_pass)
     assistant = Assistant(config, session=loaded.session, synthesizer=loaded.synthesizer, sink=sink,
-                          listener=loaded.listener, source=source, earcons={})
+                          listener=listener, source=source, earcons={}, own_sound=own_sound)
     events = EventLog()
     assistant.subscribers.append(events)
     assistant.start()
