@@ -170,7 +170,8 @@ def build_sources(config: Config, options: RunOptions, health: Health,
         )
     if microphone is not None:
         # A microphone hears the speaker: what it plays is cancelled (a WAV input never does).
-        return *own_sound_for(microphone, sink, config, echo_status_file(config.state_dir())), sink
+        source, own_sound = own_sound_for(microphone, sink, config, echo_status_file(config.state_dir()))
+        return source, sink, own_sound
     return source, sink, AssistantSound()
 
 

@@ -117,3 +117,20 @@ def test_a_microphone_without_a_canceller_hears_the_assistant_whole():
     assert not whole.played(0, 160).any() and whole.queued_s == 0.0
     # A file never hears the speaker.
     assert not AssistantSound().hears_speaker
+
+
+def test_the_daemon_builds_the_microphone_and_its_own_sound_together(tmp_path):
+    from edge_assistant.audio.echo import EchoCancellingSource
+    from edge_assistant.config import Config, ServiceConfig
+    from edge_assistant.health import Health
+    from edge_assistant.service import RunOptions, build_sources
+
+    config = Config(service=ServiceConfig(state_dir=str(tmp_path)))
+    source, sink, own = build_sources(config, RunOptions(output_wav=tmp_path / "out.wav"), Health())
+    try:
+        assert isinstance(source, EchoCancellingSource) and sink.taps  # the reference hears the sink
+        assert own.cancels_echo and own.hears_speaker and not own.settled  # nothing played yet
+        assert own.queued_s == source.queued_s == 0.0
+    finally:
+        source.close()
+        sink.close()

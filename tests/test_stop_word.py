@@ -72,6 +72,8 @@ def test_a_microphone_that_hears_the_assistant_whole_gets_no_stop_word(tmp_path)
     write_wav(tmp_path / "in.wav", np.zeros(SAMPLE_RATE, np.int16), SAMPLE_RATE)
     options = RunOptions(input_wav=tmp_path / "in.wav", output_wav=tmp_path / "out.wav")
     source, sink, own_sound = build_sources(Config(), options, Health())
+    source.close()
+    sink.close()
     assert isinstance(source, WavSource) and stop_word_wanted(Config(), own_sound)
 
 
