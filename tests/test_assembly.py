@@ -29,10 +29,13 @@ def calls_of(names: set[str]) -> dict[str, set[str]]:
 
 
 def test_only_the_assembly_builds_the_assistant_and_what_answers():
-    built = calls_of({"Assistant", "build_responder", "TimerScheduler", "connect_echo_cancellation"})
+    built = calls_of({"Assistant", "build_responder", "TimerScheduler", "own_sound_for"})
     assert built == {
-        "assembly/parts.py": {"Assistant", "build_responder", "connect_echo_cancellation"},
+        "assembly/parts.py": {"Assistant", "build_responder"},
+        "assembly/devices.py": {"own_sound_for"},
         "assembly/port.py": {"TimerScheduler"},
+        # The stop section's room microphone, with its canceller and own sound as the daemon's.
+        "bench/stop.py": {"own_sound_for"},
         # The answers section asks its question set of a responder without an assistant: one
         # with a simulated home, one as if the broker were away.
         "bench/answers.py": {"build_responder", "TimerScheduler"},

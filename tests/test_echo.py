@@ -24,6 +24,7 @@ from edge_assistant.audio.echo import (
 from edge_assistant.hearing.wake import OwnVoiceDetector, WakeDetector
 from edge_assistant.bench.room import ManualClock, SimulatedRoom, erle_db, play_through_room
 from tests.support.held import cancel_while_held
+from tests.support.own_sound import cancelling
 from tests.support.timing import slack
 
 ENGINES = ("speex", "webrtc")
@@ -221,9 +222,8 @@ def test_the_assistants_wake_word_is_its_own_even_when_the_canceller_learns_it_a
 
     def detections(reference_heard: bool) -> list:
         config = WakeConfig()
-        wake = WakeDetector(config)
-        wake.set_echo_cancelled(True)
-        wake.own_voice = OwnVoiceDetector(config)
+        own_voice = OwnVoiceDetector(config)
+        wake = WakeDetector(config, own_sound=cancelling(own_voice))
         wake.set_speaking(True)
         found = []
         # The listener hears each block a batch (0.1 s) before the canceller hands over the
@@ -234,7 +234,7 @@ def test_the_assistants_wake_word_is_its_own_even_when_the_canceller_learns_it_a
                 found.append(wake.process(said[start : start + BLOCK].tobytes()))
             if start >= lag:
                 played = said[start - lag : start - lag + BLOCK]
-                wake.own_voice.hear(played if reference_heard else np.zeros_like(played))
+                own_voice.hear(played if reference_heard else np.zeros_like(played))
         return [detection for detection in found if detection is not None]
 
     assert detections(reference_heard=False), "a person's wake word over the assistant was lost"

@@ -21,13 +21,13 @@ from edge_assistant.audio.wav import WavSink
 from edge_assistant.bench.clips import espeak_speech
 from edge_assistant.thinking.chat import ChatSession
 from edge_assistant.config import AudioConfig, Config, LlmConfig, PromptConfig, ServiceConfig, VadConfig
-from edge_assistant.audio.echo import with_echo_cancellation
 from edge_assistant.events import Command
 from edge_assistant.thinking.llama_engine import LlamaEngine
 from edge_assistant.core import Assistant
 from edge_assistant.thinking.prompt import PromptBuilder
-from edge_assistant.assembly import connect_echo_cancellation
+from edge_assistant.assembly import own_sound_for
 from edge_assistant.bench.room import SimulatedRoom
+from tests.support.own_sound import listener_on
 from tests.test_pipeline import listener_models, synthesizer  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
@@ -69,19 +69,19 @@ class Room:
             service=ServiceConfig(earcons=earcons, follow_up_s=follow_up_s),
         )
         engine = LlamaEngine(config.llm, gguf)
-        listener.config = config
         self.room = SimulatedRoom(delay_s=0.12, duration_s=300.0)
         sink = WavSink(tmp_path / "speaker.wav", sample_rate=SAMPLE_RATE, realtime=True)
         sink.taps.append(self.room.speaker_tap)
         self.microphone = self.room.microphone()
-        source = with_echo_cancellation(self.microphone, sink, config.audio)
-        assert getattr(source, "cancels_echo", False) == echo_cancellation
-        connect_echo_cancellation(source, listener)
+        source, own_sound = own_sound_for(self.microphone, sink, config)
+        assert own_sound.cancels_echo == echo_cancellation
+        self.listener = listener = listener_on(listener, config, own_sound)
         self.source = source
         builder = PromptBuilder(config.prompt, engine.tokenizer, config.llm.n_ctx, config.llm.max_tokens)
         sounds = {"wake": earcon("wake")} if earcons else {}
         self.assistant = Assistant(config, session=ChatSession(engine, builder), synthesizer=synthesizer,
-                                   sink=sink, listener=listener, source=source, earcons=sounds)
+                                   sink=sink, listener=listener, source=source, earcons=sounds,
+                                   own_sound=own_sound)
         self.events: list = []
         self.assistant.subscribers.append(lambda event: self.events.append(event))
 
@@ -210,7 +210,7 @@ def test_stop_said_by_a_person_ends_a_reply_and_said_by_the_assistant_does_not(
         return own, stopped, heard
 
     room = Room(tmp_path, tiny_gguf, listener_models, synthesizer)
-    assert listener_models.stop_word is not None  # `wake.stop_word` is on by default
+    assert room.listener.stop_word is not None  # `wake.stop_word` is on by default
     own, stopped, heard = asyncio.run(scenario(room))
     assert own.data["cancelled"] is False, "the assistant's own \"stop\" stopped it"
     assert stopped.data["cancelled"] is True and stopped.request_id == "interrupted"

@@ -230,12 +230,8 @@ MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 
 # Today's longer modules and functions, at their size when the rule came: each may only shrink.
-LONG_MODULES = {
-    "hearing/listener.py": 661,
-}
-LONG_FUNCTIONS = {
-    "hearing/listener.py:Listener.__init__": 86,
-}
+LONG_MODULES: dict[str, int] = {}
+LONG_FUNCTIONS: dict[str, int] = {}
 
 LITERALS = (ast.Dict, ast.List, ast.Tuple, ast.Set)
 

@@ -13,6 +13,7 @@ import pytest
 
 from edge_assistant.audio.earcons import earcon
 from edge_assistant.audio.pcm import SAMPLE_RATE, frame_bytes
+from edge_assistant.audio.own_sound import AssistantSound
 from edge_assistant.audio.wav import WavSink, read_wav
 from edge_assistant.config import Config, LlmConfig, PromptConfig, ServiceConfig, TtsConfig
 from edge_assistant.events import Command
@@ -65,7 +66,7 @@ def synthesizer():
     return Synthesizer(TtsConfig(noise_scale=0.0, noise_w_scale=0.0))
 
 
-def make_assistant(tmp_path, engine, listener, synthesizer, source=None, **service):
+def make_assistant(tmp_path, engine, listener, synthesizer, source=None, own_sound=None, **service):
     config = Config(
         llm=engine.config,
         prompt=PromptConfig(template="chatml"),
@@ -77,7 +78,7 @@ def make_assistant(tmp_path, engine, listener, synthesizer, source=None, **servi
     sink = WavSink(tmp_path / "speaker.wav", realtime=True)
     source = source or QueueSource()
     assistant = Assistant(config, session=session, synthesizer=synthesizer, sink=sink,
-                          listener=listener, source=source)
+                          listener=listener, source=source, own_sound=own_sound)
     events = []
     assistant.subscribers.append(lambda event: events.append((time.monotonic(), event)))
     return assistant, source, events
@@ -206,8 +207,9 @@ def test_a_follow_up_window_counts_from_the_sound_captured_when_it_opens(
     answer = read_wav(make_speech_wav("What is the weather like today?", lead_silence_s=4.0))
 
     async def scenario():
-        assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer,
-                                                   source=LateSource(), follow_up_s=2.0)
+        late = LateSource()
+        assistant, source, events = make_assistant(tmp_path, engine, listener_models, synthesizer, source=late,
+                                                   own_sound=AssistantSound(capture=late), follow_up_s=2.0)
         assistant.start()
         source.speak(first)
         stop_index, _ = await wait_for(events, lambda e: e.type == "tts_stop")

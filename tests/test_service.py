@@ -265,17 +265,14 @@ def test_a_request_said_straight_after_the_wake_word_is_heard_whole(tmp_path, mo
 
 
 def test_the_wake_event_waits_for_the_persons_next_word_only_where_an_earcon_could_cover_it():
-    from types import SimpleNamespace
-
+    from edge_assistant.audio.own_sound import AssistantSound
     from edge_assistant.config import Config, ServiceConfig
-    from edge_assistant.assembly import WAKE_SPEECH_LOOKAHEAD_S, connect_echo_cancellation
+    from edge_assistant.hearing.listener import WAKE_SPEECH_LOOKAHEAD_S, wake_speech_lookahead_s
+    from tests.support.own_sound import cancelling
 
     def lookahead(earcons: bool, cancels: bool) -> float:
-        listener = SimpleNamespace(wake=None, stop_word=None, echo_settled=None, wake_speech_lookahead_s=0.0,
-                                   config=Config(service=ServiceConfig(earcons=earcons)))
-        source = SimpleNamespace(cancels_echo=cancels, processor=SimpleNamespace(settled=True))
-        connect_echo_cancellation(source, listener)
-        return listener.wake_speech_lookahead_s
+        own_sound = cancelling() if cancels else AssistantSound(hears_speaker=True)
+        return wake_speech_lookahead_s(Config(service=ServiceConfig(earcons=earcons)), own_sound)
 
     assert lookahead(earcons=True, cancels=False) == WAKE_SPEECH_LOOKAHEAD_S > 0
     assert lookahead(earcons=True, cancels=True) == 0.0  # the earcon's echo is cancelled

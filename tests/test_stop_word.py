@@ -3,8 +3,6 @@ on only while the assistant speaks."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
@@ -14,13 +12,16 @@ from edge_assistant.bench.stop import held_out_espeak_voices
 from edge_assistant.audio.microphone import MicrophoneSource
 from edge_assistant.audio.wav import WavSource, write_wav
 from edge_assistant.config import AudioConfig, Config, WakeConfig
-from edge_assistant.audio.echo import with_echo_cancellation
+from edge_assistant.audio.own_sound import AssistantSound
+from edge_assistant.health import Health
 from edge_assistant.hearing.listener import Listener
-from edge_assistant.assembly import connect_echo_cancellation
+from edge_assistant.assembly import RunOptions, build_sources, own_sound_for
+from edge_assistant.hearing.stop_listener import stop_word_wanted
 from edge_assistant import models
 from edge_assistant.hearing.stop_word import CheckedStopWord, StopWordDetector, StopWordModel, read_as_stop, says_stop
 from edge_assistant.hearing.stt import MoonshineTranscriber
 from edge_assistant.tts import spoken_samples
+from tests.support.own_sound import listener_on
 from tests.test_pipeline import listener_models, synthesizer  # noqa: F401  (fixtures)
 
 FRAME = frame_bytes(10)
@@ -59,18 +60,21 @@ def test_a_microphone_that_hears_the_assistant_whole_gets_no_stop_word(tmp_path)
     class Sink:
         taps: list = []
 
-    def kept(source) -> bool:
-        listener = SimpleNamespace(wake=None, stop_word=StopWordDetector(), config=Config())
-        connect_echo_cancellation(source, listener)
-        return listener.stop_word is not None
+    def kept(audio: AudioConfig) -> bool:
+        config = Config(audio=audio)
+        _, own_sound = own_sound_for(MicrophoneSource(audio), Sink(), config)
+        return stop_word_wanted(config, own_sound)
 
-    assert not kept(MicrophoneSource(AudioConfig(echo_cancellation=False)))
-    assert not kept(with_echo_cancellation(MicrophoneSource(AudioConfig()), Sink(),
-                                           AudioConfig(echo_cancellation=False, noise_suppression=True)))
-    assert kept(with_echo_cancellation(MicrophoneSource(AudioConfig()), Sink(), AudioConfig()))
+    assert not kept(AudioConfig(echo_cancellation=False))
+    assert not kept(AudioConfig(echo_cancellation=False, noise_suppression=True))
+    assert kept(AudioConfig())
     # A file never hears the speaker.
     write_wav(tmp_path / "in.wav", np.zeros(SAMPLE_RATE, np.int16), SAMPLE_RATE)
-    assert kept(WavSource(tmp_path / "in.wav"))
+    options = RunOptions(input_wav=tmp_path / "in.wav", output_wav=tmp_path / "out.wav")
+    source, sink, own_sound = build_sources(Config(), options, Health())
+    source.close()
+    sink.close()
+    assert isinstance(source, WavSource) and stop_word_wanted(Config(), own_sound)
 
 
 def test_the_model_file_is_shipped_and_sane(model):
@@ -165,29 +169,37 @@ def listener_events(listener: Listener, samples: np.ndarray) -> list:
     return events
 
 
+class Canceller:
+    """What the listener reads of an echo canceller: whether it has learnt the room yet (a
+    real one needs seconds of the assistant's voice in a room to)."""
+
+    cancels_echo = True
+    hears_own_sound = False
+    queued_s = 0.0
+    settled = True
+
+
 def test_the_listener_hears_stop_only_while_the_assistant_speaks(synthesizer, listener_models):
-    listener = listener_models
+    canceller = Canceller()
+    own_sound = AssistantSound(capture=canceller, canceller=canceller, hears_speaker=True)
+    listener = listener_on(listener_models, Config(), own_sound)
     assert listener.stop_word is not None  # `wake.stop_word` is on by default
     samples = spoken(synthesizer, "Stop.").samples
     listener.begin()
-    try:
-        assert [e for e in listener_events(listener, samples) if e.type == "stop_word"] == []
-        listener.set_speaking(True)
-        heard = [e for e in listener_events(listener, samples) if e.type == "stop_word"]
-        assert len(heard) == 1 and heard[0].data["score"] >= listener.stop_word.detector.cutoff
-        # The echo canceller still learning the room: what it leaves may sound like "stop".
-        listener.echo_settled = lambda: False
-        assert [e for e in listener_events(listener, samples) if e.type == "stop_word"] == []
-        listener.echo_settled = lambda: True
-        assert len([e for e in listener_events(listener, samples) if e.type == "stop_word"]) == 1
-        # A sound-alike the model takes for "stop" is read back by the recognizer: not "stop".
-        stock = spoken(synthesizer, "Scott bought some stock.").samples
-        assert [e for e in listener_events(listener, stock) if e.type == "stop_word"] == []
-        # The assistant saying "stop" itself: held for as long as it says it, and its echo.
-        listener.hold_stop_word(0.5)
-        assert [e for e in listener_events(listener, samples) if e.type == "stop_word"] == []
-        listener.set_speaking(False)
-        assert [e for e in listener_events(listener, samples) if e.type == "stop_word"] == []
-    finally:
-        listener.set_speaking(False)
-        listener.echo_settled = None
+    assert [e for e in listener_events(listener, samples) if e.type == "stop_word"] == []
+    listener.set_speaking(True)
+    heard = [e for e in listener_events(listener, samples) if e.type == "stop_word"]
+    assert len(heard) == 1 and heard[0].data["score"] >= listener.stop_word.detector.cutoff
+    # The echo canceller still learning the room: what it leaves may sound like "stop".
+    canceller.settled = False
+    assert [e for e in listener_events(listener, samples) if e.type == "stop_word"] == []
+    canceller.settled = True
+    assert len([e for e in listener_events(listener, samples) if e.type == "stop_word"]) == 1
+    # A sound-alike the model takes for "stop" is read back by the recognizer: not "stop".
+    stock = spoken(synthesizer, "Scott bought some stock.").samples
+    assert [e for e in listener_events(listener, stock) if e.type == "stop_word"] == []
+    # The assistant saying "stop" itself: held for as long as it says it, and its echo.
+    own_sound.hold_stop_word(0.5)
+    assert [e for e in listener_events(listener, samples) if e.type == "stop_word"] == []
+    listener.set_speaking(False)
+    assert [e for e in listener_events(listener, samples) if e.type == "stop_word"] == []

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from edge_assistant.audio import pcm
+from edge_assistant.audio.own_sound import AssistantSound
 from edge_assistant.config import ConfigError, WakeConfig
 from edge_assistant.hearing.wake import Detection, OwnVoiceDetector, WakeDetector, stricter_cutoff
+from tests.support.own_sound import cancelling
 
 SAMPLE_RATE = pcm.SAMPLE_RATE
 ENGINES = ("micro", "openwakeword")
@@ -114,16 +116,15 @@ def test_openwakeword_rests_in_a_quiet_room_and_hears_the_wake_word_that_ends_it
 def test_barge_in_is_stricter_unless_the_assistants_voice_is_cancelled():
     wake = detector("micro")
     assert wake.cutoff == 0.97
-    # Without echo cancellation (the default until told otherwise): halfway to certainty.
+    # Without echo cancellation (no own sound known: none): halfway to certainty.
     assert wake.barge_in_cutoff == pytest.approx(0.985) == stricter_cutoff(0.97)
-    wake.set_echo_cancelled(True)
-    assert wake.barge_in_cutoff == wake.cutoff
-    wake.set_echo_cancelled(False)
-    assert wake.barge_in_cutoff == pytest.approx(0.985)
+    cancelled = WakeDetector(WakeConfig(engine="micro"), own_sound=cancelling())
+    assert cancelled.barge_in_cutoff == cancelled.cutoff
+    assert WakeDetector(WakeConfig(engine="micro"), own_sound=AssistantSound(hears_speaker=True)
+                        ).barge_in_cutoff == pytest.approx(0.985)
     assert detector("openwakeword").barge_in_cutoff == pytest.approx(0.75)
     # A threshold set in the config wins either way.
-    explicit = detector("micro", barge_in_threshold=0.9)
-    explicit.set_echo_cancelled(True)
+    explicit = WakeDetector(WakeConfig(engine="micro", barge_in_threshold=0.9), own_sound=cancelling())
     assert explicit.barge_in_cutoff == 0.9
 
 
@@ -147,10 +148,9 @@ def test_a_barge_in_that_waited_for_the_canceller_is_not_lost_while_the_word_sti
         def reset(self):
             pass
 
-    wake = WakeDetector(WakeConfig())
+    # It heard the assistant say nothing.
+    wake = WakeDetector(WakeConfig(), own_sound=cancelling(OwnVoiceDetector(WakeConfig())))
     wake._engine = Confident()
-    wake.set_echo_cancelled(True)
-    wake.own_voice = OwnVoiceDetector(WakeConfig())  # it heard the assistant say nothing
     wake.set_speaking(True)
     frame = bytes(pcm.frame_bytes(10))
     found = [(index, d) for index in range(100) if (d := wake.process(frame)) is not None]

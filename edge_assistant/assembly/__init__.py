@@ -10,8 +10,8 @@ the daemon (service.py), the commands (`ask`, `listen`, `say`) and `bench`.
 - `build_sources` (devices.py): the microphone and speaker, or WAV files;
 - `AssistantPort` (port.py): how the timers, the facts and the faults reach the assistant
   built after them;
-- `connect_echo_cancellation` (own_sound.py): the listener told whether the microphone
-  cancels the assistant's own sound.
+- `own_sound_for` (own_sound.py): the microphone's frames and the assistant's own sound in
+  them (`audio.own_sound`), built together and handed to the listener and the core.
 """
 
 from .answering import (
@@ -20,7 +20,7 @@ from .answering import (
 )
 from .devices import NO_DEVICE, RunOptions, build_sources, has_microphone, report_device_fault
 from .loading import LoadedModels, ModelPaths, load_models, model_paths
-from .own_sound import WAKE_SPEECH_LOOKAHEAD_S, connect_echo_cancellation
+from .own_sound import own_sound_for
 from .parts import Assembly
 from .port import AssistantPort, timer_scheduler
 
@@ -28,5 +28,5 @@ __all__ = [
     "READ_ONLY_TIMERS", "READING_TIMER_INTENTS", "ReadOnlyTimers", "ReadOnlyTimerStore", "build_responder",
     "new_home", "start_home", "timer_store", "NO_DEVICE", "RunOptions", "build_sources", "has_microphone",
     "report_device_fault", "LoadedModels", "ModelPaths", "load_models", "model_paths",
-    "WAKE_SPEECH_LOOKAHEAD_S", "connect_echo_cancellation", "Assembly", "AssistantPort", "timer_scheduler",
+    "own_sound_for", "Assembly", "AssistantPort", "timer_scheduler",
 ]

@@ -9,12 +9,13 @@ from typing import Any, Callable
 
 from ..audio.devices import AudioDeviceMissing
 from ..audio.echo import status_file as echo_status_file
-from ..audio.echo import with_echo_cancellation
 from ..audio.microphone import MicrophoneSource
+from ..audio.own_sound import AssistantSound
 from ..audio.speaker import SpeakerSink
 from ..audio.wav import WavSink, WavSource
 from ..config import Config
 from ..health import Health, device_fix
+from .own_sound import own_sound_for
 
 NO_DEVICE = "none"
 
@@ -31,9 +32,11 @@ def has_microphone(config: Config, options: RunOptions) -> bool:
 
 
 def build_sources(config: Config, options: RunOptions, health: Health,
-                  on_microphone_fault: Callable[[Exception], None] | None = None) -> tuple[Any, Any]:
-    """The microphone and speaker (or the WAV files standing in), reporting to `health`;
-    `on_microphone_fault` hears of a microphone failure when it is news, not at every retry."""
+                  on_microphone_fault: Callable[[Exception], None] | None = None
+                  ) -> tuple[Any, Any, AssistantSound]:
+    """The microphone and speaker (or the WAV files standing in), reporting to `health`, and
+    the assistant's own sound in what the microphone hears; `on_microphone_fault` hears of a
+    microphone failure when it is news, not at every retry."""
 
     def microphone_error(error: Exception) -> None:
         if report_device_fault(health, "microphone", "input", error) and on_microphone_fault is not None:
@@ -62,8 +65,9 @@ def build_sources(config: Config, options: RunOptions, health: Health,
         )
     if microphone is not None:
         # A microphone hears the speaker: what it plays is cancelled (a WAV input never does).
-        source = with_echo_cancellation(microphone, sink, config.audio, echo_status_file(config.state_dir()))
-    return source, sink
+        source, own_sound = own_sound_for(microphone, sink, config, echo_status_file(config.state_dir()))
+        return source, sink, own_sound
+    return source, sink, AssistantSound()
 
 
 def report_device_fault(health: Health, part: str, kind: str, error: Exception) -> bool:

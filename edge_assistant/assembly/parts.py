@@ -25,7 +25,6 @@ from ..timers import SYSTEM_CLOCK, Clock, TimerScheduler, TimerStore, missed_ann
 from .answering import ReadOnlyTimerStore, build_responder, start_home, timer_store
 from .devices import NO_DEVICE, RunOptions, build_sources
 from .loading import LoadedModels, ModelPaths
-from .own_sound import connect_echo_cancellation
 from .port import AssistantPort, timer_scheduler
 
 
@@ -37,6 +36,7 @@ class Assembly:
         models: LoadedModels | None = None,
         port: AssistantPort | None = None,
         source: Any = None,
+        own_sound: Any = None,
         sink: Any = None,
         synthesizer: Any = None,
         bridge: Any = None,
@@ -54,7 +54,8 @@ class Assembly:
         """`models`: the caller's, shared by many assemblies (else each model is loaded here
         when first needed, and freed with the assembly);
         `source`, `sink`: instead of the microphone and speaker (or `options`' WAV files),
-        both or neither; `synthesizer`: instead of the loaded one (bench's timed one);
+        both or neither, and `own_sound` what `source` hears of the assistant itself
+        (`own_sound_for`; none: nothing it plays is heard); `synthesizer`: instead of the loaded one (bench's timed one);
         `hears`: False for an assistant without a listener; `earcons`: instead of the
         configured ones ({} for none); `home_client_id`: the home's own MQTT client id, and
         `reachable_home_only` leaves out a home whose broker cannot be reached (a one-off
@@ -74,7 +75,7 @@ class Assembly:
         self.options = options if options is not None else RunOptions()
         self.hears = hears
         self.subscribers = list(subscribers)
-        self._given = {"source": source, "sink": sink, "synthesizer": synthesizer, "earcons": earcons}
+        self._given = {"source": source, "own_sound": own_sound, "sink": sink, "synthesizer": synthesizer, "earcons": earcons}
         self._home_client_id = home_client_id
         self._reachable_home_only = reachable_home_only
         self._timers_store = timers_store
@@ -111,8 +112,22 @@ class Assembly:
         return await asyncio.to_thread(lambda: self.models.synthesizer)
 
     async def listener(self) -> Any:
-        """The listener (None where the assistant does not hear)."""
-        return await asyncio.to_thread(lambda: self.models.listener) if self.hears else None
+        """The listener (None where the assistant does not hear), built knowing what its
+        source hears of the assistant itself, on the speech models loaded (shared with it)."""
+        if not self.hears:
+            return None
+
+        async def build():
+            from ..hearing.listener import Listener
+
+            await asyncio.to_thread(lambda: self.models.listener)  # the models, loaded once
+            _, _, own_sound = await self._sources()
+            listener = await asyncio.to_thread(Listener, self.config, own_sound=own_sound,
+                                               stt_model_path=self.paths.stt)
+            self._closing.push_async_callback(asyncio.to_thread, listener.close)
+            return listener
+
+        return await self._once("listener", build)
 
     def earcons(self) -> dict[str, Any]:
         return self._given["earcons"] if self._given["earcons"] is not None else self.models.earcons
@@ -121,28 +136,34 @@ class Assembly:
 
     async def sources(self) -> tuple[Any, Any]:
         """The source and the sink: those handed in, else the microphone and the speaker (or
-        the options' WAV files) reporting to the health. The listener is told whether the
-        source cancels the assistant's own sound."""
+        the options' WAV files) reporting to the health."""
+        source, sink, _ = await self._sources()
+        return source, sink
+
+    async def own_sound(self) -> Any:
+        """What the source hears of the assistant itself (`audio.own_sound.OwnSound`)."""
+        _, _, own_sound = await self._sources()
+        return own_sound
+
+    async def _sources(self) -> tuple[Any, Any, Any]:
         async def build():
+            from ..audio.own_sound import AssistantSound
             from ..audio.speaker import SpeakerSink
 
-            source, sink = self._given["source"], self._given["sink"]
+            source, sink, own_sound = self._given["source"], self._given["sink"], self._given["own_sound"]
             if sink is None:
-                built_source, sink = self._build_sources(microphone=self.hears and source is None)
+                built_source, sink, built_own_sound = self._build_sources(microphone=self.hears and source is None)
                 self._closing.push_async_callback(sink.aclose)
                 if isinstance(sink, SpeakerSink):
                     await self._task(sink.watch(), "speaker-watch")
                 if built_source is not None:
-                    source = built_source
+                    source, own_sound = built_source, built_own_sound
                     self._closing.push_async_callback(self._close_source, source)
-            listener = await self.listener()
-            if listener is not None and source is not None:
-                connect_echo_cancellation(source, listener)
-            return source, sink
+            return source, sink, own_sound if own_sound is not None else AssistantSound()
 
         return await self._once("sources", build)
 
-    def _build_sources(self, microphone: bool) -> tuple[Any, Any]:
+    def _build_sources(self, microphone: bool) -> tuple[Any, Any, Any]:
         config, options = self.config, self.options
         if not microphone:
             config = replace(config, audio=replace(config.audio, input_device=NO_DEVICE))
@@ -228,7 +249,7 @@ class Assembly:
             assistant = Assistant(self.config, session=session, synthesizer=await self.synthesizer(),
                                   sink=sink, listener=listener, source=source if listener else None,
                                   bridge=self.bridge, earcons=self.earcons(), responder=responder,
-                                  timers=await self.timers())
+                                  timers=await self.timers(), own_sound=await self.own_sound())
             assistant.subscribers.extend(self.subscribers)
             self.port.connect(assistant)
             self._closing.push_async_callback(assistant.stop)

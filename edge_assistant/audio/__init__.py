@@ -24,5 +24,6 @@ Sinks share one interface (`sink.Sink`)::
 The modules: `pcm` (format, framing, conversions; light enough for every stage to import), `wav`
 (WAV files, `WavSource`, `WavSink`), `devices` (PortAudio's device list and streams),
 `microphone` (`MicrophoneSource`), `speaker` (`SpeakerSink`), `earcons` (the wake and error
-sounds). This file imports none of them, so importing one never loads the others' libraries.
+sounds), `own_sound` (what the microphone hears of the assistant itself). This file imports none
+of them, so importing one never loads the others' libraries.
 """

@@ -213,7 +213,8 @@ async def _streaming_turn(loaded: LoadedModels, config: Config, clip: Clip, synt
         async with assembly(loaded, config, source=source, sink=sink, synthesizer=synthesizer, earcons={},
                             subscribers=[events]) as parts:
             assistant = await parts.assistant()
-            loaded.listener.listen_now()  # as after the wake word, or an MQTT `listen`
+            listener = await parts.listener()
+            listener.listen_now()  # as after the wake word, or an MQTT `listen`
             await parts.start()
             await events.wait_for("transcript")
             speech_end, transcript = _heard(events)
@@ -227,7 +228,7 @@ async def _streaming_turn(loaded: LoadedModels, config: Config, clip: Clip, synt
         raise RuntimeError(f"the turn produced no speech: {[e.type for _, e in events.events]}")
     llm_span = (events.at("state", lambda e: e.data.get("state") == "thinking"), events.at("reply"))
     timeline = _timeline(source, events, speech_end, transcript, [llm_span],
-                         synthesizer.spans, sink.plays, loaded.listener.timing)
+                         synthesizer.spans, sink.plays, listener.timing)
     sentences = [e.data["text"] for _, e in events.events if e.type == "reply_sentence"]
     return timeline, transcript.data["text"], reply.data["text"], sentences
 

@@ -239,18 +239,19 @@ async def _own_voice_in_room(loaded: LoadedModels, config: Config, folder: Path,
     """Replies spoken into a simulated room in real time, heard back through the echo canceller
     by the daemon's listener."""
     from ..audio.wav import WavSink
-    from ..audio.echo import with_echo_cancellation
+    from ..assembly import own_sound_for
     from .room import SimulatedRoom
 
     replies = own_voice_replies(count)
     room = SimulatedRoom(delay_s=0.12, duration_s=12.0 * count + 60.0)
     sink = WavSink(folder / "own-voice.wav", sample_rate=pcm.SAMPLE_RATE, realtime=True)
     sink.taps.append(room.speaker_tap)
-    source = with_echo_cancellation(room.microphone(config.audio.frame_ms), sink, config.audio)
+    source, own_sound = own_sound_for(room.microphone(config.audio.frame_ms), sink, config)
     events = EventLog()
     try:
-        # The listener is told the source cancels the assistant's voice, as in the daemon.
-        async with assembly(loaded, config, source=source, sink=sink, earcons={}, subscribers=[events]) as parts:
+        # The listener hears the assistant's own sound through the canceller, as in the daemon.
+        async with assembly(loaded, config, source=source, own_sound=own_sound, sink=sink, earcons={},
+                            subscribers=[events]) as parts:
             talk_s = await _talk(await parts.start_assistant(), events, replies)
     finally:
         sink.close()
@@ -267,7 +268,6 @@ def bench_stop(loaded: LoadedModels, report: Report, options: BenchOptions) -> N
     # the ring) is heard.
     config = replace(base, service=replace(base.service, earcons=False, follow_up_s=0.0),
                      timers=replace(base.timers, ring_interval_s=2.0, ring_max_s=RING_TIMEOUT_S))
-    loaded.listener.config = config
     clips = _stop_clips(loaded, options.runs)
     missed = 0
 
@@ -281,16 +281,13 @@ def bench_stop(loaded: LoadedModels, report: Report, options: BenchOptions) -> N
             missed += 1
             return None
 
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            replies = [heard(interrupted_reply(loaded, config, clip, Path(folder), index, heard="stop_word"))
-                       for index, clip in enumerate(clips)]
-            rings = [heard(_stopped_ring(loaded, config, Path(folder), index, clip, True))
-                     for index, clip in enumerate(clips)]
-            between = [heard(_stopped_ring(loaded, config, Path(folder), index, clips[0], False))
-                       for index in range(options.runs)]
-    finally:
-        loaded.listener.config = base
+    with tempfile.TemporaryDirectory() as folder:
+        replies = [heard(interrupted_reply(loaded, config, clip, Path(folder), index, heard="stop_word"))
+                   for index, clip in enumerate(clips)]
+        rings = [heard(_stopped_ring(loaded, config, Path(folder), index, clip, True))
+                 for index, clip in enumerate(clips)]
+        between = [heard(_stopped_ring(loaded, config, Path(folder), index, clips[0], False))
+                   for index in range(options.runs)]
     replies = [run for run in replies if run is not None]
     for key, values in (("stop.word_to_silence_s", [run[2] for run in replies]),
                         ("stop.heard_to_silence_s", [run[0] for run in replies]),

@@ -54,8 +54,6 @@ class SpeechListener(Protocol):
 
     def set_speaking(self, speaking: bool) -> None: ...
 
-    def hold_stop_word(self, seconds: float) -> None: ...
-
 
 class TimerControl(Protocol):
     """The timers (timers.TimerScheduler), for what the assistant itself does with them: a ring

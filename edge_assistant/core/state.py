@@ -16,7 +16,8 @@ from ..events import Event, EventType, State
 from ..health import log_fault
 from ..respond import Responder
 from ..thinking.chat import ChatSession
-from .own_sound import OwnSound
+from ..audio.own_sound import AssistantSound, OwnSound
+from .own_sound import OwnSoundDecisions
 from .parts import Answerer, AudioSink, EventBridge, FrameSource, SpeechListener, SpeechSynthesizer, TimerControl
 from .turns import Audio, Sentence, Turn, TurnEnd, TurnKind, TurnQueue, TurnRequest
 
@@ -46,6 +47,7 @@ class AssistantState:
         earcons: dict[str, Any] | None = None,
         responder: Answerer | None = None,
         timers: TimerControl | None = None,
+        own_sound: OwnSound | None = None,
     ) -> None:
         self.config = config
         self.session = session
@@ -72,7 +74,9 @@ class AssistantState:
         # Short tasks outside the stages (earcons, error notices): kept so that they can be
         # awaited on stop and their failures logged, never dropped.
         self.side_tasks: set[asyncio.Task] = set()
-        self.own_sound = OwnSound(source, listener, self._listening)
+        # What the microphone hears of the assistant's own sound (none: nothing it plays is heard).
+        self.own_sound = OwnSoundDecisions(own_sound if own_sound is not None else AssistantSound(),
+                                           self._listening)
 
     @property
     def active(self) -> Turn | None:
@@ -162,7 +166,7 @@ class AssistantState:
 
     async def error_notice(self, turn_id: str | None) -> None:
         """Tell the person the turn failed: an earcon, or a spoken sentence without earcons."""
-        self.own_sound.hide = True
+        self.own_sound.sounding()
         self.set_state(State.ERROR, turn_id)
         try:
             sound = self.earcons.get("error")

@@ -31,7 +31,6 @@ after it.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import inspect
 import logging
 import math
@@ -41,18 +40,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterable, Awaitable, Callable
 
-import numpy as np
-
 from ..audio.capture_clock import CaptureClock
+from ..audio.own_sound import AssistantSound, OwnSound
 from ..audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 from ..concurrency import to_thread_joined
-from .. import models
 from ..config import Config
 from ..events import Event, EventType, new_id
-from .stop_word import CheckedStopWord, StopWordDetector
-from .moonshine import MoonshineModelError
-from .stt import MOONSHINE_THREADS, MoonshineTranscriber, Transcriber, create_transcriber, same_words
-from .turn_end import TurnEndModel, ends_mid_phrase, load_configured
+from .drafts import Draft, Drafter, TimedJudge, TurnTiming
+from .listener_models import ListenerModels
+from .stop_listener import StopWordListener, stop_word_wanted
+from .stop_word import CheckedStopWord
+from .stt import Transcriber, same_words
+from .turn_end import TurnEndModel
 from .vad import REASON_TIMEOUT, EndpointEvent, Endpointer, VoiceActivityDetector
 from .wake import WakeDetector
 
@@ -60,78 +59,16 @@ log = logging.getLogger(__name__)
 
 BATCH_S = 0.1
 _BATCH_BYTES = int(BATCH_S * SAMPLE_RATE) * SAMPLE_WIDTH
-# After the assistant said "stop": the device's buffer, the room's echo and the stop word's
-# own delay.
-_OWN_STOP_TAIL_S = 1.5
+# Audio after a wake word in which a person talking straight on is heard: without echo
+# cancellation the wake event waits this long to say whether they do (`speaking`), so that the
+# wake earcon is not played over their words.
+WAKE_SPEECH_LOOKAHEAD_S = 0.3
 # Audio kept while waiting for the wake word: the words said straight after it were heard
 # before the detector fired (from `Detection.phrase_end_s` on, they go to the endpointer).
 _WAKE_LOOKBACK_BYTES = int(1.0 * SAMPLE_RATE) * SAMPLE_WIDTH
 _REPLAY_FRAME_BYTES = SAMPLE_RATE // 100 * SAMPLE_WIDTH
 
 Emit = Callable[[Event], "Awaitable[None] | None"]
-
-
-@dataclass
-class Draft:
-    """A transcript of the utterance so far, started at a pause (times: time.monotonic())."""
-
-    # Endpointer.speech_end_position when it started: it is final if speech ended there.
-    speech_end: int
-    started_at: float
-    future: concurrent.futures.Future | None = None
-    finished_at: float | None = None
-    final: bool = False  # it became the transcript
-
-
-@dataclass
-class TurnTiming:
-    """How the current (or last) turn's end was found, for the bench and logs."""
-
-    # Each end-of-turn model call: (start, end, probability), in time.monotonic() seconds.
-    turn_end_calls: list[tuple[float, float, float]] = field(default_factory=list)
-    drafts: list[Draft] = field(default_factory=list)
-    # stt.first_pass: whether the final text had the fast text's words (None: no fast text).
-    first_pass_agreed: bool | None = None
-
-
-class _TimedJudge:
-    """The end-of-turn model, with each call noted in the turn's timing."""
-
-    def __init__(self, model: TurnEndModel, timing: Callable[[], TurnTiming]) -> None:
-        self.model = model
-        self._timing = timing
-
-    def probability(self, samples) -> float:
-        began = time.monotonic()
-        probability = self.model.probability(samples)
-        self._timing().turn_end_calls.append((began, time.monotonic(), probability))
-        return probability
-
-
-def _stop_word_reader(config: Config, stt_model_path: Path | None) -> Transcriber:
-    """Moonshine, whose text for a second of audio is ready in tens of milliseconds; where its
-    files are missing, the configured recognizer (Whisper: half a second more to stop)."""
-    try:
-        # One thread: a read-back is rare and short, and two would take both cores of a Pi
-        # from the echo canceller and the wake word for its tens of milliseconds.
-        return MoonshineTranscriber(models.embedded_moonshine_path(), threads=1)
-    except (models.ModelError, MoonshineModelError) as error:
-        log.warning("wake.stop_word: %s; the configured recognizer confirms each \"stop\" meanwhile "
-                    "(slower to stop)", error)
-    return create_transcriber(config.stt, model_path=stt_model_path)
-
-
-def _first_pass_reader(config: Config) -> Transcriber | None:
-    """Moonshine for stt.first_pass, or None (off, or its model cannot load: then Whisper's
-    text alone, as without it)."""
-    if config.stt.first_pass != "moonshine":
-        return None
-    try:
-        return MoonshineTranscriber(models.embedded_moonshine_path(),
-                                    threads=config.stt.n_threads or MOONSHINE_THREADS)
-    except (models.ModelError, MoonshineModelError) as error:
-        log.warning("stt.first_pass: %s; Whisper's text alone meanwhile", error)
-        return None
 
 
 @dataclass
@@ -145,16 +82,26 @@ class _Confirmation:
     held: list[bytes] = field(default_factory=list)
 
 
+def wake_speech_lookahead_s(config: Config, own_sound: OwnSound) -> float:
+    """How long a wake event may wait to say whether the person talks on: only where the wake
+    earcon could sound over their words (earcons on, its echo not cancelled)."""
+    return WAKE_SPEECH_LOOKAHEAD_S if config.service.earcons and not own_sound.cancels_echo else 0.0
+
+
 class Listener:
     """Holds the loaded models; `run()` one audio stream at a time.
 
-    `set_speaking()` and `listen_now()` may be called from any thread while it runs.
+    `own_sound`: what the microphone hears of the assistant itself (`audio.own_sound`); without
+    one (`edge-assistant listen`, a file), nothing the assistant plays is heard and no earcon
+    covers a person's words. `set_speaking()` and `listen_now()` may be called from any thread
+    while it runs.
     """
 
     def __init__(
         self,
         config: Config,
         *,
+        own_sound: OwnSound | None = None,
         stt_model_path: Path | None = None,
         transcriber: Transcriber | None = None,
         turn_end: TurnEndModel | None = None,
@@ -162,65 +109,36 @@ class Listener:
         first_pass: Transcriber | None = None,
     ) -> None:
         self.config = config
-        self.wake = WakeDetector(config.wake) if config.wake.enabled else None
-        # stop_word_reader: the recognizer that reads each stop word detection back; None
-        # loads Moonshine (the configured recognizer where its files are missing).
-        self._stop_word_reader = None
-        self.stop_word: CheckedStopWord | None = None
-        if config.wake.stop_word:
-            self._stop_word_reader = stop_word_reader or _stop_word_reader(config, stt_model_path)
-            self.stop_word = CheckedStopWord(StopWordDetector(cutoff=config.wake.stop_word_threshold),
-                                             self._read_back)
-        # The stop word only hears while the assistant speaks: when that starts, it is first
-        # fed the last second, so that its context is fresh and a "stop" is heard whole.
-        self._stop_word_wanted = False
-        self._stop_word_on = False
-        self._stop_word_held_until = 0.0  # time.monotonic(): the assistant says "stop" itself
-        # Set when the microphone's frames are echo-cancelled: whether the canceller has learnt
-        # the room. Before, it leaves the assistant's voice loud enough to sound like "stop".
-        self.echo_settled: Callable[[], bool] | None = None
-        self._recent = bytearray()
-        self._before_wake = bytearray()  # the last _WAKE_LOOKBACK_BYTES while not listening
-        # When each frame heard was captured: frames may wait in the source's queue while the
-        # listener catches up, and what happens in real time (a hold, a reply's end, a
-        # follow-up window) is about the sound captured then, not the frame being processed.
-        self._capture = CaptureClock()
-        self._heard_bytes = 0
+        self.own_sound = own_sound if own_sound is not None else AssistantSound()
+        self.wake = WakeDetector(config.wake, own_sound=self.own_sound) if config.wake.enabled else None
         vad = VoiceActivityDetector(config.vad.engine)
-        # turn_end: the end-of-turn model; None loads vad.smart_turn_model if vad.smart_turn.
-        if turn_end is None:
-            turn_end = load_configured(config)
-        self.turn_end = turn_end
-        try:
-            # stt_model_path: stt.model as resolved by the caller (registry names), or None.
-            self.transcriber = transcriber or create_transcriber(config.stt, model_path=stt_model_path)
-        except BaseException:
-            if turn_end is not None:
-                turn_end.close()
-            if self._stop_word_reader is not None:
-                self._stop_word_reader.close()
-            raise
-        # stt.first_pass: a faster recognizer whose text goes out before the final one.
-        # first_pass: that recognizer (None loads Moonshine when the setting asks for it).
-        try:
-            self.first_pass = first_pass or (_first_pass_reader(config) if self.transcriber.decodes_at_end
-                                             and self.transcriber.engine != "moonshine" else None)
-        except BaseException:
-            self.close_models()
-            raise
+        # The stop word: heard while the assistant speaks (None: wake.stop_word is off).
+        stop_word = stop_word_wanted(config, self.own_sound)
+        self.models = ListenerModels.load(config, stop_word=stop_word, stt_model_path=stt_model_path,
+                                          transcriber=transcriber, turn_end=turn_end,
+                                          stop_word_reader=stop_word_reader, first_pass=first_pass)
+        self.transcriber, self.turn_end, self.first_pass = (self.models.transcriber, self.models.turn_end,
+                                                            self.models.first_pass)
+        self._stop_listener = (StopWordListener(config, self.models.stop_word_reader, self.own_sound)
+                               if stop_word else None)
+        self.stop_word: CheckedStopWord | None = self._stop_listener and self._stop_listener.checked
         self._confirmation: _Confirmation | None = None
         self.timing = TurnTiming()
+        self._drafts = Drafter(self.transcriber, config.stt.language, lambda: self.timing)
         speculative = config.stt.speculative
         self.endpointer = Endpointer(
             config.vad,
             vad=vad,
-            turn_end=_TimedJudge(turn_end, lambda: self.timing) if turn_end is not None else None,
+            turn_end=TimedJudge(self.turn_end, lambda: self.timing) if self.turn_end is not None else None,
             on_pause=self._start_draft if speculative else None,
-            words_allow_end=self._words_allow_end if speculative else None,
+            words_allow_end=self._drafts.words_allow_end if speculative else None,
         )
-        # One speculative transcript at a time, off the listening thread.
-        self._drafter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stt-draft")
-        self._draft: Draft | None = None
+        self._before_wake = bytearray()  # the last _WAKE_LOOKBACK_BYTES while not listening
+        # When each frame heard was captured: frames may wait in the source's queue while the
+        # listener catches up, and the assistant saying "stop" itself is about the sound
+        # captured then, not the frame being processed.
+        self._capture = CaptureClock()
+        self._heard_bytes = 0
         self._listen_request: float | None = None  # no-speech timeout of a pending listen_now()
         self._request_lock = threading.Lock()
         self._turn_id: str | None = None
@@ -230,10 +148,8 @@ class Listener:
         self._max_turns: int | None = None
         # False once the VAD missed frames (waiting for the wake word).
         self._vad_in_sync = False
-        # How long after a wake word the wake event may wait to say whether the person talks on
-        # (`speaking`): without echo cancellation the wake earcon is left out then, and the
-        # detector often fires before the next word has begun. 0: the event is not held.
-        self.wake_speech_lookahead_s = 0.0
+        # How long a wake event may wait to say whether the person talks on (0: not held).
+        self.wake_speech_lookahead_s = wake_speech_lookahead_s(config, own_sound) if own_sound is not None else 0.0
         self._held_wake: Event | None = None  # a wake event waiting for that answer
         self._held_events: list[Event] = []  # the events of the turn meanwhile
         self._held_bytes = 0  # audio the wake event may still wait for
@@ -241,21 +157,8 @@ class Listener:
     def close(self) -> None:
         """Let go of the speech and end-of-turn models (freed once nothing else uses them),
         after a speculative transcript still running."""
-        self._drafter.shutdown(wait=True)
-        self.close_models()
-
-    def close_models(self) -> None:
-        self.transcriber.close()
-        if getattr(self, "first_pass", None) is not None:
-            self.first_pass.close()
-        if self._stop_word_reader is not None:
-            self._stop_word_reader.close()
-        if self.turn_end is not None:
-            self.turn_end.close()
-
-    def _read_back(self, audio: bytes) -> str:
-        assert self._stop_word_reader is not None
-        return self._stop_word_reader.transcribe(np.frombuffer(audio, dtype=np.int16)).text
+        self._drafts.close()
+        self.models.close()
 
     # --- control, from any thread -----------------------------------------------------------
 
@@ -266,13 +169,8 @@ class Listener:
         it holds the reply too."""
         if self.wake is not None:
             self.wake.set_speaking(speaking, behind_s=behind_s)
-        self._stop_word_wanted = speaking
-
-    def hold_stop_word(self, seconds: float) -> None:
-        """The assistant is about to say "stop" (or a word like it) for `seconds`: its own voice,
-        and the room's echo of it, must not stop it."""
-        self._stop_word_held_until = max(self._stop_word_held_until,
-                                         time.monotonic() + seconds + _OWN_STOP_TAIL_S)
+        if self._stop_listener is not None:
+            self._stop_listener.wanted = speaking
 
     def listen_now(self, no_speech_timeout_s: float | None = None, *, behind_s: float = 0.0) -> None:
         """Skip the wake word for the next turn (MQTT `listen`, a follow-up window).
@@ -305,9 +203,9 @@ class Listener:
         self.endpointer.reset()
         if self.wake is not None:
             self.wake.reset()
-        self._stop_word_on = False
+        if self._stop_listener is not None:
+            self._stop_listener.reset()
         self._held_wake, self._held_events = None, []
-        self._recent.clear()
         self._before_wake.clear()
         self._capture.restart()
         self._heard_bytes = 0
@@ -335,8 +233,10 @@ class Listener:
             # openWakeWord costs most of a second of CPU); while listening, its detections
             # are dropped.
             detection = self.wake.process(frame) if self.wake is not None else None
-            if self.stop_word is not None:
-                self._hear_stop_word(frame, events)
+            if self._stop_listener is not None:
+                score = self._stop_listener.hear(frame, self._captured_at)
+                if score is not None:
+                    events.append(Event(EventType.STOP_WORD, {"score": round(score, 3)}))
             if not self._listening:
                 self._take_listen_request()
             if self._listening:
@@ -394,28 +294,6 @@ class Listener:
         events.extend(self._held_events)
         self._held_wake, self._held_events = None, []
 
-    def _hear_stop_word(self, frame: bytes, events: list[Event]) -> None:
-        assert self.stop_word is not None
-        if not self._stop_word_wanted:
-            self._stop_word_on = False
-            self._recent += frame
-            del self._recent[: max(0, len(self._recent) - self.stop_word.context_bytes)]
-            return
-        if not self._stop_word_on:
-            self._stop_word_on = True
-            self.stop_word.prime(bytes(self._recent))
-            self._recent.clear()
-        score = self.stop_word.process(frame)
-        if score is not None:
-            # A source that drops frames makes this earlier than the truth: held longer.
-            if self._captured_at() < self._stop_word_held_until:
-                log.debug("stop word ignored: the assistant says it (score %.3f)", score)
-            elif self.echo_settled is not None and not self.echo_settled():
-                log.debug("stop word ignored: the echo canceller is still learning the room "
-                          "(score %.3f)", score)
-            else:
-                events.append(Event(EventType.STOP_WORD, {"score": round(score, 3)}))
-
     def flush(self) -> list[Event]:
         """The stream ended: close an utterance in progress."""
         events = self.confirm()
@@ -453,7 +331,7 @@ class Listener:
             self._vad_in_sync = True
         after_word_s = self.wake.phrase_end_margin_s if woken and self.wake is not None else 0.0
         self.endpointer.reset(no_speech_timeout_s=no_speech_timeout_s, after_word_s=after_word_s)
-        self._draft = None
+        self._drafts.forget()
         self.timing = TurnTiming()
 
     def _follow_utterance(self, frame: bytes, events: list[Event]) -> None:
@@ -477,47 +355,7 @@ class Listener:
 
     def _start_draft(self) -> None:
         """A pause: transcribe the utterance so far in the background."""
-        if self._draft is not None:
-            # Still queued behind an older one (a slow device): this one covers more speech.
-            self._draft.future.cancel()
-        try:
-            work = self.transcriber.draft()
-        except Exception:  # no draft only means no early transcript
-            log.exception("speech recognition failed at a pause")
-            self._draft = None
-            return
-        draft = Draft(self.endpointer.speech_end_position, time.monotonic())
-
-        def run():
-            try:
-                return work()
-            finally:
-                draft.finished_at = time.monotonic()
-
-        draft.future = self._drafter.submit(run)
-        self.timing.drafts.append(draft)
-        self._draft = draft
-
-    def _words_allow_end(self) -> bool | None:
-        """Whether the words of this pause let the end-of-turn model end the turn; None while
-        they are being transcribed."""
-        draft = self._draft
-        if draft is None:
-            return True
-        if not draft.future.done():
-            return None
-        if draft.future.exception() is not None:
-            return True
-        if not self.config.stt.language.startswith("en"):
-            return True  # only English words are known
-        return not ends_mid_phrase(draft.future.result().text)
-
-    def _final_draft(self) -> Draft | None:
-        """The draft of the last pause if no speech came after it (then it is the transcript)."""
-        draft, self._draft = self._draft, None
-        if draft is None or draft.speech_end != self.endpointer.speech_end_position:
-            return None
-        return draft
+        self._drafts.start(self.endpointer.speech_end_position)
 
     def _feed(self, data: bytes, events: list[Event]) -> None:
         try:
@@ -538,7 +376,7 @@ class Listener:
             data["probability"] = round(ended.probability, 3)
         events.append(Event(EventType.SPEECH_END, data, turn_id=self._turn_id))
         if ended.reason != REASON_TIMEOUT:
-            draft = self._final_draft()
+            draft = self._drafts.take_final(self.endpointer.speech_end_position)
             fast = self._fast_transcript(draft)
             if fast is not None:
                 events.append(Event(EventType.TRANSCRIPT, fast, turn_id=self._turn_id))

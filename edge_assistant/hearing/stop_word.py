@@ -11,8 +11,8 @@ voices it was not trained on.
 
 It only runs while the assistant speaks or rings (the listener turns it on), where a word that
 ends what is playing is wanted, and where a false "stop" costs only the end of a reply. While
-the assistant says a word like "stop" itself, the listener is told to ignore it
-(`Listener.hold_stop_word`, from the text it speaks).
+the assistant says a word like "stop" itself, its own sound holds it (`OwnSound.hold_stop_word`,
+from the text it speaks; `stop_listener` runs it in the listener).
 
 What the echo canceller leaves of the assistant's own voice can still score high: the model hears
 sounds, and a leftover that sounds like "stop" for a moment looks like one to it. So each

@@ -4,11 +4,12 @@
 assistant speaks (and for a short tail after, since the room still echoes and the output device
 still holds buffered audio), detections are dropped so that the assistant never wakes itself;
 with barge-in on, a detection that clears the barge-in cutoff still gets through: the normal
-cutoff when the microphone's frames have the assistant's voice cancelled (echo.py), a stricter
-one when they do not, or `barge_in_threshold` when it is set. With echo cancellation the
-detector also knows when the assistant itself said the wake word (`OwnVoiceDetector`, fed
-what the speaker played) and drops what it hears then; a barge-in there waits
-`OWN_VOICE_WAIT_S` of audio before it counts, for the canceller to have heard that far.
+cutoff when the microphone's frames have the assistant's voice cancelled (`audio.own_sound`
+says so), a stricter one when they do not, or `barge_in_threshold` when it is set. With echo
+cancellation the detector also knows when the assistant itself said the wake word
+(`OwnSound.said_wake_word`: an `OwnVoiceDetector` fed what the speaker played) and drops what
+it hears then; a barge-in there waits `OWN_VOICE_WAIT_S` of audio before it counts, for the
+canceller to have heard that far.
 
 Times are positions in the audio stream (seconds of audio processed since `reset()`), not
 wall-clock times, so behaviour does not depend on how fast frames are processed. The one
@@ -27,6 +28,7 @@ from typing import Callable, Iterable, Protocol
 
 import numpy as np
 
+from ..audio.own_sound import AssistantSound, OwnSound
 from ..audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 from ..config import ConfigError, WakeConfig
 
@@ -206,7 +208,7 @@ def _engine(config: WakeConfig) -> _Engine:
 class OwnVoiceDetector:
     """The wake word in what the assistant itself played, so that hearing it is not a wake.
 
-    The echo canceller (echo.py) hands over what the speaker played, aligned with the
+    The echo canceller (audio/echo/) hands over what the speaker played, aligned with the
     microphone samples it is about to clean (`hear`, on the canceller's thread). The listener
     reads the canceller's output, so it gets the same samples just after, in wall-clock time,
     however far both are behind the microphone (its queue, on a loaded machine): a detection
@@ -263,17 +265,19 @@ def stricter_cutoff(cutoff: float) -> float:
 class WakeDetector:
     """Streaming wake word detector; one per audio stream (engines keep state between frames)."""
 
-    def __init__(self, config: WakeConfig, *, speaking_tail_s: float = DEFAULT_SPEAKING_TAIL_S):
+    def __init__(self, config: WakeConfig, *, own_sound: OwnSound | None = None,
+                 speaking_tail_s: float = DEFAULT_SPEAKING_TAIL_S):
         self.config = config
         self._engine = _engine(config)
         self.model_name = self._engine.name
         self.cutoff = config.threshold or self._engine.cutoff
         # (position_s, score) of the last _RISE_WINDOW_S, to find where the wake phrase ended.
         self._recent_scores: deque[tuple[float, float]] = deque()
-        self.echo_cancelled = False
+        # Whether the frames have the assistant's own voice removed (none known: they do not);
+        # then detections of the assistant saying the wake word itself are dropped.
+        self.own_sound: OwnSound = own_sound if own_sound is not None else AssistantSound()
+        self.echo_cancelled = self.own_sound.cancels_echo
         self.barge_in_cutoff = self._barge_in_cutoff()
-        # Set with echo cancellation: detections of the assistant's own voice are dropped.
-        self.own_voice: OwnVoiceDetector | None = None
         self.speaking_tail_s = speaking_tail_s
         # set_speaking() is called from the event loop while process() runs in a worker thread.
         self._lock = threading.Lock()
@@ -297,11 +301,6 @@ class WakeDetector:
     @property
     def speaking(self) -> bool:
         return self._speaking
-
-    def set_echo_cancelled(self, cancelled: bool) -> None:
-        """Whether the frames have the assistant's own voice removed (the default is not)."""
-        self.echo_cancelled = cancelled
-        self.barge_in_cutoff = self._barge_in_cutoff()
 
     def _barge_in_cutoff(self) -> float:
         if self.config.barge_in_threshold:
@@ -337,14 +336,14 @@ class WakeDetector:
             if self_voice and not (self.config.barge_in and best >= self.barge_in_cutoff):
                 log.debug("wake word %s ignored while speaking (score %.3f)", self.model_name, best)
                 return None
-            if self.own_voice is not None and self.own_voice.said_recently():
+            if self.echo_cancelled and self.own_sound.said_wake_word():
                 log.debug("wake word %s ignored: the assistant said it (score %.3f)",
                           self.model_name, best)
                 return None
             self._last_detection_s = now
             detection = Detection(model=self.model_name, score=best, time_s=now,
                                   phrase_end_s=self._phrase_end(now), barge_in=self_voice)
-            if self.own_voice is not None and self_voice:
+            if self.echo_cancelled and self_voice:
                 self._pending = (detection, now + OWN_VOICE_WAIT_S)
                 return None
         return detection
@@ -363,7 +362,7 @@ class WakeDetector:
         if self._pending is None or now < self._pending[1]:
             return None
         detection, self._pending = self._pending[0], None
-        if self.own_voice is not None and self.own_voice.said_recently():
+        if self.own_sound.said_wake_word():
             log.debug("wake word %s ignored: the assistant said it (score %.3f)",
                       self.model_name, detection.score)
             return None

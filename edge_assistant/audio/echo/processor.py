@@ -29,15 +29,16 @@ class CaptureProcessor:
     with the reference shifted by the measured delay. Blocking: run it off the event loop."""
 
     def __init__(self, cfg: AudioConfig, reference: PlaybackReference | None,
-                 *, on_delay: Callable[[EchoStatus], None] | None = None) -> None:
+                 *, on_delay: Callable[[EchoStatus], None] | None = None,
+                 hear_played: Callable[[np.ndarray], None] | None = None) -> None:
         echo = cfg.echo_cancellation and reference is not None
         self.engine: _Engine = ENGINES[cfg.echo_canceller](echo, cfg.noise_suppression, cfg.auto_gain)
         self.reference = reference if echo else None
         self.estimator = EchoDelayEstimator(cfg.echo_max_delay_ms / 1000)
         self.on_delay = on_delay
         # Given what was played, as the microphone samples about to be cleaned hold it
-        # (wake.OwnVoiceDetector.hear): the assistant's own wake word is then known.
-        self.hear_played: Callable[[np.ndarray], None] | None = None
+        # (own_sound.WakeWordEar.hear): the assistant's own wake word is then known.
+        self._hear_played = hear_played
         # Per 10 ms of reference (not shifted): did the speaker play something audible?
         self._sounding = collections.deque(maxlen=int((cfg.echo_max_delay_ms / 1000 + ECHO_TAIL_S) * 100) + 1)
         # For each block of the last `process()`: could the microphone hear the speaker then?
@@ -106,8 +107,8 @@ class CaptureProcessor:
                         self.on_delay(self.status)
                 shift = self.shift
                 far = played if shift == 0 else self.reference.read(index - shift, BLOCK)
-                if self.hear_played is not None:
-                    self.hear_played(self.reference.read(index - (self.estimator.delay or 0), BLOCK))
+                if self._hear_played is not None:
+                    self._hear_played(self.reference.read(index - (self.estimator.delay or 0), BLOCK))
                 # The delay may still grow up to the estimator's longest.
                 self.reference.forget_before(index - self.estimator.max_lag - BLOCK)
             cleaned = self.engine.process(near, far)

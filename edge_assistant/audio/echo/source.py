@@ -51,6 +51,20 @@ class EchoCancellingSource:
         return self.processor.status
 
     @property
+    def settled(self) -> bool:
+        """Whether the canceller has learnt the room (`CaptureProcessor.settled`)."""
+        return self.processor.settled
+
+    def played(self, start: int, count: int) -> np.ndarray:
+        """What the speaker played over microphone samples [start, start + count)."""
+        reference = self.processor.reference
+        return np.zeros(count, dtype=np.int16) if reference is None else reference.read(start, count)
+
+    def captured_at(self, index: int) -> float | None:
+        """When microphone sample `index` was captured, on this source's clock."""
+        return self.clock.time_at(index)
+
+    @property
     def hears_own_sound(self) -> bool:
         """Whether the frame `frames()` yielded last was captured while the speaker's sound (or
         its echo) could reach the microphone: what remains of it after cancelling is faint, but
@@ -125,11 +139,12 @@ class EchoCancellingSource:
         self.source.close()
 
 
-def with_echo_cancellation(source: Any, sink: Any, cfg: AudioConfig,
-                           status_path: Path | None = None) -> Any:
+def with_echo_cancellation(source: Any, sink: Any, cfg: AudioConfig, status_path: Path | None = None,
+                           *, hear_played: Callable[[np.ndarray], None] | None = None) -> Any:
     """`source` with echo cancelled against what `sink` plays (and noise suppression and gain
     when configured); `source` itself when none is on or the library cannot load (logged:
-    the wake word then barges in only at its stricter threshold)."""
+    the wake word then barges in only at its stricter threshold). `hear_played` is handed
+    what was played under each block about to be cleaned (`CaptureProcessor`)."""
     if not (cfg.echo_cancellation or cfg.noise_suppression or cfg.auto_gain):
         return source
     clock = CaptureClock()
@@ -139,7 +154,7 @@ def with_echo_cancellation(source: Any, sink: Any, cfg: AudioConfig,
         def on_delay(status: EchoStatus) -> None:
             write_status(status_path, status)
     try:
-        processor = CaptureProcessor(cfg, reference, on_delay=on_delay)
+        processor = CaptureProcessor(cfg, reference, on_delay=on_delay, hear_played=hear_played)
     except EchoCancellerError as error:
         log.error("audio.echo_canceller %r cannot run: %s; the microphone is used as it is",
                   cfg.echo_canceller, error)
