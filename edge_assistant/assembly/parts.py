@@ -120,7 +120,11 @@ class Assembly:
         async def build():
             from ..hearing.listener import Listener
 
-            await asyncio.to_thread(lambda: self.models.listener)  # the models, loaded once
+            shared = await asyncio.to_thread(lambda: self.models.listener)  # the models, loaded once
+            if self._given["source"] is not None and self._given["own_sound"] is None:
+                # A source handed in that hears nothing of the assistant (a bench section's
+                # room, a file): the models' own listener, warm from earlier turns.
+                return shared
             _, _, own_sound = await self._sources()
             listener = await asyncio.to_thread(Listener, self.config, own_sound=own_sound,
                                                stt_model_path=self.paths.stt)
