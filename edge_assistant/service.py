@@ -329,7 +329,8 @@ class Service:
         info = loaded.session.engine.info
         # A speech model that fell back to Whisper was logged once when it failed; status
         # shows it too.
-        fallback = loaded.listener.transcriber.fallback if loaded.listener is not None else ""
+        heard_by = loaded.listener_models
+        fallback = heard_by.transcriber.fallback if heard_by is not None else ""
         self.health.ok("models", f"{info.name} ({info.quantization})" + (f"; {fallback}" if fallback else ""))
 
     def _ready(self, config: Config, assistant: Any) -> None:

@@ -59,10 +59,21 @@ def load_synthesizer(config: Config, paths: ModelPaths):
     return Synthesizer(config.tts, paths.voice)
 
 
-def load_listener(config: Config, paths: ModelPaths):
+def load_listener_models(config: Config, paths: ModelPaths):
+    """The listener's heavy models (recognizer, end of turn, the stop word's reader, the first
+    pass), loaded once and shared by every listener built on them (`new_listener`)."""
+    from ..hearing.listener_models import ListenerModels
+
+    return ListenerModels.load(config, stop_word=config.wake.stop_word, stt_model_path=paths.stt)
+
+
+def new_listener(config: Config, models: Any, own_sound: Any = None):
+    """A listener on loaded `models`, knowing what its source hears of the assistant itself.
+    Closing it lets go of its leases on them; the models stay loaded while others hold them."""
     from ..hearing.listener import Listener
 
-    return Listener(config, stt_model_path=paths.stt)
+    return Listener(config, own_sound=own_sound, transcriber=models.transcriber, turn_end=models.turn_end,
+                    stop_word_reader=models.stop_word_reader, first_pass=models.first_pass)
 
 
 def load_earcons(config: Config) -> dict[str, Any]:
@@ -108,11 +119,20 @@ class LoadedModels:
         return self._once("synthesizer", lambda: load_synthesizer(self.config, self.paths))
 
     @property
-    def listener(self) -> Any:
+    def listener_models(self) -> Any:
         """None where the assistant does not hear (`with_listener` false)."""
         if not self.with_listener:
             return None
-        return self._once("listener", lambda: load_listener(self.config, self.paths))
+        return self._once("listener_models", lambda: load_listener_models(self.config, self.paths))
+
+    @property
+    def listener(self) -> Any:
+        """A listener on the listener's models that hears nothing of the assistant (a bench
+        room, a file), kept warm across turns; None where the assistant does not hear."""
+        models = self.listener_models
+        if models is None:
+            return None
+        return self._once("listener", lambda: new_listener(self.config, models))
 
     @property
     def earcons(self) -> dict[str, Any]:
@@ -129,8 +149,12 @@ class LoadedModels:
                 if "synthesizer" in loaded:
                     loaded["synthesizer"].close()
             finally:
-                if loaded.get("listener") is not None:
-                    loaded["listener"].close()
+                try:
+                    if loaded.get("listener") is not None:
+                        loaded["listener"].close()
+                finally:
+                    if loaded.get("listener_models") is not None:
+                        loaded["listener_models"].close()
 
 
 def load_models(config: Config, with_listener: bool = True, *, paths: ModelPaths | None = None,
@@ -139,7 +163,7 @@ def load_models(config: Config, with_listener: bool = True, *, paths: ModelPaths
     loaded = LoadedModels(config, paths, with_listener=with_listener, on_llm_event=on_llm_event)
     try:
         session = loaded.session
-        loaded.synthesizer, loaded.listener, loaded.earcons
+        loaded.synthesizer, loaded.listener_models, loaded.earcons
     except BaseException:
         loaded.close()
         raise

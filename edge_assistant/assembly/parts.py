@@ -24,7 +24,7 @@ from ..health import Health
 from ..timers import SYSTEM_CLOCK, Clock, TimerScheduler, TimerStore, missed_announcement
 from .answering import ReadOnlyTimerStore, build_responder, start_home, timer_store
 from .devices import NO_DEVICE, RunOptions, build_sources
-from .loading import LoadedModels, ModelPaths
+from .loading import LoadedModels, ModelPaths, new_listener
 from .port import AssistantPort, timer_scheduler
 
 
@@ -118,16 +118,15 @@ class Assembly:
             return None
 
         async def build():
-            from ..hearing.listener import Listener
-
-            shared = await asyncio.to_thread(lambda: self.models.listener)  # the models, loaded once
             if self._given["source"] is not None and self._given["own_sound"] is None:
                 # A source handed in that hears nothing of the assistant (a bench section's
                 # room, a file): the models' own listener, warm from earlier turns.
-                return shared
+                return await asyncio.to_thread(lambda: self.models.listener)
+            models = await asyncio.to_thread(lambda: self.models.listener_models)  # loaded once
+            if models is None:  # models loaded for an assistant that does not hear
+                return None
             _, _, own_sound = await self._sources()
-            listener = await asyncio.to_thread(Listener, self.config, own_sound=own_sound,
-                                               stt_model_path=self.paths.stt)
+            listener = await asyncio.to_thread(new_listener, self.config, models, own_sound)
             self._closing.push_async_callback(asyncio.to_thread, listener.close)
             return listener
 
