@@ -84,6 +84,11 @@ def test_listen_closes_its_listener(tmp_path, make_speech_wav, monkeypatch):
         shown.append(event.type)
 
     monkeypatch.setattr(speech, "show", show)
+
+    def no_devices(*args, **kwargs):
+        raise AssertionError("listen opened a microphone or speaker of its own beside its source")
+
+    monkeypatch.setattr("edge_assistant.assembly.parts.build_sources", no_devices)
     before = (len(stt.shared_models), len(turn_end.shared_models))
     args = argparse.Namespace(no_wake=True, turns=1, json=True)
     asyncio.run(speech.listen(config, WavSource(clip, frame_ms=config.audio.frame_ms), args))

@@ -94,7 +94,9 @@ async def listen(config: Config, source: Any, args: argparse.Namespace) -> None:
     from ..events import Event, EventType
 
     pending: set[asyncio.Task] = set()
-    async with Assembly(config, home_client_id=home_client_id(config, "listen"), reachable_home_only=True) as parts:
+    # The source is handed in: the assembly opens neither a microphone nor a speaker of its own.
+    async with Assembly(config, source=source, home_client_id=home_client_id(config, "listen"),
+                        reachable_home_only=True) as parts:
         listener = await parts.listener()
         home = await parts.home()
 
