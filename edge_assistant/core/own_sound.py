@@ -21,10 +21,6 @@ class OwnSoundDecisions:
         # Whether the assistant is listening for a person's words (its state, or the listener's).
         self._listening = listening
 
-    @property
-    def cancels_echo(self) -> bool:
-        return self.sound.cancels_echo
-
     async def gated(self, frames: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         """While listening for a person's words, what is left of a reply's end and its echo
         after cancelling is silence for the endpointer (the own sound says when that was:
