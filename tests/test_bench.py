@@ -265,6 +265,28 @@ def test_run_section_records_skips_and_failures_and_goes_on():
     assert "wake: skipped: no microphone here" in table and "tts: error: ValueError" in table
 
 
+NOISY_CLIP_AFTER_A_RUN = """
+import hashlib, sys
+from dataclasses import replace
+from edge_assistant.bench import runner
+from edge_assistant.bench.options import BenchOptions
+from edge_assistant.config import Config
+from edge_assistant.tts import Synthesizer, spoken_samples
+runner.run(Config(), BenchOptions(sections=()))
+synthesizer = Synthesizer(replace(Config().tts, noise_scale=1.0, noise_w_scale=1.0))
+print(hashlib.sha256(spoken_samples(synthesizer, "Hey Jarvis.", 16000).tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_a_bench_run_speaks_the_same_clips_as_the_last_one():
+    # wake_accuracy and stop speak with piper's sampling noise: without a fixed seed their
+    # accuracies moved by a clip between two runs of the same code.
+    digests = {subprocess.run([sys.executable, "-c", NOISY_CLIP_AFTER_A_RUN], capture_output=True,
+                              text=True, check=True, timeout=120).stdout.strip() for _ in range(2)}
+    assert len(digests) == 1
+
+
 def test_every_section_has_its_measurement():
     assert tuple(runner.MEASURES) == bench.SECTIONS
     # The CLI's help names them all without importing the benchmark.

@@ -15,6 +15,18 @@ from .options import BenchError
 ROOM_NOISE_RMS = 30.0
 # Samples louder than this (about -36 dBFS) count as speech when finding where the speech ends.
 SPEECH_LEVEL = 500
+# piper's sampling noise (noise_scale, noise_w_scale) comes from onnxruntime's random operators,
+# which a process seeds from the clock: without a fixed seed, a clip spoken with that noise
+# differs from run to run, and an accuracy over such clips moves by a clip between two runs of
+# the same code (wake_accuracy's recall at 0 dB SNR did: 0.31 and 0.36).
+SPEECH_NOISE_SEED = 0
+
+
+def fix_speech_noise(seed: int = SPEECH_NOISE_SEED) -> None:
+    """Make piper's sampling noise the same in every run: call before any voice is loaded."""
+    import onnxruntime
+
+    onnxruntime.set_seed(seed)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Callable
 from .. import __version__, models
 from ..config import Config
 from .answers import bench_answers
+from .clips import fix_speech_noise
 from .barge_in import bench_barge_in
 from .daemon import bench_idle, bench_memory
 from .e2e import bench_e2e
@@ -58,6 +59,7 @@ def run(config: Config, options: BenchOptions, progress: Callable[[str], None] =
     report.add("bench.runs", options.runs)
     report.add("bench.quick", options.quick)
     report.add("bench.sections", ",".join(options.sections))
+    fix_speech_noise()
     loaded = LoadedModels(config)
     try:
         for name in options.sections:

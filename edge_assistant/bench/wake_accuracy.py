@@ -29,7 +29,8 @@ from .report import Report
 
 ENGINES = ("micro", "openwakeword")
 SNRS_DB = (10, 0)
-# piper: (length_scale: 0.8 is faster, 1.25 slower; noise_scale: 0 is the same every time).
+# piper: (length_scale: 0.8 is faster, 1.25 slower; noise_scale: how much its sampling noise
+# colours the voice). The run fixes that noise's seed (clips.fix_speech_noise): same clips every run.
 PIPER_STYLES = [(length, noise) for length in (0.8, 1.0, 1.25) for noise in (0.0, 0.667, 1.0)]
 ESPEAK_VOICES = ("en-us", "en-gb", "en-gb-scotland")
 ESPEAK_SPEEDS = (130, 160, 190)
