@@ -15,7 +15,7 @@ from .turns import TurnKind, TurnRequest
 
 
 async def listening_stage(core: AssistantState) -> None:
-    await core.listener.run(core.own_sound.gated(_unmuted(core, core.source.frames())),
+    await core.listener.run(core.sound_decisions.gated(_unmuted(core, core.source.frames())),
                             lambda event: on_listener_event(core, event))
     # The input ran out (a file; a microphone ends only when closed): nothing more to hear.
     core.input_finished.set()
@@ -55,11 +55,11 @@ def on_listener_event(core: AssistantState, event: Event) -> None:
 
 def _on_wake(core: AssistantState, event: Event) -> None:
     core.stop_ringing("wake word")
-    core.own_sound.woken(reply_cut_short=core.active is not None)
+    core.sound_decisions.woken(reply_cut_short=core.active is not None)
     if core.active is not None:
         core.cancel_turn("wake word")
     core.set_state(State.LISTENING, event.turn_id)
-    if core.own_sound.wake_earcon(event.data):
+    if core.sound_decisions.wake_earcon(event.data):
         core.play_earcon("wake")
 
 

@@ -215,7 +215,7 @@ async def speaker_stage(core: AssistantState) -> None:
 async def _play(core: AssistantState, item: Audio) -> None:
     turn = item.turn
     request = turn.request
-    held = core.own_sound.playing(item.text, item.samples, item.sample_rate)
+    held = core.sound_decisions.playing(item.text, item.samples, item.sample_rate)
     if not turn.speaking_started:
         turn.speaking_started = True
         if core.listener is not None:
@@ -227,7 +227,7 @@ async def _play(core: AssistantState, item: Audio) -> None:
         turn.spoken.append(item.text)
     try:
         await core.sink.play(item.samples, item.sample_rate)
-        core.own_sound.played(held)
+        core.sound_decisions.played(held)
     except Exception as error:
         log_fault(log, "playback failed", error)
         turn.failed = turn.failed or f"{type(error).__name__}: {error}"
@@ -253,7 +253,7 @@ async def _finish_turn(core: AssistantState, turn: Turn) -> None:
             await core.error_notice(request.turn_id)
     finally:
         if core.listener is not None:
-            core.listener.set_speaking(False, behind_s=core.own_sound.unheard_s())
+            core.listener.set_speaking(False, behind_s=core.sound_decisions.unheard_s())
         core.last_turn_at = time.monotonic()
         core.turns.active = None
         turn.done.set()
@@ -270,7 +270,7 @@ def _listen_after(core: AssistantState, turn: Turn) -> None:
         follow_up = follow_up or core.config.vad.no_speech_timeout_s
     if (follow_up and (request.origin == "voice" or request.then_listen) and not turn.cancelled
             and not core.muted and core.listener is not None and not core.input_finished.is_set()):
-        core.listener.listen_now(follow_up, behind_s=core.own_sound.unheard_s())
+        core.listener.listen_now(follow_up, behind_s=core.sound_decisions.unheard_s())
         core.set_state(State.LISTENING, request.turn_id)
     else:
         core.set_state(core.resting_state(), request.turn_id)

@@ -74,9 +74,10 @@ class AssistantState:
         # Short tasks outside the stages (earcons, error notices): kept so that they can be
         # awaited on stop and their failures logged, never dropped.
         self.side_tasks: set[asyncio.Task] = set()
-        # What the microphone hears of the assistant's own sound (none: nothing it plays is heard).
-        self.own_sound = OwnSoundDecisions(own_sound if own_sound is not None else AssistantSound(),
-                                           self._listening)
+        # What the core decides about its own sound, as the microphone hears it (no own sound
+        # handed in: nothing it plays is heard).
+        self.sound_decisions = OwnSoundDecisions(own_sound if own_sound is not None else AssistantSound(),
+                                                 self._listening)
 
     @property
     def active(self) -> Turn | None:
@@ -166,7 +167,7 @@ class AssistantState:
 
     async def error_notice(self, turn_id: str | None) -> None:
         """Tell the person the turn failed: an earcon, or a spoken sentence without earcons."""
-        self.own_sound.sounding()
+        self.sound_decisions.sounding()
         self.set_state(State.ERROR, turn_id)
         try:
             sound = self.earcons.get("error")
