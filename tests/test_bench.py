@@ -139,6 +139,13 @@ def test_spoken_turn_daemon_and_memory_sections_with_plot(tmp_path, scripted_ggu
     assert values["e2e.endpoint_s"] >= 0.5
     # From the transcript on, the streaming pipeline starts to speak after its first sentence.
     assert 0 < values["e2e.reply_ttfa_s"] < values["e2e.ttfa_s"]
+    # The same turn with Moonshine's text first (setup installs it): Whisper's text comes after,
+    # and nothing is said before it.
+    assert "capital" in values["e2e.first_pass.transcript"].lower()
+    assert 0 <= values["e2e.first_pass.stt_s"] <= values["e2e.first_pass.final_stt_s"]
+    assert values["e2e.first_pass.final_stt_s"] < values["e2e.first_pass.ttfa_s"] < 60
+    assert values["e2e.first_pass.restarts"] in (0, 1)
+    assert 0 < values["e2e.first_pass.ratio"] < 5
 
     assert 0 < values["idle.cpu_percent"] < 100 * values["machine.cores_logical"]
     assert values["idle.rss_mb"] > 50
@@ -151,7 +158,7 @@ def test_spoken_turn_daemon_and_memory_sections_with_plot(tmp_path, scripted_ggu
     data = plot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", data[16:24])
-    assert width >= 800 and height >= 400
+    assert width >= 800 and height >= 900  # three turns: streaming, with a first pass, sequential
     assert "e2e.ttfa_s" in done.stdout and "idle.cpu_percent" in done.stdout
 
 

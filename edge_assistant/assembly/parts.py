@@ -39,6 +39,7 @@ class Assembly:
         own_sound: Any = None,
         sink: Any = None,
         synthesizer: Any = None,
+        listener: Any = None,
         bridge: Any = None,
         health: Health | None = None,
         options: RunOptions | None = None,
@@ -56,6 +57,7 @@ class Assembly:
         `source`, `sink`: instead of the microphone and speaker (or `options`' WAV files),
         both or neither, and `own_sound` what `source` hears of the assistant itself
         (`own_sound_for`; none: nothing it plays is heard); `synthesizer`: instead of the loaded one (bench's timed one);
+        `listener`: instead of the one built here (bench's with a first pass), closed by its owner;
         `hears`: False for an assistant without a listener; `earcons`: instead of the
         configured ones ({} for none); `home_client_id`: the home's own MQTT client id, and
         `reachable_home_only` leaves out a home whose broker cannot be reached (a one-off
@@ -75,7 +77,8 @@ class Assembly:
         self.options = options if options is not None else RunOptions()
         self.hears = hears
         self.subscribers = list(subscribers)
-        self._given = {"source": source, "own_sound": own_sound, "sink": sink, "synthesizer": synthesizer, "earcons": earcons}
+        self._given = {"source": source, "own_sound": own_sound, "sink": sink, "synthesizer": synthesizer,
+                       "listener": listener, "earcons": earcons}
         self._home_client_id = home_client_id
         self._reachable_home_only = reachable_home_only
         self._timers_store = timers_store
@@ -116,6 +119,8 @@ class Assembly:
         source hears of the assistant itself, on the speech models loaded (shared with it)."""
         if not self.hears:
             return None
+        if self._given["listener"] is not None:
+            return self._given["listener"]
 
         async def build():
             if self._given["source"] is not None and self._given["own_sound"] is None:

@@ -1,6 +1,9 @@
 """The `e2e` section: one spoken turn, in process with the real models, through the daemon's
 streaming pipeline and through the sequential way (wait out the silence, transcribe, generate
-everything, synthesize everything, then play), timed from the end of the user's speech."""
+everything, synthesize everything, then play), timed from the end of the user's speech; and,
+where Moonshine is installed, through the streaming pipeline with its first pass
+(`stt.first_pass`, `e2e.first_pass.*`): the LLM starts on Moonshine's text, nothing is said
+before Whisper's, and the turn starts over when the two differ (`e2e.first_pass.restarts`)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import asyncio
 import statistics
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -119,6 +122,15 @@ def _timed_synthesizer(config: Config, voice_path: Path):
     return TimedSynthesizer(config.tts, voice_path)
 
 
+@dataclass
+class Turn:
+    timeline: Timeline
+    heard: str  # the transcript the turn started on
+    reply: str
+    sentences: list[str]
+    first_pass: str = ""  # stt.first_pass: "agreed" or "restarted"
+
+
 class EventTimeout(RuntimeError):
     """The event waited for did not come (a turn's error is a plain RuntimeError)."""
 
@@ -172,6 +184,7 @@ def _prime_cache(session) -> None:
 
 
 def _heard(log_: EventLog) -> tuple[Any, Any]:
+    # With a first pass, its fast text is the first transcript: the turn starts on it.
     transcript = log_.first("transcript")
     speech_end = log_.first("speech_end")
     text = str(transcript.data.get("text", "")).strip()
@@ -189,6 +202,7 @@ def _timeline(source: RoomMicrophone, log_: EventLog, speech_end, transcript,
         return (span[0] - zero, span[1] - zero)
 
     ended = log_.stamped(speech_end)
+    final = log_.first("transcript", lambda e: e.data.get("pass") == "final")
     return Timeline(
         speech=rel((source.speech_started_at, zero)),
         endpoint=rel((zero, ended)),
@@ -199,10 +213,14 @@ def _timeline(source: RoomMicrophone, log_: EventLog, speech_end, transcript,
         turn_end=[rel((start, end)) for start, end, _ in timing.turn_end_calls],
         drafts=[rel((draft.started_at, draft.finished_at)) for draft in timing.drafts
                 if draft.finished_at is not None],
+        final_stt=rel((ended, log_.stamped(final))) if final is not None else None,
     )
 
 
-async def _streaming_turn(loaded: LoadedModels, config: Config, clip: Clip, synthesizer, folder: Path):
+async def _streaming_turn(loaded: LoadedModels, config: Config, clip: Clip, synthesizer, folder: Path,
+                          listener=None):
+    """The daemon's turn; `listener`: one with a first pass (stt.first_pass) instead of the
+    models' own."""
     session = loaded.session
     _prime_cache(session)
     synthesizer.spans.clear()
@@ -211,7 +229,7 @@ async def _streaming_turn(loaded: LoadedModels, config: Config, clip: Clip, synt
     events = EventLog()
     try:
         async with assembly(loaded, config, source=source, sink=sink, synthesizer=synthesizer, earcons={},
-                            subscribers=[events]) as parts:
+                            listener=listener, subscribers=[events]) as parts:
             assistant = await parts.assistant()
             listener = await parts.listener()
             listener.listen_now()  # as after the wake word, or an MQTT `listen`
@@ -230,7 +248,8 @@ async def _streaming_turn(loaded: LoadedModels, config: Config, clip: Clip, synt
     timeline = _timeline(source, events, speech_end, transcript, [llm_span],
                          synthesizer.spans, sink.plays, listener.timing)
     sentences = [e.data["text"] for _, e in events.events if e.type == "reply_sentence"]
-    return timeline, transcript.data["text"], reply.data["text"], sentences
+    return Turn(timeline, transcript.data["text"], reply.data["text"], sentences,
+                reply.data.get("first_pass", ""))
 
 
 async def _sequential_turn(loaded: LoadedModels, config: Config, clip: Clip, synthesizer, folder: Path,
@@ -275,7 +294,7 @@ async def _sequential_turn(loaded: LoadedModels, config: Config, clip: Clip, syn
         await sink.play(samples, chunks[0].sample_rate)
         timeline = _timeline(source, events, speech_end, transcript, [generated],
                              synthesizer.spans, sink.plays, listener.timing)
-        return timeline, text, reply, [reply]
+        return Turn(timeline, text, reply, [reply])
     finally:
         source.close()
         await listening
@@ -287,6 +306,19 @@ def _closest_to_median(timelines: list[Timeline], values: list[float]) -> Timeli
     return min(zip(timelines, values), key=lambda pair: abs(pair[1] - median))[0]
 
 
+def first_pass_listener(config: Config, loaded: LoadedModels):
+    """A listener with Moonshine's first pass (stt.first_pass) on the run's recognizer, or None
+    where there is none to add (Moonshine missing, or already the recognizer)."""
+    from ..hearing.listener import Listener
+
+    listener = Listener(replace(config, stt=replace(config.stt, first_pass="moonshine")),
+                        stt_model_path=loaded.paths.stt)
+    if listener.first_pass is None:
+        listener.close()
+        return None
+    return listener
+
+
 def bench_e2e(loaded: LoadedModels, report: Report, options: BenchOptions) -> None:
     base = loaded.config
     # No follow-up window or earcons: one turn, measured to its last sample.
@@ -294,51 +326,68 @@ def bench_e2e(loaded: LoadedModels, report: Report, options: BenchOptions) -> No
     clip = voice_clip(loaded, options.question)
     engine = loaded.session.engine
     synthesizer = _timed_synthesizer(config, loaded.paths.voice)
-    streaming: list[Timeline] = []
-    sequential: list[Timeline] = []
-    replies: dict[str, str] = {}
+    turns: dict[str, list[Turn]] = {}
 
-    async def measure(folder: Path, plain_listener) -> None:
+    async def measure(folder: Path, plain_listener, fast_listener) -> None:
+        kinds = ["streaming", "sequential", *(["first_pass"] if fast_listener is not None else [])]
         for index in range(options.runs):
-            order = ("streaming", "sequential") if index % 2 == 0 else ("sequential", "streaming")
-            for kind in order:
-                if kind == "streaming":
-                    turn = _streaming_turn(loaded, config, clip, synthesizer, folder)
-                else:
+            # Each kind in turn first, so that none always runs on a machine warmed by another.
+            for kind in kinds[index % len(kinds):] + kinds[:index % len(kinds)]:
+                if kind == "sequential":
                     turn = _sequential_turn(loaded, config, clip, synthesizer, folder, plain_listener)
-                timeline, heard, reply, sentences = await asyncio.wait_for(turn, TURN_TIMEOUT_S)
-                (streaming if kind == "streaming" else sequential).append(timeline)
-                replies[f"{kind}.transcript"] = heard
-                replies[f"{kind}.reply"] = reply
-                if kind == "streaming":
-                    replies["sentences"] = str(len(sentences))
+                else:
+                    turn = _streaming_turn(loaded, config, clip, synthesizer, folder,
+                                           fast_listener if kind == "first_pass" else None)
+                turns.setdefault(kind, []).append(await asyncio.wait_for(turn, TURN_TIMEOUT_S))
 
     from ..hearing.listener import Listener
 
     plain_listener = Listener(silence_endpointing(config), stt_model_path=loaded.paths.stt)
+    fast_listener = first_pass_listener(config, loaded)
     try:
         # Greedy: both pipelines write the same reply, so only the plumbing differs.
         with llm_settings(engine, temperature=0.0), tempfile.TemporaryDirectory() as folder:
-            asyncio.run(measure(Path(folder), plain_listener))
+            asyncio.run(measure(Path(folder), plain_listener, fast_listener))
     finally:
         plain_listener.close()
+        if fast_listener is not None:
+            fast_listener.close()
         loaded.session.reset()
+    streaming, sequential = turns["streaming"], turns["sequential"]
     report.add("e2e.question", options.question)
-    report.add("e2e.transcript", replies["streaming.transcript"])
-    report.add("e2e.reply", replies["streaming.reply"])
-    report.add("e2e.reply_sentences", int(replies["sentences"]))
-    if replies["sequential.reply"] != replies["streaming.reply"]:
-        report.add("e2e.sequential_reply", replies["sequential.reply"])
-    ttfa = report.add_series("e2e.ttfa_s", [t.ttfa_s for t in streaming])
-    sequential_ttfa = report.add_series("e2e.sequential_ttfa_s", [t.ttfa_s for t in sequential])
+    report.add("e2e.transcript", streaming[-1].heard)
+    report.add("e2e.reply", streaming[-1].reply)
+    report.add("e2e.reply_sentences", len(streaming[-1].sentences))
+    if sequential[-1].reply != streaming[-1].reply:
+        report.add("e2e.sequential_reply", sequential[-1].reply)
+    ttfa = report.add_series("e2e.ttfa_s", [t.timeline.ttfa_s for t in streaming])
+    sequential_ttfa = report.add_series("e2e.sequential_ttfa_s", [t.timeline.ttfa_s for t in sequential])
     report.add_ratio("e2e.ratio", ttfa, sequential_ttfa)
-    report.add_series("e2e.total_s", [t.total_s for t in streaming])
-    report.add_series("e2e.sequential_total_s", [t.total_s for t in sequential])
-    report.add_series("e2e.endpoint_s", [t.endpoint[1] - t.endpoint[0] for t in streaming])
-    report.add_series("e2e.stt_s", [t.stt[1] - t.stt[0] for t in streaming])
+    report.add_series("e2e.total_s", [t.timeline.total_s for t in streaming])
+    report.add_series("e2e.sequential_total_s", [t.timeline.total_s for t in sequential])
+    report.add_series("e2e.endpoint_s", [t.timeline.endpoint[1] - t.timeline.endpoint[0] for t in streaming])
+    report.add_series("e2e.stt_s", [t.timeline.stt[1] - t.timeline.stt[0] for t in streaming])
     # From the transcript on, the part of the wait that streaming can shorten.
-    reply = report.add_series("e2e.reply_ttfa_s", [t.ttfa_s - t.stt[1] for t in streaming])
-    sequential_reply = report.add_series("e2e.sequential_reply_ttfa_s", [t.ttfa_s - t.stt[1] for t in sequential])
+    reply = report.add_series("e2e.reply_ttfa_s", [t.timeline.ttfa_s - t.timeline.stt[1] for t in streaming])
+    sequential_reply = report.add_series("e2e.sequential_reply_ttfa_s",
+                                         [t.timeline.ttfa_s - t.timeline.stt[1] for t in sequential])
     report.add_ratio("e2e.reply_ratio", reply, sequential_reply)
-    report.timelines["streaming"] = _closest_to_median(streaming, [t.ttfa_s for t in streaming])
-    report.timelines["sequential"] = _closest_to_median(sequential, [t.ttfa_s for t in sequential])
+    for kind, kind_turns in turns.items():
+        report.timelines[kind] = _closest_to_median([t.timeline for t in kind_turns],
+                                                    [t.timeline.ttfa_s for t in kind_turns])
+    if fast_listener is None:
+        report.add("e2e.first_pass.text", "not measured: no Moonshine model to add as a first pass")
+    else:
+        _report_first_pass(report, turns["first_pass"], sequential_ttfa)
+
+
+def _report_first_pass(report: Report, turns: list[Turn], sequential_ttfa: float) -> None:
+    """The same turn with Moonshine's text first (stt.first_pass): the LLM starts on it, and
+    the turn starts over when Whisper's text differs."""
+    report.add("e2e.first_pass.transcript", turns[-1].heard)
+    ttfa = report.add_series("e2e.first_pass.ttfa_s", [t.timeline.ttfa_s for t in turns])
+    report.add_ratio("e2e.first_pass.ratio", ttfa, sequential_ttfa)
+    report.add_series("e2e.first_pass.stt_s", [t.timeline.stt[1] - t.timeline.stt[0] for t in turns])
+    report.add_series("e2e.first_pass.final_stt_s", [t.timeline.final_stt[1] - t.timeline.final_stt[0]
+                                                      for t in turns if t.timeline.final_stt is not None])
+    report.add("e2e.first_pass.restarts", sum(t.first_pass == "restarted" for t in turns))

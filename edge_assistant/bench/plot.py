@@ -12,6 +12,10 @@ STAGE_ROWS = ("user speech", "listen / STT", "end of turn / draft STT", "LLM gen
 STAGE_COLORS = ("#9e9e9e", "#5c6bc0", "#8e24aa", "#ef6c00", "#2e7d32", "#c62828")
 # The end-of-turn row's transcripts made at pauses (its model calls are STAGE_COLORS[2]).
 DRAFT_COLOR = "#ce93d8"
+# stt.first_pass: the final text, below the fast one in the STT row.
+FINAL_TEXT_COLOR = "#1a237e"
+# Top to bottom, those the run has.
+PANELS = {"streaming": "streaming", "first_pass": "streaming, Moonshine's text first", "sequential": "sequential"}
 
 
 def check_plotting() -> None:
@@ -32,7 +36,7 @@ def write_plot(report: Report, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kinds = [kind for kind in ("streaming", "sequential") if kind in report.timelines]
+    kinds = [kind for kind in PANELS if kind in report.timelines]
     figure, axes = plt.subplots(len(kinds), 1, figsize=(11, 2.6 * len(kinds) + 0.8), sharex=True,
                                 squeeze=False)
     end = max(report.timelines[kind].total_s for kind in kinds)
@@ -42,8 +46,12 @@ def write_plot(report: Report, path: str | Path) -> None:
         # (spans, colors, bottom and height within the row)
         rows = (
             [([timeline.speech], STAGE_COLORS[0], -0.35, 0.7)],
-            # Until the end of the turn is decided, then transcribing.
-            [([timeline.endpoint, timeline.stt], ["#c5cae9", STAGE_COLORS[1]], -0.35, 0.7)],
+            # Until the end of the turn is decided, then transcribing; with a first pass its
+            # fast text above, the final one below.
+            [([timeline.endpoint, timeline.stt], ["#c5cae9", STAGE_COLORS[1]], -0.35, 0.7)]
+            if timeline.final_stt is None else
+            [([timeline.endpoint], "#c5cae9", -0.35, 0.7), ([timeline.stt], STAGE_COLORS[1], 0.0, 0.35),
+             ([timeline.final_stt], FINAL_TEXT_COLOR, -0.35, 0.35)],
             # The model's calls above, the transcripts made at pauses below: they overlap.
             [(timeline.turn_end, STAGE_COLORS[2], 0.0, 0.35), (timeline.drafts, DRAFT_COLOR, -0.35, 0.35)],
             [(timeline.llm, STAGE_COLORS[3], -0.35, 0.7)],
@@ -63,13 +71,14 @@ def write_plot(report: Report, path: str | Path) -> None:
         axis.set_yticks(range(len(STAGE_ROWS)), list(reversed(STAGE_ROWS)))
         axis.axvline(0.0, color="black", linewidth=1)
         axis.axvline(timeline.ttfa_s, color=STAGE_COLORS[-1], linestyle="--", linewidth=1)
-        axis.set_title(f"{kind}: first audio {timeline.ttfa_s:.2f} s after the end of speech, "
+        axis.set_title(f"{PANELS[kind]}: first audio {timeline.ttfa_s:.2f} s after the end of speech, "
                        f"turn over at {timeline.total_s:.2f} s", fontsize=10, loc="left")
         axis.set_xlim(start - 0.2, end + 0.3)
         axis.grid(axis="x", alpha=0.3)
     axes[-1, 0].set_xlabel("seconds from the end of the user's speech\n(listen: light = until the end "
-                           "of the turn is decided, dark = transcribing after it; end of turn: top = "
-                           "Smart Turn, bottom = transcribing at a pause)", fontsize=9)
+                           "of the turn is decided, dark = transcribing after it, with a first pass top = "
+                           "Moonshine, bottom = Whisper; end of turn: top = Smart Turn, bottom = "
+                           "transcribing at a pause)", fontsize=9)
     values = report.values
     reply = str(values.get("e2e.reply", ""))
     reply = reply if len(reply) <= 70 else reply[:69].rstrip() + "…"

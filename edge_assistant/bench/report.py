@@ -78,6 +78,8 @@ class Timeline:
     # The end-of-turn model's calls at pauses, and the transcripts made there (drafts).
     turn_end: list[tuple[float, float]] = field(default_factory=list)
     drafts: list[tuple[float, float]] = field(default_factory=list)
+    # stt.first_pass: `stt` ends at the fast text, this at the final one (None without it).
+    final_stt: tuple[float, float] | None = None
 
     @property
     def ttfa_s(self) -> float:
@@ -119,6 +121,7 @@ def _rounded(value: Any) -> Any:
 
 # Words, not figures: printed under the table.
 TEXT_KEYS = frozenset({"e2e.question", "e2e.transcript", "e2e.reply", "e2e.reply_sentences",
+                       "e2e.first_pass.transcript",
                        "e2e.sequential_reply", "stt.engine", "barge_in.wake_word",
                        "endpoint.pauses_s", "endpoint.engine",
                        "wake_accuracy.phrase", "wake_accuracy.engine",
