@@ -12,6 +12,8 @@ STAGE_ROWS = ("user speech", "listen / STT", "end of turn / draft STT", "LLM gen
 STAGE_COLORS = ("#9e9e9e", "#5c6bc0", "#8e24aa", "#ef6c00", "#2e7d32", "#c62828")
 # The end-of-turn row's transcripts made at pauses (its model calls are STAGE_COLORS[2]).
 DRAFT_COLOR = "#ce93d8"
+# The STT row until the end of the turn is decided (transcribing after it is STAGE_COLORS[1]).
+ENDPOINT_COLOR = "#c5cae9"
 # stt.first_pass: the final text, below the fast one in the STT row.
 FINAL_TEXT_COLOR = "#1a237e"
 # Top to bottom, those the run has.
@@ -48,9 +50,9 @@ def write_plot(report: Report, path: str | Path) -> None:
             [([timeline.speech], STAGE_COLORS[0], -0.35, 0.7)],
             # Until the end of the turn is decided, then transcribing; with a first pass its
             # fast text above, the final one below.
-            [([timeline.endpoint, timeline.stt], ["#c5cae9", STAGE_COLORS[1]], -0.35, 0.7)]
+            [([timeline.endpoint, timeline.stt], [ENDPOINT_COLOR, STAGE_COLORS[1]], -0.35, 0.7)]
             if timeline.final_stt is None else
-            [([timeline.endpoint], "#c5cae9", -0.35, 0.7), ([timeline.stt], STAGE_COLORS[1], 0.0, 0.35),
+            [([timeline.endpoint], ENDPOINT_COLOR, -0.35, 0.7), ([timeline.stt], STAGE_COLORS[1], 0.0, 0.35),
              ([timeline.final_stt], FINAL_TEXT_COLOR, -0.35, 0.35)],
             # The model's calls above, the transcripts made at pauses below: they overlap.
             [(timeline.turn_end, STAGE_COLORS[2], 0.0, 0.35), (timeline.drafts, DRAFT_COLOR, -0.35, 0.35)],
