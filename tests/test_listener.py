@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import subprocess
 import threading
@@ -357,3 +358,44 @@ def test_a_wake_event_waits_a_moment_to_say_whether_the_person_talks_on(listener
     assert wake_of(one_breath, 0.3) == (True, ["wake", "speech_start", "speech_end", "transcript"])
     paused = read_wav(make_speech_wav("Hey Jarvis. What time is it?", 0.3, 1.5, sentence_gap_s=1.0))
     assert wake_of(paused, 0.3) == (False, ["wake", "speech_start", "speech_end", "transcript"])
+
+
+def test_a_reply_heard_after_a_follow_up_window_opened_is_silence(listener):
+    """A follow-up window opens when a reply ends, while frames captured during the reply are
+    still on their way to a listener that runs behind the microphone (a loaded machine). Those
+    frames passed the own-sound marking while the assistant spoke; the listener, now waiting
+    for the person's words, must hear silence in them, not "set" before "yes please"."""
+    from edge_assistant.core.own_sound import OwnSoundDecisions
+    from tests.support.speech_fixtures import spoken_words, voice_speech
+
+    class Cancelling:  # what the canceller says of each frame: `hears_own_sound`
+        cancels_echo, earcon_only, hears_own_sound = True, False, False
+
+    own = Cancelling()
+    reply_end = voice_speech("espeak-en-us-175", "The timer is set.", 0.5, 0.0)
+    answer = voice_speech("espeak-en-gb-165", "Yes please.", 0.5, 1.5)
+
+    async def microphone():
+        for samples, own_sound in ((reply_end, True), (answer, False)):
+            own.hears_own_sound = own_sound
+            for start in range(0, samples.size - 159, 160):
+                yield samples[start:start + 160].tobytes()
+            if own_sound:
+                # The reply's last frame is captured: it ends, and the window opens, while
+                # the listener is still a second behind.
+                listener.listen_now(5.0)
+
+    async def a_second_behind(frames):
+        held = collections.deque()
+        async for frame in frames:
+            held.append(frame)
+            if len(held) > SAMPLE_RATE // 160:
+                yield held.popleft()
+        while held:
+            yield held.popleft()
+
+    events: list[Event] = []
+    decisions = OwnSoundDecisions(own)
+    asyncio.run(listener.run(a_second_behind(decisions.marked(microphone())), events.append, max_turns=1))
+    assert types(events)[-1] == "transcript", types(events)
+    assert spoken_words(events[-1].data["text"]) == ["yes", "please"], events[-1].data["text"]

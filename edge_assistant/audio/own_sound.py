@@ -27,6 +27,21 @@ import numpy as np
 OWN_STOP_TAIL_S = 1.5
 
 
+class OwnSoundFrame(bytes):
+    """A microphone frame captured while the assistant's own sound (a reply, an error notice,
+    their echo) could reach the microphone, with that echo cancelled: what is left is faint,
+    but a speech recognizer may still make words of it. The wake word and the stop word hear
+    it as it is (a person talks over the assistant); a listener waiting for a person's words
+    hears silence (`silenced_own_sound`)."""
+
+    __slots__ = ()
+
+
+def silenced_own_sound(frame: bytes) -> bytes:
+    """Silence in place of an `OwnSoundFrame`; any other frame as it is."""
+    return bytes(len(frame)) if isinstance(frame, OwnSoundFrame) else frame
+
+
 class OwnSound(Protocol):
     """What the parts that hear the microphone know of the assistant's own sound."""
 

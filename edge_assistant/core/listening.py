@@ -15,7 +15,7 @@ from .turns import TurnKind, TurnRequest
 
 
 async def listening_stage(core: AssistantState) -> None:
-    await core.listener.run(core.sound_decisions.gated(_unmuted(core, core.source.frames())),
+    await core.listener.run(core.sound_decisions.marked(_unmuted(core, core.source.frames())),
                             lambda event: on_listener_event(core, event))
     # The input ran out (a file; a microphone ends only when closed): nothing more to hear.
     core.input_finished.set()

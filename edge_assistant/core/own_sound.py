@@ -1,38 +1,38 @@
 """What the core decides about the assistant's own sound (`audio.own_sound.OwnSound`, which
-knows what it played and what the microphone still hears of it): what is silenced while
-listening, whether the wake earcon plays, the stop word held while the assistant says "stop"
+knows what it played and what the microphone still hears of it): which frames a listener
+waiting for words hears as silence, whether the wake earcon plays, the stop word held while the assistant says "stop"
 itself, and how far the listener runs behind the microphone. Kept together: each is a decision
 about the sound the assistant makes reaching its own ears."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterable, AsyncIterator, Callable
+from typing import Any, AsyncIterable, AsyncIterator
 
-from ..audio.own_sound import OwnSound
+from ..audio.own_sound import OwnSound, OwnSoundFrame
 from ..hearing.stop_word import says_stop
 
 log = logging.getLogger(__name__)
 
 
 class OwnSoundDecisions:
-    def __init__(self, sound: OwnSound, listening: Callable[[], bool]) -> None:
+    def __init__(self, sound: OwnSound) -> None:
         self.sound = sound
-        # Whether the assistant is listening for a person's words (its state, or the listener's).
-        self._listening = listening
 
-    async def gated(self, frames: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-        """While listening for a person's words, what is left of a reply's end and its echo
-        after cancelling is silence for the endpointer (the own sound says when that was:
-        `hears_own_sound`). The wake earcon is not: people talk straight on after the wake
-        word, and their words over it must be heard. Its echo is cancelled; without a canceller
-        it is not played over a person already speaking (`wake_earcon`), and the recognizer
-        makes no words of the short tones."""
+    async def marked(self, frames: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        """What is left of a reply's end and its echo after cancelling (the own sound says when
+        that was: `hears_own_sound`) comes marked as an `OwnSoundFrame`: the listener hears
+        silence there while it waits for a person's words. It decides as it hears each frame,
+        not here: a follow-up window opens when the reply ends, while frames captured during
+        the reply are still on their way to it (a loaded listener runs behind the microphone).
+        The wake earcon is not marked: people talk straight on after the wake word, and their
+        words over it must be heard. Its echo is cancelled; without a canceller it is not
+        played over a person already speaking (`wake_earcon`), and the recognizer makes no
+        words of the short tones."""
         async for frame in frames:
             sound = self.sound
-            if sound.cancels_echo and not sound.earcon_only:
-                if self._listening() and sound.hears_own_sound:
-                    frame = bytes(len(frame))
+            if sound.cancels_echo and not sound.earcon_only and sound.hears_own_sound:
+                frame = OwnSoundFrame(frame)
             yield frame
 
     def woken(self, reply_cut_short: bool) -> None:

@@ -76,8 +76,7 @@ class AssistantState:
         self.side_tasks: set[asyncio.Task] = set()
         # What the core decides about its own sound, as the microphone hears it (no own sound
         # handed in: nothing it plays is heard).
-        self.sound_decisions = OwnSoundDecisions(own_sound if own_sound is not None else AssistantSound(),
-                                                 self._listening)
+        self.sound_decisions = OwnSoundDecisions(own_sound if own_sound is not None else AssistantSound())
 
     @property
     def active(self) -> Turn | None:
@@ -113,9 +112,6 @@ class AssistantState:
         if self.listener is not None and self.listener.listening:
             return State.LISTENING
         return State.IDLE
-
-    def _listening(self) -> bool:
-        return self.state == State.LISTENING or self.listener.listening
 
     # --- turns --------------------------------------------------------------------------------
 

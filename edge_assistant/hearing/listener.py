@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import AsyncIterable, Awaitable, Callable
 
 from ..audio.capture_clock import CaptureClock
-from ..audio.own_sound import AssistantSound, OwnSound
+from ..audio.own_sound import AssistantSound, OwnSound, silenced_own_sound
 from ..audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 from ..concurrency import to_thread_joined
 from ..config import Config
@@ -241,10 +241,11 @@ class Listener:
                 self._take_listen_request()
             if self._listening:
                 self._before_wake.clear()
+                heard = silenced_own_sound(frame)
                 if self._held_wake is None:
-                    self._follow_utterance(frame, events)
+                    self._follow_utterance(heard, events)
                 else:
-                    self._follow_utterance(frame, self._held_events)
+                    self._follow_utterance(heard, self._held_events)
                     self._held_bytes -= len(frame)
                     self._release_wake(events)
                 continue
