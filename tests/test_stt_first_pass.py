@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 import pytest
 
@@ -155,3 +156,41 @@ def test_restart_rate_counts_the_utterances_whose_words_differ():
     assert restart_rate(final, final) == 0.0
     with pytest.raises(ValueError):
         restart_rate(fast[:2], final)
+
+
+def test_the_fast_words_of_a_complete_pause_end_the_turn_without_waiting_for_whisper(make_speech_wav):
+    """With a first pass, Moonshine's words of a pause the end-of-turn model judges complete say
+    whether the turn ends there (0.07 s), not Whisper's draft (0.4 to 0.6 s here, slower on a
+    Pi): the answer starts that much sooner. Here Whisper's draft takes seconds, so without them
+    the turn would end only after vad.silence_s."""
+
+    class SlowDrafts(WhisperTranscriber):
+        def __init__(self) -> None:
+            super().__init__(models.embedded_whisper_path(), threads=2)
+
+        def _draft(self):
+            decode = super()._draft()
+
+            def slowly():
+                time.sleep(3.0)
+                return decode()
+
+            return slowly
+
+    def heard(config: Config) -> list[Event]:
+        events: list[Event] = []
+        listener = Listener(config, transcriber=SlowDrafts())
+        try:
+            return hear(listener, make_speech_wav(QUESTION, 0.5, 1.5), events)
+        finally:
+            listener.close()
+
+    events = heard(first_pass_config(speculative=True))
+    (ended,) = [e for e in events if e.type == "speech_end"]
+    assert ended.data["reason"] == "end_of_turn", ended.data
+    fast, final = [e.data for e in events if e.type == "transcript"]
+    assert fast["pass"] == "fast" and "capital" in fast["text"].lower()
+    assert final["speculative"] is True  # Whisper's text is its draft of that pause, awaited
+    # Whisper's own draft alone waits for vad.silence_s.
+    (ended,) = [e for e in heard(first_pass_config(speculative=True, first_pass="")) if e.type == "speech_end"]
+    assert ended.data["reason"] == "silence", ended.data

@@ -1,6 +1,7 @@
 """Speculative transcripts (`stt.speculative`): the utterance so far, transcribed at each pause
 in a background thread, so that the transcript is often ready when the turn is known to be over;
-and how the current turn's end was found (`TurnTiming`), for the bench and logs."""
+the first pass's text at a pause judged complete and at the end (`FirstPassText`, stt.first_pass); and how
+the current turn's end was found (`TurnTiming`), for the bench and logs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .stt import Transcriber
+from .stt import Transcript, Transcriber
 from .turn_end import TurnEndModel, ends_mid_phrase
 
 log = logging.getLogger(__name__)
@@ -115,3 +116,63 @@ class Drafter:
     def close(self) -> None:
         """Wait for a draft still running."""
         self._executor.shutdown(wait=True)
+
+
+class FirstPassText:
+    """stt.first_pass: the fast recognizer's text of an utterance. At a pause that the
+    end-of-turn model judges complete it hears what was said so far (about 0.07 s): its words
+    say at once whether the turn may end there, where the slow recognizer's draft takes 0.4 to
+    0.6 s; if nobody speaks again, that is the utterance's fast text (no second decoding)."""
+
+    def __init__(self, first_pass: Transcriber | None, language: str, complete_from: float) -> None:
+        self._first_pass = first_pass  # None: no first pass, nothing heard
+        self._english = language.startswith("en")
+        self._complete_from = complete_from  # vad.smart_turn_threshold
+        self.forget()
+
+    def forget(self) -> None:
+        self._position: int | None = None  # where speech ended at the pause heard
+        self._transcript: Transcript | None = None
+
+    def hear_pause(self, probability: float | None, position: int) -> None:
+        """A pause, judged complete with `probability`; speech ended at `position`
+        (Endpointer.speech_end_position)."""
+        if (self._first_pass is None or probability is None or probability < self._complete_from
+                or position == self._position):
+            return
+        self.forget()
+        try:
+            self._transcript = self._first_pass.draft()()
+        except Exception:  # without these words, the draft's decide
+            log.exception("the first-pass recognizer failed at a pause")
+            return
+        self._position = position
+
+    def words_allow_end(self, position: int) -> bool | None:
+        """Whether the words of the pause where speech ended at `position` let the turn end
+        there; None where they do not say (not heard there, or no words)."""
+        if position != self._position or self._transcript is None:
+            return None
+        text = self._transcript.text.strip()
+        if not text:
+            return None
+        return not (self._english and ends_mid_phrase(text))
+
+    def at_end(self, position: int, final_known: bool) -> Transcript | None:
+        """The utterance ended, speech last at `position`: its fast text, or None where the
+        final text is as soon known (`final_known`) or there are no words. The next utterance
+        starts afresh."""
+        heard = self._transcript if position == self._position else None
+        self.forget()
+        if self._first_pass is None:
+            return None
+        if final_known or heard is not None:
+            self._first_pass.start()
+        if final_known:
+            return None
+        try:
+            transcript = heard or self._first_pass.finish()
+        except Exception:  # no fast text only means waiting for the final one
+            log.exception("the first-pass recognizer failed")
+            return None
+        return transcript if transcript.text.strip() else None  # the final text decides then

@@ -17,15 +17,13 @@ says it is complete and that draft does not stop mid-phrase (English: "... the c
 otherwise after `vad.silence_s` as before. If nobody spoke after the pause, the draft is the
 final transcript, so Whisper has often finished by the time the turn is known to be over.
 
-A first pass (`stt.first_pass = "moonshine"`): Moonshine hears the utterance beside Whisper, and
-at its end its text goes out at once as a `transcript` with "pass": "fast"; Whisper's follows
-("pass": "final", "first_pass": "agreed" when its words are the same, else "differs"), before
-any frame after the utterance is heard. `run()` emits the fast one before Whisper starts.
+A first pass (`stt.first_pass`, `drafts.FirstPassText`): Moonshine's text goes out at the end as
+a `transcript` with "pass": "fast", emitted before Whisper starts; Whisper's follows ("pass":
+"final", "first_pass": "agreed" or "differs") before any later frame is heard. At a pause judged
+complete, Moonshine's words, not Whisper's draft, say whether the turn ends there.
 
-The model calls block, so `run()` hands frames to a worker thread in batches of `BATCH_S` of
-audio: the event loop stays free, and the thread hop is paid ten times a second, not per frame.
-A cancelled `run()` ends only once the batch in hand is processed, so the models can be closed
-after it.
+The model calls block, so `run()` hands frames to a worker thread in batches of `BATCH_S`
+(one thread hop ten times a second); a cancelled `run()` ends once the batch in hand is done.
 """
 
 from __future__ import annotations
@@ -46,7 +44,7 @@ from ..audio.pcm import SAMPLE_RATE, SAMPLE_WIDTH
 from ..concurrency import to_thread_joined
 from ..config import Config
 from ..events import Event, EventType, new_id
-from .drafts import Draft, Drafter, TimedJudge, TurnTiming
+from .drafts import Draft, Drafter, FirstPassText, TimedJudge, TurnTiming
 from .listener_models import ListenerModels
 from .stop_listener import StopWordListener, stop_word_wanted
 from .stop_word import CheckedStopWord
@@ -125,13 +123,14 @@ class Listener:
         self._confirmation: _Confirmation | None = None
         self.timing = TurnTiming()
         self._drafts = Drafter(self.transcriber, config.stt.language, lambda: self.timing)
+        self._first_pass_text = FirstPassText(self.first_pass, config.stt.language, config.vad.smart_turn_threshold)
         speculative = config.stt.speculative
         self.endpointer = Endpointer(
             config.vad,
             vad=vad,
             turn_end=TimedJudge(self.turn_end, lambda: self.timing) if self.turn_end is not None else None,
             on_pause=self._start_draft if speculative else None,
-            words_allow_end=self._drafts.words_allow_end if speculative else None,
+            words_allow_end=self._words_allow_end if speculative or self.first_pass is not None else None,
         )
         self._before_wake = bytearray()  # the last _WAKE_LOOKBACK_BYTES while not listening
         # When each frame heard was captured: frames may wait in the source's queue while the
@@ -333,6 +332,7 @@ class Listener:
         after_word_s = self.wake.phrase_end_margin_s if woken and self.wake is not None else 0.0
         self.endpointer.reset(no_speech_timeout_s=no_speech_timeout_s, after_word_s=after_word_s)
         self._drafts.forget()
+        self._first_pass_text.forget()
         self.timing = TurnTiming()
 
     def _follow_utterance(self, frame: bytes, events: list[Event]) -> None:
@@ -349,6 +349,8 @@ class Listener:
                 if self.first_pass is not None:
                     self.first_pass.start()
                 self._feed(self.endpointer.utterance(), events)
+            elif change.type == "pause":
+                self._first_pass_text.hear_pause(change.probability, self.endpointer.speech_end_position)
             elif change.type == "speech_end":
                 self._end_utterance(change, events)
 
@@ -357,6 +359,13 @@ class Listener:
     def _start_draft(self) -> None:
         """A pause: transcribe the utterance so far in the background."""
         self._drafts.start(self.endpointer.speech_end_position)
+
+    def _words_allow_end(self) -> bool | None:
+        """Whether this pause's words let the turn end: the first pass's, else the draft's."""
+        allowed = self._first_pass_text.words_allow_end(self.endpointer.speech_end_position)
+        if allowed is None and self.config.stt.speculative:
+            return self._drafts.words_allow_end()
+        return True if allowed is None else allowed
 
     def _feed(self, data: bytes, events: list[Event]) -> None:
         try:
@@ -388,20 +397,11 @@ class Listener:
         self._listening = False
 
     def _fast_transcript(self, draft: Draft | None) -> dict | None:
-        """stt.first_pass: the fast recognizer's transcript data, or None where the final text
-        is as soon known (the last pause's draft has it) or there is none."""
-        if self.first_pass is None:
+        """stt.first_pass: the fast text's data; None where the final is as soon known, or none."""
+        final_known = draft is not None and draft.future.done()
+        transcript = self._first_pass_text.at_end(self.endpointer.speech_end_position, final_known)
+        if transcript is None:
             return None
-        if draft is not None and draft.future.done():
-            self.first_pass.start()  # the next utterance starts afresh
-            return None
-        try:
-            transcript = self.first_pass.finish()
-        except Exception:  # no fast text only means waiting for the final one
-            log.exception("the first-pass recognizer failed")
-            return None
-        if not transcript.text.strip():
-            return None  # the final text decides whether anything was said
         data = transcript.to_json_dict()
         data.pop("words", None)
         data.update({"speculative": False, "pass": "fast"})
