@@ -1,7 +1,7 @@
 """Speculative transcripts (`stt.speculative`): the utterance so far, transcribed at each pause
 in a background thread, so that the transcript is often ready when the turn is known to be over;
-the first pass's text at a pause judged complete and at the end (`FirstPassText`, stt.first_pass); and how
-the current turn's end was found (`TurnTiming`), for the bench and logs."""
+the first pass's text at a pause judged complete and at the end (`FirstPassText`,
+stt.first_pass); and how the current turn's end was found (`TurnTiming`), for the bench and logs."""
 
 from __future__ import annotations
 
