@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from edge_assistant.audio.pcm import SAMPLE_RATE
+from edge_assistant.audio.echo.delay import SOUNDING_LEVEL
 from edge_assistant.audio.speaker import SpeakerSink
 from edge_assistant.bench.clips import espeak_speech
 from edge_assistant.config import AudioConfig, WakeConfig
@@ -310,3 +311,22 @@ def test_a_cancelled_reader_ends_only_after_the_cancellers_thread(monkeypatch):
 
     assert asyncio.run(scenario())
     assert order == ["canceller done", "reader ended"]
+
+
+def test_before_a_delay_is_adopted_an_estimate_bounds_the_echo(speech):
+    """The assistant's first short replies: too little sound yet for estimates in a row to
+    agree on the delay. One confident estimate already says when the echo ends; without it,
+    everything up to `echo_max_delay_ms` and the tail after the reply counted as echo, and a
+    person answering half a second after it lost their first word to the silencing."""
+    reply = speech("Jarvis here. The timer is set.", lead_s=0.0, tail_s=0.0)
+    played = np.concatenate([reply, np.zeros(SAMPLE_RATE, np.int16)])
+    own_sound: list[bool] = []
+    _, _, _, processor = play_through_room(played, delay_s=0.12, engine="speex", own_sound=own_sound)
+    estimator = processor.estimator
+    assert estimator.delay is None and estimator.last.confidence >= estimator.MIN_CONFIDENCE
+    assert estimator.last.delay_s == pytest.approx(0.12, abs=0.002)
+    last_sound = int(np.nonzero(np.abs(reply) >= SOUNDING_LEVEL)[0][-1]) // BLOCK
+    # The echo: from the delay after each sound to the room's tail after the last one.
+    assert all(own_sound[last_sound + 12 : last_sound + 42])
+    # An answer half a second after the reply's last sound is the person's.
+    assert not any(own_sound[last_sound + 50 :])

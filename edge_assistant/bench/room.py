@@ -142,9 +142,10 @@ class ManualClock:
 
 def play_through_room(played: np.ndarray, *, delay_s: float, engine: str = "webrtc",
                       voice: np.ndarray | None = None, voice_at_s: float = 0.0,
-                      noise_rms: float = 3.0, seed: int = 0):
+                      noise_rms: float = 3.0, seed: int = 0, own_sound: list[bool] | None = None):
     """Play `played` (16 kHz) into a room while a person says `voice` from `voice_at_s`, and
     cancel the echo step by step, 10 ms at a time, on a manual clock (no waiting).
+    `own_sound`, if given, gets the canceller's verdict on each 10 ms: could it hear the speaker?
 
     Returns (room, microphone, cleaned, processor): the room's tracks, the microphone's samples
     and the canceller's output cover the same samples, from when the speaker began.
@@ -174,6 +175,8 @@ def play_through_room(played: np.ndarray, *, delay_s: float, engine: str = "webr
         capture.observe(index + BLOCK, clock.time)
         microphone[index : index + BLOCK] = room.capture(index, BLOCK)
         cleaned[index : index + BLOCK] = processor.process(microphone[index : index + BLOCK], index)
+        if own_sound is not None:
+            own_sound.extend(processor.own_sound)
     return room, microphone, cleaned, processor
 
 

@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 SETTLE_S = 3.0
 # How long the room goes on echoing a sound after the speaker stopped playing it.
 ECHO_TAIL_S = 0.3
+# Before a delay is adopted (estimates in a row must agree), the latest confident estimate says
+# when the echo comes, give or take this much: without it, everything up to
+# `echo_max_delay_ms` and the tail after a reply would count as its echo, and a person
+# answering straight after the assistant's first replies would lose their first word.
+ESTIMATE_MARGIN_S = 0.05
 
 
 class CaptureProcessor:
@@ -75,13 +80,17 @@ class CaptureProcessor:
 
     def _hears_own_sound(self) -> bool:
         """Whether the block just added to `_sounding` may hold the speaker's sound: anything
-        played from the delay (or, unmeasured, any delay) up to the room's tail before it."""
-        delay = self.estimator.delay
+        played from the delay up to the room's tail before it. Before a delay is adopted, the
+        latest confident estimate stands for it, with a margin; with none, any delay."""
+        delay, margin = self.estimator.delay, DELAY_MARGIN_S
         blocks = list(self._sounding)
         if delay is None:
-            return any(blocks)
-        latest = max(0, (delay - int(DELAY_MARGIN_S * SAMPLE_RATE)) // BLOCK)
-        earliest = (delay // BLOCK) + int(ECHO_TAIL_S * 100) + 1
+            estimate = self.estimator.last
+            if estimate is None or estimate.confidence < self.estimator.MIN_CONFIDENCE:
+                return any(blocks)
+            delay, margin = int(estimate.delay_s * SAMPLE_RATE), ESTIMATE_MARGIN_S
+        latest = max(0, (delay - int(margin * SAMPLE_RATE)) // BLOCK)
+        earliest = (delay // BLOCK) + int((ECHO_TAIL_S + margin - DELAY_MARGIN_S) * 100) + 1
         return any(blocks[max(0, len(blocks) - earliest) : max(0, len(blocks) - latest)])
 
     def process(self, samples: np.ndarray, first_index: int) -> np.ndarray:
