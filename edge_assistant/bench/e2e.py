@@ -387,7 +387,8 @@ def _report_first_pass(report: Report, turns: list[Turn], sequential_ttfa: float
     report.add("e2e.first_pass.transcript", turns[-1].heard)
     ttfa = report.add_series("e2e.first_pass.ttfa_s", [t.timeline.ttfa_s for t in turns])
     report.add_ratio("e2e.first_pass.ratio", ttfa, sequential_ttfa)
-    report.add_series("e2e.first_pass.endpoint_s", [t.timeline.endpoint[1] - t.timeline.endpoint[0] for t in turns])
+    report.add_series("e2e.first_pass.endpoint_s",
+                      [t.timeline.endpoint[1] - t.timeline.endpoint[0] for t in turns])
     report.add_series("e2e.first_pass.stt_s", [t.timeline.stt[1] - t.timeline.stt[0] for t in turns])
     report.add_series("e2e.first_pass.final_stt_s", [t.timeline.final_stt[1] - t.timeline.final_stt[0]
                                                       for t in turns if t.timeline.final_stt is not None])

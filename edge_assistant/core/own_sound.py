@@ -1,8 +1,8 @@
 """What the core decides about the assistant's own sound (`audio.own_sound.OwnSound`, which
 knows what it played and what the microphone still hears of it): which frames a listener
-waiting for words hears as silence, whether the wake earcon plays, the stop word held while the assistant says "stop"
-itself, and how far the listener runs behind the microphone. Kept together: each is a decision
-about the sound the assistant makes reaching its own ears."""
+waiting for words hears as silence, whether the wake earcon plays, the stop word held while
+the assistant says "stop" itself, and how far the listener runs behind the microphone. Kept
+together: each is a decision about the sound the assistant makes reaching its own ears."""
 
 from __future__ import annotations
 

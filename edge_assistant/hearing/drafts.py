@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..config import Config
 from .stt import Transcript, Transcriber
 from .turn_end import TurnEndModel, ends_mid_phrase
 
@@ -124,10 +125,10 @@ class FirstPassText:
     say at once whether the turn may end there, where the slow recognizer's draft takes 0.4 to
     0.6 s; if nobody speaks again, that is the utterance's fast text (no second decoding)."""
 
-    def __init__(self, first_pass: Transcriber | None, language: str, complete_from: float) -> None:
+    def __init__(self, first_pass: Transcriber | None, config: Config) -> None:
         self._first_pass = first_pass  # None: no first pass, nothing heard
-        self._english = language.startswith("en")
-        self._complete_from = complete_from  # vad.smart_turn_threshold
+        self._english = config.stt.language.startswith("en")
+        self._complete_from = config.vad.smart_turn_threshold
         self.forget()
 
     def forget(self) -> None:

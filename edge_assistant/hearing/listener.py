@@ -123,7 +123,7 @@ class Listener:
         self._confirmation: _Confirmation | None = None
         self.timing = TurnTiming()
         self._drafts = Drafter(self.transcriber, config.stt.language, lambda: self.timing)
-        self._first_pass_text = FirstPassText(self.first_pass, config.stt.language, config.vad.smart_turn_threshold)
+        self._first_pass_text = FirstPassText(self.first_pass, config)
         speculative = config.stt.speculative
         self.endpointer = Endpointer(
             config.vad,
