@@ -41,6 +41,12 @@ class TurnTiming:
     first_pass_agreed: bool | None = None
 
 
+def words_may_end_turn(text: str, language: str) -> bool:
+    """Whether a turn whose words so far are `text` may end: not where they stop mid-phrase
+    ("... the capital of"). Only English words are known; in other languages any may."""
+    return not (language.startswith("en") and ends_mid_phrase(text))
+
+
 class TimedJudge:
     """The end-of-turn model, with each call noted in the turn's timing."""
 
@@ -99,9 +105,7 @@ class Drafter:
             return None
         if draft.future.exception() is not None:
             return True
-        if not self._language.startswith("en"):
-            return True  # only English words are known
-        return not ends_mid_phrase(draft.future.result().text)
+        return words_may_end_turn(draft.future.result().text, self._language)
 
     def take_final(self, speech_end: int) -> Draft | None:
         """The draft of the last pause if speech ended there (then it is the transcript)."""
@@ -127,7 +131,7 @@ class FirstPassText:
 
     def __init__(self, first_pass: Transcriber | None, config: Config) -> None:
         self._first_pass = first_pass  # None: no first pass, nothing heard
-        self._english = config.stt.language.startswith("en")
+        self._language = config.stt.language
         self._complete_from = config.vad.smart_turn_threshold
         self.forget()
 
@@ -138,8 +142,7 @@ class FirstPassText:
     def hear_pause(self, probability: float | None, position: int) -> None:
         """A pause, judged complete with `probability`; speech ended at `position`
         (Endpointer.speech_end_position)."""
-        if (self._first_pass is None or probability is None or probability < self._complete_from
-                or position == self._position):
+        if self._first_pass is None or probability is None or probability < self._complete_from:
             return
         self.forget()
         try:
@@ -155,9 +158,7 @@ class FirstPassText:
         if position != self._position or self._transcript is None:
             return None
         text = self._transcript.text.strip()
-        if not text:
-            return None
-        return not (self._english and ends_mid_phrase(text))
+        return words_may_end_turn(text, self._language) if text else None
 
     def at_end(self, position: int, final_known: bool) -> Transcript | None:
         """The utterance ended, speech last at `position`: its fast text, or None where the
@@ -168,12 +169,13 @@ class FirstPassText:
         if self._first_pass is None:
             return None
         if final_known or heard is not None:
-            self._first_pass.start()
-        if final_known:
-            return None
-        try:
-            transcript = heard or self._first_pass.finish()
-        except Exception:  # no fast text only means waiting for the final one
-            log.exception("the first-pass recognizer failed")
-            return None
-        return transcript if transcript.text.strip() else None  # the final text decides then
+            self._first_pass.start()  # nothing more to decode of this utterance
+            if final_known:
+                return None
+        else:
+            try:
+                heard = self._first_pass.finish()
+            except Exception:  # no fast text only means waiting for the final one
+                log.exception("the first-pass recognizer failed")
+                return None
+        return heard if heard.text.strip() else None  # no words: the final text decides
